@@ -1,0 +1,178 @@
+"""The single integer description of a deployable network.
+
+The quantizer produces a ``NetworkSpec``, the netx writer stores one, the netx reader
+returns one, and the simulator and the Lava builder consume one. Because all of them
+speak about the same object, a file read from disk and a model quantized in memory can
+be compared field by field, and bit-exactness cannot drift between stages.
+
+Every number here is what the chip (or Lava's ``fixed_pt`` model) uses, in the units a
+netx HDF5 file stores:
+
+* ``weight``: the effective integer synaptic weight. netx derives the 8-bit mantissa
+  and the weight exponent from these values itself (``optimize_weight_bits``), so the
+  file carries ``mantissa << exponent``, not the two parts.
+* CUBA neuron, per step (Lava ``Loihi2SimCfg(select_tag="fixed_pt")``)::
+
+      u = sgn(u·(4096 − iDecay)) · (|u·(4096 − iDecay)| >> 12) + (a_in << 6)   (24-bit wrap)
+      v = sgn(v·(4096 − vDecay)) · (|v·(4096 − vDecay)| >> 12) + u + (bias << 6)
+      s = v > (vThMant << 6);  v[s] = 0
+
+* ``bias``: the bias mantissa; netx fixes the bias exponent at 6. Input data enters a
+  network through the bias of its input layer.
+
+Fields netx does not know (the DLIF per-step gains, the project's metadata) live in
+``extras`` and are written under a namespaced group so stock netx ignores them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+#: netx's fixed bias exponent and Loihi's fixed threshold / activation shift.
+BIAS_EXP = 6
+STATE_SHIFT = 6
+#: decays are 12-bit fractions of 4096.
+DECAY_ONE = 4096
+#: 24-bit signed neuron state.
+STATE_BITS = 24
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+
+LAYER_KINDS = ("input", "dense", "conv", "flatten")
+
+
+@dataclass(frozen=True)
+class CubaNeuron:
+    """A Loihi CUBA-LIF neuron, exactly the fields a netx ``neuron`` group holds.
+
+    ``i_decay = 4096`` makes the current forget everything each step, which turns CUBA
+    into the paper's LIF (v = λ·v + I). ``v_decay = round((1 − λ)·4096)`` and must stay
+    ≥ 1 for λ < 1 so the deployed decay keeps the stability bound.
+
+    ``gain_mant`` / ``gain_exp`` carry the DLIF per-step input gains a_l[t] exactly
+    (a_l[t] ≈ gain_mant[t] / 2**gain_exp, applied to ``a_in`` before the shift into u);
+    ``None`` means plain CUBA, which is all stock netx can run.
+    """
+
+    i_decay: int
+    v_decay: int
+    vth_mant: int
+    ref_delay: int = 1
+    graded_spike: bool = False
+    gain_mant: Optional[Tuple[int, ...]] = None
+    gain_exp: int = 0
+
+    @property
+    def realised_decay(self) -> float:
+        """The membrane decay λ the chip applies: 1 − vDecay / 4096."""
+        return 1.0 - self.v_decay / DECAY_ONE
+
+
+@dataclass(frozen=True)
+class ForeignNeuron:
+    """A neuron type the project does not simulate (for example sigma-delta).
+
+    Kept verbatim so a lava-dl file can be read and re-exported without loss; the
+    simulator and quantizer reject it with a clear error.
+    """
+
+    type: str
+    fields: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LayerSpec:
+    """One netx layer.
+
+    ``shape`` is the layer's neuron array in (C, H, W) order for input and conv layers
+    and (F,) for dense layers; a flatten layer has no neurons and repeats its input's
+    shape flattened.
+    """
+
+    kind: str
+    shape: Tuple[int, ...]
+    neuron: Optional[CubaNeuron | ForeignNeuron] = None
+    weight: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
+    delay: Optional[np.ndarray] = None
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"unsupported layer kind {self.kind!r}; "
+                             f"supported: {', '.join(LAYER_KINDS)}")
+        self.shape = tuple(int(s) for s in self.shape)
+
+    @property
+    def num_neurons(self) -> int:
+        return int(np.prod(self.shape)) if self.kind != "flatten" else 0
+
+    @property
+    def is_synaptic(self) -> bool:
+        """True for layers whose output arrives one time step after their input."""
+        return self.kind in ("dense", "conv")
+
+
+@dataclass
+class NetworkSpec:
+    """An ordered list of layers plus what the deployment needs to run them.
+
+    ``meta`` keys the project uses (all optional for foreign files):
+
+    * ``steps``: time steps T of the float model; a deployed sample runs
+      ``steps + pipeline_depth`` steps so every layer sees all T of its inputs.
+    * ``input_scale``: bias mantissa per unit of input (x in [0, 1] → round(x·scale)).
+    * ``readout``: ``"membrane"`` (argmax of the last layer's v after the run, the
+      paper's mean-over-T readout) or ``"spike_count"``.
+    * ``source``: where the network came from (checkpoint, recipe, quantizer options).
+    """
+
+    layers: List[LayerSpec]
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_layer(self) -> LayerSpec:
+        return self.layers[0]
+
+    @property
+    def output_layer(self) -> LayerSpec:
+        return self.layers[-1]
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Number of synaptic hops; each adds one step of latency on Loihi and in Lava."""
+        return sum(layer.is_synaptic for layer in self.layers)
+
+    @property
+    def steps(self) -> int:
+        return int(self.meta.get("steps", 1))
+
+    @property
+    def run_steps(self) -> int:
+        """Steps one sample needs on the chip so the output sees all T input steps."""
+        return self.steps + self.pipeline_depth
+
+    def with_meta(self, **updates: Any) -> "NetworkSpec":
+        return replace(self, meta={**self.meta, **updates})
+
+    def describe(self) -> str:
+        """A one-line-per-layer table, for ``info`` and logs."""
+        rows = [f"{'#':>2} {'kind':<8} {'shape':<16} {'weights':<18} neuron"]
+        for i, layer in enumerate(self.layers):
+            w = "" if layer.weight is None else f"{tuple(layer.weight.shape)}"
+            n = layer.neuron
+            if isinstance(n, CubaNeuron):
+                desc = f"CUBA iDecay={n.i_decay} vDecay={n.v_decay} vTh={n.vth_mant}"
+                if n.gain_mant is not None:
+                    desc += f" gains={len(n.gain_mant)}"
+            elif isinstance(n, ForeignNeuron):
+                desc = f"{n.type} (not simulated)"
+            else:
+                desc = "-"
+            rows.append(f"{i:>2} {layer.kind:<8} {str(layer.shape):<16} {w:<18} {desc}")
+        return "\n".join(rows)
