@@ -20,8 +20,9 @@ netx HDF5 file stores:
 * ``bias``: the bias mantissa; netx fixes the bias exponent at 6. Input data enters a
   network through the bias of its input layer.
 
-Fields netx does not know (the DLIF per-step gains, the project's metadata) live in
-``extras`` and are written under a namespaced group so stock netx ignores them.
+Fields netx does not know (the DLIF per-step gains, the project's metadata) are written
+under a namespaced ``rssnn`` group so stock netx ignores them; fields of lava-dl files
+that the project does not interpret ride along in ``passthrough`` for lossless re-export.
 """
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ DECAY_ONE = 4096
 STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 
+#: layer kinds the project quantizes, simulates and runs.
 LAYER_KINDS = ("input", "dense", "conv", "flatten")
+#: further kinds netx files may hold; read and re-exported verbatim, never simulated.
+FOREIGN_LAYER_KINDS = ("average", "pool", "concat", "convT", "unpool", "dense_rec",
+                       "dense_comp")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class CubaNeuron:
     graded_spike: bool = False
     gain_mant: Optional[Tuple[int, ...]] = None
     gain_exp: int = 0
+    #: netx treats "CUBA" and the Loihi-1 "LOIHI" type alike; kept for re-export.
+    netx_type: str = "CUBA"
+    #: neuron fields netx ignores (e.g. a LOIHI neuron's theta, tauRho), kept verbatim.
+    passthrough: Tuple[Tuple[str, Any], ...] = ()
 
     @property
     def realised_decay(self) -> float:
@@ -100,13 +109,19 @@ class LayerSpec:
     padding: Tuple[int, int] = (0, 0)
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
-    extras: Dict[str, Any] = field(default_factory=dict)
+    #: file datasets of this layer that the project does not interpret, kept verbatim.
+    passthrough: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in LAYER_KINDS:
-            raise ValueError(f"unsupported layer kind {self.kind!r}; "
+        if self.kind not in LAYER_KINDS + FOREIGN_LAYER_KINDS:
+            raise ValueError(f"unknown layer kind {self.kind!r}; "
                              f"supported: {', '.join(LAYER_KINDS)}")
         self.shape = tuple(int(s) for s in self.shape)
+
+    @property
+    def is_foreign(self) -> bool:
+        """True for kinds netx may hold but the project cannot simulate."""
+        return self.kind in FOREIGN_LAYER_KINDS or isinstance(self.neuron, ForeignNeuron)
 
     @property
     def num_neurons(self) -> int:

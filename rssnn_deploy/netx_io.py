@@ -1,0 +1,456 @@
+"""NetworkSpec ⇄ lava-dl netx HDF5 files.
+
+The file format is handled here and nowhere else. Writing produces exactly what stock
+``lava.lib.dl.netx.hdf5.Network`` reads (DESIGN §4): groups ``layer/0 … layer/n−1``,
+``type`` as a one-element bytes array, ``shape`` in (C, H, W) order, CUBA neuron fields
+``iDecay``/``vDecay``/``vThMant``/``refDelay``/``gradedSpike``. Project-only fields live
+in ``rssnn`` groups (``/rssnn`` for network metadata, ``layer/i/rssnn`` for DLIF gains),
+which netx never opens.
+
+Reading accepts any netx file, ours or lava-dl's own: layer groups are ordered
+numerically (h5py lists ``10`` before ``2``), weights and biases are taken as netx takes
+them (``astype(int)``, i.e. truncation toward zero), neuron types netx knows but the
+project does not simulate are kept as ``ForeignNeuron``, and every field netx ignores is
+kept in ``passthrough`` so a file re-exports to an equivalent one. A damaged or foreign
+file raises ``NetxFormatError`` naming the file, the layer and the field.
+
+Writes are atomic: the file is built under a temporary name in the target directory and
+renamed into place only when complete, so a failed export never leaves half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import h5py
+import numpy as np
+
+from rssnn_deploy.spec import (DECAY_ONE, FOREIGN_LAYER_KINDS, LAYER_KINDS, CubaNeuron,
+                               ForeignNeuron, LayerSpec, NetworkSpec)
+
+PathLike = Union[str, os.PathLike]
+
+#: netx's neuron for a dense layer stored without one (hdf5.py: create_dense).
+NETX_DEFAULT_NEURON = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=1 << 17)
+_CUBA_TYPES = ("CUBA", "LOIHI")
+_CUBA_FIELDS = ("type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike")
+_CONV_DERIVED = ("inChannels", "outChannels", "kernelSize")
+_DENSE_DERIVED = ("inFeatures", "outFeatures")
+_HANDLED = {"type", "shape", "neuron", "weight", "bias", "delay", "stride", "padding",
+            "dilation", "groups", "rssnn", *_CONV_DERIVED, *_DENSE_DERIVED}
+
+
+class NetxFormatError(ValueError):
+    """A netx file (or a spec about to be written) that breaks the format."""
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_netx(path: PathLike) -> NetworkSpec:
+    """Load any netx HDF5 file into a ``NetworkSpec``; raise ``NetxFormatError`` if bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetxFormatError(f"{path}: no such file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise NetxFormatError(f"{path}: not a readable HDF5 file ({err})") from None
+    with handle:
+        if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
+            raise NetxFormatError(f"{path}: no 'layer' group; not a netx network file")
+        layers = [_read_layer(path, index, group)
+                  for index, group in _ordered_layers(path, handle["layer"])]
+        meta = _read_meta(path, handle)
+    spec = NetworkSpec(layers=layers, meta=meta)
+    _check_structure(spec, path)
+    return spec
+
+
+def _ordered_layers(path: Path, group: h5py.Group) -> List[Tuple[int, h5py.Group]]:
+    keys = list(group.keys())
+    if not keys:
+        raise NetxFormatError(f"{path}: 'layer' group is empty")
+    if not all(k.isdigit() for k in keys):
+        bad = [k for k in keys if not k.isdigit()]
+        raise NetxFormatError(f"{path}: layer names must be 0..n-1, found {bad}")
+    indices = sorted(int(k) for k in keys)
+    if indices != list(range(len(indices))):
+        raise NetxFormatError(f"{path}: layers must be numbered 0..{len(indices) - 1} "
+                              f"without gaps, found {indices}")
+    return [(i, group[str(i)]) for i in indices]
+
+
+def _read_layer(path: Path, index: int, group: h5py.Group) -> LayerSpec:
+    where = f"{path}: layer/{index}"
+    kind = _read_str(group, "type", where)
+    if kind not in LAYER_KINDS + FOREIGN_LAYER_KINDS:
+        raise NetxFormatError(f"{where}/type: unknown layer type {kind!r}")
+    if "shape" not in group:
+        raise NetxFormatError(f"{where}/shape: missing")
+    shape = tuple(int(s) for s in np.atleast_1d(group["shape"][()]))
+    fields: Dict[str, Any] = dict(kind=kind, shape=shape)
+    if "neuron" in group:
+        fields["neuron"] = _read_neuron(group["neuron"], f"{where}/neuron")
+    elif kind == "dense":
+        fields["neuron"] = NETX_DEFAULT_NEURON
+    readers: Dict[str, Callable[[h5py.Group, str, Dict[str, Any]], None]] = {
+        "dense": _read_dense, "conv": _read_conv}
+    if kind in readers:
+        readers[kind](group, where, fields)
+    passthrough = {k: _read_raw(group[k]) for k in group.keys() if k not in _HANDLED}
+    if kind == "input":  # netx's scalar input transform: kept, not interpreted
+        passthrough.update({k: _read_raw(group[k]) for k in ("weight", "bias") if k in group})
+    fields["passthrough"] = passthrough
+    _read_gains(group, where, fields)
+    return LayerSpec(**fields)
+
+
+def _read_dense(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
+    weight = _read_int_array(group, "weight", where)
+    out_features = int(np.prod(fields["shape"]))
+    if weight.ndim == 1:  # netx reshapes a flat weight to (out, -1)
+        if weight.size % out_features:
+            raise NetxFormatError(f"{where}/weight: {weight.size} values do not split "
+                                  f"into {out_features} output rows")
+        weight = weight.reshape(out_features, -1)
+    if weight.ndim != 2 or weight.shape[0] != out_features:
+        raise NetxFormatError(f"{where}/weight: shape {weight.shape} does not match "
+                              f"{out_features} output neurons (expected (out, in))")
+    fields["weight"] = weight
+    _read_optional_vector(group, "bias", where, fields, out_features)
+    if "delay" in group:
+        fields["delay"] = np.asarray(group["delay"][()]).astype(np.int64)
+
+
+def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
+    weight = _read_int_array(group, "weight", where)
+    if weight.ndim == 5 and weight.shape[-1] == 1:  # slayer stores (out, in, kH, kW, 1)
+        weight = weight[..., 0]
+    if weight.ndim != 4:
+        raise NetxFormatError(f"{where}/weight: expected (out, in, kH, kW), "
+                              f"found shape {weight.shape}")
+    if len(fields["shape"]) != 3 or fields["shape"][0] != weight.shape[0]:
+        raise NetxFormatError(f"{where}/shape: {fields['shape']} does not match "
+                              f"{weight.shape[0]} output channels (expected (C, H, W))")
+    fields["weight"] = weight
+    for name in ("stride", "padding", "dilation"):
+        fields[name] = _read_pair(group, name, where, default=1 if name != "padding" else 0)
+    fields["groups"] = int(np.asarray(group["groups"][()]).item()) if "groups" in group else 1
+    _read_optional_vector(group, "bias", where, fields, int(np.prod(fields["shape"])),
+                          allow=(fields["shape"][0],))
+    if "delay" in group:
+        fields["delay"] = np.asarray(group["delay"][()]).astype(np.int64)
+
+
+def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeuron]:
+    neuron_type = _read_str(group, "type", where)
+    if neuron_type not in _CUBA_TYPES:
+        return ForeignNeuron(type=neuron_type,
+                             fields={k: _read_raw(group[k]) for k in group.keys()
+                                     if k != "type"})
+    values = {}
+    for name in ("iDecay", "vDecay", "vThMant"):
+        if name not in group:
+            raise NetxFormatError(f"{where}/{name}: missing from {neuron_type} neuron")
+        values[name] = _read_scalar_int(group, name, where)
+    for name in ("iDecay", "vDecay"):
+        if not 0 <= values[name] <= DECAY_ONE:
+            raise NetxFormatError(f"{where}/{name}: {values[name]} outside [0, {DECAY_ONE}]")
+    if values["vThMant"] < 0:
+        raise NetxFormatError(f"{where}/vThMant: {values['vThMant']} is negative")
+    return CubaNeuron(
+        i_decay=values["iDecay"], v_decay=values["vDecay"], vth_mant=values["vThMant"],
+        ref_delay=_read_scalar_int(group, "refDelay", where) if "refDelay" in group else 1,
+        graded_spike=bool(group["gradedSpike"][()]) if "gradedSpike" in group else False,
+        netx_type=neuron_type,
+        passthrough=tuple((k, _read_raw(group[k])) for k in sorted(group.keys())
+                          if k not in _CUBA_FIELDS))
+
+
+def _read_gains(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
+    """Attach the project's DLIF gains (``layer/i/rssnn``) to the layer's CUBA neuron."""
+    if "rssnn" not in group:
+        return
+    ours = group["rssnn"]
+    neuron = fields.get("neuron")
+    if not isinstance(neuron, CubaNeuron):
+        raise NetxFormatError(f"{where}/rssnn: DLIF gains need a CUBA neuron")
+    if "gainMant" not in ours or "gainExp" not in ours:
+        raise NetxFormatError(f"{where}/rssnn: needs both gainMant and gainExp")
+    mant = np.asarray(ours["gainMant"][()])
+    if mant.ndim != 1 or not np.issubdtype(mant.dtype, np.integer):
+        raise NetxFormatError(f"{where}/rssnn/gainMant: expected a 1-D integer array")
+    fields["neuron"] = replace(neuron, gain_mant=tuple(int(g) for g in mant),
+                               gain_exp=_read_scalar_int(ours, "gainExp", where + "/rssnn"))
+
+
+def _read_meta(path: Path, handle: h5py.File) -> Dict[str, Any]:
+    meta: Dict[str, Any] = {}
+    if "rssnn" in handle and "meta" in handle["rssnn"].attrs:
+        try:
+            meta.update(json.loads(handle["rssnn"].attrs["meta"]))
+        except (TypeError, ValueError) as err:
+            raise NetxFormatError(f"{path}: rssnn/meta is not valid JSON ({err})") from None
+    if "simulation" in handle:
+        meta["simulation"] = {k: _read_raw(handle["simulation"][k])
+                              for k in handle["simulation"].keys()}
+    return meta
+
+
+def _read_str(group: h5py.Group, name: str, where: str) -> str:
+    if name not in group:
+        raise NetxFormatError(f"{where}/{name}: missing")
+    value = group[name][()]
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise NetxFormatError(f"{where}/{name}: expected one string, found {value.shape}")
+        value = value.reshape(-1)[0]
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace")
+    if isinstance(value, str):
+        return value
+    raise NetxFormatError(f"{where}/{name}: expected a string, found {type(value).__name__}")
+
+
+def _read_int_array(group: h5py.Group, name: str, where: str) -> np.ndarray:
+    if name not in group:
+        raise NetxFormatError(f"{where}/{name}: missing")
+    value = np.asarray(group[name][()])
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+        raise NetxFormatError(f"{where}/{name}: expected numbers, found {value.dtype}")
+    if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+        raise NetxFormatError(f"{where}/{name}: contains NaN or infinity")
+    return value.astype(np.int64)  # what netx does: astype(int), truncation toward zero
+
+
+def _read_scalar_int(group: h5py.Group, name: str, where: str) -> int:
+    value = np.asarray(group[name][()])
+    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        raise NetxFormatError(f"{where}/{name}: expected one number, found {value!r}")
+    return int(value.reshape(-1)[0])
+
+
+def _read_pair(group: h5py.Group, name: str, where: str, default: int) -> Tuple[int, int]:
+    if name not in group:
+        return (default, default)
+    value = np.atleast_1d(np.asarray(group[name][()]).astype(np.int64))
+    if value.size == 1:
+        return (int(value[0]), int(value[0]))
+    if value.size != 2:
+        raise NetxFormatError(f"{where}/{name}: expected 1 or 2 values (H, W), "
+                              f"found {value.tolist()}")
+    return (int(value[0]), int(value[1]))
+
+
+def _read_optional_vector(group: h5py.Group, name: str, where: str, fields: Dict[str, Any],
+                          size: int, allow: Tuple[int, ...] = ()) -> None:
+    if name not in group:
+        return
+    value = _read_int_array(group, name, where).reshape(-1)
+    if value.size not in (1, size, *allow):
+        raise NetxFormatError(f"{where}/{name}: {value.size} values for {size} neurons")
+    fields[name] = value
+
+
+def _read_raw(item: Union[h5py.Dataset, h5py.Group]) -> Any:
+    if isinstance(item, h5py.Group):
+        return {k: _read_raw(item[k]) for k in item.keys()}
+    return item[()]
+
+
+# --------------------------------------------------------------------------- writing
+
+def write_netx(spec: NetworkSpec, path: PathLike) -> Path:
+    """Write ``spec`` as a netx file atomically and return the final path."""
+    path = Path(path)
+    _check_structure(spec, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp_name, "w") as handle:
+            layer_group = handle.create_group("layer")
+            for index, layer in enumerate(spec.layers):
+                _write_layer(layer_group.create_group(str(index)), layer)
+            _write_meta(handle, spec.meta)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_layer(group: h5py.Group, layer: LayerSpec) -> None:
+    group.create_dataset("type", data=np.array([layer.kind.encode("ascii")], dtype="S10"))
+    group.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+    if layer.weight is not None:
+        group.create_dataset("weight", data=_file_dtype(layer.weight))
+    if layer.bias is not None:
+        group.create_dataset("bias", data=_file_dtype(layer.bias))
+    if layer.delay is not None:
+        group.create_dataset("delay", data=np.asarray(layer.delay))
+    if layer.kind == "dense" and layer.weight is not None:
+        group.create_dataset("outFeatures", data=int(layer.weight.shape[0]))
+        group.create_dataset("inFeatures", data=int(layer.weight.shape[1]))
+    if layer.kind == "conv":
+        group.create_dataset("outChannels", data=int(layer.weight.shape[0]))
+        group.create_dataset("inChannels", data=int(layer.weight.shape[1] * layer.groups))
+        group.create_dataset("kernelSize", data=np.asarray(layer.weight.shape[2:]))
+        for name in ("stride", "padding", "dilation"):
+            group.create_dataset(name, data=np.asarray(getattr(layer, name), dtype=np.int64))
+        group.create_dataset("groups", data=int(layer.groups))
+    for name, value in layer.passthrough.items():
+        _write_raw(group, name, value)
+    if layer.neuron is not None:
+        _write_neuron(group, layer.neuron)
+
+
+def _write_neuron(layer_group: h5py.Group, neuron: Union[CubaNeuron, ForeignNeuron]) -> None:
+    group = layer_group.create_group("neuron")
+    if isinstance(neuron, ForeignNeuron):
+        _write_string(group, "type", neuron.type)
+        for name, value in neuron.fields.items():
+            _write_raw(group, name, value)
+        return
+    _write_string(group, "type", neuron.netx_type)
+    group.create_dataset("iDecay", data=int(neuron.i_decay))
+    group.create_dataset("vDecay", data=int(neuron.v_decay))
+    group.create_dataset("vThMant", data=int(neuron.vth_mant))
+    group.create_dataset("refDelay", data=int(neuron.ref_delay))
+    group.create_dataset("gradedSpike", data=bool(neuron.graded_spike))
+    for name, value in neuron.passthrough:
+        _write_raw(group, name, value)
+    if neuron.gain_mant is not None:
+        ours = layer_group.create_group("rssnn")
+        ours.create_dataset("gainMant", data=np.asarray(neuron.gain_mant, dtype=np.int64))
+        ours.create_dataset("gainExp", data=int(neuron.gain_exp))
+
+
+def _write_meta(handle: h5py.File, meta: Dict[str, Any]) -> None:
+    meta = dict(meta)
+    simulation = meta.pop("simulation", None)
+    if simulation:
+        group = handle.create_group("simulation")
+        for name, value in simulation.items():
+            _write_raw(group, name, value)
+    if meta:
+        handle.create_group("rssnn").attrs["meta"] = json.dumps(meta, sort_keys=True,
+                                                                default=_json_default)
+
+
+def _write_string(group: h5py.Group, name: str, value: str) -> None:
+    group.create_dataset(name, data=value.encode("ascii"), dtype=h5py.string_dtype("ascii"))
+
+
+def _write_raw(group: h5py.Group, name: str, value: Any) -> None:
+    if isinstance(value, dict):
+        sub = group.create_group(name)
+        for key, item in value.items():
+            _write_raw(sub, key, item)
+    elif isinstance(value, (bytes, str)):
+        _write_string(group, name, value.decode("ascii") if isinstance(value, bytes) else value)
+    else:
+        group.create_dataset(name, data=value)
+
+
+def _file_dtype(values: np.ndarray) -> np.ndarray:
+    """Integers as float32 when exactly representable (as slayer writes them)."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.integer) and np.abs(values).max(initial=0) < (1 << 24):
+        return values.astype(np.float32)
+    return values
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in netx metadata")
+
+
+# ------------------------------------------------------------------------- validation
+
+def _check_structure(spec: NetworkSpec, path: Path) -> None:
+    """Shapes chain from layer to layer the way netx connects them."""
+    if not spec.layers:
+        raise NetxFormatError(f"{path}: network has no layers")
+    if spec.layers[0].kind != "input":
+        raise NetxFormatError(f"{path}: layer/0 must be an input layer, "
+                              f"found {spec.layers[0].kind!r}")
+    previous = spec.layers[0].shape
+    for index, layer in enumerate(spec.layers[1:], start=1):
+        where = f"{path}: layer/{index}"
+        if layer.kind == "dense" and layer.weight is not None:
+            fan_in = int(np.prod(previous))
+            if layer.weight.shape[1] != fan_in:
+                raise NetxFormatError(f"{where}/weight: {layer.weight.shape[1]} inputs, but "
+                                      f"the layer before has {fan_in} neurons {previous}")
+        if layer.kind == "conv" and layer.weight is not None:
+            in_channels = layer.weight.shape[1] * layer.groups
+            if len(previous) != 3 or previous[0] != in_channels:
+                raise NetxFormatError(f"{where}/weight: expects {in_channels} input channels, "
+                                      f"the layer before has shape {previous} (C, H, W)")
+            expected = _conv_output_shape(layer, previous)
+            if expected != layer.shape:
+                raise NetxFormatError(f"{where}/shape: {layer.shape}, but the convolution "
+                                      f"of {previous} gives {expected}")
+        if layer.kind != "flatten" and not layer.is_foreign:
+            previous = layer.shape
+        elif layer.kind == "flatten":
+            previous = (int(np.prod(previous)),)
+        else:
+            previous = layer.shape
+
+
+def _conv_output_shape(layer: LayerSpec, in_shape: Tuple[int, ...]) -> Tuple[int, int, int]:
+    sizes = []
+    for axis in range(2):
+        size, kernel = in_shape[1 + axis], layer.weight.shape[2 + axis]
+        span = layer.dilation[axis] * (kernel - 1) + 1
+        sizes.append((size + 2 * layer.padding[axis] - span) // layer.stride[axis] + 1)
+    return (int(layer.weight.shape[0]), *sizes)
+
+
+def specs_equal(a: NetworkSpec, b: NetworkSpec) -> Optional[str]:
+    """None when two specs describe the same network, else the first difference."""
+    if len(a.layers) != len(b.layers):
+        return f"{len(a.layers)} vs {len(b.layers)} layers"
+    for index, (la, lb) in enumerate(zip(a.layers, b.layers)):
+        for name in ("kind", "shape", "neuron", "stride", "padding", "dilation", "groups"):
+            if _normalise(getattr(la, name)) != _normalise(getattr(lb, name)):
+                return f"layer {index} {name}: {getattr(la, name)!r} vs {getattr(lb, name)!r}"
+        for name in ("weight", "bias", "delay"):
+            va, vb = getattr(la, name), getattr(lb, name)
+            if (va is None) != (vb is None) or (va is not None and not np.array_equal(va, vb)):
+                return f"layer {index} {name} differs"
+        if _normalise(la.passthrough) != _normalise(lb.passthrough):
+            return f"layer {index} passthrough fields differ"
+    return None
+
+
+def _normalise(value: Any) -> Any:
+    """A comparable form of nested file values (arrays, bytes, dataclasses)."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in sorted(value.items())}
+    if isinstance(value, (tuple, list)):
+        return tuple(_normalise(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, tuple(value.reshape(-1).tolist()))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace")
+    if isinstance(value, CubaNeuron):
+        return ("CUBA", value.i_decay, value.v_decay, value.vth_mant, value.ref_delay,
+                value.graded_spike, value.gain_mant, value.gain_exp, value.netx_type,
+                _normalise(value.passthrough))
+    if isinstance(value, ForeignNeuron):
+        return (value.type, _normalise(value.fields))
+    return value
