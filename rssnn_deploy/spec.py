@@ -191,3 +191,23 @@ class NetworkSpec:
                 desc = "-"
             rows.append(f"{i:>2} {layer.kind:<8} {str(layer.shape):<16} {w:<18} {desc}")
         return "\n".join(rows)
+
+
+def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
+    """Pixels x in [0, 1] → the input layer's bias mantissas, round half up.
+
+    This is the only place an analog value becomes an integer on its way to the chip:
+    every backend (our simulator, Lava, Loihi) feeds exactly these numbers.
+    """
+    if "input_scale" not in spec.meta:
+        raise ValueError("network has no meta['input_scale']; it was not produced by "
+                         "rssnn-deploy, so pass integer bias mantissas directly")
+    x = np.asarray(x, dtype=np.float64)
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"inputs must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
+    expected = spec.input_layer.shape
+    if tuple(x.shape[1:]) != expected and int(np.prod(x.shape[1:])) != int(np.prod(expected)):
+        raise ValueError(f"inputs of shape {tuple(x.shape[1:])} do not fit the input "
+                         f"layer {expected}")
+    scaled = np.floor(x * float(spec.meta["input_scale"]) + 0.5).astype(np.int64)
+    return scaled.reshape((x.shape[0], *expected))

@@ -1,0 +1,279 @@
+"""Float SNN → Loihi fixed point (``NetworkSpec``) under a hardware profile.
+
+The float model (``models.SNN``) describes itself as an encoder plus synaptic layers
+(``export_description``); this module turns that description into integers the chip
+runs, keeping what makes the model robust:
+
+* **Decay.** ``vDecay = round((1 − λ)·4096)`` but never 0 when λ < 1, so the realised
+  decay ``1 − vDecay/4096`` stays strictly below 1 and the paper's L2 stability bound
+  ``sqrt(1/(1 − λ))·‖W‖₂`` stays finite after quantization.
+* **Threshold.** The paper fires at ``v ≥ Vth``, Loihi at ``v > vth·2⁶``. Per layer we
+  pick an integer ``vth`` and define the membrane scale ``K = 64·vth + 1`` integer units
+  per ``Vth``, so ``v_int > 64·vth ⇔ v_int ≥ K ⇔ v ≥ Vth`` holds exactly; only the
+  weights carry rounding error.
+* **Weights.** ``w_file = round(W·K/(64·Vth))`` with an 8-bit signed mantissa. The
+  scale is the largest power-of-two multiple of ``127/max|W|`` whose worst-case u and v
+  stay inside 24 bits and whose threshold fits 17 bits (larger scales make the 12-bit
+  decay truncation relatively smaller). netx derives mantissa and exponent from these
+  integers itself.
+* **DLIF gains.** ``gain_mode="fold"`` folds the mean gain ā_l into the weights (stock
+  netx runs it; the report gives the relative error of the time-varying part);
+  ``gain_mode="exact"`` stores per-step gain mantissas for the project's simulator.
+* **Input.** The encoding layer receives ``round(x·input_scale)`` as bias mantissa.
+
+The readout layer is a non-spiking integrator (``vDecay = 0``, maximal threshold) whose
+membrane after ``T + depth`` steps is ``T`` times the paper's mean-over-T logits.
+Hidden layers carry no bias: a bias would integrate during the pipeline-fill steps
+before a layer's first input arrives, and the chip would no longer match the float model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from rssnn_deploy.hw import HardwareProfile, load_profile
+from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+
+ACTIVATION_SHIFT = 6
+
+
+class QuantizationError(ValueError):
+    """The float model cannot be represented under the hardware profile's limits."""
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    gain_mode: str = "fold"            # "fold" (stock netx) or "exact" (project simulator)
+    gain_exp: int = 6                  # exact mode: gain = mant / 2**gain_exp
+    readout: str = "membrane"
+
+
+@dataclass
+class LayerReport:
+    """One row of the stability report (DESIGN §2: per-layer L2 gain bound)."""
+
+    index: int
+    kind: str
+    float_decay: float
+    realised_decay: float
+    v_decay: int
+    vth_mant: int
+    weight_scale: float
+    weight_norm_float: float
+    weight_norm_quantized: float
+    gain_bound_float: float
+    gain_bound_quantized: float
+    clipped_weights: int
+    weight_rel_error: float
+    gain_fold_rel_error: float
+    worst_u: int
+    worst_v: int
+    state_limit: int
+
+
+@dataclass
+class QuantizationResult:
+    spec: NetworkSpec
+    layers: List[LayerReport] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"layers": [asdict(r) for r in self.layers], "warnings": list(self.warnings)}
+
+
+def stable_v_decay(decay: float, profile: HardwareProfile) -> int:
+    """Membrane decay λ → vDecay, never 0 for λ < 1 (the stability-preserving rounding)."""
+    if not 0.0 <= decay <= 1.0:
+        raise QuantizationError(f"decay λ={decay} outside [0, 1]")
+    one = profile.decay_one
+    v_decay = int(round((1.0 - decay) * one))
+    if decay < 1.0:
+        v_decay = max(v_decay, 1)
+    return min(v_decay, one)
+
+
+def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
+             options: QuantizeOptions = QuantizeOptions()) -> QuantizationResult:
+    """Quantize a float ``SNN`` into a ``NetworkSpec`` plus its stability report."""
+    profile = profile or load_profile("loihi2")
+    if options.gain_mode not in ("fold", "exact"):
+        raise QuantizationError(f"gain_mode must be 'fold' or 'exact', not {options.gain_mode!r}")
+    encoder, descriptions = model.export_description()
+    steps = int(model.steps)
+    result = QuantizationResult(spec=NetworkSpec(layers=[]))
+    input_layer, input_scale = _quantize_encoder(encoder, profile)
+    layers = [input_layer]
+    for index, desc in enumerate(descriptions, start=1):
+        if desc.kind == "flatten":
+            layers.append(LayerSpec(kind="flatten", shape=tuple(desc.out_shape)))
+            continue
+        layer, report = _quantize_synaptic(index, desc, steps, profile, options)
+        layers.append(layer)
+        result.layers.append(report)
+        result.warnings.extend(_overflow_warnings(report))
+    result.spec = NetworkSpec(layers=layers, meta={
+        "steps": steps, "input_scale": input_scale, "readout": options.readout,
+        "profile": profile.name, "gain_mode": options.gain_mode,
+        "model_config": _jsonable(getattr(model, "describe", lambda: {})()),
+    })
+    return result
+
+
+def _quantize_encoder(encoder: Any, profile: HardwareProfile) -> Tuple[LayerSpec, float]:
+    """The on-chip input layer: LIF neurons driven by bias = round(x·input_scale).
+
+    vth is chosen so x = 1 maps to the largest bias mantissa: the finest input
+    resolution the 13-bit bias allows.
+    """
+    if encoder.gain <= 0 or encoder.threshold <= 0:
+        raise QuantizationError("encoder gain and threshold must be positive")
+    vth = int(math.floor(profile.bias_mant_max * encoder.threshold / encoder.gain))
+    vth = min(max(vth, 1), profile.vth_mant_max)
+    membrane_scale = (vth + 1.0 / 64.0) / encoder.threshold  # bias units per float unit
+    input_scale = encoder.gain * membrane_scale
+    if input_scale > profile.bias_mant_max + 0.5:
+        input_scale = float(profile.bias_mant_max)
+    neuron = CubaNeuron(i_decay=profile.decay_one, v_decay=stable_v_decay(encoder.decay, profile),
+                        vth_mant=vth)
+    return LayerSpec(kind="input", shape=tuple(encoder.shape), neuron=neuron), float(input_scale)
+
+
+def _quantize_synaptic(index: int, desc: Any, steps: int, profile: HardwareProfile,
+                       options: QuantizeOptions) -> Tuple[LayerSpec, LayerReport]:
+    weight = desc.weight.detach().double().cpu().numpy()
+    gains = None if desc.gains is None else desc.gains.detach().double().cpu().numpy()
+    fold_error = 0.0
+    gain_mant: Optional[Tuple[int, ...]] = None
+    if gains is not None and options.gain_mode == "fold":
+        mean_gain = float(gains.mean())
+        fold_error = float(np.abs(gains - mean_gain).max() / max(abs(mean_gain), 1e-12))
+        weight = weight * mean_gain
+    elif gains is not None:
+        gain_mant = _gain_mantissas(gains, options.gain_exp, profile)
+    w_file, vth, scale, clipped = _choose_weight_scale(weight, desc, steps, profile)
+    decay = float(desc.decay)
+    v_decay = 0 if not desc.spiking else stable_v_decay(decay, profile)
+    neuron = CubaNeuron(i_decay=profile.decay_one, v_decay=v_decay, vth_mant=vth,
+                        gain_mant=gain_mant, gain_exp=options.gain_exp if gain_mant else 0)
+    layer = LayerSpec(kind=desc.kind, shape=tuple(desc.out_shape), neuron=neuron, weight=w_file,
+                      stride=tuple(desc.stride), padding=tuple(desc.padding),
+                      dilation=tuple(desc.dilation), groups=int(desc.groups))
+    report = _layer_report(index, desc, weight, w_file, scale, vth, v_decay, clipped,
+                           fold_error, steps, profile)
+    return layer, report
+
+
+def _gain_mantissas(gains: np.ndarray, gain_exp: int, profile: HardwareProfile) -> Tuple[int, ...]:
+    mant = np.round(gains * (1 << gain_exp)).astype(np.int64)
+    limit = (1 << profile.gain_bits) - 1
+    if np.abs(mant).max() > limit:
+        raise QuantizationError(f"DLIF gain {np.abs(gains).max():.3g} needs more than "
+                                f"{profile.gain_bits} bits at gain_exp={gain_exp}")
+    return tuple(int(g) for g in mant)
+
+
+def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: HardwareProfile
+                         ) -> Tuple[np.ndarray, int, float, int]:
+    """Largest power-of-two weight scale whose state and threshold fit the profile.
+
+    Returns (file weights, vth mantissa, weight scale in file units per float unit,
+    number of clipped weights).
+    """
+    max_abs = float(np.abs(weight).max())
+    if max_abs == 0.0:
+        raise QuantizationError(f"layer {desc.kind} {desc.out_shape} has all-zero weights")
+    mant_max = profile.weight_mant_max
+    row_sum = _max_row_sum(weight)
+    for exp in range(profile.weight_exp_max, -1, -1):
+        base = mant_max * (1 << exp) / max_abs
+        if desc.spiking:
+            vth = int(math.floor(desc.threshold * base))
+            if not 1 <= vth <= profile.vth_mant_max:
+                continue
+            scale = (vth + 1.0 / 64.0) / desc.threshold
+            worst_u = row_sum * scale * 64
+            if worst_u + 64 * vth >= profile.state_max:
+                continue
+        else:  # readout integrator: T steps of input must stay below threshold and 24 bits
+            vth = profile.vth_mant_max
+            scale = min(base, vth / (steps * row_sum * 1.01))
+            if scale < 1.0 / max_abs:
+                raise QuantizationError(f"readout layer {desc.out_shape}: fan-in too large "
+                                        f"to integrate {steps} steps in {profile.state_bits} bits")
+        w_file, clipped = _round_weights(weight, scale, exp, mant_max)
+        return w_file, vth, scale, clipped
+    raise QuantizationError(
+        f"layer {desc.kind} {tuple(desc.out_shape)}: no weight scale keeps the worst-case "
+        f"membrane inside {profile.state_bits} bits with an 8-bit weight mantissa "
+        f"(max|W|={max_abs:.3g}, threshold {desc.threshold})")
+
+
+def _round_weights(weight: np.ndarray, scale: float, exp: int, mant_max: int
+                   ) -> Tuple[np.ndarray, int]:
+    step = float(1 << exp)
+    mant = np.round(weight * scale / step)
+    clipped = int(np.count_nonzero((mant > mant_max) | (mant < -mant_max - 1)))
+    mant = np.clip(mant, -mant_max - 1, mant_max)
+    return (mant * step).astype(np.int64), clipped
+
+
+def _max_row_sum(weight: np.ndarray) -> float:
+    """Largest input any neuron can receive in one step: Σ|w| over its fan-in."""
+    return float(np.abs(weight.reshape(weight.shape[0], -1)).sum(axis=1).max())
+
+
+def _spectral_norm(weight: np.ndarray) -> float:
+    return float(np.linalg.norm(weight.reshape(weight.shape[0], -1), ord=2))
+
+
+def _layer_report(index: int, desc: Any, weight: np.ndarray, w_file: np.ndarray, scale: float,
+                  vth: int, v_decay: int, clipped: int, fold_error: float, steps: int,
+                  profile: HardwareProfile) -> LayerReport:
+    float_decay = float(desc.decay)
+    realised = 1.0 - v_decay / profile.decay_one
+    dequantized = w_file / scale
+    norm_float, norm_quant = _spectral_norm(weight), _spectral_norm(dequantized)
+    worst_u = int(64 * _max_row_sum(w_file.astype(np.float64)))
+    worst_v = worst_u * (steps if not desc.spiking else 1) + (64 * vth if desc.spiking else 0)
+    rel_error = float(np.abs(dequantized - weight).max() / np.abs(weight).max())
+    return LayerReport(
+        index=index, kind=desc.kind, float_decay=float_decay, realised_decay=realised,
+        v_decay=v_decay, vth_mant=vth, weight_scale=scale, weight_norm_float=norm_float,
+        weight_norm_quantized=norm_quant,
+        gain_bound_float=_gain_bound(float_decay, norm_float),
+        gain_bound_quantized=_gain_bound(realised, norm_quant),
+        clipped_weights=clipped, weight_rel_error=rel_error, gain_fold_rel_error=fold_error,
+        worst_u=worst_u, worst_v=worst_v, state_limit=profile.state_max)
+
+
+def _gain_bound(decay: float, norm: float) -> float:
+    """The paper's per-layer L2 gain bound sqrt(1/(1 − λ))·‖W‖₂ (inf when λ = 1)."""
+    return math.inf if decay >= 1.0 else math.sqrt(1.0 / (1.0 - decay)) * norm
+
+
+def _overflow_warnings(report: LayerReport) -> List[str]:
+    warnings = []
+    if report.worst_u > report.state_limit:
+        warnings.append(f"layer {report.index}: worst-case u {report.worst_u} exceeds the "
+                        f"24-bit limit {report.state_limit}; u would wrap")
+    if report.worst_v > report.state_limit:
+        warnings.append(f"layer {report.index}: worst-case v {report.worst_v} exceeds the "
+                        f"24-bit limit {report.state_limit}; v would saturate")
+    if report.clipped_weights:
+        warnings.append(f"layer {report.index}: {report.clipped_weights} weights clipped "
+                        "to the 8-bit mantissa")
+    return warnings
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.tolist()
+    return value
