@@ -1,0 +1,167 @@
+"""netx HDF5 reader/writer: round trips, lava-dl's own files, stock netx, bad input."""
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import rssnn_deploy  # noqa: F401  (installs the Lava shim before netx imports)
+from rssnn_deploy.netx_io import NetxFormatError, read_netx, specs_equal, write_netx
+from rssnn_deploy.spec import CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
+
+
+
+def lava_dl_files():
+    import lava.lib.dl.netx as netx
+    site = Path(netx.__file__).resolve().parents[4]
+    root = site / "tests" / "lava" / "lib" / "dl" / "netx"
+    files = sorted([root / "tiny.net", root / "mnist.net", *root.glob("gts/*/*.net")])
+    assert len(files) >= 6 and all(f.is_file() for f in files), f"lava-dl test files missing in {root}"
+    return files
+
+
+def small_spec(gains=None) -> NetworkSpec:
+    rng = np.random.default_rng(0)
+    cuba = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=300)
+    return NetworkSpec(layers=[
+        LayerSpec("input", (1, 6, 6), neuron=cuba),
+        LayerSpec("conv", (4, 2, 2), neuron=cuba, weight=rng.integers(-128, 128, (4, 1, 3, 3)),
+                  stride=(2, 2)),
+        LayerSpec("flatten", (16,)),
+        LayerSpec("dense", (5,), weight=rng.integers(-128, 128, (5, 16)),
+                  neuron=CubaNeuron(4096, 0, 131071, gain_mant=gains, gain_exp=6 if gains else 0)),
+    ], meta={"steps": 8, "input_scale": 4095.0, "readout": "membrane"})
+
+
+def test_write_read_identical(tmp_path):
+    spec = small_spec(gains=(64, 70, 60, 64, 64, 64, 64, 64))
+    back = read_netx(write_netx(spec, tmp_path / "net.net"))
+    assert specs_equal(spec, back) is None
+    assert back.meta["steps"] == 8 and back.meta["input_scale"] == 4095.0
+    assert back.layers[3].neuron.gain_mant == (64, 70, 60, 64, 64, 64, 64, 64)
+
+
+def test_specs_equal_detects_a_changed_weight(tmp_path):
+    spec = small_spec()
+    back = read_netx(write_netx(spec, tmp_path / "net.net"))
+    back.layers[1].weight[0, 0, 0, 0] += 1
+    assert "weight" in specs_equal(spec, back)
+
+
+@pytest.mark.parametrize("path", lava_dl_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_lava_dl_files_read_and_reexport_equivalently(path, tmp_path):
+    spec = read_netx(path)
+    again = read_netx(write_netx(spec, tmp_path / "copy.net"))
+    assert specs_equal(spec, again) is None
+
+
+def test_layer_order_is_numeric_not_lexical():
+    pilotnet = next(p for p in lava_dl_files() if p.parent.name == "pilotnet_lif")
+    kinds = [layer.kind for layer in read_netx(pilotnet).layers]
+    assert kinds == ["input"] + ["conv"] * 5 + ["flatten"] + ["dense"] * 4
+
+
+def test_foreign_neurons_are_kept_not_simulated():
+    sdnn = next(p for p in lava_dl_files() if p.parent.name == "pilotnet_sdnn" and p.name == "network.net")
+    spec = read_netx(sdnn)
+    assert all(isinstance(l.neuron, ForeignNeuron) for l in spec.layers if l.neuron is not None)
+    assert all(l.is_foreign for l in spec.layers if l.neuron is not None)
+
+
+def test_stock_netx_loads_our_file(tmp_path):
+    from lava.lib.dl import netx
+    spec = small_spec(gains=(64,) * 8)  # our namespaced gains must not disturb netx
+    net = netx.hdf5.Network(net_config=str(write_netx(spec, tmp_path / "net.net")))
+    assert [type(l).__name__ for l in net.layers] == ["Input", "Conv", "Dense"]
+    assert net.layers[2].neuron.vth.init == 131071
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(NetxFormatError, match="no such file"):
+        read_netx(tmp_path / "absent.net")
+
+
+def test_not_hdf5(tmp_path):
+    bad = tmp_path / "corrupt.net"
+    bad.write_bytes(b"\x89HDF\r\n garbage that is not hdf5")
+    with pytest.raises(NetxFormatError, match="corrupt.net: not a readable HDF5"):
+        read_netx(bad)
+
+
+def test_foreign_hdf5_without_layers(tmp_path):
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as handle:
+        handle["data"] = np.zeros(3)
+    with pytest.raises(NetxFormatError, match="no 'layer' group"):
+        read_netx(path)
+
+
+def _damage(tmp_path, edit):
+    path = write_netx(small_spec(), tmp_path / "net.net")
+    with h5py.File(path, "r+") as handle:
+        edit(handle)
+    return path
+
+
+def test_wrong_weight_shape_names_layer_and_field(tmp_path):
+    def edit(h):
+        del h["layer/3/weight"]
+        h["layer/3/weight"] = np.zeros((5, 15), dtype=np.float32)
+    with pytest.raises(NetxFormatError, match=r"layer/3/weight: 15 inputs.*16 neurons"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def test_missing_neuron_field(tmp_path):
+    with pytest.raises(NetxFormatError, match=r"layer/1/neuron/vThMant: missing"):
+        read_netx(_damage(tmp_path, lambda h: h.__delitem__("layer/1/neuron/vThMant")))
+
+
+def test_decay_out_of_range(tmp_path):
+    def edit(h):
+        del h["layer/1/neuron/vDecay"]
+        h["layer/1/neuron/vDecay"] = 5000
+    with pytest.raises(NetxFormatError, match=r"layer/1/neuron/vDecay: 5000 outside \[0, 4096\]"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def test_unknown_layer_type(tmp_path):
+    def edit(h):
+        del h["layer/2/type"]
+        h["layer/2/type"] = np.array([b"mystery"])
+    with pytest.raises(NetxFormatError, match="layer/2/type: unknown layer type 'mystery'"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def test_layer_gap(tmp_path):
+    with pytest.raises(NetxFormatError, match="without gaps"):
+        read_netx(_damage(tmp_path, lambda h: h["layer"].move("3", "7")))
+
+
+def test_nan_weights(tmp_path):
+    def edit(h):
+        h["layer/3/weight"][0, 0] = np.nan
+    with pytest.raises(NetxFormatError, match="layer/3/weight: contains NaN"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    spec = small_spec()
+    spec.layers[3].weight = np.zeros((5, 17), dtype=np.int64)  # does not chain
+    target = tmp_path / "out.net"
+    with pytest.raises(NetxFormatError, match="17 inputs"):
+        write_netx(spec, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_is_atomic(tmp_path, monkeypatch):
+    target = write_netx(small_spec(), tmp_path / "out.net")
+    before = target.read_bytes()
+    import rssnn_deploy.netx_io as io
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(io, "_write_meta", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_netx(small_spec(), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.net"]
