@@ -200,8 +200,9 @@ def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: Har
                 continue
         else:  # readout integrator: T steps of input must stay below threshold and 24 bits
             vth = profile.vth_mant_max
-            scale = min(base, vth / (steps * row_sum * 1.01))
-            if scale < 1.0 / max_abs:
+            scale = min(base, 0.98 * vth / (steps * row_sum))
+            exp = max(0, math.ceil(math.log2(max_abs * scale / mant_max)))
+            if max_abs * scale < 1.0:
                 raise QuantizationError(f"readout layer {desc.out_shape}: fan-in too large "
                                         f"to integrate {steps} steps in {profile.state_bits} bits")
         w_file, clipped = _round_weights(weight, scale, exp, mant_max)
