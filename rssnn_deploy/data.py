@@ -1,0 +1,388 @@
+"""Datasets as tensors: ``x`` float32 in [0, 1] shaped (N, C, H, W) or (N, F), ``y`` int64.
+
+Nothing is ever downloaded. The default, ``"digits"``, is scikit-learn's bundled 8×8
+handwritten digits (1,797 images); everything else comes from files the user has:
+
+* MNIST / Fashion-MNIST in IDX format (gzipped or not): a directory holding the four
+  standard files, or :func:`load_idx_dataset` with explicit paths;
+* CIFAR-10 "python version" batches: a directory with ``data_batch_1`` … ``data_batch_5``
+  and ``test_batch`` (or its parent holding ``cifar-10-batches-py``);
+* a generic ``.npz`` with ``x`` (N, …; uint8, or float in [0, 1]) and ``y`` (N,)
+  integer labels, optionally ``x_test`` / ``y_test`` (otherwise a stratified split).
+
+Bad input raises :class:`DatasetError` naming the file and what is wrong with it, so
+a user can fix the file instead of debugging a shape error deep inside training.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DatasetError",
+    "Dataset",
+    "load_dataset",
+    "load_digits_dataset",
+    "load_idx_dataset",
+    "load_mnist_dir",
+    "load_cifar10_dir",
+    "load_npz_dataset",
+    "read_idx",
+    "MNIST_FILES",
+    "CIFAR10_TRAIN_BATCHES",
+]
+
+PathLike = Union[str, Path]
+
+#: the standard MNIST / Fashion-MNIST file names (each may also end in ``.gz``).
+MNIST_FILES: Dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_BATCH = "test_batch"
+
+#: IDX type code → big-endian numpy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+#: dataset names that need a user-supplied path (we never download).
+_DOWNLOADABLE_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed; the message names file and problem."""
+
+
+class Dataset(NamedTuple):
+    """Train and test tensors; unpacks as ``x_train, y_train, x_test, y_test``."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+    @property
+    def in_shape(self) -> Tuple[int, ...]:
+        """Shape of one sample, e.g. ``(1, 8, 8)``."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """Highest label + 1 over both splits."""
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+# -------------------------------------------------------------------------- entry point
+
+
+def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.2,
+                 seed: int = 0) -> Dataset:
+    """Load ``"digits"`` or a user file/directory (format detected from its contents).
+
+    ``test_fraction`` and ``seed`` set the stratified split for sources without their
+    own test set (digits, an ``.npz`` without ``x_test``).
+    """
+    if str(name_or_path) == "digits":
+        return load_digits_dataset(test_fraction=test_fraction, seed=seed)
+    path = Path(name_or_path)
+    if not path.exists():
+        if str(name_or_path).lower() in _DOWNLOADABLE_NAMES:
+            raise DatasetError(f"{name_or_path!r} is not bundled and rssnn-deploy never "
+                               f"downloads data: pass the directory holding its files")
+        raise DatasetError(f"{path}: no such file or directory (and not a bundled "
+                           f"dataset name; the only one is 'digits')")
+    if path.is_file():
+        if path.suffix == ".npz":
+            return load_npz_dataset(path, test_fraction=test_fraction, seed=seed)
+        raise DatasetError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+                           f"give a .npz file, an MNIST IDX directory or a CIFAR-10 "
+                           f"batches directory")
+    return _load_directory(path)
+
+
+def _load_directory(path: Path) -> Dataset:
+    if (path / "cifar-10-batches-py").is_dir():
+        path = path / "cifar-10-batches-py"
+    names = {p.name for p in path.iterdir()}
+    if any(n.startswith("data_batch_") or n == CIFAR10_TEST_BATCH for n in names):
+        return load_cifar10_dir(path)
+    if any(n.startswith(stem) for stem in MNIST_FILES.values() for n in names):
+        return load_mnist_dir(path)
+    raise DatasetError(f"{path}: directory holds neither MNIST IDX files "
+                       f"({', '.join(MNIST_FILES.values())}, optionally .gz) nor CIFAR-10 "
+                       f"batches ({', '.join(CIFAR10_TRAIN_BATCHES)}, {CIFAR10_TEST_BATCH})")
+
+
+# ------------------------------------------------------------------------------- digits
+
+
+def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """scikit-learn's bundled 8×8 digits, pixels 0..16 scaled to [0, 1], shape (N, 1, 8, 8)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    return _split(x, digits.target, test_fraction, seed, "digits")
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
+           source: str) -> Dataset:
+    """Seeded split, stratified whenever every class has at least two samples."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise DatasetError(f"{source}: test_fraction must lie in (0, 1), got {test_fraction}")
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction,
+                                                  random_state=seed, stratify=stratify)
+    except ValueError as err:  # e.g. too few samples for the requested split
+        raise DatasetError(f"{source}: cannot split {len(y)} samples with "
+                           f"test_fraction={test_fraction}: {err}") from None
+    return _as_dataset(x_tr, y_tr, x_te, y_te)
+
+
+def _as_dataset(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray
+                ) -> Dataset:
+    def xs(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    def ys(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+    return Dataset(xs(x_tr), ys(y_tr), xs(x_te), ys(y_te))
+
+
+# ---------------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Read one IDX file (gzip detected from its first bytes, not its name).
+
+    Format: two zero bytes, a type code, the number of dimensions, one big-endian
+    uint32 per dimension, then the data in big-endian order.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DatasetError(f"{path}: corrupt gzip data ({err})") from None
+    if len(raw) < 4:
+        raise DatasetError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or code not in _IDX_DTYPES or ndim == 0:
+        raise DatasetError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected "
+                           f"0x0000 + type code in {{08,09,0B,0C,0D,0E}} + ndim >= 1)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path}: IDX header announces {ndim} dimensions but the file "
+                           f"ends after {len(raw)} bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DatasetError(f"{path}: IDX dimensions {dims} need {expected} data bytes, "
+                           f"file has {len(raw) - header}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    return path.read_bytes()
+
+
+def load_idx_dataset(train_images: PathLike, train_labels: PathLike,
+                     test_images: PathLike, test_labels: PathLike) -> Dataset:
+    """MNIST-style data from four explicit IDX paths; images become (N, 1, H, W) / 255."""
+    x_tr, y_tr = _idx_pair(Path(train_images), Path(train_labels))
+    x_te, y_te = _idx_pair(Path(test_images), Path(test_labels))
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DatasetError(f"{test_images}: test images are {x_te.shape[1:]} but training "
+                           f"images ({train_images}) are {x_tr.shape[1:]}")
+    return _as_dataset(x_tr, y_tr, x_te, y_te)
+
+
+def _idx_pair(images_path: Path, labels_path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DatasetError(f"{images_path}: expected uint8 images shaped (N, H, W), got "
+                           f"{images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DatasetError(f"{labels_path}: expected integer labels shaped (N,), got "
+                           f"{labels.dtype} {labels.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(f"{labels_path}: {len(labels)} labels for {len(images)} images "
+                           f"in {images_path}")
+    return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
+
+
+def load_mnist_dir(path: PathLike) -> Dataset:
+    """MNIST or Fashion-MNIST from a directory with the four standard (optionally .gz) files."""
+    path = Path(path)
+    files = {key: _find_idx(path, stem) for key, stem in MNIST_FILES.items()}
+    return load_idx_dataset(**files)
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    # MNIST mirrors often use "." instead of "-" before "idx"
+    alternative = stem.replace("-idx", ".idx")
+    for name in (alternative, alternative + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DatasetError(f"{directory / stem}: file not found (nor {stem}.gz)")
+
+
+# ------------------------------------------------------------------------------ CIFAR-10
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only.
+
+    CIFAR batches are pickles, and unpickling runs whatever the file names; refusing
+    every other global keeps a user's stray or hostile file from executing code.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    raw = _read_bytes(path)
+    try:
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as err:  # any unpickling failure means "not a CIFAR batch"
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch ({err})") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{path}: expected a dict, found {type(batch).__name__}")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    missing = [k for k in ("data", "labels") if k not in batch]
+    if missing:
+        raise DatasetError(f"{path}: missing key(s) {', '.join(missing)} "
+                           f"(has {', '.join(map(str, batch)) or 'none'})")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetError(f"{path}: 'data' must be uint8 shaped (N, 3072), got "
+                           f"{data.dtype} {data.shape}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+        raise DatasetError(f"{path}: 'labels' must be {len(data)} integers, got "
+                           f"{labels.dtype} {labels.shape}")
+    return data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels.astype(np.int64)
+
+
+def load_cifar10_dir(path: PathLike) -> Dataset:
+    """CIFAR-10 python batches: ``data_batch_1..5`` for training, ``test_batch`` for test."""
+    path = Path(path)
+    train = [_read_cifar_batch(path / name) for name in CIFAR10_TRAIN_BATCHES]
+    x_te, y_te = _read_cifar_batch(path / CIFAR10_TEST_BATCH)
+    x_tr = np.concatenate([x for x, _ in train])
+    y_tr = np.concatenate([y for _, y in train])
+    return _as_dataset(x_tr, y_tr, x_te, y_te)
+
+
+# ----------------------------------------------------------------------------------- npz
+
+
+def load_npz_dataset(path: PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``.
+
+    ``x`` may be uint8 (divided by 255) or float already in [0, 1]; shaped (N, F),
+    (N, H, W) (a channel axis is added) or (N, C, H, W). Channels-last (N, H, W, C)
+    with C in {1, 3} is moved to channels-first.
+    """
+    path = Path(path)
+    arrays = _read_npz(path)
+    if "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"{path}: needs arrays 'x' and 'y', found "
+                           f"{', '.join(sorted(arrays)) or 'none'}")
+    x, y = _npz_pair(path, arrays["x"], arrays["y"], "x", "y")
+    has_test = ("x_test" in arrays, "y_test" in arrays)
+    if has_test == (False, False):
+        return _split(x, y, test_fraction, seed, str(path))
+    if has_test != (True, True):
+        raise DatasetError(f"{path}: 'x_test' and 'y_test' must come together")
+    x_te, y_te = _npz_pair(path, arrays["x_test"], arrays["y_test"], "x_test", "y_test")
+    if x.shape[1:] != x_te.shape[1:]:
+        raise DatasetError(f"{path}: 'x_test' samples are {x_te.shape[1:]} but 'x' samples "
+                           f"are {x.shape[1:]}")
+    return _as_dataset(x, y, x_te, y_te)
+
+
+def _read_npz(path: Path) -> Dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except ValueError as err:  # object arrays need pickle, which we refuse
+        raise DatasetError(f"{path}: unreadable array ({err})") from None
+    except (OSError, EOFError) as err:
+        raise DatasetError(f"{path}: not a valid .npz file ({err})") from None
+
+
+def _npz_pair(path: Path, x: np.ndarray, y: np.ndarray, x_name: str, y_name: str
+              ) -> Tuple[np.ndarray, np.ndarray]:
+    if y.ndim != 1:
+        raise DatasetError(f"{path}: '{y_name}' must be 1-D labels, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DatasetError(f"{path}: '{x_name}' has {len(x)} samples but '{y_name}' has "
+                           f"{len(y)} labels")
+    if len(y) == 0:
+        raise DatasetError(f"{path}: '{x_name}' is empty")
+    return _npz_images(path, x, x_name), _npz_labels(path, y, y_name)
+
+
+def _npz_images(path: Path, x: np.ndarray, name: str) -> np.ndarray:
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    elif x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise DatasetError(f"{path}: '{name}' contains NaN or infinite values")
+        low, high = float(x.min()), float(x.max())
+        if low < 0.0 or high > 1.0:
+            raise DatasetError(f"{path}: float '{name}' must lie in [0, 1], found values "
+                               f"in [{low:g}, {high:g}] (store uint8 0..255 or rescale)")
+        x = x.astype(np.float32)
+    else:
+        raise DatasetError(f"{path}: '{name}' has dtype {x.dtype}; use uint8 (0..255) or "
+                           f"float in [0, 1]")
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.ndim in (2, 4):
+        return x
+    raise DatasetError(f"{path}: '{name}' must be shaped (N, F), (N, H, W) or "
+                       f"(N, C, H, W), got {x.shape}")
+
+
+def _npz_labels(path: Path, y: np.ndarray, name: str) -> np.ndarray:
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: '{name}' must hold integer class labels, got dtype "
+                           f"{y.dtype}")
+    if y.min() < 0:
+        raise DatasetError(f"{path}: '{name}' has negative label {int(y.min())}")
+    return y.astype(np.int64)

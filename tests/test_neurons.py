@@ -1,0 +1,159 @@
+"""Neurons: the update equations, the surrogate gradients, DLIF ≡ LIF at unit gains, BPTR."""
+import math
+
+import pytest
+import torch
+
+import rssnn_deploy  # noqa: F401  (installs the Lava shim before anything else)
+from rssnn_deploy.neurons import (DLIF, LIF, SURROGATES, NeuronOutput, Readout, spike,
+                                  surrogate_function)
+
+# Analytic ∂s/∂v written out independently of the implementation (x = v − Vth).
+FORMULAS = {
+    "triangle": lambda x, g: torch.clamp(g - x.abs(), min=0) / g ** 2,
+    "sigmoid": lambda x, a: a * torch.exp(-a * x) / (1 + torch.exp(-a * x)) ** 2,
+    "atan": lambda x, a: a / 2 / (1 + (math.pi / 2 * a * x) ** 2),
+    "rect": lambda x, g: ((x > -g / 2) & (x < g / 2)).double() / g,
+}
+
+
+def reference_lif(current, decay, threshold, gains=None):
+    """Plain-Python LIF loop, one neuron at a time, straight from the paper's equation."""
+    steps = current.shape[0]
+    flat = current.reshape(steps, -1).tolist()
+    out_s, out_v = [], []
+    for n in range(len(flat[0])):
+        v, s, vs, ss = 0.0, 0.0, [], []
+        for t in range(steps):
+            a = 1.0 if gains is None else gains[t]
+            v = decay * v * (1 - s) + a * flat[t][n]
+            s = 1.0 if v >= threshold else 0.0
+            vs.append(v)
+            ss.append(s)
+        out_v.append(vs)
+        out_s.append(ss)
+    shape = current.shape
+    return (torch.tensor(out_s, dtype=torch.float64).T.reshape(shape),
+            torch.tensor(out_v, dtype=torch.float64).T.reshape(shape))
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_forward_is_heaviside_firing_at_threshold(name):
+    x = torch.tensor([-1.0, -1e-6, 0.0, 1e-6, 2.0])
+    assert spike(x, name).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("scale", [None, 0.5, 2.0])
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_surrogate_gradient_matches_formula(name, scale):
+    # a grid that avoids the rect window's edges, where the formula is discontinuous
+    x = torch.linspace(-3, 3, 601, dtype=torch.float64)[::7].clone().requires_grad_(True)
+    spike(x, name, scale).sum().backward()
+    width = surrogate_function(name).default_scale if scale is None else scale
+    torch.testing.assert_close(x.grad, FORMULAS[name](x.detach(), width), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_triangle_default_is_paper_gamma_one():
+    x = torch.tensor([0.0, 0.5, 1.0, -0.25], requires_grad=True)
+    spike(x).sum().backward()
+    assert x.grad.tolist() == [1.0, 0.5, 0.0, 0.75]
+
+
+def test_unknown_surrogate_names_the_choices():
+    with pytest.raises(ValueError, match="atan.*rect.*sigmoid.*triangle"):
+        LIF(surrogate="erf")
+
+
+def test_lif_matches_reference_loop():
+    torch.manual_seed(0)
+    current = torch.rand(8, 3, 5, dtype=torch.float64) * 0.9
+    out = LIF(decay=0.9, threshold=1.0).simulate(current)
+    spikes, membrane = reference_lif(current, 0.9, 1.0)
+    assert isinstance(out, NeuronOutput)
+    assert torch.equal(out.spikes, spikes)
+    torch.testing.assert_close(out.membrane, membrane, rtol=1e-12, atol=1e-12)
+    assert spikes.sum() > 0, "the test input should make some neurons fire"
+
+
+def test_lif_hard_reset_and_fires_at_threshold():
+    current = torch.tensor([[1.0], [0.25], [0.5]])
+    out = LIF(decay=0.5, threshold=1.0).simulate(current)
+    assert out.spikes.flatten().tolist() == [1.0, 0.0, 0.0]
+    # v[1] = λ·v[0]·(1 − s[0]) + I[1] = 0 + 0.25; v[2] = 0.5·0.25 + 0.5
+    assert out.membrane.flatten().tolist() == [1.0, 0.25, 0.625]
+
+
+def test_lif_membrane_is_pre_spike_potential():
+    torch.manual_seed(1)
+    out = LIF().simulate(torch.rand(8, 4, 6))
+    fired = out.spikes.bool()
+    assert (out.membrane[fired] >= 1.0).all() and (out.membrane[~fired] < 1.0).all()
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 16), (8, 2, 3, 5, 5)])
+@pytest.mark.parametrize("bptr", [False, True])
+def test_dlif_with_unit_gains_equals_lif_bitwise(shape, bptr):
+    torch.manual_seed(2)
+    current = torch.randn(*shape) * 0.8 + 0.3
+    lif = LIF(decay=0.99, threshold=1.0, bptr=bptr).simulate(current)
+    dlif = DLIF(steps=shape[0], decay=0.99, threshold=1.0, bptr=bptr).simulate(current)
+    for a, b in zip(lif, dlif):
+        assert torch.equal(a, b)
+
+
+def test_dlif_gains_scale_the_integrated_current():
+    torch.manual_seed(3)
+    current = torch.rand(6, 2, 7, dtype=torch.float64)
+    neuron = DLIF(steps=6, decay=0.8).double()
+    gains = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    with torch.no_grad():
+        neuron.gains.copy_(gains)
+    out = neuron.simulate(current)
+    spikes, membrane = reference_lif(current, 0.8, 1.0, gains.tolist())
+    assert torch.equal(out.spikes, spikes)
+    torch.testing.assert_close(out.membrane, membrane)
+    torch.testing.assert_close(out.current, gains.view(6, 1, 1) * current)
+
+
+def test_dlif_learns_gains_but_not_decay():
+    neuron = DLIF(steps=4)
+    assert [name for name, _ in neuron.named_parameters()] == ["gains"]
+    assert torch.equal(neuron.gains.detach(), torch.ones(4))
+    current = torch.full((4, 3, 2), 0.7)
+    neuron.simulate(current).membrane.sum().backward()
+    assert neuron.gains.grad is not None and neuron.gains.grad.abs().sum() > 0
+
+
+def test_dlif_rejects_wrong_number_of_steps():
+    with pytest.raises(ValueError, match="T=4 steps.*T=5"):
+        DLIF(steps=4)(torch.zeros(5, 1, 3))
+
+
+@pytest.mark.parametrize("output", ["membrane", "spikes"])
+def test_bptr_blocks_gradient_through_time(output):
+    """d out[1] / d I[0] exists only through the carried state, so BPTR must zero it."""
+    def grads(bptr):
+        current = torch.tensor([[0.6], [0.45]], requires_grad=True)  # v[1] ≈ 1.04, in window
+        getattr(LIF(decay=0.99, bptr=bptr).simulate(current), output)[1].sum().backward()
+        return current.grad.flatten()
+
+    through_time, blocked = grads(False), grads(True)
+    assert through_time[0] != 0 and blocked[0] == 0
+    assert through_time[1] == blocked[1] != 0  # the same-step path is untouched
+
+
+def test_invalid_neuron_parameters():
+    with pytest.raises(ValueError, match="decay"):
+        LIF(decay=1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        LIF(threshold=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        DLIF(steps=0)
+    with pytest.raises(ValueError, match="scale"):
+        LIF(surrogate_scale=-1.0)
+
+
+def test_readout_is_time_average():
+    current = torch.arange(24, dtype=torch.float32).view(4, 2, 3)
+    torch.testing.assert_close(Readout()(current), current.mean(0))
