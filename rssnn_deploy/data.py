@@ -19,8 +19,9 @@ import gzip
 import io
 import pickle
 import struct
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, NamedTuple, Tuple, Union
 
 import numpy as np
 import torch
@@ -263,6 +264,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        # protocol-2 pickles written by Python 3 encode bytes through this function
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -334,6 +337,8 @@ def load_npz_dataset(path: PathLike, test_fraction: float = 0.2, seed: int = 0) 
 
 
 def _read_npz(path: Path) -> Dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not a valid .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
