@@ -1,0 +1,125 @@
+"""Result records → report.json, report.md and PNG plots.
+
+Every run writes the same three kinds of file: JSON holds every number with the config
+and versions that produced it, Markdown holds the tables a person reads, and PNGs hold
+what people would rather look at than read. Files are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Sequence
+
+import numpy as np
+
+
+def versions() -> Dict[str, str]:
+    """Versions of everything that decides a number in a report."""
+    from importlib import metadata
+    found = {"python": platform.python_version()}
+    for package in ("rssnn-deploy", "torch", "numpy", "lava-nc", "lava-dl", "torchattacks",
+                    "h5py"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write to a temporary file in the same directory, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> Path:
+    return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True,
+                                              default=_json_default) + "\n")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def stability_table(layers: Sequence[Mapping[str, Any]]) -> str:
+    """The per-layer stability report of the quantizer as a Markdown table."""
+    header = ["layer", "kind", "λ float", "λ chip", "vDecay", "vThMant", "‖W‖₂ float",
+              "‖W‖₂ chip", "gain bound float", "gain bound chip", "clipped", "max |Δw|/max|w|"]
+    rows = [[r["index"], r["kind"], r["float_decay"], r["realised_decay"], r["v_decay"],
+             r["vth_mant"], r["weight_norm_float"], r["weight_norm_quantized"],
+             r["gain_bound_float"], r["gain_bound_quantized"], r["clipped_weights"],
+             r["weight_rel_error"]] for r in layers]
+    return markdown_table(header, rows)
+
+
+def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[str, float]]
+                         ) -> Path:
+    """Grouped bars: one group per condition (clean, noise, attack), one bar per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    conditions = list(groups)
+    series = sorted({name for values in groups.values() for name in values})
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(conditions), 3.6))
+    for i, name in enumerate(series):
+        heights = [100 * groups[c].get(name, math.nan) for c in conditions]
+        bars = ax.bar(np.arange(len(conditions)) + (i - (len(series) - 1) / 2) * width,
+                      heights, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(np.arange(len(conditions)), conditions, fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def with_provenance(record: Dict[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:
+    """Attach the config and versions that produced ``record``."""
+    return {**record, "config": dict(config), "versions": versions()}
+
+
+def format_accuracy_rows(groups: Mapping[str, Mapping[str, float]], series: List[str]
+                         ) -> List[List[Any]]:
+    return [[condition] + [f"{100 * groups[condition][s]:.2f}" if s in groups[condition]
+                           else "–" for s in series] for condition in groups]
