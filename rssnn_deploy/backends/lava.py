@@ -1,0 +1,215 @@
+"""Lava CPU backend: stock ``lava.lib.dl.netx`` under ``Loihi2SimCfg("fixed_pt")``.
+
+The netx file is loaded by Lava's own ``hdf5.Network``; nothing of the project's
+simulator is involved in computing results. Samples run one after another through one
+compiled network:
+
+* ``reset="staggered"`` (default): the network is built with ``reset_interval = steps``
+  so block ``j`` clears its u and v at chip steps ``k·steps + j + 1``; sample ``k``
+  occupies steps ``k·steps + 1 … (k+1)·steps``, its bias is set just before that chunk
+  and the output layer's v is read right after it. Stale activity of the previous sample
+  is always wiped by the staggered resets (measured; see tests/test_bitexact_lava.py),
+  so each sample equals a fresh run of the simulator with the same reset semantics.
+  Networks with synaptic delays are the exception: spikes still in flight cross the
+  sample boundary (netx does not clear delay buffers), so use ``reset="none"`` for them.
+* ``reset="none"``: no LIF resets inside a run; between samples every neuron's u, v and
+  every synapse's activation buffer are set to zero explicitly (Var.set), so each sample
+  is a fresh run.
+
+Inputs enter through the input layer's ``neuron.bias_mant`` (the way lava-dl's own tests
+feed netx networks) or, for spike trains, through an ``io.source.RingBuffer`` connected
+to the first synaptic block (the network's ``inp`` when the input layer has no neuron).
+The output layer's spikes come from an ``io.sink.RingBuffer``, its final v from
+``neuron.v.get()``, per-layer states from ``lava.proc.monitor`` Monitors. The runtime is
+always stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+import numpy as np
+import torch
+
+import rssnn_deploy  # noqa: F401  (installs the Lava compatibility shim first)
+from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
+                                        SpecOrPath, netx_file)
+from rssnn_deploy.sim import SimResult, Simulator, SimulationError, layer_timing
+from rssnn_deploy.spec import CubaNeuron, NetworkSpec
+
+
+def _to_lava(x: np.ndarray, ndim: int) -> np.ndarray:
+    """(…, C, H, W) spec order → (…, W, H, C) Lava order (1-D shapes unchanged)."""
+    if ndim <= 1:
+        return x
+    lead = x.ndim - ndim
+    return np.transpose(x, tuple(range(lead)) + tuple(range(x.ndim - 1, lead - 1, -1)))
+
+
+def _from_lava(x: np.ndarray, ndim: int, time_last: bool = False) -> np.ndarray:
+    """Lava (W, H, C[, T]) → spec (C, H, W[, T]); leading axes kept."""
+    if time_last:
+        x = np.moveaxis(x, -1, 0)
+    return _to_lava(x, ndim)
+
+
+class LavaBackend(Backend):
+    """Stock netx + Lava fixed-point CPU simulation, one sample after another."""
+
+    name = "lava"
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+        self.last_timing: Dict[str, float] = {}
+
+    def available(self) -> bool:
+        try:
+            import lava.lib.dl.netx  # noqa: F401
+            from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: F401
+        except Exception:
+            return False
+        return True
+
+    def run(self, spec_or_path: SpecOrPath, inputs=None, steps: Optional[int] = None,
+            record=None, *, spikes=None, reset: str = "staggered") -> SimResult:
+        if not self.available():
+            raise BackendUnavailable("Lava (lava-nc, lava-dl) cannot be imported")
+        with netx_file(spec_or_path) as (path, spec):
+            return self._run_file(path, spec, inputs, steps, record, spikes, reset)
+
+    def _run_config(self):
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        return Loihi2SimCfg(select_tag="fixed_pt")
+
+    # ------------------------------------------------------------------------------
+    def _run_file(self, path: Path, spec: NetworkSpec, inputs, steps, record, spikes,
+                  reset) -> SimResult:
+        try:
+            sim = Simulator(spec)  # validation and shapes only; Lava computes the results
+        except SimulationError as err:
+            raise BackendError(f"{path.name}: Lava cannot run this network: {err}") from None
+        gains = [i for i, l in enumerate(spec.layers)
+                 if isinstance(l.neuron, CubaNeuron) and l.neuron.gain_mant is not None]
+        if gains:
+            raise BackendError(f"{path.name}: layers {gains} carry DLIF gains, which stock "
+                               "netx cannot run (use the 'sim' backend)")
+        if reset not in ("staggered", "none"):
+            raise ValueError("reset must be 'staggered' or 'none'")
+        steps = int(spec.run_steps if steps is None else steps)
+        bias, spk = sim._check_inputs(inputs, spikes)
+        bias = None if bias is None else bias.cpu().numpy().astype(np.int64)
+        spk = None if spk is None else (spk.cpu().numpy() != 0)
+        n = len(bias) if bias is not None else len(spk)
+        record_map = sim._record_map(record)
+        timing = {t.spec_index: t for t in layer_timing(spec)}
+        staggered = reset == "staggered"
+        if staggered and steps <= timing[sim.stages[-1].spec_index].block_index:
+            raise BackendError(f"{path.name}: {steps} steps end before the output layer's "
+                               "reset; use at least spec.run_steps")
+        t0 = time.perf_counter()
+        try:
+            return self._simulate(path, spec, sim, bias, spk, n, steps, record_map, staggered)
+        except (BackendError, ValueError):
+            raise
+        except Exception as err:  # Lava's own failures: short, with the file name
+            raise BackendError(f"Lava failed on {path.name}: {type(err).__name__}: "
+                               f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                               ) from err
+        finally:
+            self.last_timing = {"seconds": time.perf_counter() - t0, "samples": n,
+                                "steps": steps}
+
+    def _simulate(self, path, spec, sim, bias, spk, n, steps, record_map, staggered):
+        from lava.lib.dl import netx
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.proc import io as lava_io
+        from lava.proc.monitor.process import Monitor
+        from tqdm.auto import tqdm
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            net = netx.hdf5.Network(net_config=str(path),
+                                    reset_interval=steps if staggered else None)
+        blocks = list(net.layers)
+        stage_blocks = {st.spec_index: blocks[st.timing.block_index] for st in sim.stages}
+        out_block = blocks[-1]
+        out_ndim = len(sim.output_shape)
+        sink = lava_io.sink.RingBuffer(shape=out_block.out.shape, buffer=steps)
+        out_block.out.connect(sink.a_in)
+
+        total = n * steps
+        if spk is not None:
+            target = blocks[1].inp if sim.has_input_neuron else net.inp
+            data = np.zeros((n, steps) + sim.input_shape, dtype=np.int32)
+            t_in = min(spk.shape[1], steps)
+            data[:, :t_in] = spk[:, :t_in]
+            if len(target.shape) == 1:   # dense block: netx flattens (C, H, W) in C order
+                data = data.reshape(total, -1).T
+            else:
+                data = np.moveaxis(_to_lava(data.reshape((total,) + sim.input_shape),
+                                            len(sim.input_shape)), 0, -1)
+            source = lava_io.source.RingBuffer(data=data)
+            source.s_out.connect(target)
+
+        monitors = []
+        for idx, names in record_map.items():
+            block = stage_blocks[idx]
+            for name in sorted(names):
+                mon = Monitor()
+                mon.probe(block.neuron.s_out if name == "s" else getattr(block.neuron, name),
+                          total)
+                monitors.append((idx, name, block, mon))
+
+        in_neuron = blocks[0].neuron if sim.has_input_neuron else None
+        in_ndim = len(sim.input_shape)
+        if bias is not None:
+            in_neuron.bias_mant.init = _to_lava(bias[0], in_ndim)
+        run_cfg = self._run_config()
+        out_v, out_s = [], []
+        started = False
+        try:
+            for k in tqdm(range(n), desc=f"Lava {path.name}", disable=not self.progress,
+                          unit="sample", leave=False):
+                if started:
+                    if bias is not None:
+                        in_neuron.bias_mant.set(_to_lava(bias[k], in_ndim))
+                    if not staggered:
+                        _zero_state(blocks)
+                net.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
+                started = True
+                out_v.append(_from_lava(np.asarray(out_block.neuron.v.get()), out_ndim))
+                out_s.append(_from_lava(np.asarray(sink.data.get()), out_ndim, time_last=True))
+            states: Dict[int, Dict[str, torch.Tensor]] = {}
+            for idx, name, block, mon in monitors:
+                data = mon.get_data()[block.neuron.name][
+                    block.neuron.s_out.name if name == "s" else name]
+                data = np.asarray(data).reshape((n, steps) + tuple(block.neuron.v.shape))
+                data = _from_lava(data, len(block.neuron.v.shape)).swapaxes(0, 1)
+                arr = torch.as_tensor(data != 0) if name == "s" else \
+                    torch.as_tensor(data.astype(np.int64))
+                states.setdefault(idx, {})[name] = arr
+        finally:
+            if started:
+                net.stop()
+        v = torch.as_tensor(np.stack(out_v).astype(np.int64))
+        s = torch.as_tensor(np.stack(out_s, axis=1) != 0)         # (T, N, ...)
+        window = sim.stages[-1].timing.block_index + 1 if staggered else 1
+        counts = s[window - 1:].sum(dim=0).to(torch.int64)
+        return SimResult(output_spikes=s, output_v=v, spike_counts=counts, steps=steps,
+                         window_start=window, states=states)
+
+
+def _zero_state(blocks) -> None:
+    """Fresh start for the next sample: neuron u, v and synaptic buffers to zero."""
+    for block in blocks:
+        for var in (block.neuron.u, block.neuron.v):
+            var.set(np.zeros(var.shape, dtype=np.int32))
+        synapse = getattr(block, "synapse", None)
+        if synapse is None:
+            continue
+        for name in ("a_buff", "a_buf"):
+            buf = getattr(synapse, name, None)
+            if buf is not None:
+                buf.set(np.zeros(buf.shape, dtype=np.int32))
