@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -367,11 +368,18 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
     try:
         with os.fdopen(fd, mode) as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path: Union[str, Path], payload: Mapping[str, Any]) -> None:
@@ -500,6 +508,23 @@ def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig
                          f"({', '.join(differing)}); only epochs may change")
 
 
+def _extend_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, epochs: int) -> None:
+    """Stretch a resumed cosine schedule to a new number of epochs.
+
+    The learning rate jumps to the closed-form value of the longer schedule at the
+    current epoch, from which the scheduler's recursive update continues correctly.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return
+    if scheduler.T_max == epochs:
+        return
+    scheduler.T_max = epochs
+    progress = math.cos(math.pi * scheduler.last_epoch / epochs)
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * (1 + progress) / 2
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 class _Epoch:
     """Running sums of one epoch's losses, summed over processes at the end."""
 
@@ -565,8 +590,7 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
-        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-            scheduler.T_max = config.epochs  # a resumed run may extend the schedule
+        _extend_schedule(optimizer, scheduler, config.epochs)
         start_epoch, history = int(payload["epoch"]), list(payload.get("metrics", []))
         _say(ctx, progress, f"resuming {checkpoint} after epoch {start_epoch}")
 
