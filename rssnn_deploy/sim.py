@@ -721,13 +721,9 @@ class Simulator:
 
     @staticmethod
     def _input_records(prev, names):
-        rec = {}
-        if "s" in names:
-            rec["s"] = prev.detach() > 0.5
-        zeros = torch.zeros(prev.shape, dtype=torch.int64, device=prev.device)
-        for name in names & {"u", "v"}:
-            rec[name] = zeros
-        return rec
+        """With spike input the input neuron idles (bias 0), as in Lava: zero u, v, s."""
+        return {name: torch.zeros(prev.shape, dtype=torch.bool if name == "s" else torch.int64,
+                                  device=prev.device) for name in names}
 
     def _synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool):
         """a_in for chip steps 1..steps: (steps, N, *shape) float64, or None if all zero."""
