@@ -59,6 +59,7 @@ from rssnn_deploy.neurons import SURROGATES
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "CheckpointError",
     "PERTURBATIONS",
     "PRESETS",
     "TrainConfig",
@@ -78,6 +79,8 @@ __all__ = [
     "run_training",
     "add_train_arguments",
     "configs_from_args",
+    "run_training_from_args",
+    "train_digits_model",
     "train_main",
 ]
 
@@ -86,6 +89,10 @@ METRICS_NAME = "metrics.json"
 PERTURBATIONS = ("gaussian", "rfgsm", "pgd", "none")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used as asked: not ours, or not resumable with this config."""
 
 
 # ------------------------------------------------------------------------ configuration
@@ -404,7 +411,7 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     missing = {"model_config", "state_dict"} - set(payload)
     if missing:
-        raise ValueError(f"{path}: not an rssnn-deploy checkpoint (missing "
+        raise CheckpointError(f"{path}: not an rssnn-deploy checkpoint (missing "
                          f"{', '.join(sorted(missing))})")
     return payload
 
@@ -499,12 +506,13 @@ def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig
                      path: Path) -> None:
     """A resumed run must continue the same experiment; only ``epochs`` may grow."""
     if payload["model_config"] != model.describe():
-        raise ValueError(f"{path}: checkpoint was trained with a different model config")
+        raise CheckpointError(f"{path}: checkpoint was trained with a different model "
+                              f"config; choose another output directory")
     saved = dict(payload.get("train_config", {}))
     differing = sorted(k for k, v in config.to_dict().items()
                        if k != "epochs" and saved.get(k) != v)
     if differing:
-        raise ValueError(f"{path}: cannot resume with a changed training config "
+        raise CheckpointError(f"{path}: cannot resume with a changed training config "
                          f"({', '.join(differing)}); only epochs may change")
 
 
@@ -583,7 +591,7 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
     start_epoch, history = 0, []
     if checkpoint.exists():
         if not resume:
-            raise FileExistsError(f"{checkpoint} exists: resume it (resume=True, --resume) "
+            raise CheckpointError(f"{checkpoint} exists: resume it (resume=True, --resume) "
                                   f"or choose another output directory")
         payload = read_checkpoint(checkpoint)
         _check_resumable(payload, model, config, checkpoint)
@@ -779,14 +787,36 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainCo
     return model_config, dataclasses.replace(PRESETS[preset], **overrides)
 
 
+def run_training_from_args(args: argparse.Namespace) -> Path:
+    """Run the training the options of :func:`add_train_arguments` describe."""
+    model_config, train_config = configs_from_args(args)
+    return run_training(args.dataset, model_config, train_config, args.out,
+                        resume=args.resume, progress=not args.no_progress)
+
+
+def train_digits_model(data: Dataset, out_dir: Union[str, Path],
+                       hidden: Sequence[int] = (128,), epochs: int = 15, rho: float = 1.0,
+                       perturbation: str = "gaussian", seed: int = 0, progress: bool = True,
+                       resume: bool = True, **overrides: Any) -> SNN:
+    """Train the demo model, a DLIF MLP with the ``digits`` preset, and return it.
+
+    ``resume=True`` makes a rerun cheap and safe: a finished checkpoint with the same
+    settings in ``out_dir`` is reused, an interrupted one continued. ``overrides`` are
+    further :class:`TrainConfig` fields.
+    """
+    config = dataclasses.replace(PRESETS["digits"], epochs=epochs, rho=rho,
+                                 perturbation=perturbation, seed=seed, **overrides)
+    path = run_training(data, {"arch": "mlp", "hidden": list(hidden)}, config, out_dir,
+                        resume=resume, progress=progress)
+    return load_checkpoint(path)
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m rssnn_deploy.train [options]`` (also what ``torchrun`` launches)."""
     parser = add_train_arguments(argparse.ArgumentParser(
         prog="python -m rssnn_deploy.train", description=__doc__.split("\n")[0]))
     args = parser.parse_args(argv)
-    model_config, train_config = configs_from_args(args)
-    path = run_training(args.dataset, model_config, train_config, args.out,
-                        resume=args.resume, progress=not args.no_progress)
+    path = run_training_from_args(args)
     if int(os.environ.get("RANK", "0")) == 0 and not args.no_progress:
         print(f"checkpoint: {path}")
     return 0

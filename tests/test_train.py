@@ -16,11 +16,11 @@ import rssnn_deploy  # noqa: F401
 import rssnn_deploy.train as train_module
 from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.models import build_model
-from rssnn_deploy.train import (CHECKPOINT_NAME, PRESETS, RandomStepFGSM, TrainConfig,
+from rssnn_deploy.train import (CHECKPOINT_NAME, PRESETS, CheckpointError, RandomStepFGSM, TrainConfig,
                                 add_train_arguments, configs_from_args, evaluate_accuracy,
                                 load_checkpoint, make_perturbation, mppd, orthogonality_step,
                                 read_checkpoint, robust_loss, run_training, runner_up_class,
-                                save_checkpoint, sparse_gradient_probe, train,
+                                save_checkpoint, sparse_gradient_probe, train, train_digits_model,
                                 two_class_probability)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,7 +306,7 @@ def test_resume_can_extend_the_schedule(tmp_path, tiny_data):
 def test_resume_guards(tmp_path, tiny_data):
     config = tiny_config(epochs=1)
     run_training(tiny_data, TINY_MODEL, config, tmp_path, progress=False)
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(CheckpointError, match="exists: resume it"):
         run_training(tiny_data, TINY_MODEL, config, tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"changed training config \(kappa\)"):
         run_training(tiny_data, TINY_MODEL, dataclasses.replace(config, kappa=0.9), tmp_path,
@@ -351,7 +351,7 @@ def test_read_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         read_checkpoint(tmp_path)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an rssnn-deploy checkpoint"):
+    with pytest.raises(CheckpointError, match="not an rssnn-deploy checkpoint"):
         read_checkpoint(tmp_path / "other.pt")
 
 
@@ -416,3 +416,12 @@ def test_torchrun_two_processes(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
     model = load_checkpoint(out)
     assert model.describe()["hidden"] == [32]
+
+
+def test_train_digits_model_reuses_a_finished_run(tmp_path, tiny_data):
+    model = train_digits_model(tiny_data, tmp_path, hidden=[8], epochs=1, progress=False)
+    assert model.describe()["hidden"] == [8] and not model.training
+    stamp = (tmp_path / CHECKPOINT_NAME).stat().st_mtime_ns
+    again = train_digits_model(tiny_data, tmp_path, hidden=[8], epochs=1, progress=False)
+    assert (tmp_path / CHECKPOINT_NAME).stat().st_mtime_ns == stamp  # nothing retrained
+    assert torch.equal(again(tiny_data.x_test), model(tiny_data.x_test))
