@@ -14,6 +14,10 @@ site-packages (which a reinstall would silently undo). ``install()`` runs once, 
    placeholder module takes its place and raises a clear ImportError on use.
 3. slayer's ``step_delay`` writes into a tensor that autograd still needs
    (persistent state on CPU). The same rewriting loader adds a ``clone()``.
+4. Lava's multiprocessing message infrastructure calls ``set_start_method('fork')`` at
+   import, which raises "context has already been set" once anything in the process
+   has fixed the start method (for example a plain ``get_start_method()`` call, as
+   happens during training). Lava needs fork; the rewrite sets it only when it differs.
 
 Each rewrite checks that its pattern is present, so a changed upstream file fails
 loudly here rather than deep inside Lava.
@@ -53,9 +57,17 @@ def _replace_once(source: str, old: str, new: str) -> str:
     return source.replace(old, new)
 
 
+def _rewrite_start_method(source: str) -> str:
+    return _replace_once(
+        source, "    mp.set_start_method('fork')\n",
+        "    if mp.get_start_method(allow_none=True) != 'fork':\n"
+        "        mp.set_start_method('fork', force=True)\n")
+
+
 _REWRITES: Dict[str, Callable[[str], str]] = {
     "lava.magma.compiler.var_model": _rewrite_var_model,
     "lava.lib.dl.slayer.block.base": _rewrite_block_base,
+    "lava.magma.runtime.message_infrastructure.multiprocessing": _rewrite_start_method,
 }
 
 

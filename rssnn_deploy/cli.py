@@ -56,14 +56,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.report import atomic_write_bytes_npz
+    from rssnn_deploy.report import write_npz
     net = _existing(args.net)
     spec = read_netx(net)
     inputs = np.load(_existing(args.input))
     record = {s.strip() for s in args.record.split(",") if s.strip()} if args.record else set()
     result = get_backend(args.backend).simulate(net, spec, inputs, steps=args.steps,
                                                 record=record)
-    atomic_write_bytes_npz(args.out, result)
+    write_npz(args.out, result)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in result.items()))
     return 0
 

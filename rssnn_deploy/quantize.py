@@ -15,7 +15,9 @@ runs, keeping what makes the model robust:
   scale is the largest power-of-two multiple of ``127/max|W|`` whose worst-case u and v
   stay inside 24 bits and whose threshold fits 17 bits (larger scales make the 12-bit
   decay truncation relatively smaller). netx derives mantissa and exponent from these
-  integers itself.
+  integers itself, but only *scales up*: file weights outside [−256, 254] are clipped
+  (``netx.utils.optimize_weight_bits``), so a netx file can express exponents ≤ 1 and
+  the search stops there (``NETX_WEIGHT_EXP_MAX``) even where the chip allows 7.
 * **DLIF gains.** ``gain_mode="fold"`` folds the mean gain ā_l into the weights (stock
   netx runs it; the report gives the relative error of the time-varying part);
   ``gain_mode="exact"`` stores per-step gain mantissas for the project's simulator.
@@ -39,6 +41,8 @@ from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 ACTIVATION_SHIFT = 6
+#: largest weight exponent a netx file can carry: netx clips file weights to [−256, 254].
+NETX_WEIGHT_EXP_MAX = 1
 
 
 class QuantizationError(ValueError):
@@ -188,7 +192,7 @@ def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: Har
         raise QuantizationError(f"layer {desc.kind} {desc.out_shape} has all-zero weights")
     mant_max = profile.weight_mant_max
     row_sum = _max_row_sum(weight)
-    for exp in range(profile.weight_exp_max, -1, -1):
+    for exp in range(min(profile.weight_exp_max, NETX_WEIGHT_EXP_MAX), -1, -1):
         base = mant_max * (1 << exp) / max_abs
         if desc.spiking:
             vth = int(math.floor(desc.threshold * base))

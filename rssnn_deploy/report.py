@@ -45,6 +45,21 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Save named arrays as .npz atomically (numpy appends .npz to a bare temp name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
     return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True,
                                               default=_json_default) + "\n")
