@@ -12,8 +12,10 @@ copy ``x̃``:
 
 where :math:`I` is the current the *last spiking layer* integrates (``a[t]·W·s[t]``
 for DLIF). The MPPD term penalises how far the perturbation pushes that layer's
-membrane potential; its clean branch is detached (only the perturbed path is pulled
-towards the clean one), while the clean CE term is trained normally.
+membrane potential. As in the paper's code its clean branch is detached (only the
+perturbed path is pulled towards the clean one) while the clean CE term is trained
+normally; ``TrainConfig.detach_clean=False`` trains both branches instead, which is
+what keeps networks without batch-norm stable (see :func:`robust_loss`).
 
 ``x̃`` is Gaussian noise, a one-step R+FGSM example or PGD (adversarial examples are
 made with the model in eval mode, by torchattacks). Optional extras: the Parseval-style
@@ -24,8 +26,8 @@ Clean and perturbed inputs go through the network as *one* concatenated batch: t
 networks have no batch-coupled layer (no batch-norm), so this is exactly two forward
 passes, costs one, and keeps DistributedDataParallel at one forward per backward.
 
-Run directly or under ``torchrun --nproc_per_node N python -m rssnn_deploy.train ...``;
-only rank 0 writes files.
+Run as ``python -m rssnn_deploy.train ...`` or, data-parallel,
+``torchrun --nproc_per_node N -m rssnn_deploy.train ...``; only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -47,10 +49,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 import torchattacks
-from torchattacks.attack import Attack
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
 from rssnn_deploy.data import Dataset, load_dataset
@@ -221,7 +223,7 @@ def sparse_gradient_probe(model: nn.Module, x: Tensor, y: Tensor, h: float
 
 
 class LossTerms(NamedTuple):
-    """The objective and its parts (parts detached-free, for logging use ``.item()``)."""
+    """The objective and its parts, all still in the autograd graph (log with ``float``)."""
 
     total: Tensor
     ce_clean: Tensor
@@ -412,7 +414,7 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     missing = {"model_config", "state_dict"} - set(payload)
     if missing:
         raise CheckpointError(f"{path}: not an rssnn-deploy checkpoint (missing "
-                         f"{', '.join(sorted(missing))})")
+                              f"{', '.join(sorted(missing))})")
     return payload
 
 
@@ -453,11 +455,12 @@ def _start_distributed(device: Optional[Union[str, torch.device]]) -> _Distribut
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
     if device is None:
-        device = f"cuda:{local_rank}" if cuda else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda":
+        if device.index is None:  # one GPU per local process
+            device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     owns_group = False
     if world_size > 1 and not dist.is_initialized():
@@ -513,7 +516,7 @@ def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig
                        if k != "epochs" and saved.get(k) != v)
     if differing:
         raise CheckpointError(f"{path}: cannot resume with a changed training config "
-                         f"({', '.join(differing)}); only epochs may change")
+                              f"({', '.join(differing)}); only epochs may change")
 
 
 def _extend_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, epochs: int) -> None:
@@ -530,7 +533,6 @@ def _extend_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, epochs: i
     progress = math.cos(math.pi * scheduler.last_epoch / epochs)
     for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
         group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * (1 + progress) / 2
-    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 class _Epoch:
@@ -587,26 +589,18 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
     x_train, y_train, x_test, y_test = data
     model.to(ctx.device).train()
     optimizer, scheduler = _make_optimizer(model, config)
-    checkpoint = out_dir / CHECKPOINT_NAME
-    start_epoch, history = 0, []
-    if checkpoint.exists():
-        if not resume:
-            raise CheckpointError(f"{checkpoint} exists: resume it (resume=True, --resume) "
-                                  f"or choose another output directory")
-        payload = read_checkpoint(checkpoint)
-        _check_resumable(payload, model, config, checkpoint)
-        model.load_state_dict(payload["state_dict"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        _extend_schedule(optimizer, scheduler, config.epochs)
-        start_epoch, history = int(payload["epoch"]), list(payload.get("metrics", []))
-        _say(ctx, progress, f"resuming {checkpoint} after epoch {start_epoch}")
-
-    net = DistributedDataParallel(model, device_ids=[ctx.device.index]
-                                  if ctx.device.type == "cuda" else None) if ctx.active else model
-    sampler = DistributedSampler(TensorDataset(x_train, y_train), num_replicas=ctx.world_size,
-                                 rank=ctx.rank, shuffle=True, seed=config.seed)
-    loader = DataLoader(TensorDataset(x_train, y_train), sampler=sampler,
+    start_epoch, history = _restore(out_dir / CHECKPOINT_NAME, resume, model, config,
+                                    optimizer, scheduler)
+    if start_epoch:
+        _say(ctx, progress, f"resuming {out_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
+    net = model
+    if ctx.active:
+        net = DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    dataset = TensorDataset(x_train, y_train)
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                 shuffle=True, seed=config.seed)
+    loader = DataLoader(dataset, sampler=sampler,
                         batch_size=max(1, config.batch_size // ctx.world_size))
     perturb = make_perturbation(model, config)
     decay = model.last_spiking_layer.decay
@@ -635,6 +629,24 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
         if ctx.active:
             dist.barrier()
     return history
+
+
+def _restore(checkpoint: Path, resume: bool, model: SNN, config: TrainConfig,
+             optimizer: torch.optim.Optimizer, scheduler: Any
+             ) -> Tuple[int, List[Dict[str, float]]]:
+    """Load an existing run's state for ``resume``; return (epochs done, metrics so far)."""
+    if not checkpoint.exists():
+        return 0, []
+    if not resume:
+        raise CheckpointError(f"{checkpoint} exists: resume it (resume=True, --resume) "
+                              f"or choose another output directory")
+    payload = read_checkpoint(checkpoint)
+    _check_resumable(payload, model, config, checkpoint)
+    model.load_state_dict(payload["state_dict"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    _extend_schedule(optimizer, scheduler, config.epochs)
+    return int(payload["epoch"]), list(payload.get("metrics", []))
 
 
 def _step(net: nn.Module, model: SNN, x: Tensor, y: Tensor, perturb: Optional[Perturbation],
