@@ -19,13 +19,12 @@ def _user_errors() -> tuple:
     from rssnn_deploy.hw import ProfileError
     from rssnn_deploy.netx_io import NetxFormatError
     from rssnn_deploy.quantize import QuantizationError
+    from rssnn_deploy.sim import SimulationError
+    from rssnn_deploy.train import CheckpointError
     errors = [DatasetError, ProfileError, NetxFormatError, QuantizationError,
-              FileNotFoundError]
-    try:
-        from rssnn_deploy.backends import BackendUnavailable
-        errors.append(BackendUnavailable)
-    except ImportError:
-        pass
+              CheckpointError, SimulationError, FileNotFoundError]
+    from rssnn_deploy.backends import BackendError
+    errors.append(BackendError)
     return tuple(errors)
 
 

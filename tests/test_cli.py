@@ -1,0 +1,101 @@
+"""The rssnn-deploy CLI: every subcommand's help, the stage commands, and clear errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rssnn_deploy  # noqa: F401
+from rssnn_deploy.cli import build_parser, main
+
+SUBCOMMANDS = ["train", "export", "simulate", "evaluate", "info", "demo"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert command in capsys.readouterr().out
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "rssnn_deploy.cli", "info"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "lava-nc: 0.10.0" in out.stdout
+    assert "lava-loihi: not installed" in out.stdout
+    assert "sim (available)" in out.stdout and "lava (available)" in out.stdout
+
+
+def test_info_describes_a_file(tiny_net, capsys):
+    assert main(["info", str(tiny_net)]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline depth 2" in out and "dense" in out
+
+
+def test_missing_file_is_one_clear_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.net")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rssnn-deploy info: error: {tmp_path / 'nope.net'}: no such file"
+
+
+def test_corrupt_file_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.net"
+    bad.write_bytes(b"not hdf5 at all")
+    assert main(["info", str(bad)]) == 2
+    assert "bad.net: not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_export_rejects_a_non_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "checkpoint.pt"
+    bogus.write_bytes(b"garbage")
+    code = main(["export", str(bogus), "--out", str(tmp_path / "m.net")])
+    assert code == 2
+    assert "checkpoint.pt" in capsys.readouterr().err
+    assert not (tmp_path / "m.net").exists()
+
+
+def test_simulate_sim_backend_writes_outputs(tiny_net, tmp_path):
+    x = np.random.default_rng(0).random((5, 1, 4, 4))
+    np.save(tmp_path / "x.npy", np.round(x * 4095).astype(np.int64))
+    out = tmp_path / "out.npz"
+    assert main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"),
+                 "--record", "u,v,s", "--out", str(out)]) == 0
+    arrays = np.load(out)
+    assert arrays["output_v"].shape == (5, 3)
+    assert arrays["layer2_v"].shape[1:] == (5, 6)
+
+
+def test_simulate_on_loihi_without_runtime_says_what_is_missing(tiny_net, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 4, 4), dtype=np.int64))
+    code = main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"),
+                 "--backend", "loihi", "--out", str(tmp_path / "o.npz")])
+    assert code == 2
+    assert "lava-loihi" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_simulate_rejects_wrong_input_shape(tiny_net, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((2, 7), dtype=np.int64))
+    code = main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "o.npz")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "(2, 7)" in err and "(1, 4, 4)" in err
+
+
+@pytest.fixture
+def tiny_net(tmp_path):
+    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    rng = np.random.default_rng(1)
+    cuba = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=200)
+    spec = NetworkSpec([
+        LayerSpec("input", (1, 4, 4), neuron=CubaNeuron(4096, 41, 4095)),
+        LayerSpec("flatten", (16,)),
+        LayerSpec("dense", (6,), neuron=cuba, weight=rng.integers(-128, 128, (6, 16))),
+        LayerSpec("dense", (3,), neuron=CubaNeuron(4096, 0, 131071),
+                  weight=rng.integers(-128, 128, (3, 6))),
+    ], meta={"steps": 4, "input_scale": 4095.0, "readout": "membrane"})
+    return write_netx(spec, tmp_path / "tiny.net")

@@ -1,0 +1,83 @@
+"""End to end: trained model → quantize → netx file → Lava fixed point == our simulator."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import rssnn_deploy  # noqa: F401
+from rssnn_deploy.data import load_dataset
+from rssnn_deploy.netx_io import read_netx
+from rssnn_deploy.pipeline import (chip_predictor, evaluate_deployment, export_model,
+                                   lava_predictions)
+from rssnn_deploy.robustness import CheckConfig, float_predictor
+from rssnn_deploy.train import train_digits_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    model = train_digits_model(digits, out, hidden=[32], epochs=3, perturbation="gaussian",
+                               progress=False)
+    return model, out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model, _ = trained
+    path = tmp_path_factory.mktemp("export") / "model.net"
+    return path, export_model(model, path)
+
+
+def test_export_writes_file_and_stability_report(exported):
+    path, result = exported
+    assert path.is_file()
+    stability = json.loads(path.with_suffix(".stability.json").read_text())
+    assert [row["index"] for row in stability["layers"]] == [2, 3]
+    assert stability["layers"][0]["realised_decay"] < 1.0
+
+
+def test_file_is_the_quantized_network(exported):
+    from rssnn_deploy.netx_io import specs_equal
+    path, result = exported
+    assert specs_equal(result.spec, read_netx(path)) is None
+
+
+def test_quantized_model_tracks_the_float_model(trained, exported, digits):
+    model, _ = trained
+    spec = read_netx(exported[0])
+    x, y = digits.x_test, digits.y_test
+    float_pred = float_predictor(model)(x)
+    chip_pred = chip_predictor(spec)(x)
+    agreement = float((float_pred == chip_pred).float().mean())
+    assert agreement >= 0.85, f"float and chip agree on only {agreement:.1%} of test images"
+    gap = float((float_pred == y).float().mean() - (chip_pred == y).float().mean())
+    assert abs(gap) <= 0.03, f"float vs chip accuracy gap {gap:+.1%}"
+
+
+def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, digits):
+    """Issue 3's acceptance: stock netx + Loihi2SimCfg(fixed_pt) on the exported file."""
+    path, _ = exported
+    spec = read_netx(path)
+    x = digits.x_test[:48]
+    lava = lava_predictions(path, x)
+    sim = chip_predictor(spec)(x)
+    assert lava.shape == sim.shape == (48,)
+    assert torch.equal(lava.long(), sim.long())
+
+
+def test_evaluate_deployment_writes_a_full_record(trained, exported, digits, tmp_path):
+    model, _ = trained
+    record = evaluate_deployment(model, exported[0], digits.x_test[:64], digits.y_test[:64],
+                                 tmp_path, check=CheckConfig(pgd_steps=3), lava_samples=8)
+    acc = record["accuracy"]
+    assert set(acc) == {"clean", "gaussian σ=0.1", "gaussian σ=0.2", "PGD-3 ε=0.1"}
+    assert acc["PGD-3 ε=0.1"]["float"] < acc["clean"]["float"]
+    assert record["lava"] == {"samples": 8, "mismatches_vs_sim": 0,
+                              "same_prediction_every_sample": True}
+    assert record["versions"]["lava-nc"] == "0.10.0"
