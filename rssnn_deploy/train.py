@@ -244,12 +244,14 @@ def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor]
     ``R = mean(((p(x + h·sign∇p) − p(x)) / h)²)`` is added with weight ``sr_lambda``.
 
     ``detach_clean=True`` is the paper code: the clean currents are a fixed target.
-    Because they come from the *same* weights, each step also moves the target, and in
-    a network without batch-norm (all Loihi-mappable ones) that feedback grows weights
-    and DLIF gains without bound: on the digits MLP the MPPD climbs from 0.4 to ~900
-    within 15 epochs and accuracy falls to chance, with Adam or SGD, Gaussian or
-    R+FGSM. Differentiating both branches (``False``) descends the true gradient of
-    the MPPD term and stays stable (MPPD 0.4 → 0.07, 95 % test).
+    They come from the *same* weights, so every step also moves the target. For one
+    weight ``w`` and inputs ``s_c``, ``s_p`` the detached step multiplies ``w`` by
+    ``1 + 2η(s_c − s_p)s_p``, which exceeds 1 whenever the clean input drives harder;
+    the full gradient multiplies it by ``1 − 2η(s_c − s_p)² ≤ 1``. With batch-norm the
+    scale cannot run away; without it (every Loihi-mappable network) it does: on the
+    digits MLP the MPPD climbs from 0.4 to ~900 in 15 epochs and accuracy falls to
+    chance, with Adam or SGD, Gaussian noise or R+FGSM. ``detach_clean=False``
+    differentiates both branches and stays stable (MPPD 0.10 → 0.07, 95.6 % test).
     """
     parts = [x] + ([x_pert] if x_pert is not None else []) + ([probe[0]] if probe else [])
     out = model(torch.cat(parts), return_trace=True)
