@@ -70,6 +70,18 @@ straight-through estimators around every rounding, wrap and clip, and a triangle
 surrogate for the spike, ``∂s/∂v = max(0, 1 − |v − θ|/θ)/θ`` with ``θ = vThMant << 6``
 (the paper's triangle with γ = 1 in threshold units), so white-box attacks can target the
 deployed integer model.
+
+Two extensions exist for robustness studies of the deployed model (neither changes
+what an unmodified spec computes):
+
+* **Per-neuron parameters.** ``CubaNeuron.vth_mant``, ``v_decay`` and ``i_decay`` may be
+  integer arrays broadcastable to the layer's neuron shape instead of scalars, to model
+  parameter mismatch neuron by neuron (``rssnn_deploy.robustness.faults``). The update
+  is the same per neuron; arrays whose entries are all equal take the scalar path. Lava's
+  netx model has per-layer scalars only, so such a spec is for this simulator alone.
+* **Spike transform.** ``Simulator(..., spike_transform=f)`` calls ``f(spec_index,
+  spikes)`` on the spike train ``(steps, N, *shape)`` a synaptic layer receives, before
+  its synapse, e.g. to drop spikes in transit.
 """
 from __future__ import annotations
 
@@ -79,7 +91,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import (Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -103,6 +116,10 @@ _TWO32 = float(1 << 32)
 _TWO31 = float(1 << 31)
 _F32_EXACT = 1 << 24
 RecordSpec = Union[None, str, Iterable[str], Mapping[int, Iterable[str]]]
+#: (spec_index of the receiving layer, spikes (steps, N, *shape)) → spikes
+SpikeTransform = Callable[[int, torch.Tensor], torch.Tensor]
+#: a per-layer neuron constant: a Python float, or float64 per neuron (layer shape)
+NeuronConstant = Union[float, torch.Tensor]
 
 
 class SimulationError(ValueError):
@@ -266,13 +283,48 @@ class _Spike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (v,) = ctx.saved_tensors
-        width = max(float(ctx.theta), 1.0)
+        theta = ctx.theta
+        width = theta.clamp(min=1.0) if torch.is_tensor(theta) else max(float(theta), 1.0)
         surrogate = torch.clamp(1.0 - (v - ctx.theta).abs() / width, min=0.0) / width
         return g * surrogate, None
 
 
 def _trunc(x, grad):
     return _Trunc.apply(x) if grad else torch.trunc(x)
+
+
+def _is(c: NeuronConstant, value: float) -> bool:
+    """True when a neuron constant is the scalar ``value`` (per-neuron tensors never are)."""
+    return not torch.is_tensor(c) and c == value
+
+
+def _neuron_constant(value, scale: Callable[[np.ndarray], np.ndarray], shape: Tuple[int, ...],
+                     device) -> NeuronConstant:
+    """A CUBA field (scalar or per-neuron integers) mapped by ``scale`` to a float or tensor.
+
+    Uniform arrays collapse to a float, so they run exactly the scalar code path.
+    """
+    arr = np.asarray(value)
+    if arr.ndim == 0 or np.all(arr == arr.flat[0]):
+        return float(scale(np.asarray(arr.flat[0], dtype=np.int64)))
+    mapped = scale(np.broadcast_to(arr, shape).astype(np.int64))
+    return torch.as_tensor(mapped, dtype=torch.float64, device=device)
+
+
+def _check_neuron_arrays(neuron: CubaNeuron, shape: Tuple[int, ...], index: int) -> None:
+    """Per-neuron fields must be integers broadcastable to the layer's neuron shape."""
+    for name in ("i_decay", "v_decay", "vth_mant"):
+        arr = np.asarray(getattr(neuron, name))
+        if arr.ndim == 0:
+            continue
+        if not (np.issubdtype(arr.dtype, np.integer)
+                or np.array_equal(arr, np.trunc(arr))):
+            raise SimulationError(f"layer {index}: per-neuron {name} must hold integers")
+        try:
+            np.broadcast_to(arr, shape)
+        except ValueError:
+            raise SimulationError(f"layer {index}: per-neuron {name} of shape {arr.shape} "
+                                  f"does not fit the layer's neurons {shape}") from None
 
 
 def _floor(x, grad):
@@ -482,13 +534,14 @@ class Simulator:
     """
 
     def __init__(self, spec: Union[NetworkSpec, str, Path], device: Union[str, torch.device] = "cpu",
-                 differentiable: bool = False):
+                 differentiable: bool = False, spike_transform: Optional[SpikeTransform] = None):
         if isinstance(spec, (str, Path)):
             from rssnn_deploy.netx_io import read_netx
             spec = read_netx(spec)
         self.spec = spec
         self.device = torch.device(device)
         self.differentiable = bool(differentiable)
+        self.spike_transform = spike_transform
         self.stages: List[_Stage] = []
         self._compile()
 
@@ -511,6 +564,7 @@ class Simulator:
                 if i != 0:
                     raise SimulationError(f"layer {i}: input layer must come first")
                 if layer.neuron is not None:
+                    _check_neuron_arrays(_neuron_of(layer, i), shape, i)
                     self.stages.append(_Stage(i, "input", shape, _neuron_of(layer, i),
                                               timings[i], None))
                 continue
@@ -534,6 +588,7 @@ class Simulator:
             else:  # pragma: no cover - LayerSpec validates kinds
                 raise SimulationError(f"layer {i}: unsupported kind {layer.kind!r}")
             neuron = _neuron_of(layer, i)
+            _check_neuron_arrays(neuron, tuple(out_shape), i)
             stage = _Stage(i, layer.kind, tuple(out_shape), neuron, timings[i],
                            _layer_bias(layer, i, self.device), syn, flatten)
             self._set_gains(stage, neuron)
@@ -560,8 +615,10 @@ class Simulator:
         a = min(max_abs_a, _TWO31)
         if stage.gains is not None:
             a = a * float(stage.gains.abs().max()) * stage.gain_scale
-        cu, cv = DECAY_ONE - n.i_decay, DECAY_ONE - n.v_decay
-        return a * 64 > (1 << 24) or not (0 <= cu <= DECAY_ONE) or not (0 <= cv <= DECAY_ONE)
+        cu = DECAY_ONE - np.asarray(n.i_decay)
+        cv = DECAY_ONE - np.asarray(n.v_decay)
+        return (a * 64 > (1 << 24) or not np.all((0 <= cu) & (cu <= DECAY_ONE))
+                or not np.all((0 <= cv) & (cv <= DECAY_ONE)))
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -691,6 +748,8 @@ class Simulator:
                 a_in = None
             else:
                 n = prev.shape[1]
+                if self.spike_transform is not None:
+                    prev = self.spike_transform(st.spec_index, prev)
                 a_in = self._synaptic_input(st, prev, steps, grad)
                 bias = st.bias
             prev, rec, v_final = self._neuron_loop(st, a_in, bias, n, steps,
@@ -764,9 +823,9 @@ class Simulator:
         neuron = st.neuron
         shape = (n,) + st.shape
         dev = self.device
-        cu = float(DECAY_ONE - neuron.i_decay) / DECAY_ONE
-        cv = float(DECAY_ONE - neuron.v_decay) / DECAY_ONE
-        theta = float(int(neuron.vth_mant) << STATE_SHIFT)
+        cu = _neuron_constant(neuron.i_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+        cv = _neuron_constant(neuron.v_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+        theta = _neuron_constant(neuron.vth_mant, lambda m: m << STATE_SHIFT, st.shape, dev)
         reset_steps = _reset_steps(st.timing.block_index + 1, steps, reset, reset_interval)
         if a_in is not None and st.gains is not None:
             k = (torch.arange(1, steps + 1, device=dev) - st.timing.hops - 1).clamp(
@@ -794,10 +853,10 @@ class Simulator:
             if t in reset_steps:
                 u.zero_()
                 v.zero_()
-            if a6 is not None or cu != 1.0:        # u = trunc(u·cu) + (a_in << 6)
-                if cu == 0.0:
+            if a6 is not None or not _is(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
+                if _is(cu, 0.0):
                     u.zero_()
-                elif cu != 1.0:
+                elif not _is(cu, 1.0):
                     u.mul_(cu).trunc_()
                 if a6 is not None:
                     u.add_(a6[t - 1])
@@ -805,10 +864,10 @@ class Simulator:
                     u = _wrap(u, 32, False)
                 if plan.wrap_u:
                     u = _wrap_u_once(u, False)
-            if cv == 0.0:                          # v = trunc(v·cv) + u + bias
+            if _is(cv, 0.0):                       # v = trunc(v·cv) + u + bias
                 v.copy_(u)
             else:
-                if cv != 1.0:
+                if not _is(cv, 1.0):
                     v.mul_(cv).trunc_()
                 v.add_(u)
             if bias is not None:
@@ -837,14 +896,14 @@ class Simulator:
         for t in range(1, steps + 1):
             if t in reset_steps:
                 u, v = u * 0.0, v * 0.0
-            u = u * 0.0 if cu == 0.0 else (u if cu == 1.0 else _trunc(u * cu, True))
+            u = u * 0.0 if _is(cu, 0.0) else (u if _is(cu, 1.0) else _trunc(u * cu, True))
             if a6 is not None:
                 u = u + a6[t - 1]
             if plan.wrap32:
                 u = _wrap(u, 32, True)
             if plan.wrap_u:
                 u = _wrap_u_once(u, True)
-            v = (v * 0.0 if cv == 0.0 else (v if cv == 1.0 else _trunc(v * cv, True))) + u
+            v = (v * 0.0 if _is(cv, 0.0) else (v if _is(cv, 1.0) else _trunc(v * cv, True))) + u
             if bias is not None:
                 v = v + bias
             if plan.wrap32:
@@ -869,22 +928,24 @@ class _Checks:
     clamp_v: bool   # v can reach the ±(2²³ − 1) saturation
 
 
-def _plan_checks(exact_wraps: bool, a6, bias, cu: float, cv: float) -> _Checks:
+def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronConstant
+                 ) -> _Checks:
     """Skip overflow handling that provably cannot trigger for this input (bounds below).
 
     |u| ≤ A/(1 − cu) with A = max|a_in << 6| (|trunc(x)| ≤ |x|); |v| ≤ (U + B)/(1 − cv)
     with U the bound on |u| after its wrap and B = max|bias << 6|. Spike resets only
-    shrink v. When ``exact_wraps`` is set (int32 overflow possible), everything is on.
+    shrink v. Per-neuron decays bound with their extremes. When ``exact_wraps`` is set (int32 overflow possible), everything is on.
     """
     if exact_wraps:
         return _Checks(True, True, True)
     a = 0.0 if a6 is None else float(a6.detach().abs().max()) if a6.numel() else 0.0
     b = 0.0 if bias is None else float(bias.detach().abs().max()) if bias.numel() else 0.0
 
-    def geometric(x: float, c: float) -> float:
+    def geometric(x: float, c: NeuronConstant) -> float:
         if x == 0.0:
             return 0.0
-        return x / (1.0 - c) if 0.0 <= c < 1.0 else math.inf
+        lo, hi = (float(c.min()), float(c.max())) if torch.is_tensor(c) else (c, c)
+        return x / (1.0 - hi) if 0.0 <= lo and hi < 1.0 else math.inf
 
     u_bound = geometric(a, cu)
     wrap_u = u_bound >= _U_LIMIT
