@@ -37,6 +37,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -161,8 +162,11 @@ class TrainConfig:
 #: the bundled 8×8 digits on a CPU: Adam (a few seconds to > 90 %), and the MPPD term
 #: on both branches, because the paper's detached clean branch diverges in networks
 #: without batch-norm (see ``robust_loss``); κ, ρ and the perturbation stay the paper's.
+#: "paper-stable": the paper's setting with MPPD on both branches, the default for user
+#: data, since no network the project can deploy has batch-norm.
 PRESETS: Dict[str, TrainConfig] = {
     "paper": TrainConfig(),
+    "paper-stable": TrainConfig(detach_clean=False),
     "digits": TrainConfig(epochs=15, optimizer="adam", lr=5e-3, weight_decay=0.0,
                           detach_clean=False),
 }
@@ -412,7 +416,14 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     path = _checkpoint_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint there")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not an rssnn-deploy checkpoint (holds a "
+                              f"{type(payload).__name__}, not a dict)")
     missing = {"model_config", "state_dict"} - set(payload)
     if missing:
         raise CheckpointError(f"{path}: not an rssnn-deploy checkpoint (missing "
@@ -737,7 +748,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--dataset", default="digits",
                    help="'digits' (bundled) or a path: MNIST IDX dir, CIFAR-10 batches dir, .npz")
     g.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
-                   help="training defaults; 'auto' = 'digits' for the digits data, else 'paper'")
+                   help="training defaults; 'auto' = 'digits' for the digits data, else "
+                        "'paper-stable' (the paper's setting with MPPD on both branches; "
+                        "'paper' detaches the clean branch as the paper's code does, which "
+                        "diverges without batch-norm)")
     g = parser.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
     g.add_argument("--hidden", type=int, nargs="*", default=None, help="dense hidden sizes")
@@ -795,7 +809,7 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainCo
     model_config = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
     preset = args.preset
     if preset == "auto":
-        preset = "digits" if args.dataset == "digits" else "paper"
+        preset = "digits" if args.dataset == "digits" else "paper-stable"
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
     return model_config, dataclasses.replace(PRESETS[preset], **overrides)
