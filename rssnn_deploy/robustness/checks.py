@@ -1,9 +1,8 @@
-"""Robustness checks of the float model and of the deployed integer model.
+"""The short robustness check of the demo: clean, Gaussian noise, PGD transfer.
 
-Noise is applied to pixels in [0, 1]; attacks come from torchattacks and are computed
-on the float model (white-box), then the same adversarial images are run through the
-integer model (transfer), so the report shows how robust the network that actually
-runs on the chip is, not only the float model it came from.
+Kept small on purpose: ``pipeline.run_demo`` calls it after every training run. The
+full evaluation (attacks under three threat models, noise and fault sweeps, sanity
+checks, resumable and sharded) is ``rssnn_deploy.evaluate``.
 """
 from __future__ import annotations
 
@@ -12,6 +11,13 @@ from typing import Callable, Dict, Sequence
 
 import torch
 
+from rssnn_deploy.robustness.attacks import AttackSpec, craft
+from rssnn_deploy.robustness.noise import gaussian_noise
+
+__all__ = ["Predictor", "CheckConfig", "pgd_examples", "float_predictor", "accuracy",
+           "run_checks"]
+
+#: inputs in [0, 1] → class predictions (N,)
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -25,26 +31,10 @@ class CheckConfig:
     seed: int = 0
 
 
-def gaussian_noise(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """x + σ·N(0, I), clamped to [0, 1], reproducible for a seed."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return (x + sigma * noise).clamp(0.0, 1.0)
-
-
 def pgd_examples(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  steps: int, batch_size: int = 256) -> torch.Tensor:
     """L∞ PGD (torchattacks) with α = 2.5·ε/steps, gradients by BPTT through the surrogate."""
-    import torchattacks
-    was_training = model.training
-    model.eval()
-    attack = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / steps, steps=steps,
-                              random_start=True)
-    torch.manual_seed(0)
-    adversarial = torch.cat([attack(x[i:i + batch_size], y[i:i + batch_size])
-                             for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return adversarial.detach()
+    return craft(model, x, y, AttackSpec(f"PGD-{steps}", eps, seed=0), batch_size)
 
 
 def float_predictor(model: torch.nn.Module, batch_size: int = 512) -> Predictor:
@@ -58,6 +48,9 @@ def float_predictor(model: torch.nn.Module, batch_size: int = 512) -> Predictor:
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``predictions`` equal to ``labels`` (NaN for no samples)."""
+    if len(labels) == 0:
+        return float("nan")
     return float((predictions.cpu() == labels.cpu()).float().mean())
 
 
