@@ -371,14 +371,17 @@ class _DenseSynapse:
         self.scale = 2.0 ** self.exp
 
     def __call__(self, x: torch.Tensor, grad: bool) -> torch.Tensor:
-        """x: (M, in) spikes → (M, n_delays, out) shifted accumulations, float64."""
-        a = (x.to(self.dtype) @ self.weight_t).to(torch.float64)
+        """x: (M, in) spikes → (M, n_delays, out) shifted accumulations.
+
+        float32 when every value is exact there (see module notes), else float64.
+        """
+        a = x.to(self.dtype) @ self.weight_t
         if self.round:
             a = _Round.apply(a) if grad else torch.round(a)
         if self.exp > 0:
-            a = a * self.scale
+            a = a.to(torch.float64) * self.scale
         elif self.exp < 0:
-            a = _floor(a * self.scale, grad)
+            a = _floor(a * self.scale, grad)      # power-of-two scaling: exact, then floor
         return a.reshape(a.shape[0], len(self.delays), self.out_features)
 
 
@@ -402,6 +405,7 @@ class _ConvSynapse:
         self.round = torch.device(device).type != "cpu"
         self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
         self.max_abs = float(min(bound, 1 << 23))
+        self.needs_wrap24 = bound >= (1 << 23)
         c, h, wd = in_shape
         out = F.conv2d(torch.zeros(1, c, h, wd, dtype=self.dtype, device=device), self.weight,
                        stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -412,12 +416,14 @@ class _ConvSynapse:
                                   f"differs from the layer shape {tuple(layer.shape)}")
 
     def __call__(self, x: torch.Tensor, grad: bool) -> torch.Tensor:
-        """x: (M, C, H, W) → (M, 1, C', H', W') accumulations, clamped signed 24-bit."""
+        """x: (M, C, H, W) → (M, 1, C', H', W') accumulations, wrapped signed 24-bit."""
         a = F.conv2d(x.to(self.dtype), self.weight, stride=self.stride, padding=self.padding,
-                     dilation=self.dilation, groups=self.groups).to(torch.float64)
+                     dilation=self.dilation, groups=self.groups)
         if self.round:
             a = _Round.apply(a) if grad else torch.round(a)
-        return _wrap(a, 24, grad).unsqueeze(1)
+        if self.needs_wrap24:   # only reachable when Σ|w| ≥ 2²³ (then a is float64)
+            a = _wrap(a.to(torch.float64), 24, grad)
+        return a.unsqueeze(1)
 
 
 @dataclass
@@ -759,7 +765,7 @@ class Simulator:
                 states[st.spec_index] = rec
         out = stages[-1]
         window = out.timing.block_index + 1 if reset == "staggered" else 1
-        out_spikes = prev.detach() > 0.5
+        out_spikes = prev.detach() != 0
         counts = out_spikes[window - 1:].sum(dim=0).to(torch.int64)
         return SimResult(output_spikes=out_spikes, output_v=v_final.detach().to(torch.int64),
                          spike_counts=counts, steps=steps, window_start=window, states=states,
@@ -785,7 +791,12 @@ class Simulator:
                                   device=prev.device) for name in names}
 
     def _synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool):
-        """a_in for chip steps 1..steps: (steps, N, *shape) float64, or None if all zero."""
+        """a_in for chip steps 1..steps: (steps, N, *shape), or None if steps < 2.
+
+        Row t − 1 holds what the layer's neurons receive at chip step t: the synapse's
+        output for the previous layer's spikes of step t − 1 (d steps later with delays).
+        float32 where exact, else float64.
+        """
         syn = st.synapse
         n = prev.shape[1]
         if steps < 2:
@@ -797,24 +808,24 @@ class Simulator:
             x = x.reshape(((steps - 1) * n,) + tuple(x.shape[2:]))
         acc = syn(x, grad)                                 # (M, n_delays, *out)
         acc = acc.reshape((steps - 1, n) + tuple(acc.shape[1:]))
-        if st.kind == "dense":
-            delays = syn.delays
-            if delays == [0]:
-                a = acc[:, :, 0]
-            else:
-                a = torch.zeros((steps - 1, n, syn.out_features), dtype=acc.dtype,
-                                device=acc.device)
-                for slot, d in enumerate(delays):
-                    if d < steps - 1:
-                        a = a.index_add(0, torch.arange(d, steps - 1, device=a.device),
-                                        acc[:steps - 1 - d, :, slot])
-            if syn.needs_wrap32 or len(delays) > 1 and syn.max_abs * len(delays) >= _TWO31:
-                a = _wrap(a, 32, grad)
-            a = a.reshape((steps - 1, n) + st.shape)
+        if st.kind == "dense" and syn.delays != [0]:
+            a = torch.zeros((steps, n, syn.out_features), dtype=acc.dtype, device=acc.device)
+            for slot, d in enumerate(syn.delays):
+                if d < steps - 1:
+                    part = acc[:steps - 1 - d, :, slot]
+                    if grad:
+                        a = a.index_add(0, torch.arange(1 + d, steps, device=a.device), part)
+                    else:
+                        a[1 + d:] += part
+            wrap = syn.needs_wrap32 or syn.max_abs * len(syn.delays) >= _TWO31
         else:
-            a = acc[:, :, 0]
-        zero = torch.zeros((1,) + tuple(a.shape[1:]), dtype=a.dtype, device=a.device)
-        return torch.cat([zero, a], dim=0)
+            body = acc[:, :, 0]
+            zero = torch.zeros((1,) + tuple(body.shape[1:]), dtype=body.dtype, device=body.device)
+            a = torch.cat([zero, body], dim=0)
+            wrap = st.kind == "dense" and syn.needs_wrap32
+        if wrap:                                           # int32 channel of Lava's Dense
+            a = _wrap(a.to(torch.float64), 32, grad)
+        return a.reshape((steps, n) + st.shape)
 
     def _neuron_loop(self, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str],
                      reset: str, reset_interval: Optional[int] = None):
@@ -832,28 +843,34 @@ class Simulator:
                 0, st.gains.numel() - 1)
             g = st.gains[k].reshape((steps,) + (1,) * len(shape))
             a_in = _trunc(a_in * g * st.gain_scale, grad)
-        a6 = None if a_in is None else a_in * 64.0
-        plan = _plan_checks(st.exact_wraps, a6, bias, cu, cv)
+        a6 = None
+        if a_in is not None:   # << 6: a power-of-two scaling, exact in float32 as well
+            a6 = a_in * 64.0 if grad else a_in.mul_(64.0)
+        static_a = 0.0 if a_in is None else 64.0 * _static_bound(st)
+        plan = _plan_checks(st.exact_wraps, a6, bias, cu, cv, static_a)
         if plan.wrap32 and a6 is not None:
-            a6 = _wrap(a6, 32, grad)
+            a6 = _wrap(a6.to(torch.float64), 32, grad)
         if grad:
             return self._loop_grad(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names)
         return self._loop_exact(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names)
 
     def _loop_exact(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names):
-        """In-place integer dynamics on float64 (no autograd)."""
+        """In-place integer dynamics on float64 (no autograd); spikes as bool."""
         dev = self.device
         u = torch.zeros(shape, dtype=torch.float64, device=dev)
         v = torch.zeros(shape, dtype=torch.float64, device=dev)
-        s_all = torch.empty((steps,) + shape, dtype=torch.float32, device=dev)
-        s = torch.empty(shape, dtype=torch.bool, device=dev)
+        s_all = torch.empty((steps,) + shape, dtype=torch.bool, device=dev)
         rec = {k: torch.empty((steps,) + shape, dtype=torch.bool if k == "s" else torch.int64,
                               device=dev) for k in names}
+        # iDecay 4096 (the paper's LIF): u forgets everything, so u = a_in << 6 exactly
+        u_is_input = _is(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
         for t in range(1, steps + 1):
             if t in reset_steps:
                 u.zero_()
                 v.zero_()
-            if a6 is not None or not _is(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
+            if u_is_input:
+                u = a6[t - 1]
+            elif a6 is not None or not _is(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
                 if _is(cu, 0.0):
                     u.zero_()
                 elif not _is(cu, 1.0):
@@ -876,9 +893,9 @@ class Simulator:
                 v = _wrap(v, 32, False)
             if plan.clamp_v:
                 v.clamp_(-_V_LIMIT, _V_LIMIT)
+            s = s_all[t - 1]
             torch.gt(v, theta, out=s)
             v.masked_fill_(s, 0.0)
-            s_all[t - 1].copy_(s)
             if "u" in rec:
                 rec["u"][t - 1].copy_(u)
             if "v" in rec:
@@ -928,17 +945,28 @@ class _Checks:
     clamp_v: bool   # v can reach the ±(2²³ − 1) saturation
 
 
-def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronConstant
-                 ) -> _Checks:
+def _static_bound(st: _Stage) -> float:
+    """Largest |a_in| the layer can receive, from its weights (and gains)."""
+    a = min(st.synapse.max_abs, _TWO31)
+    if st.kind == "dense" and st.synapse.delays != [0]:
+        a = min(a * len(st.synapse.delays), _TWO31)
+    if st.gains is not None:
+        a = a * float(st.gains.abs().max()) * st.gain_scale
+    return a
+
+
+def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronConstant,
+                 static_a: float = math.inf) -> _Checks:
     """Skip overflow handling that provably cannot trigger for this input (bounds below).
 
     |u| ≤ A/(1 − cu) with A = max|a_in << 6| (|trunc(x)| ≤ |x|); |v| ≤ (U + B)/(1 − cv)
     with U the bound on |u| after its wrap and B = max|bias << 6|. Spike resets only
-    shrink v. Per-neuron decays bound with their extremes. When ``exact_wraps`` is set (int32 overflow possible), everything is on.
+    shrink v. Per-neuron decays bound with their extremes. The bound from the weights
+    (``static_a``) is tried first; only if it allows an overflow is the actual input
+    measured. When ``exact_wraps`` is set (int32 overflow possible), everything is on.
     """
     if exact_wraps:
         return _Checks(True, True, True)
-    a = 0.0 if a6 is None else float(a6.detach().abs().max()) if a6.numel() else 0.0
     b = 0.0 if bias is None else float(bias.detach().abs().max()) if bias.numel() else 0.0
 
     def geometric(x: float, c: NeuronConstant) -> float:
@@ -947,10 +975,15 @@ def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronCons
         lo, hi = (float(c.min()), float(c.max())) if torch.is_tensor(c) else (c, c)
         return x / (1.0 - hi) if 0.0 <= lo and hi < 1.0 else math.inf
 
-    u_bound = geometric(a, cu)
-    wrap_u = u_bound >= _U_LIMIT
-    v_bound = geometric(min(u_bound, _U_LIMIT) + b, cv)
-    return _Checks(False, wrap_u, v_bound > _V_LIMIT)
+    def checks(a: float) -> _Checks:
+        u_bound = geometric(a, cu)
+        v_bound = geometric(min(u_bound, _U_LIMIT) + b, cv)
+        return _Checks(False, u_bound >= _U_LIMIT, v_bound > _V_LIMIT)
+
+    plan = checks(static_a if a6 is not None else 0.0)
+    if (plan.wrap_u or plan.clamp_v) and a6 is not None and a6.numel():
+        plan = checks(float(a6.detach().abs().max()))    # the actual input may be smaller
+    return plan
 
 
 def _reset_steps(phase: int, steps: int, reset: str, interval: Optional[int]) -> Set[int]:
