@@ -56,6 +56,10 @@ def test_lava_backend_rejects_what_stock_netx_cannot_run():
     spec.layers[1].neuron = CubaNeuron(4096, 0, 131071, gain_mant=(64, 64), gain_exp=6)
     with pytest.raises(BackendError, match="DLIF gains"):
         lava.run(spec, torch.zeros(1, 4, dtype=torch.long))
+    spec = dense_spec([4, 3], seed=1)
+    spec.layers[1].neuron = CubaNeuron(4096, 0, np.array([50, 60, 70]))
+    with pytest.raises(BackendError, match="per-neuron"):
+        lava.run(spec, torch.zeros(1, 4, dtype=torch.long))
 
 
 def test_lava_backend_names_the_file_on_failure(tmp_path, netx_gt):

@@ -136,10 +136,11 @@ def test_small_weights_negative_exponent_floor_shift():
     both(NetworkSpec(layers, meta={"steps": 4}), torch.tensor([[11, 30, 12, 40, 15, 5]]), steps=6)
 
 
-def test_synaptic_delays():
+@pytest.mark.parametrize("reset", ["none", "staggered"])
+def test_synaptic_delays(reset):
     spec = dense_spec([12, 16, 8], seed=9, delay_max=5, readout="spike_count", vth=(1, 30))
-    spikes = torch.as_tensor(np.random.default_rng(9).random((2, 20, 12)) < 0.3)
-    both(spec, spikes=spikes, steps=24)
+    spikes = torch.as_tensor(np.random.default_rng(9).random((3, 20, 12)) < 0.3)
+    both(spec, spikes=spikes, steps=24, reset=reset)
 
 
 def test_spike_input_without_input_neuron():

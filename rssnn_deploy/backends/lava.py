@@ -10,8 +10,9 @@ compiled network:
   and the output layer's v is read right after it. Stale activity of the previous sample
   is always wiped by the staggered resets (measured; see tests/test_bitexact_lava.py),
   so each sample equals a fresh run of the simulator with the same reset semantics.
-  Networks with synaptic delays are the exception: spikes still in flight cross the
-  sample boundary (netx does not clear delay buffers), so use ``reset="none"`` for them.
+  Networks with synaptic delays are the exception: spikes still in flight would cross
+  the sample boundary, so for them every state (u, v, synaptic and delay buffers) is
+  also cleared explicitly before each sample.
 * ``reset="none"``: no LIF resets inside a run; between samples every neuron's u, v and
   every synapse's activation buffer are set to zero explicitly (Var.set), so each sample
   is a fresh run.
@@ -77,8 +78,30 @@ class LavaBackend(Backend):
             record=None, *, spikes=None, reset: str = "staggered") -> SimResult:
         if not self.available():
             raise BackendUnavailable("Lava (lava-nc, lava-dl) cannot be imported")
+        if isinstance(spec_or_path, NetworkSpec):
+            self._check_spec(spec_or_path, "the network spec")   # before writing a file
         with netx_file(spec_or_path) as (path, spec):
             return self._run_file(path, spec, inputs, steps, record, spikes, reset)
+
+    @staticmethod
+    def _check_spec(spec: NetworkSpec, name: str) -> Simulator:
+        """What stock netx + Lava can run; returns a Simulator for shapes and timing."""
+        try:
+            sim = Simulator(spec)  # validation and shapes only; Lava computes the results
+        except SimulationError as err:
+            raise BackendError(f"{name}: Lava cannot run this network: {err}") from None
+        gains = [i for i, l in enumerate(spec.layers)
+                 if isinstance(l.neuron, CubaNeuron) and l.neuron.gain_mant is not None]
+        if gains:
+            raise BackendError(f"{name}: layers {gains} carry DLIF gains, which stock "
+                               "netx cannot run (use the 'sim' backend)")
+        per_neuron = [i for i, l in enumerate(spec.layers) if isinstance(l.neuron, CubaNeuron)
+                      and any(np.ndim(getattr(l.neuron, f)) > 0
+                              for f in ("i_decay", "v_decay", "vth_mant"))]
+        if per_neuron:
+            raise BackendError(f"{name}: layers {per_neuron} have per-neuron decays or "
+                               "thresholds, which netx cannot express (use the 'sim' backend)")
+        return sim
 
     def _run_config(self):
         from lava.magma.core.run_configs import Loihi2SimCfg
@@ -87,15 +110,7 @@ class LavaBackend(Backend):
     # ------------------------------------------------------------------------------
     def _run_file(self, path: Path, spec: NetworkSpec, inputs, steps, record, spikes,
                   reset) -> SimResult:
-        try:
-            sim = Simulator(spec)  # validation and shapes only; Lava computes the results
-        except SimulationError as err:
-            raise BackendError(f"{path.name}: Lava cannot run this network: {err}") from None
-        gains = [i for i, l in enumerate(spec.layers)
-                 if isinstance(l.neuron, CubaNeuron) and l.neuron.gain_mant is not None]
-        if gains:
-            raise BackendError(f"{path.name}: layers {gains} carry DLIF gains, which stock "
-                               "netx cannot run (use the 'sim' backend)")
+        sim = self._check_spec(spec, path.name)
         if reset not in ("staggered", "none"):
             raise ValueError("reset must be 'staggered' or 'none'")
         steps = int(spec.run_steps if steps is None else steps)
@@ -170,6 +185,10 @@ class LavaBackend(Backend):
         if bias is not None:
             in_neuron.bias_mant.init = _to_lava(bias[0], in_ndim)
         run_cfg = self._run_config()
+        # Delay buffers carry spikes across the sample boundary, which the staggered
+        # resets cannot wipe: clear every state explicitly there too.
+        has_delays = any(l.delay is not None for l in spec.layers)
+        zero_between = not staggered or has_delays
         out_v, out_s, sample_s = [], [], []
         self.last_timing["sample_s"] = sample_s   # per sample; the first includes compiling
         started = False
@@ -179,7 +198,7 @@ class LavaBackend(Backend):
                 if started:
                     if bias is not None:
                         in_neuron.bias_mant.set(_to_lava(bias[k], in_ndim))
-                    if not staggered:
+                    if zero_between:
                         _zero_state(blocks)
                 tick = time.perf_counter()
                 net.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
