@@ -76,6 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Versions and backends; with a file, its layers, core mapping, energy and stability."""
     from rssnn_deploy.report import versions
     from rssnn_deploy._compat import lava_loihi_installed
     for name, version in versions().items():
@@ -83,12 +84,107 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'backends':>14}: {', '.join(_backend_status())}")
     loihi = lava_loihi_installed()
     print(f"{'lava-loihi':>14}: {'installed' if loihi else 'not installed (no real Loihi runs)'}")
-    if args.net:
-        from rssnn_deploy.netx_io import read_netx
-        spec = read_netx(_existing(args.net))
-        print(f"\n{args.net}: {len(spec.layers)} layers, pipeline depth {spec.pipeline_depth}, "
-              f"T = {spec.steps}, {spec.run_steps} steps per sample on chip")
+    if not args.net:
+        return 0
+    from rssnn_deploy.netx_io import read_netx
+    net = _existing(args.net)
+    spec = read_netx(net)
+    print(f"\n{args.net}: {len(spec.layers)} layers, pipeline depth {spec.pipeline_depth}, "
+          f"T = {spec.steps}, {spec.run_steps} steps per sample on chip")
+    print(spec.describe())
+    return _guarded(args, lambda: _info_deployment(args, net, spec))
+
+
+def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
+    """Mapping, energy estimate and stability report of ``net``; optionally written out."""
+    import json
+    from rssnn_deploy.energy import count_events, estimate_energy
+    from rssnn_deploy.hw import load_profile
+    from rssnn_deploy.mapping import map_network
+    from rssnn_deploy.report import atomic_write_text, stability_table, write_json
+    profile = load_profile(args.profile)
+    mapping = map_network(spec, profile, max_chips=args.max_chips)
+    sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]
+    record = {"net": str(net), "profile": profile.name, "mapping": mapping.to_dict()}
+    inputs, described = _info_inputs(args, spec)
+    if inputs is None:
+        sections.append(f"## Energy estimate\n\nnot estimated: {described}")
+    else:
+        counts = count_events(spec, inputs)
+        estimate = estimate_energy(counts, mapping, profile)
+        sections.append(f"## Energy estimate per inference ({described})\n\n{estimate.table()}")
+        record.update(events=counts.to_dict(), energy=estimate.to_dict(), inputs=described)
+    stability_path = net.with_suffix(".stability.json")
+    if stability_path.is_file():
+        stability = json.loads(stability_path.read_text())
+        sections.append(f"## Stability report ({stability_path.name})\n\n"
+                        + stability_table(stability.get("layers", [])))
+        record["stability"] = stability
+    text = "\n\n".join(sections)
+    print("\n" + text)
+    if args.report:
+        out = Path(args.report)
+        write_json(out / "info.json", record)
+        atomic_write_text(out / "info.md", f"# {net.name}\n\n```\n{spec.describe()}\n```\n\n"
+                          + text + "\n")
+        print(f"\nwrote {out / 'info.json'} and {out / 'info.md'}")
+    return 0
+
+
+def _info_inputs(args: argparse.Namespace, spec):
+    """Bias inputs for the energy count: --inputs, else digits test images when they fit."""
+    import numpy as np
+    from rssnn_deploy.spec import encode_input
+    if args.inputs:
+        data = np.load(_existing(args.inputs))[:args.samples]
+        if np.issubdtype(data.dtype, np.floating) and data.size and data.max() <= 1.0:
+            return encode_input(spec, data), f"{len(data)} samples of {args.inputs}"
+        return data.astype(np.int64), f"{len(data)} samples of {args.inputs} (bias mantissas)"
+    shape = tuple(spec.input_layer.shape)
+    if "input_scale" in spec.meta and int(np.prod(shape)) == 64:
+        from rssnn_deploy.data import load_dataset
+        x = load_dataset("digits").x_test[:args.samples].numpy()
+        return encode_input(spec, x), f"{len(x)} digits test images"
+    return None, "give --inputs X.npy (images in [0, 1] or integer bias mantissas)"
+
+
+def _guarded(args: argparse.Namespace, run: Callable[[], int]) -> int:
+    """One clear line, exit status 2, for a network that does not fit or convert."""
+    from rssnn_deploy.energy import EnergyError
+    from rssnn_deploy.mapping import MappingError
+    from rssnn_deploy.nir_io import NIRConversionError
+    try:
+        return run()
+    except (MappingError, EnergyError, NIRConversionError) as err:
+        print(f"rssnn-deploy {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    """netx file → NIR graph file (parameter mapping in ``nir_io``)."""
+    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.nir_io import write_nir
+    spec = read_netx(_existing(args.net))
+    return _guarded(args, lambda: _report_written(write_nir(spec, args.out, dt=args.dt)))
+
+
+def cmd_import_nir(args: argparse.Namespace) -> int:
+    """NIR graph file (ours or another library's) → netx file."""
+    from rssnn_deploy.hw import load_profile
+    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.nir_io import read_nir
+
+    def run() -> int:
+        spec = read_nir(_existing(args.nir), dt=args.dt, profile=load_profile(args.profile))
         print(spec.describe())
+        if not spec.meta["nir_import"]["exact"]:
+            print("note: weights were rescaled to 8-bit integers (the graph was not integer)")
+        return _report_written(write_netx(spec, args.out))
+    return _guarded(args, run)
+
+
+def _report_written(path: Path) -> int:
+    print(f"wrote {path}")
     return 0
 
 
@@ -178,8 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/evaluate")
 
     p = add("info", cmd_info, "versions, available backends, Loihi runtime; with a file, "
-                              "its layers")
+                              "its layers, core mapping, energy estimate and stability report")
     p.add_argument("net", nargs="?", help="optional netx .net file to describe")
+    p.add_argument("--profile", default="loihi2", help="hw_profiles/<name>.toml or a path")
+    p.add_argument("--inputs", default=None,
+                   help=".npy inputs for the energy count: images in [0, 1] or integer bias "
+                        "mantissas (default: digits test images when the input fits)")
+    p.add_argument("--samples", type=int, default=100, help="inputs counted for the estimate")
+    p.add_argument("--max-chips", type=int, default=None,
+                   help="fail when the network needs more chips than this")
+    p.add_argument("--report", default=None, help="directory for info.json and info.md")
 
     p = add("demo", cmd_demo, "the main job end to end on bundled digits: train → quantize "
                               "→ export → Lava fixed-point run → robustness report")
@@ -188,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lava-samples", type=int, default=None,
                    help="test images run on Lava (default: all)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = add("export-nir", cmd_export_nir, "write a netx file as a NIR graph (Neuromorphic "
+                                          "Intermediate Representation)")
+    p.add_argument("net", help="netx .net file")
+    p.add_argument("--out", required=True, help="output .nir file")
+    p.add_argument("--dt", type=float, default=1.0, help="NIR time per chip step")
+
+    p = add("import-nir", cmd_import_nir, "read a NIR graph (from rssnn-deploy, snntorch, …) "
+                                          "and write it as a netx file")
+    p.add_argument("nir", help="input .nir file")
+    p.add_argument("--out", required=True, help="output .net file")
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR time per chip step (default: the file's metadata, else τ/r)")
+    p.add_argument("--profile", default="loihi2", help="hw_profiles/<name>.toml or a path")
     return parser
 
 

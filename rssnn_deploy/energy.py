@@ -183,7 +183,7 @@ class EnergyEstimate:
     @property
     def label(self) -> str:
         """'published' or 'ESTIMATE', to print next to every figure."""
-        return "ESTIMATE" if self.estimate else "published per-event figures"
+        return "ESTIMATE" if self.estimate else "published"
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
