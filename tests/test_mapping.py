@@ -1,0 +1,154 @@
+"""Core mapping: fits, does not fit, which limit binds, and synapse counts by hand."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import rssnn_deploy  # noqa: F401
+from rssnn_deploy.cli import main
+from rssnn_deploy.hw import load_profile
+from rssnn_deploy.mapping import (FAN_IN, FAN_OUT, NEURONS, SYN_MEM, MappingError,
+                                  layer_connectivity, map_network, neuron_layers)
+from rssnn_deploy.netx_io import write_netx
+from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+
+LIF = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=100)
+
+
+def chain(sizes, weight=1) -> NetworkSpec:
+    """input(sizes[0]) → dense → … with every weight equal to ``weight``."""
+    layers = [LayerSpec("input", (sizes[0],), neuron=LIF)]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers.append(LayerSpec("dense", (b,), neuron=LIF,
+                                weight=np.full((b, a), weight, dtype=np.int64)))
+    return NetworkSpec(layers, meta={"steps": 4})
+
+
+def test_small_mlp_fits_one_core_per_layer(make_dense):
+    mapping = map_network(make_dense([64, 128, 10]), load_profile("loihi2"))
+    assert [m.cores for m in mapping.layers] == [1, 1, 1]
+    assert mapping.total_cores == 3 and mapping.chips == 1
+    assert all(m.binding == () for m in mapping.layers)
+    assert mapping.layer(0).reach.tolist() == [1] * 64   # every input reaches one core
+
+
+def test_synaptic_bits_counted_by_hand():
+    """3 inputs → 2 neurons, all weights non-zero: 3 synapse lists of 2 entries.
+
+    Sparse: 2 × (8 weight + 6 index) + 10 header = 38 bits → one 64-bit word; dense:
+    2 × 8 + 10 = 26 → one word. So 3 × 64 = 192 bits, fan-in 3, and the input core's
+    fan-out is 3 neurons × 1 destination core."""
+    mapping = map_network(chain([3, 2]), load_profile("loihi1"))
+    dense = mapping.layer(1)
+    assert dense.peaks == {NEURONS: 2, FAN_IN: 3, SYN_MEM: 192, FAN_OUT: 0}
+    assert dense.synapses == 6
+    assert mapping.layer(0).peaks[FAN_OUT] == 3
+
+
+def test_long_lists_fill_blocks_of_64():
+    """1 input → 100 neurons: dense format 64 × 8 + 10 = 522 → 576 bits, plus 36 × 8 + 10
+    = 298 → 320 bits; sparse would need 7-bit indices and cost more."""
+    mapping = map_network(chain([1, 100]), load_profile("loihi1"))
+    assert mapping.layer(1).peaks[SYN_MEM] == 576 + 320
+
+
+def test_zero_weights_are_not_synapses():
+    spec = chain([4, 3])
+    spec.layers[1].weight[:, 1:] = 0          # only input 0 connects
+    mapping = map_network(spec, load_profile("loihi1"))
+    assert mapping.layer(1).peaks[FAN_IN] == 1 and mapping.layer(1).synapses == 3
+    assert mapping.layer(0).reach.tolist() == [1, 0, 0, 0]
+
+
+def test_neurons_bind_when_a_layer_is_larger_than_a_core():
+    mapping = map_network(chain([10, 2000]), load_profile("loihi1"))
+    big = mapping.layer(1)
+    assert big.cores == 2 and big.neurons_per_core == 1024 and big.binding == (NEURONS,)
+
+
+def test_synaptic_memory_binds_and_each_core_stays_within_it():
+    profile = replace(load_profile("loihi1"), synaptic_memory_bits=20_000)
+    mapping = map_network(chain([100, 50]), profile)
+    layer = mapping.layer(1)
+    assert layer.binding == (SYN_MEM,)
+    assert layer.peaks[SYN_MEM] <= 20_000 and layer.cores > 1
+    # one more neuron per core would overflow: 100 lists of (n + 1) 8-bit entries
+    one_more = 100 * (-(-((layer.neurons_per_core + 1) * 8 + 10) // 64) * 64)
+    assert one_more > 20_000
+
+
+def test_fan_out_binds_on_the_sending_layer():
+    """600 inputs each reach the 4 cores of a 4096-neuron layer: 2400 output axons on one
+    core exceed a 1000-axon table, so the input layer splits into cores of ≤ 250."""
+    profile = replace(load_profile("loihi1"), synaptic_memory_bits=10**9,
+                      max_fan_out_axons=1000)
+    mapping = map_network(chain([600, 4096]), profile)
+    sender = mapping.layer(0)
+    assert sender.binding == (FAN_OUT,)
+    assert sender.neurons_per_core == 250 and sender.cores == 3
+    assert sender.peaks[FAN_OUT] == 1000
+
+
+def test_fan_in_beyond_a_core_is_a_clear_error():
+    with pytest.raises(MappingError) as err:
+        map_network(chain([5000, 10]), load_profile("loihi1"))
+    assert err.value.layer == 1 and err.value.limit == FAN_IN
+    assert "layer 1 (dense 10 neurons) does not fit Intel Loihi" in str(err.value)
+    assert "fan-in axons need 5000 input axons, more than the 4096" in str(err.value)
+
+
+def test_too_many_chips_is_a_clear_error():
+    with pytest.raises(MappingError, match="needs 5 cores = 2 Intel Loihi chips, more than "
+                                           "the 1 allowed"):
+        map_network(chain([10, 4000]), replace(load_profile("loihi1"), cores_per_chip=4),
+                    max_chips=1)
+
+
+def test_pooling_layers_are_refused_by_name():
+    spec = chain([4, 3])
+    spec.layers.insert(1, LayerSpec("pool", (4,)))
+    with pytest.raises(MappingError, match="layer 1 \\(pool\\)"):
+        map_network(spec, load_profile("loihi2"))
+
+
+def test_conv_synapses_match_the_explicit_matrix(make_conv):
+    """Every (post, pre) pair of the unfolded convolution is a non-zero of the conv's
+    explicit matrix, built column by column from unit inputs."""
+    spec = make_conv(groups_last=2, convs=((4, 3, 1, 1, 1), (6, 3, 2, 0, 2)))
+    spec.layers[1].weight[0, 0, 1, 1] = 0       # a zero weight is no synapse
+    for nl in neuron_layers(spec)[1:3]:
+        layer, conn = nl.layer, nl.incoming
+        in_shape = spec.layers[nl.index - 1].shape
+        n_in = int(np.prod(in_shape))
+        basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
+        out = F.conv2d(basis, torch.as_tensor(layer.weight, dtype=torch.float64),
+                       stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                       groups=layer.groups)
+        explicit = out.reshape(n_in, -1).T.numpy()            # (post, pre)
+        post, pre = np.nonzero(explicit)
+        assert sorted(zip(conn.post.tolist(), conn.pre.tolist())) == \
+            sorted(zip(post.tolist(), pre.tolist()))
+
+
+def test_conv_layers_are_cut_position_by_position(make_conv):
+    """Slices take all channels of a position: a 1-position slice of a 3×3 conv on C
+    input channels has fan-in ≤ 9·C whatever the number of output channels."""
+    spec = make_conv(in_shape=(2, 9, 11), convs=((16, 3, 1, 1, 1),), dense=(5,))
+    profile = replace(load_profile("loihi1"), neurons_per_core=16)
+    conv = map_network(spec, profile).layer(1)
+    assert conv.neurons_per_core == 16 and conv.peaks[FAN_IN] <= 9 * 2
+
+
+def test_cli_info_reports_a_network_that_does_not_fit(tmp_path, capsys):
+    net = write_netx(chain([5000, 10]), tmp_path / "wide.net")
+    assert main(["info", str(net), "--profile", "loihi1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rssnn-deploy info: error: layer 1 (dense")
+
+
+def test_connectivity_rejects_mismatched_dense_weights():
+    layer = LayerSpec("dense", (3,), neuron=LIF, weight=np.ones((3, 5)))
+    with pytest.raises(MappingError, match="5 inputs, but the layer before has 4"):
+        layer_connectivity(layer, (4,), 2)
