@@ -525,10 +525,11 @@ class SimResult:
 
     def readout(self, kind: str) -> torch.Tensor:
         """Class scores for ``kind`` in {"membrane", "spike_count"}, flattened per sample."""
+        width = int(np.prod(self.output_v.shape[1:]))
         if kind == "membrane":
-            return self.output_v.reshape(self.num_samples, -1)
+            return self.output_v.reshape(self.num_samples, width)
         if kind == "spike_count":
-            return self.spike_counts.reshape(self.num_samples, -1)
+            return self.spike_counts.reshape(self.num_samples, width)
         raise ValueError(f"unknown readout {kind!r}; use 'membrane' or 'spike_count'")
 
     def predictions(self, kind: str) -> torch.Tensor:
@@ -826,7 +827,7 @@ class Simulator:
             return None
         x = prev[:steps - 1]
         if st.flatten_input or st.kind == "dense":
-            x = x.reshape((steps - 1) * n, -1)
+            x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))
         else:
             x = x.reshape(((steps - 1) * n,) + tuple(x.shape[2:]))
         acc = syn(x, grad)                                 # (M, n_delays, *out)

@@ -231,6 +231,14 @@ def test_output_is_the_last_layer_and_counts_its_window():
     assert torch.equal(r.spike_counts, r.output_spikes[2:].sum(0))
 
 
+def test_empty_batch():
+    spec = conv_spec(seed=0)
+    r = Simulator(spec).run(torch.zeros((0,) + spec.layers[0].shape, dtype=torch.long),
+                            record="all")
+    assert r.output_v.shape == (0, 5) and r.states[2]["v"].shape == (spec.run_steps, 0, 6, 3, 4)
+    assert predict(spec, torch.zeros((0,) + spec.layers[0].shape, dtype=torch.long)).numel() == 0
+
+
 def test_clear_errors():
     spec = dense_spec([4, 3], seed=0)
     sim = Simulator(spec)

@@ -124,6 +124,8 @@ class LavaBackend(Backend):
         if staggered and steps <= timing[sim.stages[-1].spec_index].block_index:
             raise BackendError(f"{path.name}: {steps} steps end before the output layer's "
                                "reset; use at least spec.run_steps")
+        if n == 0:   # nothing to run; the (empty) result has the usual shapes
+            return sim.run(inputs, spikes=spikes, steps=steps, record=record, reset=reset)
         t0 = time.perf_counter()
         self.last_timing = {}
         try:
