@@ -1,0 +1,173 @@
+"""The evaluation report a person reads: ``report.md`` tables from the record.
+
+Every number in the Markdown comes from the record that is also written to
+``report.json`` (with config and versions), so the two cannot disagree.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
+
+from rssnn_deploy.report import atomic_write_text, markdown_table, stability_table, write_json
+
+__all__ = ["render_markdown", "write_report"]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _eps(value: float) -> str:
+    return f"{value:g}"
+
+
+def _threat_label(threat: str, gradient: str) -> str:
+    from rssnn_deploy.evaluate import THREATS
+    return f"{THREATS[threat]} ({gradient})"
+
+
+def _series(rows: Sequence[Mapping[str, Any]]) -> List[tuple]:
+    from rssnn_deploy.evaluate import THREATS
+    order = list(THREATS)
+    return sorted({(r["threat"], r["gradient"]) for r in rows},
+                  key=lambda s: (order.index(s[0]), s[1]))
+
+
+def clean_table(record: Mapping[str, Any]) -> str:
+    lava = record["lava_cross_check"]
+    rows = [["float model", _pct(record["clean"]["float"])],
+            ["deployed integer model (bit-exact simulator)", _pct(record["clean"]["chip"])]]
+    return markdown_table(["model", "clean accuracy (%)"], rows) + "\n\n" + _lava_line(lava)
+
+
+def _lava_line(lava: Mapping[str, Any]) -> str:
+    if lava.get("skipped"):
+        return f"Lava cross-check: skipped ({lava['skipped']})."
+    verdict = "PASS" if lava.get("passed") else "FAIL"
+    return (f"Lava cross-check ({verdict}): {lava['samples']} attacked inputs drawn from "
+            f"{lava['pool']} saved ones ({lava['pool_files']} attack cells) re-run on Lava's "
+            f"fixed-point model through stock netx: **{lava['mismatches']} predictions differ** "
+            f"from the simulator ({lava['sim_vs_saved_mismatches']} differ from the simulator's "
+            "predictions saved at attack time).")
+
+
+def default_eps_table(record: Mapping[str, Any]) -> str:
+    """Rows: attacks (+ worst case); columns: threat model × gradient source."""
+    eps = record["eps"]["default"]
+    rows = [r for r in record["attacks"] if r["eps"] == eps]
+    series = _series(rows)
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    lookup = {(r["threat"], r["gradient"], r["attack"]): r["accuracy"] for r in rows}
+    body = [[a] + [_pct(lookup[(t, g, a)]) if (t, g, a) in lookup else "–" for t, g in series]
+            for a in attacks]
+    worst = {(w["threat"], w["gradient"]): w["accuracy"] for w in record["worst_case"]
+             if w["eps"] == eps}
+    body.append(["**worst case (per sample, all attacks)**"]
+                + [f"**{_pct(worst[s])}**" if s in worst else "–" for s in series])
+    header = ["attack"] + [f"{_threat_label(t, g)} (%)" for t, g in series]
+    return markdown_table(header, body)
+
+
+def eps_sweep_tables(record: Mapping[str, Any]) -> str:
+    """One table per threat model: rows attacks, columns ε."""
+    parts = []
+    for threat, gradient in _series(record["attacks"]):
+        rows = [r for r in record["attacks"] if r["threat"] == threat and r["gradient"] == gradient]
+        grid = sorted({r["eps"] for r in rows})
+        attacks = list(dict.fromkeys(r["attack"] for r in rows))
+        lookup = {(r["attack"], r["eps"]): r["accuracy"] for r in rows}
+        clean = record["clean"]["float" if threat == "float" else "chip"]
+        body = [[a, _pct(clean)] + [_pct(lookup[(a, e)]) if (a, e) in lookup else "–" for e in grid]
+                for a in attacks]
+        worst = {w["eps"]: w["accuracy"] for w in record["worst_case"]
+                 if w["threat"] == threat and w["gradient"] == gradient}
+        body.append(["worst case"] + [_pct(clean)] + [_pct(worst[e]) if e in worst else "–"
+                                                      for e in grid])
+        header = ["attack", "ε=0"] + [f"ε={_eps(e)}" for e in grid]
+        parts.append(f"**{_threat_label(threat, gradient)}**, accuracy (%)\n\n"
+                     + markdown_table(header, body))
+    return "\n\n".join(parts)
+
+
+def noise_table(record: Mapping[str, Any]) -> str:
+    body = [[r["kind"], _eps(r["level"]), _pct(r["float"]), _pct(r["chip"]),
+             f"{100 * (r['chip'] - r['float']):+.1f}"] for r in record["noise"]]
+    return markdown_table(["noise", "level", "float (%)", "chip (%)", "chip − float (pp)"], body)
+
+
+def fault_table(record: Mapping[str, Any]) -> str:
+    from rssnn_deploy.robustness.faults import FAULTS
+    body = []
+    for r in record["faults"]:
+        stats = _fault_stats(r)
+        body.append([r["kind"], _eps(r["level"]), f"{_pct(r['mean'])} ± {_pct(r['std'])}",
+                     _pct(r["min"]), len(r["runs"]), stats])
+    legend = "; ".join(f"`{k}`: {v}" for k, v in FAULTS.items())
+    return (markdown_table(["fault", "level", "chip acc. mean ± std (%)", "worst seed (%)",
+                            "seeds", "injected"], body) + f"\n\nLevels — {legend}.")
+
+
+def _fault_stats(row: Mapping[str, Any]) -> str:
+    stats = row.get("stats") or []
+    if not stats:
+        return "–"
+    first = stats[0]
+    if "flipped_bits" in first:
+        mean = sum(s["flipped_bits"] for s in stats) / len(stats)
+        return f"{mean:.0f} of {first['stored_bits']} bits"
+    if "dropped_spikes" in first:
+        dropped = sum(s["dropped_spikes"] for s in stats)
+        seen = max(sum(s["spikes"] for s in stats), 1)
+        return f"{100 * dropped / seen:.1f}% of spikes"
+    if "mean_relative_change" in first:
+        mean = sum(s["mean_relative_change"] for s in stats) / len(stats)
+        return f"mean |Δ|/value {mean:.3f}"
+    return "–"
+
+
+def sanity_table(record: Mapping[str, Any]) -> str:
+    body = [[c["name"], c["scope"],
+             ("PASS" if c["passed"] else "FAIL") + (" (advisory)" if c["advisory"] else ""),
+             c["detail"]] for c in record["sanity"]["checks"]]
+    verdict = "PASS" if record["sanity"]["passed"] else "FAIL"
+    return (f"Verdict: **{verdict}** (advisory checks excluded)\n\n"
+            + markdown_table(["check", "threat model", "result", "numbers"], body))
+
+
+def render_markdown(record: Mapping[str, Any]) -> str:
+    eps = record["eps"]
+    config = record.get("config", {})
+    grid = ", ".join(_eps(e) for e in eps["grid"])
+    header = (f"# Robustness of the deployed model\n\n"
+              f"Checkpoint `{config.get('checkpoint', '?')}`, network `{config.get('net_file', '?')}`, "
+              f"dataset `{config.get('dataset', '?')}`, {record['samples']} test samples. "
+              f"L∞ budgets in 1/255 units: default ε = {_eps(eps['default'])} "
+              f"(= {eps['default_pixels']:.4g} on [0, 1]); sweep {grid}.")
+    stability = record.get("stability") or {}
+    sections = [
+        header,
+        "## Clean accuracy\n\n" + clean_table(record),
+        "## Sanity checks of the attacks\n\n" + sanity_table(record),
+        f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n" + default_eps_table(record),
+        "## Accuracy vs ε\n\n" + eps_sweep_tables(record),
+        "## Input noise\n\n" + noise_table(record),
+        "## Hardware non-idealities (deployed model)\n\n" + fault_table(record),
+        "## Per-layer stability (quantizer report)\n\n" + (
+            stability_table(stability["layers"]) if stability.get("layers") else "not available")
+        + "\n\nWarnings: " + ("; ".join(stability.get("warnings", [])) or "none"),
+        "## Plots\n\n" + "\n".join(f"- `{Path(p).name}`" for p in record.get("plots", [])),
+        f"Wall time {record.get('wall_seconds', 0):.0f} s; compute per group (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(record.get("compute_seconds", {}).items())),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_report(out: Path, record: Dict[str, Any]) -> List[str]:
+    """``report.json``, ``report.md`` and the PNGs; returns the plot paths."""
+    from rssnn_deploy.robustness.plots import write_plots
+    out = Path(out)
+    plots = [str(p) for p in write_plots(out, record)]
+    record["plots"] = plots
+    write_json(out / "report.json", record)
+    atomic_write_text(out / "report.md", render_markdown(record))
+    return plots
