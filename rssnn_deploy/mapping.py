@@ -26,8 +26,9 @@ The model, stated so it can be checked against a real compiler:
     (``SynapseEncoding``: blocks of 64 entries with a header, rounded up to 64-bit
     words; per list the cheaper of the dense format — every neuron of the slice, zeros
     included — and the sparse format — non-zero weights only, each with a target index)
-    ≤ ``synaptic_memory_bits``. An entry is ``weight_bits`` wide, plus delay bits when
-    the layer has delays;
+    ≤ ``synaptic_memory_bits``. An entry is ``weight_bits`` wide, plus
+    ``ceil(log2(max delay + 1))`` bits when the layer has delays (at most
+    ``max_delay_bits``);
   - ``fan-out axons``: Σ over the slice's neurons of the number of distinct cores of the
     next layer they reach ≤ ``max_fan_out_axons``. The output layer's spikes go to the
     host and are not counted.
@@ -263,12 +264,16 @@ def _core_stats(nl: NeuronLayer, reach: np.ndarray, slice_size: int,
     conn = nl.incoming
     if conn is not None and conn.synapses:
         core_of = rank[conn.post] // slice_size
+        enc = _encoding(profile)
+        if conn.delay_bits > enc.max_delay_bits:
+            raise MappingError(f"layer {nl.index} ({nl.layer.kind}): synaptic delays need "
+                               f"{conn.delay_bits} bits, {profile.chip} has "
+                               f"{enc.max_delay_bits}", layer=nl.index, limit="delay bits")
         lists, entries = np.unique(core_of * conn.n_pre + conn.pre, return_counts=True)
         list_core = lists // conn.n_pre
         fan_in = np.bincount(list_core, minlength=cores).astype(np.int64)
         list_bits = _synapse_list_bits(entries, sizes[list_core],
-                                       profile.weight_bits + conn.delay_bits,
-                                       _encoding(profile))
+                                       profile.weight_bits + conn.delay_bits, enc)
         bits = np.bincount(list_core, weights=list_bits, minlength=cores).astype(np.int64)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     in_order = np.empty_like(reach)

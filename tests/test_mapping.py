@@ -152,3 +152,37 @@ def test_connectivity_rejects_mismatched_dense_weights():
     layer = LayerSpec("dense", (3,), neuron=LIF, weight=np.ones((3, 5)))
     with pytest.raises(MappingError, match="5 inputs, but the layer before has 4"):
         layer_connectivity(layer, (4,), 2)
+
+
+def test_delays_widen_each_synapse_entry():
+    """Delays up to 5 add 3 bits: 1 input → 100 neurons in the dense format becomes
+    64 × 11 + 10 = 714 → 768 bits plus 36 × 11 + 10 = 406 → 448 bits."""
+    spec = chain([1, 100])
+    spec.layers[1].delay = np.full(100, 5)
+    assert map_network(spec, load_profile("loihi1")).layer(1).peaks[SYN_MEM] == 768 + 448
+    spec.layers[1].delay = np.full(100, 100)
+    with pytest.raises(MappingError, match="delays need 7 bits"):
+        map_network(spec, load_profile("loihi1"))
+
+
+def test_cli_info_writes_mapping_energy_and_stability(tmp_path, capsys):
+    """A digits-shaped network: info counts events on digits test images and writes both
+    report files; a stability report beside the .net file is included."""
+    from rssnn_deploy.models import build_model
+    from rssnn_deploy.pipeline import export_model
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 10,
+                         "hidden": [16]})
+    net = tmp_path / "m.net"
+    export_model(model, net)
+    assert main(["info", str(net), "--profile", "loihi1", "--samples", "8",
+                 "--report", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "Core mapping on Intel Loihi (loihi1)" in out
+    assert "Energy estimate per inference (8 digits test images)" in out
+    assert "Stability report (m.stability.json)" in out
+    import json
+    record = json.loads((tmp_path / "rep" / "info.json").read_text())
+    assert record["mapping"]["total_cores"] == 3 and record["energy"]["total_pj"] > 0
+    assert record["events"]["samples"] == 8 and "stability" in record
+    assert "| layer | kind | neurons |" in (tmp_path / "rep" / "info.md").read_text()
