@@ -1,6 +1,5 @@
 """Hardware profiles: the shipped TOMLs load, carry their sources, and reject typos."""
 import re
-from pathlib import Path
 
 import pytest
 
