@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -383,31 +383,36 @@ class SNN(nn.Module):
 
     # -- export -------------------------------------------------------------------
 
-    def export_description(self) -> Tuple[EncoderDescription, List[LayerDescription]]:
+    def export_description(self, detach: bool = True
+                           ) -> Tuple[EncoderDescription, List[LayerDescription]]:
         """Float description of every layer, in order, for the quantizer.
 
         Weights and gains are detached CPU copies, so the description stays valid
-        while the model keeps training.
+        while the model keeps training. ``detach=False`` hands out the live parameters
+        instead, so a caller can map gradients layer by layer in exactly the quantizer's
+        order (the Loihi-exact forward of ``rssnn_deploy.qat`` does).
         """
+        copy_of = _cpu_copy if detach else _same
         cfg = self._config
         encoder = EncoderDescription(shape=self.in_shape, gain=self.input_gain,
                                      decay=self.encoder.decay,
                                      threshold=self.encoder.threshold)
-        layers = [self._describe_block(block, shape)
+        layers = [self._describe_block(block, shape, copy_of)
                   for block, shape in zip(self.blocks, self._out_shapes)]
         layers.append(LayerDescription(kind="dense", out_shape=(cfg["num_classes"],),
-                                       weight=_cpu_copy(self.head.weight), decay=1.0,
+                                       weight=copy_of(self.head.weight), decay=1.0,
                                        threshold=cfg["threshold"], gains=None,
                                        spiking=False))
         return encoder, layers
 
     @staticmethod
-    def _describe_block(block: nn.Module, out_shape: Tuple[int, ...]) -> LayerDescription:
+    def _describe_block(block: nn.Module, out_shape: Tuple[int, ...],
+                        copy_of: Callable[[Tensor], Tensor]) -> LayerDescription:
         if not isinstance(block, SpikingBlock):
             return LayerDescription(kind="flatten", out_shape=out_shape)
         neuron, synapse = block.neuron, block.synapse
-        gains = _cpu_copy(neuron.gains) if isinstance(neuron, DLIF) else None
-        common = dict(out_shape=out_shape, weight=_cpu_copy(synapse.weight),
+        gains = copy_of(neuron.gains) if isinstance(neuron, DLIF) else None
+        common = dict(out_shape=out_shape, weight=copy_of(synapse.weight),
                       decay=neuron.decay, threshold=neuron.threshold, gains=gains)
         if isinstance(synapse, nn.Conv2d):
             return LayerDescription(kind="conv", stride=tuple(synapse.stride),
@@ -419,6 +424,10 @@ class SNN(nn.Module):
 
 def _cpu_copy(tensor: Tensor) -> Tensor:
     return tensor.detach().to("cpu", torch.float32).clone()
+
+
+def _same(tensor: Tensor) -> Tensor:
+    return tensor
 
 
 def build_model(config: Mapping[str, Any]) -> SNN:

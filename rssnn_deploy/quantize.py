@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -81,9 +81,17 @@ class LayerReport:
 
 @dataclass
 class QuantizationResult:
+    """The spec, its stability report, and the scale each synaptic layer was mapped with.
+
+    ``weight_scales[i]`` (``i`` = index into ``spec.layers``) is the file weight per
+    float weight, ``w_file ≈ scale·W`` (``scale·ā·W`` for a DLIF layer in fold mode); the
+    Loihi-exact forward (``rssnn_deploy.qat``) maps gradients and logits with it.
+    """
+
     spec: NetworkSpec
     layers: List[LayerReport] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    weight_scales: Dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"layers": [asdict(r) for r in self.layers], "warnings": list(self.warnings)}
@@ -101,8 +109,13 @@ def stable_v_decay(decay: float, profile: HardwareProfile) -> int:
 
 
 def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
-             options: QuantizeOptions = QuantizeOptions()) -> QuantizationResult:
-    """Quantize a float ``SNN`` into a ``NetworkSpec`` plus its stability report."""
+             options: QuantizeOptions = QuantizeOptions(), report: bool = True
+             ) -> QuantizationResult:
+    """Quantize a float ``SNN`` into a ``NetworkSpec`` plus its stability report.
+
+    ``report=False`` skips the report and its warnings (two SVDs per layer), for callers
+    that quantize on every forward pass; the spec and ``weight_scales`` are the same.
+    """
     profile = profile or load_profile("loihi2")
     if options.gain_mode not in ("fold", "exact"):
         raise QuantizationError(f"gain_mode must be 'fold' or 'exact', not {options.gain_mode!r}")
@@ -115,10 +128,13 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
         if desc.kind == "flatten":
             layers.append(LayerSpec(kind="flatten", shape=tuple(desc.out_shape)))
             continue
-        layer, report = _quantize_synaptic(index, desc, steps, profile, options)
-        layers.append(layer)
-        result.layers.append(report)
-        result.warnings.extend(_overflow_warnings(report))
+        quantized = _quantize_synaptic(desc, steps, profile, options)
+        layers.append(quantized.layer)
+        result.weight_scales[index] = quantized.scale
+        if report:
+            row = _layer_report(index, desc, quantized, steps, profile)
+            result.layers.append(row)
+            result.warnings.extend(_overflow_warnings(row))
     result.spec = NetworkSpec(layers=layers, meta={
         "steps": steps, "input_scale": input_scale, "readout": options.readout,
         "profile": profile.name, "gain_mode": options.gain_mode,
@@ -146,8 +162,18 @@ def _quantize_encoder(encoder: Any, profile: HardwareProfile) -> Tuple[LayerSpec
     return LayerSpec(kind="input", shape=tuple(encoder.shape), neuron=neuron), float(input_scale)
 
 
-def _quantize_synaptic(index: int, desc: Any, steps: int, profile: HardwareProfile,
-                       options: QuantizeOptions) -> Tuple[LayerSpec, LayerReport]:
+class _Synaptic(NamedTuple):
+    """One quantized synaptic layer and what its report needs."""
+
+    layer: LayerSpec
+    weight: np.ndarray      # the float weights that were scaled (ā-folded in fold mode)
+    scale: float            # file weight per float weight
+    clipped: int
+    fold_error: float
+
+
+def _quantize_synaptic(desc: Any, steps: int, profile: HardwareProfile,
+                       options: QuantizeOptions) -> _Synaptic:
     weight = desc.weight.detach().double().cpu().numpy()
     gains = None if desc.gains is None else desc.gains.detach().double().cpu().numpy()
     fold_error = 0.0
@@ -166,9 +192,7 @@ def _quantize_synaptic(index: int, desc: Any, steps: int, profile: HardwareProfi
     layer = LayerSpec(kind=desc.kind, shape=tuple(desc.out_shape), neuron=neuron, weight=w_file,
                       stride=tuple(desc.stride), padding=tuple(desc.padding),
                       dilation=tuple(desc.dilation), groups=int(desc.groups))
-    report = _layer_report(index, desc, weight, w_file, scale, vth, v_decay, clipped,
-                           fold_error, steps, profile)
-    return layer, report
+    return _Synaptic(layer, weight, scale, clipped, fold_error)
 
 
 def _gain_mantissas(gains: np.ndarray, gain_exp: int, profile: HardwareProfile) -> Tuple[int, ...]:
@@ -235,9 +259,11 @@ def _spectral_norm(weight: np.ndarray) -> float:
     return float(np.linalg.norm(weight.reshape(weight.shape[0], -1), ord=2))
 
 
-def _layer_report(index: int, desc: Any, weight: np.ndarray, w_file: np.ndarray, scale: float,
-                  vth: int, v_decay: int, clipped: int, fold_error: float, steps: int,
+def _layer_report(index: int, desc: Any, quantized: _Synaptic, steps: int,
                   profile: HardwareProfile) -> LayerReport:
+    weight, scale, w_file = quantized.weight, quantized.scale, quantized.layer.weight
+    vth, v_decay = quantized.layer.neuron.vth_mant, quantized.layer.neuron.v_decay
+    clipped, fold_error = quantized.clipped, quantized.fold_error
     float_decay = float(desc.decay)
     realised = 1.0 - v_decay / profile.decay_one
     dequantized = w_file / scale

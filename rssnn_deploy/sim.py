@@ -78,7 +78,18 @@ on per layer only where a bound shows it can occur.
 straight-through estimators around every rounding, wrap and clip, and a triangle
 surrogate for the spike, ``∂s/∂v = max(0, 1 − |v − θ|/θ)/θ`` with ``θ = vThMant << 6``
 (the paper's triangle with γ = 1 in threshold units), so white-box attacks can target the
-deployed integer model.
+deployed integer model. ``SimResult.states_float`` then holds the recorded states still
+attached to the autograd graph.
+
+Straight-through parameters (quantization-aware training, ``rssnn_deploy.qat``): in the
+differentiable mode ``run(..., straight_through={spec_index: StraightThrough(p, q)})``
+passes the gradient of a layer's integer weights (and DLIF gain mantissas) on to float
+tensors ``p`` (``q``) they were rounded from, as if the rounding were the identity::
+
+    W_eff' = W_eff + (p − sg(p)) / 2^weight_exp,      g' = g + (q − sg(q))
+
+(``sg`` = stop-gradient). The added terms are exactly zero, so the forward values stay
+the spec's integers bit for bit, whatever ``p`` holds; only ∂/∂p is new.
 
 Two extensions exist for robustness studies of the deployed model (neither changes
 what an unmodified spec computes):
@@ -117,7 +128,8 @@ from rssnn_deploy.spec import (BIAS_EXP, DECAY_ONE, STATE_SHIFT, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
 
 __all__ = [
-    "Simulator", "SimResult", "SimulationError", "predict", "encode_input_differentiable",
+    "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
+    "encode_input_differentiable",
     "effective_dense_weights", "expand_delays", "lava_default_neuron", "layer_timing",
 ]
 
@@ -139,6 +151,25 @@ NeuronConstant = Union[float, torch.Tensor]
 
 class SimulationError(ValueError):
     """The spec cannot be simulated (foreign neuron, unsupported wiring, bad input)."""
+
+
+@dataclass(frozen=True)
+class StraightThrough:
+    """Float tensors one synaptic layer's integers were rounded from (see module notes).
+
+    ``weight``: shaped like the layer's weights, in file units (what the netx file holds
+    after rounding). ``gains``: ``(T,)``, in gain-mantissa units (``a·2^gain_exp``).
+    Either may be ``None``. Values never enter the forward pass, only the gradient.
+    """
+
+    weight: Optional[torch.Tensor] = None
+    gains: Optional[torch.Tensor] = None
+
+
+def _zero_with_grad(p: torch.Tensor) -> torch.Tensor:
+    """``p − sg(p)`` in float64: exactly 0 in value, the identity for the gradient."""
+    p = p.to(torch.float64)
+    return p - p.detach()
 
 
 def lava_default_neuron() -> CubaNeuron:
@@ -385,12 +416,17 @@ class _DenseSynapse:
         self.needs_wrap32 = self.max_abs >= _TWO31
         self.scale = 2.0 ** self.exp
 
-    def __call__(self, x: torch.Tensor, grad: bool) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, grad: bool,
+                 weight_path: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: (M, in) spikes → (M, n_delays, out) shifted accumulations.
 
         float32 when every value is exact there (see module notes), else float64.
+        ``weight_path``: straight-through float weights (out, in) in file units.
         """
-        a = x.to(self.dtype) @ self.weight_t
+        weight_t = self.weight_t
+        if weight_path is not None:   # W_eff + (p − sg(p)) / 2^exp: same values, new grad
+            weight_t = weight_t + _zero_with_grad(weight_path).t() / self.scale
+        a = x.to(self.dtype) @ weight_t
         if self.round:
             a = _Round.apply(a) if grad else torch.round(a)
         if self.exp > 0:
@@ -430,9 +466,17 @@ class _ConvSynapse:
             raise SimulationError(f"layer {index} (conv): output shape {self.out_shape} "
                                   f"differs from the layer shape {tuple(layer.shape)}")
 
-    def __call__(self, x: torch.Tensor, grad: bool) -> torch.Tensor:
-        """x: (M, C, H, W) → (M, 1, C', H', W') accumulations, wrapped signed 24-bit."""
-        a = F.conv2d(x.to(self.dtype), self.weight, stride=self.stride, padding=self.padding,
+    def __call__(self, x: torch.Tensor, grad: bool,
+                 weight_path: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (M, C, H, W) → (M, 1, C', H', W') accumulations, wrapped signed 24-bit.
+
+        ``weight_path``: straight-through float weights in file units (conv weights are
+        used as stored, no exponent).
+        """
+        weight = self.weight
+        if weight_path is not None:
+            weight = weight + _zero_with_grad(weight_path)
+        a = F.conv2d(x.to(self.dtype), weight, stride=self.stride, padding=self.padding,
                      dilation=self.dilation, groups=self.groups)
         if self.round:
             a = _Round.apply(a) if grad else torch.round(a)
@@ -508,7 +552,9 @@ class SimResult:
     output spikes counted from the output layer's reset step on (its whole window for
     ``reset="staggered"``, all steps otherwise); ``states[spec_index][name]`` for
     ``name`` in ``{"u", "v", "s"}``: (T, N, *shape) int64 / bool, recorded after the
-    step (v after the spike reset), as Lava's ``Monitor`` sees them.
+    step (v after the spike reset), as Lava's ``Monitor`` sees them. In the
+    differentiable mode ``states_float`` holds the same records as float64 tensors still
+    in the autograd graph (spikes as 0/1), and ``output_v_float`` the final output v.
     """
 
     output_spikes: torch.Tensor
@@ -518,6 +564,7 @@ class SimResult:
     window_start: int
     states: Dict[int, Dict[str, torch.Tensor]] = field(default_factory=dict)
     output_v_float: Optional[torch.Tensor] = None  # differentiable mode: float64 with grad
+    states_float: Dict[int, Dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def num_samples(self) -> int:
@@ -658,8 +705,8 @@ class Simulator:
     # -- running ------------------------------------------------------------------------
     def run(self, bias_input: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
             steps: Optional[int] = None, record: RecordSpec = None, reset: str = "staggered",
-            reset_interval: Optional[int] = None, batch_size: Optional[int] = None
-            ) -> SimResult:
+            reset_interval: Optional[int] = None, batch_size: Optional[int] = None,
+            straight_through: Optional[Mapping[int, StraightThrough]] = None) -> SimResult:
         """Simulate ``steps`` chip steps (default ``spec.run_steps``) for a batch.
 
         ``bias_input``: (N, *input_shape) integers, the input layer's ``bias_mant``.
@@ -670,6 +717,9 @@ class Simulator:
         ``reset_interval``: with ``"staggered"``, repeat the resets every that many steps
         (block ``j`` resets when ``t % interval == (j + 1) % interval``, exactly netx's
         ``reset_interval``); ``None`` resets once, at step ``j + 1``.
+        ``straight_through``: differentiable mode only; ``{spec_index: StraightThrough}``
+        float tensors that receive the gradients of those layers' integer weights and
+        gains (see the module notes). Forward values do not depend on them.
         """
         steps = int(self.spec.run_steps if steps is None else steps)
         if steps < 1:
@@ -678,6 +728,7 @@ class Simulator:
             raise ValueError("reset must be 'staggered' or 'none'")
         bias_input, spikes = self._check_inputs(bias_input, spikes)
         record_map = self._record_map(record)
+        paths = self._check_straight_through(straight_through)
         n = (bias_input if bias_input is not None else spikes).shape[0]
         if batch_size is None:
             batch_size = self._auto_batch(steps, record_map)
@@ -689,7 +740,7 @@ class Simulator:
                 parts.append(self._run_batch(
                     None if bias_input is None else bias_input[lo:hi],
                     None if spikes is None else spikes[lo:hi], steps, record_map, reset,
-                    reset_interval))
+                    reset_interval, paths))
         return parts[0] if len(parts) == 1 else _concat_results(parts)
 
     def _check_inputs(self, bias_input, spikes):
@@ -720,6 +771,33 @@ class Simulator:
                                       f"{tuple(s.shape)}")
             s = s.reshape(s.shape[0], s.shape[1], *self.input_shape)
         return None, s
+
+    def _check_straight_through(self, paths: Optional[Mapping[int, StraightThrough]]
+                                ) -> Dict[int, StraightThrough]:
+        """Validate straight-through parameters against the compiled layers."""
+        if not paths:
+            return {}
+        if not self.differentiable:
+            raise SimulationError("straight_through needs Simulator(..., differentiable=True)")
+        stages = {st.spec_index: st for st in self.stages if st.synapse is not None}
+        for idx, path in paths.items():
+            st = stages.get(int(idx))
+            if st is None:
+                raise SimulationError(f"straight_through: layer {idx} is not a synaptic layer")
+            syn = st.synapse
+            if path.weight is not None:
+                if tuple(path.weight.shape) != tuple(syn.w_eff.shape):
+                    raise SimulationError(f"straight_through: layer {idx} weight shape "
+                                          f"{tuple(path.weight.shape)}, expected "
+                                          f"{tuple(syn.w_eff.shape)}")
+                if st.kind == "dense" and syn.delays != [0]:
+                    raise SimulationError(f"straight_through: layer {idx} has synaptic "
+                                          "delays, which it does not support")
+            if path.gains is not None and (st.gains is None
+                                           or tuple(path.gains.shape) != tuple(st.gains.shape)):
+                raise SimulationError(f"straight_through: layer {idx} gains must match its "
+                                      "gain_mant, shape (T,)")
+        return {int(k): v for k, v in paths.items()}
 
     def _record_map(self, record: RecordSpec) -> Dict[int, Set[str]]:
         valid = {"u", "v", "s"}
@@ -758,9 +836,12 @@ class Simulator:
         return max(1, cap)
 
     def _run_batch(self, bias_input, spikes, steps, record_map, reset,
-                   reset_interval=None) -> SimResult:
+                   reset_interval=None, paths: Optional[Mapping[int, StraightThrough]] = None
+                   ) -> SimResult:
         grad = self.differentiable
+        paths = paths or {}
         states: Dict[int, Dict[str, torch.Tensor]] = {}
+        states_float: Dict[int, Dict[str, torch.Tensor]] = {}
         prev = None  # (steps, N, *shape) float spikes of the previous neuron layer
         stages = self.stages
         if not self.has_input_neuron or spikes is not None:
@@ -780,20 +861,23 @@ class Simulator:
                     prev = self.spike_transform(st.spec_index, prev)
                     if not grad:
                         prev = prev != 0
-                a_in = self._synaptic_input(st, prev, steps, grad)
+                a_in = self._synaptic_input(st, prev, steps, grad,
+                                            paths.get(st.spec_index, StraightThrough()).weight)
                 bias = st.bias
-            prev, rec, v_final = self._neuron_loop(st, a_in, bias, n, steps,
-                                                   record_map.get(st.spec_index, set()), reset,
-                                                   reset_interval)
+            prev, rec, v_final, rec_float = self._neuron_loop(
+                st, a_in, bias, n, steps, record_map.get(st.spec_index, set()), reset,
+                reset_interval, paths.get(st.spec_index, StraightThrough()).gains)
             if rec:
                 states[st.spec_index] = rec
+            if rec_float:
+                states_float[st.spec_index] = rec_float
         out = stages[-1]
         window = out.timing.block_index + 1 if reset == "staggered" else 1
         out_spikes = prev.detach() != 0
         counts = out_spikes[window - 1:].sum(dim=0).to(torch.int64)
         return SimResult(output_spikes=out_spikes, output_v=v_final.detach().to(torch.int64),
                          spike_counts=counts, steps=steps, window_start=window, states=states,
-                         output_v_float=v_final if grad else None)
+                         output_v_float=v_final if grad else None, states_float=states_float)
 
     def _spike_train(self, spikes, steps):
         s = spikes.transpose(0, 1)  # (T_in, N, ...)
@@ -814,7 +898,8 @@ class Simulator:
         return {name: torch.zeros(prev.shape, dtype=torch.bool if name == "s" else torch.int64,
                                   device=prev.device) for name in names}
 
-    def _synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool):
+    def _synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool,
+                        weight_path: Optional[torch.Tensor] = None):
         """a_in for chip steps 1..steps: (steps, N, *shape), or None if steps < 2.
 
         Row t − 1 holds what the layer's neurons receive at chip step t: the synapse's
@@ -830,7 +915,7 @@ class Simulator:
             x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))
         else:
             x = x.reshape(((steps - 1) * n,) + tuple(x.shape[2:]))
-        acc = syn(x, grad)                                 # (M, n_delays, *out)
+        acc = syn(x, grad, weight_path)                    # (M, n_delays, *out)
         acc = acc.reshape((steps - 1, n) + tuple(acc.shape[1:]))
         if st.kind == "dense" and syn.delays != [0]:
             a = torch.zeros((steps, n, syn.out_features), dtype=acc.dtype, device=acc.device)
@@ -852,8 +937,13 @@ class Simulator:
         return a.reshape((steps, n) + st.shape)
 
     def _neuron_loop(self, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str],
-                     reset: str, reset_interval: Optional[int] = None):
-        """Run one layer's neurons over all steps; returns (spikes, records, final v)."""
+                     reset: str, reset_interval: Optional[int] = None,
+                     gains_path: Optional[torch.Tensor] = None):
+        """Run one layer's neurons over all steps.
+
+        Returns (spikes, records, final v, records in the autograd graph); the last is
+        empty outside the differentiable mode.
+        """
         grad = self.differentiable
         neuron = st.neuron
         shape = (n,) + st.shape
@@ -865,7 +955,8 @@ class Simulator:
         if a_in is not None and st.gains is not None:
             k = (torch.arange(1, steps + 1, device=dev) - st.timing.hops - 1).clamp(
                 0, st.gains.numel() - 1)
-            g = st.gains[k].reshape((steps,) + (1,) * len(shape))
+            gains = st.gains if gains_path is None else st.gains + _zero_with_grad(gains_path)
+            g = gains[k].reshape((steps,) + (1,) * len(shape))
             a_in = _trunc(a_in * g * st.gain_scale, grad)
         a6 = None
         if a_in is not None:   # << 6: a power-of-two scaling, exact in float32 as well
@@ -876,7 +967,8 @@ class Simulator:
             a6 = _wrap(a6.to(torch.float64), 32, grad)
         if grad:
             return self._loop_grad(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names)
-        return self._loop_exact(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names)
+        return (*self._loop_exact(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan,
+                                  names), {})
 
     def _loop_exact(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names):
         """In-place integer dynamics on float64 (no autograd); spikes as bool."""
@@ -956,10 +1048,11 @@ class Simulator:
             spikes.append(s)
             for k, val in (("u", u), ("v", v), ("s", s)):
                 if k in rec:
-                    rec[k].append(val.detach())
-        out = {k: (torch.stack(x) > 0.5) if k == "s" else torch.stack(x).to(torch.int64)
-               for k, x in rec.items()}
-        return torch.stack(spikes), out, v
+                    rec[k].append(val)
+        floats = {k: torch.stack(x) for k, x in rec.items()}
+        out = {k: (x.detach() > 0.5) if k == "s" else x.detach().to(torch.int64)
+               for k, x in floats.items()}
+        return torch.stack(spikes), out, v, floats
 
 
 @dataclass(frozen=True)
@@ -1064,11 +1157,13 @@ def _concat_results(parts: Sequence[SimResult]) -> SimResult:
     vf = None
     if parts[0].output_v_float is not None:
         vf = torch.cat([p.output_v_float for p in parts], dim=0)
+    floats = {idx: {k: torch.cat([p.states_float[idx][k] for p in parts], dim=1) for k in rec}
+              for idx, rec in parts[0].states_float.items()}
     return SimResult(output_spikes=torch.cat([p.output_spikes for p in parts], dim=1),
                      output_v=torch.cat([p.output_v for p in parts], dim=0),
                      spike_counts=torch.cat([p.spike_counts for p in parts], dim=0),
                      steps=parts[0].steps, window_start=parts[0].window_start, states=states,
-                     output_v_float=vf)
+                     output_v_float=vf, states_float=floats)
 
 
 # ----------------------------------------------------------------------------------
