@@ -68,11 +68,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rssnn_deploy.pipeline import evaluate_files
-    record = evaluate_files(_existing(args.checkpoint), _existing(args.net), args.dataset,
-                            Path(args.out), args.eps, args.lava_samples)
-    print((Path(args.out) / "report.md").read_text())
-    return 0 if record["lava"]["mismatches_vs_sim"] == 0 else 1
+    from rssnn_deploy.evaluate import config_from_args, evaluate, exit_status
+    from rssnn_deploy.robustness.tables import summary_text
+    record = evaluate(_existing(args.checkpoint), _existing(args.net), args.dataset,
+                      Path(args.out), config_from_args(args))
+    if record is None:  # a rank other than 0 of a sharded (torchrun) run
+        return 0
+    print(summary_text(record, Path(args.out)))
+    return exit_status(record, strict=args.strict)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -263,15 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", default="", help="comma list of states to record: u,v,s")
     p.add_argument("--out", required=True, help="output .npz")
 
-    p = add("evaluate", cmd_evaluate, "clean, noisy and adversarial accuracy of the float "
-                                      "model and of its deployed integer model")
-    p.add_argument("checkpoint")
-    p.add_argument("net")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--lava-samples", type=int, default=64,
-                   help="test images re-run on Lava to cross-check the simulator (0: none)")
-    p.add_argument("--eps", type=float, default=0.1, help="L∞ attack budget on [0, 1] pixels")
-    p.add_argument("--out", default="runs/evaluate")
+    p = add("evaluate", cmd_evaluate, "robustness of the float model and of its deployed "
+                                      "integer model: noise, attacks under three threat "
+                                      "models, hardware faults, sanity checks, Lava cross-check")
+    from rssnn_deploy.evaluate import add_evaluate_arguments
+    add_evaluate_arguments(p)
 
     p = add("info", cmd_info, "versions, available backends, Loihi runtime; with a file, "
                               "its layers, core mapping, energy estimate and stability report")

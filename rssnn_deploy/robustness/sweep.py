@@ -130,6 +130,16 @@ class CellCache:
                                            sort_keys=True) + "\n")
 
 
+def _from_rank0(value: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Rank 0's ``value`` on every rank (identity without torch.distributed)."""
+    import torch.distributed as dist
+    if dist_info()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def _gather(local: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     import torch.distributed as dist
     rank, world = dist_info()
@@ -149,7 +159,9 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
     """Results of every cell, computing only those not cached, sharded across ranks."""
     from tqdm.auto import tqdm
     rank, world = dist_info()
-    done = cache.load()
+    # one view of what is finished, rank 0's: shards must agree on the pending list, and
+    # another rank could otherwise read a cache file while a fast shard writes to it
+    done = _from_rank0(cache.load() if rank == 0 else {})
     pending = [c for c in _unique(cells) if c.key not in done]
     mine = pending[rank::world]
     computed: Dict[str, Dict[str, Any]] = {}

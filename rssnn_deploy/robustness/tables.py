@@ -171,3 +171,19 @@ def write_report(out: Path, record: Dict[str, Any]) -> List[str]:
     write_json(out / "report.json", record)
     atomic_write_text(out / "report.md", render_markdown(record))
     return plots
+
+
+def summary_text(record: Mapping[str, Any], out: Path) -> str:
+    """What ``rssnn-deploy evaluate`` prints: the headline tables and where the rest is."""
+    eps = record["eps"]["default"]
+    sanity = record["sanity"]
+    failed = [f"{c['name']} [{c['scope']}]: {c['detail']}" for c in sanity["checks"]
+              if not c["passed"] and not c["advisory"]]
+    lines = ["## Clean accuracy", "", clean_table(record), "",
+             f"## Attacks at ε = {_eps(eps)}/255", "", default_eps_table(record), "",
+             f"Sanity checks: {'PASS' if sanity['passed'] else 'FAIL'} "
+             f"({sum(c['passed'] for c in sanity['checks'])}/{len(sanity['checks'])} passed)"]
+    lines += [f"  FAILED {line}" for line in failed]
+    lines += ["", f"Full report: {Path(out) / 'report.md'} (tables), report.json (every number), "
+              + ", ".join(Path(p).name for p in record.get("plots", []))]
+    return "\n".join(lines)
