@@ -14,14 +14,12 @@ project does not simulate are kept as ``ForeignNeuron``, and every field netx ig
 kept in ``passthrough`` so a file re-exports to an equivalent one. A damaged or foreign
 file raises ``NetxFormatError`` naming the file, the layer and the field.
 
-Writes are atomic: the file is built under a temporary name in the target directory and
-renamed into place only when complete, so a failed export never leaves half a file.
+Writes are atomic (``fileio.atomic_path``): a failed export never leaves half a file.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -29,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import h5py
 import numpy as np
 
+from rssnn_deploy.fileio import atomic_path
 from rssnn_deploy.spec import (DECAY_ONE, FOREIGN_LAYER_KINDS, LAYER_KINDS, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
 
@@ -268,19 +267,11 @@ def write_netx(spec: NetworkSpec, path: PathLike) -> Path:
     """Write ``spec`` as a netx file atomically and return the final path."""
     path = Path(path)
     _check_structure(spec, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as handle:
-            layer_group = handle.create_group("layer")
-            for index, layer in enumerate(spec.layers):
-                _write_layer(layer_group.create_group(str(index)), layer)
-            _write_meta(handle, spec.meta)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        layer_group = handle.create_group("layer")
+        for index, layer in enumerate(spec.layers):
+            _write_layer(layer_group.create_group(str(index)), layer)
+        _write_meta(handle, spec.meta)
     return path
 
 

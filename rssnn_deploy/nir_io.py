@@ -65,6 +65,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from rssnn_deploy.fileio import atomic_path
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
 
@@ -527,19 +528,11 @@ def _import_meta(graph: Any) -> Dict[str, Any]:
 
 def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0) -> Path:
     """Write ``spec`` as a NIR HDF5 file (``nir.write``), atomically."""
-    import tempfile
     nir = _nir()
     path = Path(path)
     graph = spec_to_nir(spec, dt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), graph)
     return path
 
 

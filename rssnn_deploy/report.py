@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
+
+from rssnn_deploy.fileio import atomic_path
 
 
 def versions() -> Dict[str, str]:
@@ -32,32 +32,16 @@ def versions() -> Dict[str, str]:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write to a temporary file in the same directory, then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Save named arrays as .npz atomically (numpy appends .npz to a bare temp name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
@@ -103,12 +87,17 @@ def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[st
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def _cell(value: Any) -> str:
