@@ -22,6 +22,7 @@ from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.train import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 COMMON = ["--dataset", "digits", "--hidden", "128", "--epochs", "30", "--seed", "0"]
 MODELS = {
     "digits_dlif_robust": {
@@ -73,7 +74,7 @@ def build(name: str, recipe: dict) -> dict:
         "accuracy": report["accuracy"],
         "lava_check": report["lava"],
         "stability": report["stability"],
-        "produced_by": [f"rssnn-deploy {' '.join(c)}" for c in commands]
+        "produced_by": [f"rssnn-deploy {' '.join(c)}".replace(f"{ROOT}/", "") for c in commands]
                        + ["models/build.py: pipeline.evaluate_deployment (Lava on all test images)"],
         "versions": versions(),
         "rssnn_deploy": rssnn_deploy.__version__,
