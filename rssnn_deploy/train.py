@@ -22,6 +22,13 @@ made with the model in eval mode, by torchattacks). Optional extras: the Parseva
 orthogonality step after each update, and the sparse-gradient regulariser ``R`` of the
 neighbour paper (finite difference of the true-vs-runner-up probability).
 
+Quantization-aware fine-tuning (``TrainConfig.qat_epochs``): after the float epochs the
+same objective is trained for ``qat_epochs`` more on the model's Loihi-exact forward
+(``rssnn_deploy.qat.LoihiExact``): the logits, the MPPD currents and the adversarial
+examples are those of the integer network the weights export to, with straight-through
+gradients to the float weights, so the fine-tuning closes the float-to-chip gap rather
+than training past it.
+
 Clean and perturbed inputs go through the network as *one* concatenated batch: the
 networks have no batch-coupled layer (no batch-norm), so this is exactly two forward
 passes, costs one, and keeps DistributedDataParallel at one forward per backward.
@@ -59,6 +66,7 @@ from tqdm.auto import tqdm
 from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.models import ARCHITECTURES, SNN, VGG_VARIANTS, build_model
 from rssnn_deploy.neurons import SURROGATES
+from rssnn_deploy.qat import LoihiExact
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -92,6 +100,7 @@ METRICS_NAME = "metrics.json"
 PERTURBATIONS = ("gaussian", "rfgsm", "pgd", "none")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+GAIN_MODES = ("fold", "exact")
 
 
 class CheckpointError(ValueError):
@@ -126,6 +135,10 @@ class TrainConfig:
     sr_h: float = 0.01              #: its finite-difference step
     seed: int = 0
     eval_batch_size: int = 500
+    qat_epochs: int = 0             #: Loihi-exact fine-tuning epochs after the float ones
+    qat_lr: Optional[float] = None  #: their learning rate (None: lr/10), same schedule shape
+    qat_profile: str = "loihi2"     #: the hardware profile the model will be exported for
+    qat_gain_mode: str = "fold"     #: the DLIF gain mode of that export: "fold" | "exact"
 
     def __post_init__(self) -> None:
         checks = [
@@ -140,6 +153,9 @@ class TrainConfig:
              "rho, sr_lambda and ortho_beta must be >= 0"),
             (self.sr_h > 0 and self.pgd_steps >= 1 and self.eval_batch_size >= 1,
              "sr_h, pgd_steps and eval_batch_size must be positive"),
+            (self.qat_epochs >= 0, "qat_epochs must be >= 0"),
+            (self.qat_lr is None or self.qat_lr > 0, "qat_lr must be > 0"),
+            (self.qat_gain_mode in GAIN_MODES, f"qat_gain_mode must be one of {GAIN_MODES}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -147,6 +163,11 @@ class TrainConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def total_epochs(self) -> int:
+        """Float epochs plus Loihi-exact fine-tuning epochs."""
+        return self.epochs + self.qat_epochs
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
@@ -520,16 +541,25 @@ def _make_optimizer(model: nn.Module, config: TrainConfig
 
 def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig,
                      path: Path) -> None:
-    """A resumed run must continue the same experiment; only ``epochs`` may grow."""
+    """A resumed run must continue the same experiment; only the epoch counts may change,
+    and the float epochs only while the run is still in its float phase."""
     if payload["model_config"] != model.describe():
         raise CheckpointError(f"{path}: checkpoint was trained with a different model "
                               f"config; choose another output directory")
     saved = dict(payload.get("train_config", {}))
+    if saved:   # fields added after the checkpoint was written hold their defaults
+        saved = {**TrainConfig().to_dict(), **saved}
     differing = sorted(k for k, v in config.to_dict().items()
-                       if k != "epochs" and saved.get(k) != v)
+                       if k not in ("epochs", "qat_epochs") and saved.get(k) != v)
     if differing:
         raise CheckpointError(f"{path}: cannot resume with a changed training config "
-                              f"({', '.join(differing)}); only epochs may change")
+                              f"({', '.join(differing)}); only epochs and qat_epochs may "
+                              f"change")
+    float_epochs = saved.get("epochs", config.epochs)
+    if int(payload["epoch"]) > float_epochs and config.epochs != float_epochs:
+        raise CheckpointError(f"{path}: the run has finished its {saved['epochs']} float "
+                              f"epochs and begun Loihi-exact fine-tuning; epochs cannot "
+                              f"change now (only qat_epochs)")
 
 
 def _extend_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, epochs: int) -> None:
@@ -596,6 +626,40 @@ def train(model: SNN, data: Union[Dataset, Sequence[Tensor]], config: TrainConfi
             dist.destroy_process_group()
 
 
+class _Phase(NamedTuple):
+    """What one phase of training forwards: the float model, or its Loihi-exact forward."""
+
+    name: str                         #: "float" | "qat"
+    module: nn.Module                 #: ``model`` or ``LoihiExact(model)``
+    net: nn.Module                    #: ``module``, DDP-wrapped in a data-parallel run
+    perturb: Optional[Perturbation]   #: x̃ crafted against ``module``
+    decay: float                      #: λ of the MPPD term (as deployed, for "qat")
+
+
+def _make_phase(name: str, model: SNN, config: TrainConfig, ctx: _Distributed) -> _Phase:
+    if name == "float":
+        module: nn.Module = model
+        decay = model.last_spiking_layer.decay
+    else:
+        module = LoihiExact(model, config.qat_profile, config.qat_gain_mode)
+        decay = module.mppd_decay
+    net = module
+    if ctx.active:
+        net = DistributedDataParallel(
+            module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    return _Phase(name, module, net, make_perturbation(module, config), decay)
+
+
+def _qat_lr(config: TrainConfig, qat_epoch: int) -> float:
+    """Learning rate of fine-tuning epoch ``qat_epoch`` (0-based), in closed form so a
+    resumed run sets it exactly: ``qat_lr`` (default lr/10), cosine to 0 over the
+    fine-tuning epochs when the float schedule is cosine, constant otherwise."""
+    base = config.qat_lr if config.qat_lr is not None else config.lr / 10
+    if config.schedule != "cosine":
+        return base
+    return base * (1 + math.cos(math.pi * qat_epoch / config.qat_epochs)) / 2
+
+
 def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: TrainConfig,
            out_dir: Path, resume: bool, progress: bool, ctx: _Distributed
            ) -> List[Dict[str, float]]:
@@ -606,35 +670,42 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
                                     optimizer, scheduler)
     if start_epoch:
         _say(ctx, progress, f"resuming {out_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
-    net = model
-    if ctx.active:
-        net = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     dataset = TensorDataset(x_train, y_train)
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=config.seed)
     loader = DataLoader(dataset, sampler=sampler,
                         batch_size=max(1, config.batch_size // ctx.world_size))
-    perturb = make_perturbation(model, config)
-    decay = model.last_spiking_layer.decay
+    phase: Optional[_Phase] = None
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, config.total_epochs):
         began = time.perf_counter()
+        name = "float" if epoch < config.epochs else "qat"
+        if phase is None or phase.name != name:
+            phase = _make_phase(name, model, config, ctx)
+        if name == "qat":
+            for group in optimizer.param_groups:
+                group["lr"] = _qat_lr(config, epoch - config.epochs)
         _seed_epoch(config.seed, epoch, ctx.rank)
         sampler.set_epoch(epoch)
         stats = _Epoch()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.total_epochs}", leave=False,
                    disable=not (progress and ctx.is_main), dynamic_ncols=True)
         for x, y in bar:
             x, y = x.to(ctx.device), y.to(ctx.device)
-            terms = _step(net, model, x, y, perturb, decay, config, optimizer)
+            terms = _step(phase.net, phase.module, x, y, phase.perturb, phase.decay, config,
+                          optimizer)
             stats.add(terms, y)
             bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        metrics = {"epoch": epoch + 1, "lr": lr, **stats.summary(ctx)}
+        if name == "float":
+            scheduler.step()
+        metrics = {"epoch": epoch + 1, "phase": name, "lr": lr, **stats.summary(ctx)}
         if ctx.is_main:
-            metrics["test_acc"] = evaluate_accuracy(model, x_test, y_test, config.eval_batch_size)
+            metrics["test_acc"] = evaluate_accuracy(phase.module, x_test, y_test,
+                                                    config.eval_batch_size)
+            if name == "qat":
+                metrics["test_acc_float"] = evaluate_accuracy(model, x_test, y_test,
+                                                              config.eval_batch_size)
             metrics["seconds"] = time.perf_counter() - began
             history.append(metrics)
             _write_run(out_dir, model, config, epoch + 1, optimizer, scheduler, history)
@@ -662,9 +733,14 @@ def _restore(checkpoint: Path, resume: bool, model: SNN, config: TrainConfig,
     return int(payload["epoch"]), list(payload.get("metrics", []))
 
 
-def _step(net: nn.Module, model: SNN, x: Tensor, y: Tensor, perturb: Optional[Perturbation],
-          decay: float, config: TrainConfig, optimizer: torch.optim.Optimizer) -> LossTerms:
-    """One optimisation step: perturb, probe, loss, update, optional retraction."""
+def _step(net: nn.Module, model: nn.Module, x: Tensor, y: Tensor,
+          perturb: Optional[Perturbation], decay: float, config: TrainConfig,
+          optimizer: torch.optim.Optimizer) -> LossTerms:
+    """One optimisation step: perturb, probe, loss, update, optional retraction.
+
+    ``model`` is the un-wrapped module ``net`` forwards (the SNN or its Loihi-exact
+    forward); probes and attacks use it directly.
+    """
     x_pert = perturb(x, y) if perturb is not None else None
     probe = (sparse_gradient_probe(model, x, y, config.sr_h)
              if config.sr_lambda > 0 else None)
@@ -696,10 +772,14 @@ def _write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
     _atomic_write(out_dir / METRICS_NAME, lambda handle: handle.write(text), mode="w")
 
 
-def _format_metrics(m: Mapping[str, float]) -> str:
-    return (f"epoch {m['epoch']}: loss {m['train_loss']:.4f} (ce {m['ce_clean']:.4f}, "
-            f"ce~ {m['ce_pert']:.4f}, mppd {m['mppd']:.4f}, sr {m['sr']:.4f}) "
-            f"train {100 * m['train_acc']:.2f}% test {100 * m['test_acc']:.2f}% "
+def _format_metrics(m: Mapping[str, Any]) -> str:
+    test = f"test {100 * m['test_acc']:.2f}%"
+    if m.get("phase") == "qat":
+        test = (f"test (Loihi-exact) {100 * m['test_acc']:.2f}% "
+                f"(float {100 * m['test_acc_float']:.2f}%)")
+    return (f"epoch {m['epoch']} [{m.get('phase', 'float')}]: loss {m['train_loss']:.4f} "
+            f"(ce {m['ce_clean']:.4f}, ce~ {m['ce_pert']:.4f}, mppd {m['mppd']:.4f}, "
+            f"sr {m['sr']:.4f}) train {100 * m['train_acc']:.2f}% {test} "
             f"lr {m['lr']:.2e} {m['seconds']:.1f}s")
 
 
@@ -792,6 +872,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--schedule", choices=list(SCHEDULES), default=None)
     g.add_argument("--seed", type=int, default=None)
+    g = parser.add_argument_group("quantization-aware fine-tuning")
+    g.add_argument("--qat-epochs", type=int, default=None,
+                   help="epochs of fine-tuning on the Loihi-exact forward after the float "
+                        "epochs (0)")
+    g.add_argument("--qat-lr", type=float, default=None, help="their learning rate (lr/10)")
+    g.add_argument("--qat-profile", default=None,
+                   help="hardware profile the model will be exported for (loihi2)")
+    g.add_argument("--qat-gain-mode", choices=list(GAIN_MODES), default=None,
+                   help="DLIF gain mode of that export (fold)")
     g = parser.add_argument_group("output")
     g.add_argument("--out", default="runs/train", help="run directory (checkpoint.pt)")
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")

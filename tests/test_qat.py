@@ -1,0 +1,234 @@
+"""The Loihi-exact forward (quantization-aware training) against the exported model.
+
+The contract: ``LoihiExact(model)`` computes, value for value, what the integer
+simulation of the netx file of the model's current weights computes, and its gradients
+reach the float weights and DLIF gains.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import rssnn_deploy  # noqa: F401
+from rssnn_deploy.data import Dataset, load_dataset
+from rssnn_deploy.models import build_model
+from rssnn_deploy.netx_io import read_netx, write_netx
+from rssnn_deploy.qat import LoihiExact
+from rssnn_deploy.quantize import QuantizeOptions, quantize
+from rssnn_deploy.sim import (SimulationError, Simulator, StraightThrough,
+                              encode_input_differentiable, layer_timing)
+from rssnn_deploy.spec import encode_input
+from rssnn_deploy.train import (PRESETS, CheckpointError, TrainConfig, add_train_arguments,
+                                configs_from_args, read_checkpoint, robust_loss, train)
+
+ARCHS = {
+    "mlp": {"arch": "mlp", "hidden": [24, 16]},
+    "convnet": {"arch": "convnet", "channels": [4], "strides": [2], "hidden": [12]},
+}
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+def active_model(arch: str = "mlp", seed: int = 0, **config) -> torch.nn.Module:
+    """A random model with time-varying DLIF gains and weights large enough to spike."""
+    torch.manual_seed(seed)
+    model = build_model({**ARCHS[arch], **config})
+    with torch.no_grad():
+        for layer in model.spiking_layers[1:]:
+            if hasattr(layer, "gains"):
+                layer.gains.copy_(torch.linspace(0.6, 1.5, layer.steps))
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.mul_(3.0)
+    return model.eval()
+
+
+def exported_simulation(model, x, tmp_path, gain_mode):
+    """The reference: quantize → write_netx → read_netx → bit-exact simulation."""
+    spec = quantize(model, options=QuantizeOptions(gain_mode=gain_mode)).spec
+    spec = read_netx(write_netx(spec, tmp_path / f"model_{gain_mode}.net"))
+    bias = torch.as_tensor(encode_input(spec, x.numpy()))
+    return spec, Simulator(spec).run(bias, record="s")
+
+
+# --------------------------------------------------------------------- forward values
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("gain_mode", ["fold", "exact"])
+def test_forward_equals_integer_simulation_of_the_exported_file(arch, gain_mode, digits,
+                                                                tmp_path):
+    model = active_model(arch)
+    x = digits.x_test[:48]
+    spec, reference = exported_simulation(model, x, tmp_path, gain_mode)
+    hidden = [i for i in reference.states if i not in (0, len(spec.layers) - 1)]
+    assert all(reference.states[i]["s"].any() for i in hidden), "test net must spike"
+
+    run = LoihiExact(model, gain_mode=gain_mode).run(x)
+    expected_v = reference.output_v.reshape(len(x), -1).double()
+    assert torch.equal(run.output_v.detach(), expected_v)            # sample by sample
+    assert torch.equal(run.logits.detach(), expected_v / run.logit_scale)
+    assert torch.equal(run.logits.argmax(dim=1), reference.predictions("membrane"))
+    assert run.logit_scale == 64 * run.quantized.weight_scales[len(spec.layers) - 1] * 8
+
+
+def test_logits_are_in_float_units(digits):
+    """v / (64·s_out·T) tracks the float logits, up to the quantization error.
+
+    Pixels are scaled below 1: a pixel of exactly 1 drives the encoder exactly to V_th,
+    where float fires (v ≥ V_th) and the chip, after rounding the input, does not (it
+    fires one step later); that difference is real and is what fine-tuning trains on.
+    """
+    model = active_model("mlp", neuron="lif", hidden=[64])
+    x = 0.9 * digits.x_test[:64]
+    exact, float_logits = LoihiExact(model)(x).detach(), model(x).detach()
+    assert exact.dtype == x.dtype
+    assert (exact - float_logits).abs().mean() < 0.05 * float_logits.abs().mean()
+    assert F.cosine_similarity(exact.flatten(), float_logits.flatten(), dim=0) > 0.99
+
+
+@pytest.mark.parametrize("hidden", [[16], []])
+def test_trace_is_the_simulators_record_in_float_units(hidden, digits):
+    model = active_model("mlp", neuron="lif", hidden=hidden)
+    x = digits.x_test[:10]
+    wrapper = LoihiExact(model)
+    out = wrapper(x, return_trace=True)
+    float_out = model(x, return_trace=True)
+    assert out.current.shape == float_out.current.shape == out.membrane.shape
+
+    spec = wrapper.quantize().spec
+    last = layer_timing(spec)[-2]
+    bias = torch.as_tensor(encode_input(spec, x.numpy()))
+    record = Simulator(spec).run(bias, record={last.spec_index: {"u", "v"}})
+    window = slice(last.first_input_step - 1, last.first_input_step - 1 + spec.steps)
+    units = ((spec.layers[last.spec_index].neuron.vth_mant << 6) + 1) / model.encoder.threshold
+    u = bias.double().expand(spec.steps, *bias.shape) * 64 if not hidden else \
+        record.states[last.spec_index]["u"][window].double()
+    torch.testing.assert_close(out.current.double() * units, u.reshape(out.current.shape),
+                               rtol=1e-6, atol=1e-3)
+    v = record.states[last.spec_index]["v"][window].double()
+    torch.testing.assert_close(out.membrane.double() * units, v.reshape(out.membrane.shape),
+                               rtol=1e-6, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("gain_mode", ["fold", "exact"])
+def test_gradients_reach_float_weights_and_gains(gain_mode, digits):
+    model = active_model("mlp").train()
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    wrapper = LoihiExact(model, gain_mode=gain_mode)
+    x_pert = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    terms = robust_loss(wrapper, x, y, x_pert, wrapper.mppd_decay, detach_clean=False)
+    terms.total.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+    assert terms.mppd > 0
+
+
+def test_weight_gradient_points_where_the_float_gradient_does(digits):
+    """The straight-through chain has the float model's scale and direction."""
+    torch.manual_seed(1)
+    model = build_model({"arch": "mlp", "hidden": [64], "neuron": "lif"})
+    x, y = digits.x_train[:128], digits.y_train[:128]
+    F.cross_entropy(LoihiExact(model)(x), y).backward()
+    exact = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    for g_exact, param in zip(exact, model.parameters()):
+        cosine = F.cosine_similarity(g_exact.flatten(), param.grad.flatten(), dim=0)
+        ratio = g_exact.norm() / param.grad.norm()
+        assert cosine > 0.5 and 0.5 < ratio < 2.0, (float(cosine), float(ratio))
+
+
+def test_input_gradient_for_attacks(digits):
+    model = active_model("mlp")
+    x = digits.x_test[:8].clone().requires_grad_(True)
+    F.cross_entropy(LoihiExact(model)(x), digits.y_test[:8]).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_straight_through_parameters_change_gradients_only(digits):
+    model = active_model("mlp")
+    spec = quantize(model, options=QuantizeOptions(gain_mode="exact")).spec
+    bias = encode_input_differentiable(spec, digits.x_test[:6])
+    sim = Simulator(spec, differentiable=True)
+    plain = sim.run(bias)
+    p = (torch.randn(spec.layers[2].weight.shape) * 1e3).requires_grad_(True)  # any values
+    q = torch.randn(8).requires_grad_(True)
+    path = sim.run(bias, straight_through={2: StraightThrough(weight=p, gains=q)})
+    assert torch.equal(plain.output_v, path.output_v)
+    assert torch.equal(plain.output_v_float, path.output_v_float)
+    path.output_v_float.sum().backward()
+    assert p.grad.abs().sum() > 0 and q.grad.abs().sum() > 0
+    with pytest.raises(SimulationError, match="differentiable"):
+        Simulator(spec).run(bias.detach(), straight_through={2: StraightThrough(weight=p)})
+    with pytest.raises(SimulationError, match="not a synaptic layer"):
+        sim.run(bias, straight_through={1: StraightThrough(weight=p)})
+    with pytest.raises(SimulationError, match="weight shape"):
+        sim.run(bias, straight_through={2: StraightThrough(weight=p.t())})
+
+
+# --------------------------------------------------------------------------- training
+
+
+def tiny(digits: Dataset) -> Dataset:
+    return Dataset(digits.x_train[:128], digits.y_train[:128], digits.x_test[:48],
+                   digits.y_test[:48])
+
+
+def qat_config(**changes) -> TrainConfig:
+    settings = {"epochs": 1, "qat_epochs": 2, "batch_size": 32, "perturbation": "rfgsm"}
+    return dataclasses.replace(PRESETS["digits"], **{**settings, **changes})
+
+
+def test_training_fine_tunes_on_the_chip_and_reports_chip_accuracy(digits, tmp_path):
+    data = tiny(digits)
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [16]})
+    history = train(model, data, qat_config(), tmp_path, progress=False)
+    assert [m["phase"] for m in history] == ["float", "qat", "qat"]
+    base = PRESETS["digits"].lr / 10
+    assert [m["lr"] for m in history[1:]] == pytest.approx([base, base / 2])
+    spec = quantize(model).spec
+    bias = torch.as_tensor(encode_input(spec, data.x_test.numpy()))
+    chip = (Simulator(spec).run(bias).predictions("membrane") == data.y_test).double().mean()
+    assert history[-1]["test_acc"] == pytest.approx(float(chip), abs=0)
+    assert 0 <= history[-1]["test_acc_float"] <= 1
+
+
+def test_resume_rules_around_the_fine_tuning_phase(digits, tmp_path):
+    data = tiny(digits)
+    torch.manual_seed(0)
+    train(build_model({"arch": "mlp", "hidden": [8]}), data, qat_config(qat_epochs=1),
+          tmp_path, progress=False)
+    torch.manual_seed(0)
+    with pytest.raises(CheckpointError, match="epochs cannot change now"):
+        train(build_model({"arch": "mlp", "hidden": [8]}), data,
+              qat_config(epochs=2, qat_epochs=1), tmp_path, resume=True, progress=False)
+    history = train(build_model({"arch": "mlp", "hidden": [8]}), data,
+                    qat_config(qat_epochs=2), tmp_path, resume=True, progress=False)
+    assert [m["phase"] for m in history] == ["float", "qat", "qat"]
+    assert read_checkpoint(tmp_path)["epoch"] == 3
+
+
+def test_config_and_cli_options():
+    args = add_train_arguments(argparse.ArgumentParser()).parse_args(
+        ["--qat-epochs", "3", "--qat-lr", "1e-4", "--qat-gain-mode", "exact"])
+    _, config = configs_from_args(args)
+    assert (config.qat_epochs, config.qat_lr, config.qat_gain_mode) == (3, 1e-4, "exact")
+    assert config.total_epochs == PRESETS["digits"].epochs + 3
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    for bad in ({"qat_epochs": -1}, {"qat_lr": 0.0}, {"qat_gain_mode": "mean"}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
