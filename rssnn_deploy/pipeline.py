@@ -146,7 +146,9 @@ def write_report(out: Path, record: Dict[str, Any]) -> None:
                        format_accuracy_rows(groups, series)),
         f"Test images: {record['test_samples']}. Lava fixed-point run of "
         f"`{record['net_file']}` on {lava['samples']} of them: "
-        f"{lava['mismatches_vs_sim']} predictions differ from the project's simulator.",
+        f"{lava['mismatches_vs_sim']} predictions differ from the project's simulator. "
+        "Attacks are computed on the float model (white-box, BPTT through the surrogate); "
+        "the chip columns show how those examples transfer to the deployed integer model.",
         "## Stability report (per layer)",
         stability_table(record["stability"]["layers"]),
         "Warnings: " + ("; ".join(record["stability"]["warnings"]) or "none"),

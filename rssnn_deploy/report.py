@@ -72,8 +72,8 @@ def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[st
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    conditions = list(groups)
-    series = sorted({name for values in groups.values() for name in values})
+    conditions = _ordered(groups, ["clean"])
+    series = _ordered({n for values in groups.values() for n in values}, SERIES_ORDER)
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(conditions), 3.6))
     for i, name in enumerate(series):
@@ -84,8 +84,9 @@ def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[st
     ax.set_xticks(np.arange(len(conditions)), conditions, fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title, fontsize=10, pad=24)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series),
+              frameon=False)
     fig.tight_layout()
     save_figure(fig, path)
     return path
@@ -98,6 +99,16 @@ def save_figure(fig: Any, path: Path) -> Path:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+#: how reports order models: the float model first, then what runs on the chip.
+SERIES_ORDER = ["float", "chip (sim)", "chip (Lava)"]
+
+
+def _ordered(names: Iterable[str], preferred: Sequence[str]) -> List[str]:
+    """``preferred`` names first (in that order), the rest in their given order."""
+    names = list(dict.fromkeys(names))
+    return [n for n in preferred if n in names] + [n for n in names if n not in preferred]
 
 
 def _cell(value: Any) -> str:
