@@ -1,4 +1,4 @@
-"""Atomic file output: every file the project writes goes through ``atomic_path``.
+"""File output: atomic writes (``atomic_path``) and one JSON conversion (``jsonable``).
 
 A file is built under a temporary name in its target directory and renamed into place
 only when complete, so an interrupted export, checkpoint or report never leaves half a
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -38,3 +41,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types for what the project stores: numpy and torch values, paths.
+
+    Used as ``json.dumps(..., default=jsonable)`` for metadata, reports and cards, so
+    every file format serialises the same values the same way.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) or _is_tensor(value):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+
+
+def _is_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import h5py
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path
+from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.spec import (DECAY_ONE, FOREIGN_LAYER_KINDS, LAYER_KINDS, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
 
@@ -330,7 +330,7 @@ def _write_meta(handle: h5py.File, meta: Dict[str, Any]) -> None:
             _write_raw(group, name, value)
     if meta:
         handle.create_group("rssnn").attrs["meta"] = json.dumps(meta, sort_keys=True,
-                                                                default=_json_default)
+                                                                default=jsonable)
 
 
 def _write_string(group: h5py.Group, name: str, value: str) -> None:
@@ -354,16 +354,6 @@ def _file_dtype(values: np.ndarray) -> np.ndarray:
     if np.issubdtype(values.dtype, np.integer) and np.abs(values).max(initial=0) < (1 << 24):
         return values.astype(np.float32)
     return values
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in netx metadata")
 
 
 # ------------------------------------------------------------------------- validation

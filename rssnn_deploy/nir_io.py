@@ -65,7 +65,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path
+from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
 
@@ -125,7 +125,7 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0) -> Any:
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     chain.append("output")
     metadata = {"dt": float(dt), "source": "rssnn-deploy",
-                "rssnn_meta": json.dumps(spec.meta, sort_keys=True, default=_jsonable)}
+                "rssnn_meta": json.dumps(spec.meta, sort_keys=True, default=jsonable)}
     return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), metadata=metadata)
 
 
@@ -231,14 +231,6 @@ def _channel_bias(layer: LayerSpec, where: str) -> np.ndarray:
         raise NIRConversionError(f"{where}: a per-neuron conv bias has no Conv2d form "
                                  "(NIR takes one bias per output channel)")
     return full[:, 0, 0].copy()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 # =========================================================================== import

@@ -37,6 +37,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from rssnn_deploy.fileio import jsonable
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
@@ -138,7 +139,7 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     result.spec = NetworkSpec(layers=layers, meta={
         "steps": steps, "input_scale": input_scale, "readout": options.readout,
         "profile": profile.name, "gain_mode": options.gain_mode,
-        "model_config": _jsonable(getattr(model, "describe", lambda: {})()),
+        "model_config": jsonable(getattr(model, "describe", lambda: {})()),
     })
     return result
 
@@ -298,13 +299,3 @@ def _overflow_warnings(report: LayerReport) -> List[str]:
         warnings.append(f"layer {report.index}: {report.clipped_weights} weights clipped "
                         "to the 8-bit mantissa")
     return warnings
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.generic, torch.Tensor)):
-        return value.tolist()
-    return value

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path
+from rssnn_deploy.fileio import atomic_path, jsonable
 
 
 def versions() -> Dict[str, str]:
@@ -46,7 +46,7 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
     return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True,
-                                              default=_json_default) + "\n")
+                                              default=jsonable) + "\n")
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -117,16 +117,6 @@ def _cell(value: Any) -> str:
             return "∞"
         return f"{value:.4g}"
     return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def with_provenance(record: Dict[str, Any], config: Mapping[str, Any]) -> Dict[str, Any]:
