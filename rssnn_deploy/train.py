@@ -539,25 +539,31 @@ def _make_optimizer(model: nn.Module, config: TrainConfig
     return optimizer, scheduler
 
 
+#: fine-tuning settings, free to change on resume until fine-tuning has begun.
+_QAT_SETTINGS = ("qat_lr", "qat_profile", "qat_gain_mode")
+
+
 def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig,
                      path: Path) -> None:
-    """A resumed run must continue the same experiment; only the epoch counts may change,
-    and the float epochs only while the run is still in its float phase."""
+    """A resumed run must continue the same experiment. The epoch counts may change, the
+    float epochs only while the run is in its float phase; the fine-tuning settings may
+    change until fine-tuning begins (so one float run can be fine-tuned several ways)."""
     if payload["model_config"] != model.describe():
         raise CheckpointError(f"{path}: checkpoint was trained with a different model "
                               f"config; choose another output directory")
     saved = dict(payload.get("train_config", {}))
     if saved:   # fields added after the checkpoint was written hold their defaults
         saved = {**TrainConfig().to_dict(), **saved}
+    float_epochs = saved.get("epochs", config.epochs)
+    fine_tuning = int(payload["epoch"]) > float_epochs
+    free = ("epochs", "qat_epochs") + (() if fine_tuning else _QAT_SETTINGS)
     differing = sorted(k for k, v in config.to_dict().items()
-                       if k not in ("epochs", "qat_epochs") and saved.get(k) != v)
+                       if k not in free and saved.get(k) != v)
     if differing:
         raise CheckpointError(f"{path}: cannot resume with a changed training config "
-                              f"({', '.join(differing)}); only epochs and qat_epochs may "
-                              f"change")
-    float_epochs = saved.get("epochs", config.epochs)
-    if int(payload["epoch"]) > float_epochs and config.epochs != float_epochs:
-        raise CheckpointError(f"{path}: the run has finished its {saved['epochs']} float "
+                              f"({', '.join(differing)}); only {', '.join(free)} may change")
+    if fine_tuning and config.epochs != float_epochs:
+        raise CheckpointError(f"{path}: the run has finished its {float_epochs} float "
                               f"epochs and begun Loihi-exact fine-tuning; epochs cannot "
                               f"change now (only qat_epochs)")
 

@@ -216,10 +216,24 @@ def test_resume_rules_around_the_fine_tuning_phase(digits, tmp_path):
     with pytest.raises(CheckpointError, match="epochs cannot change now"):
         train(build_model({"arch": "mlp", "hidden": [8]}), data,
               qat_config(epochs=2, qat_epochs=1), tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match=r"changed training config \(qat_lr\)"):
+        train(build_model({"arch": "mlp", "hidden": [8]}), data,
+              qat_config(qat_epochs=2, qat_lr=1e-4), tmp_path, resume=True, progress=False)
     history = train(build_model({"arch": "mlp", "hidden": [8]}), data,
                     qat_config(qat_epochs=2), tmp_path, resume=True, progress=False)
     assert [m["phase"] for m in history] == ["float", "qat", "qat"]
     assert read_checkpoint(tmp_path)["epoch"] == 3
+
+
+def test_one_float_run_can_be_fine_tuned_with_other_settings(digits, tmp_path):
+    data = tiny(digits)
+    torch.manual_seed(0)
+    train(build_model({"arch": "mlp", "hidden": [8]}), data, qat_config(qat_epochs=0),
+          tmp_path, progress=False)
+    history = train(build_model({"arch": "mlp", "hidden": [8]}), data,
+                    qat_config(qat_epochs=1, qat_lr=1e-4, qat_gain_mode="exact"), tmp_path,
+                    resume=True, progress=False)
+    assert [m["phase"] for m in history] == ["float", "qat"] and history[1]["lr"] == 1e-4
 
 
 def test_config_and_cli_options():
