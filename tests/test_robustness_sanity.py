@@ -42,7 +42,7 @@ def test_near_zero_takes_the_best_attack():
 def test_strength_order():
     ok = {"FGSM": 0.5, "PGD-10": 0.4, "PGD-40": 0.41, "APGD-CE": 0.9}
     result = check_strength_order("s", ok, 0.1, tolerance=0.02)
-    assert result.passed and result.detail.startswith("PGD-40 41.0% ≤ PGD-10 40.0%")
+    assert result.passed and result.detail.startswith("FGSM 50.0%, PGD-10 40.0%, PGD-40 41.0%")
     bad = check_strength_order("s", {"FGSM": 0.3, "PGD-40": 0.5}, 0.1, tolerance=0.02)
     assert not bad.passed and "PGD-40 50.0% > FGSM 30.0%" in bad.detail
     assert not check_strength_order("s", {"FGSM": 0.3}, 0.1, 0.02).passed
@@ -52,8 +52,9 @@ def test_beats_noise_budget_and_advisory():
     assert check_beats_noise("s", {"F": {0.1: 0.5}}, {0.1: 0.8}, 0.02).passed
     assert not check_beats_noise("s", {"F": {0.1: 0.85}}, {0.1: 0.8}, 0.02).passed
     assert not check_budget("s", {"F": {"within_budget": False, "linf": 0.2}}).passed
-    advisory = check_whitebox_not_weaker("s", {"F": 0.9}, {"F": 0.5}, 0.1, 0.02)
-    assert not advisory.passed and advisory.advisory
+    advisory = check_whitebox_not_weaker("s", {0.1: 0.5, 0.2: 0.3}, {0.1: 0.5, 0.2: 0.1}, 0.02)
+    assert not advisory.passed and advisory.advisory and "ε=0.2" in advisory.detail
+    assert check_whitebox_not_weaker("s", {0.1: 0.5}, {0.1: 0.6}, 0.02).passed
     assert verdict([advisory])                        # advisory failures do not count
 
 

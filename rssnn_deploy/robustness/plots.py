@@ -1,7 +1,8 @@
 """The evaluation's PNG plots, drawn from the report record alone (never recomputed).
 
 * ``attack_vs_eps.png``: accuracy vs ε, one panel per attack, one line per threat
-  model (float white-box, transfer to the chip, chip white-box);
+  model (float white-box, transfer to the chip, chip white-box), each point the
+  strongest of the gradient sources run;
 * ``noise.png``: accuracy vs noise level, one panel per noise, float vs chip;
 * ``faults.png``: chip accuracy vs fault level, one panel per fault, mean ± std over
   seeds with the worst seed dotted;
@@ -20,7 +21,6 @@ import numpy as np
 __all__ = ["plot_attack_curves", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
 
 _STYLE = {"float": ("tab:blue", "-"), "transfer": ("tab:orange", "--"), "chip": ("tab:red", "-")}
-_MARKERS = {"bptt": "o", "bptr": "s", "ensemble-mean": "^", "ensemble-worst": "v", "ste": "D"}
 
 
 def _pyplot():
@@ -49,31 +49,35 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
-    """Accuracy vs ε per attack, float vs chip (see the module docstring)."""
+    """Accuracy vs ε per attack: one line per threat model, strongest gradient source."""
     from rssnn_deploy.evaluate import THREATS
+    from rssnn_deploy.robustness.tables import strongest_over_gradients
     plt = _pyplot()
     rows = record["attacks"]
+    best = strongest_over_gradients(rows)
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     fig, axes = _panels(plt, len(attacks))
     clean = record["clean"]
     for ax, attack in zip(axes, attacks):
-        series: Dict[tuple, List[tuple]] = {}
-        for r in rows:
-            if r["attack"] == attack:
-                series.setdefault((r["threat"], r["gradient"]), []).append((r["eps"], r["accuracy"]))
-        for (threat, gradient), points in series.items():
+        for threat in THREATS:
+            points = sorted((e, acc) for (t, a, e), acc in best.items()
+                            if t == threat and a == attack)
+            if not points:
+                continue
             start = clean["float" if threat == "float" else "chip"]
-            eps, acc = zip(*sorted([(0.0, start)] + points))
+            eps, acc = zip(*([(0.0, start)] + points))
             color, line = _STYLE[threat]
-            ax.plot(eps, 100 * np.array(acc), line, color=color, marker=_MARKERS.get(gradient, "o"),
-                    markersize=4, label=f"{THREATS[threat]} ({gradient})")
+            gradients = list(dict.fromkeys(r["gradient"] for r in rows if r["threat"] == threat))
+            ax.plot(eps, 100 * np.array(acc), line, color=color, marker="o", markersize=4,
+                    label=f"{THREATS[threat]} ({', '.join(gradients)})")
         ax.axvline(record["eps"]["default"], color="grey", lw=0.8, ls=":")
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("ε (/255)")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("accuracy vs attack budget (dotted: default ε)", fontsize=10)
+    axes[0].legend(fontsize=6, loc="lower left")
+    fig.suptitle("accuracy vs attack budget, strongest gradient source per point "
+                 "(dotted: default ε)", fontsize=10)
     return _save(fig, path)
 
 
@@ -94,7 +98,7 @@ def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:
                        "uniform": "half-width"}.get(kind, "level"))
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle("accuracy vs input noise", fontsize=10)
     return _save(fig, path)
 

@@ -27,10 +27,13 @@ def _threat_label(threat: str, gradient: str) -> str:
 
 
 def _series(rows: Sequence[Mapping[str, Any]]) -> List[tuple]:
+    """(threat, gradient) pairs in reading order: threat models, then gradient sources."""
     from rssnn_deploy.evaluate import THREATS
-    order = list(THREATS)
+    from rssnn_deploy.robustness.attacks import GRADIENTS
+    gradients = list(GRADIENTS) + ["ste"]
     return sorted({(r["threat"], r["gradient"]) for r in rows},
-                  key=lambda s: (order.index(s[0]), s[1]))
+                  key=lambda s: (list(THREATS).index(s[0]),
+                                 gradients.index(s[1]) if s[1] in gradients else len(gradients)))
 
 
 def clean_table(record: Mapping[str, Any]) -> str:
@@ -52,41 +55,56 @@ def _lava_line(lava: Mapping[str, Any]) -> str:
 
 
 def default_eps_table(record: Mapping[str, Any]) -> str:
-    """Rows: attacks (+ worst case); columns: threat model × gradient source."""
+    """Rows: threat model × gradient source; columns: attacks, then the per-sample worst case."""
     eps = record["eps"]["default"]
     rows = [r for r in record["attacks"] if r["eps"] == eps]
-    series = _series(rows)
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     lookup = {(r["threat"], r["gradient"], r["attack"]): r["accuracy"] for r in rows}
-    body = [[a] + [_pct(lookup[(t, g, a)]) if (t, g, a) in lookup else "–" for t, g in series]
-            for a in attacks]
     worst = {(w["threat"], w["gradient"]): w["accuracy"] for w in record["worst_case"]
              if w["eps"] == eps}
-    body.append(["**worst case (per sample, all attacks)**"]
-                + [f"**{_pct(worst[s])}**" if s in worst else "–" for s in series])
-    header = ["attack"] + [f"{_threat_label(t, g)} (%)" for t, g in series]
-    return markdown_table(header, body)
+    body = [[_threat_label(t, g)]
+            + [_pct(lookup[(t, g, a)]) if (t, g, a) in lookup else "–" for a in attacks]
+            + [f"**{_pct(worst[(t, g)])}**" if (t, g) in worst else "–"]
+            for t, g in _series(rows)]
+    return (markdown_table(["threat model (gradients)", *attacks, "worst case"], body)
+            + "\n\nAccuracy (%) of the model each threat model targets (float white-box: the "
+            "float model; transfer and chip white-box: the deployed integer model). Worst case: "
+            "samples that survive every attack in the row.")
+
+
+def strongest_over_gradients(rows: Sequence[Mapping[str, Any]]
+                             ) -> Dict[tuple, float]:
+    """(threat, attack, ε) → the lowest accuracy over gradient sources."""
+    best: Dict[tuple, float] = {}
+    for r in rows:
+        key = (r["threat"], r["attack"], r["eps"])
+        best[key] = min(best.get(key, 1.0), r["accuracy"])
+    return best
 
 
 def eps_sweep_tables(record: Mapping[str, Any]) -> str:
-    """One table per threat model: rows attacks, columns ε."""
+    """One table per threat model: rows attacks (strongest gradient source), columns ε."""
+    from rssnn_deploy.evaluate import THREATS
+    rows = record["attacks"]
+    best = strongest_over_gradients(rows)
+    worst = {(w["threat"], w["eps"]): w["accuracy"]
+             for w in record.get("worst_case_all_gradients", [])}
     parts = []
-    for threat, gradient in _series(record["attacks"]):
-        rows = [r for r in record["attacks"] if r["threat"] == threat and r["gradient"] == gradient]
-        grid = sorted({r["eps"] for r in rows})
-        attacks = list(dict.fromkeys(r["attack"] for r in rows))
-        lookup = {(r["attack"], r["eps"]): r["accuracy"] for r in rows}
-        clean = record["clean"]["float" if threat == "float" else "chip"]
-        body = [[a, _pct(clean)] + [_pct(lookup[(a, e)]) if (a, e) in lookup else "–" for e in grid]
-                for a in attacks]
-        worst = {w["eps"]: w["accuracy"] for w in record["worst_case"]
-                 if w["threat"] == threat and w["gradient"] == gradient}
-        body.append(["worst case"] + [_pct(clean)] + [_pct(worst[e]) if e in worst else "–"
-                                                      for e in grid])
+    for threat in [t for t in THREATS if any(r["threat"] == t for r in rows)]:
+        mine = [r for r in rows if r["threat"] == threat]
+        grid = sorted({r["eps"] for r in mine})
+        attacks = list(dict.fromkeys(r["attack"] for r in mine))
+        gradients = list(dict.fromkeys(g for _, g in _series(mine)))
+        clean = _pct(record["clean"]["float" if threat == "float" else "chip"])
+        body = [[a, clean] + [_pct(best[(threat, a, e)]) if (threat, a, e) in best else "–"
+                              for e in grid] for a in attacks]
+        body.append(["**worst case**", clean] + [f"**{_pct(worst[(threat, e)])}**"
+                                                 if (threat, e) in worst else "–" for e in grid])
         header = ["attack", "ε=0"] + [f"ε={_eps(e)}" for e in grid]
-        parts.append(f"**{_threat_label(threat, gradient)}**, accuracy (%)\n\n"
-                     + markdown_table(header, body))
-    return "\n\n".join(parts)
+        parts.append(f"**{THREATS[threat]}** (gradients: {', '.join(gradients)}; each cell the "
+                     "strongest), accuracy (%)\n\n" + markdown_table(header, body))
+    return ("\n\n".join(parts) + "\n\nWorst case: samples that survive every attack and "
+            "gradient source at that ε. Per-gradient numbers are in report.json.")
 
 
 def noise_table(record: Mapping[str, Any]) -> str:
@@ -121,17 +139,30 @@ def _fault_stats(row: Mapping[str, Any]) -> str:
         return f"{100 * dropped / seen:.1f}% of spikes"
     if "mean_relative_change" in first:
         mean = sum(s["mean_relative_change"] for s in stats) / len(stats)
-        return f"mean |Δ|/value {mean:.3f}"
+        return f"mean relative change {mean:.3f}"
     return "–"
 
 
 def sanity_table(record: Mapping[str, Any]) -> str:
-    body = [[c["name"], c["scope"],
-             ("PASS" if c["passed"] else "FAIL") + (" (advisory)" if c["advisory"] else ""),
-             c["detail"]] for c in record["sanity"]["checks"]]
+    """A scope × check matrix of PASS/FAIL, then the numbers that matter most."""
+    checks = record["sanity"]["checks"]
+    names = list(dict.fromkeys(c["name"] for c in checks))
+    scopes = list(dict.fromkeys(c["scope"] for c in checks))
+    cell = {(c["scope"], c["name"]): c for c in checks}
+
+    def mark(scope: str, name: str) -> str:
+        c = cell.get((scope, name))
+        if c is None:
+            return "–"
+        return ("PASS" if c["passed"] else "**FAIL**") + (" (advisory)" if c["advisory"] else "")
+
+    matrix = markdown_table(["threat model (gradients)", *names],
+                            [[scope] + [mark(scope, n) for n in names] for scope in scopes])
+    shown = [c for c in checks if not c["passed"]
+             or c["name"] in ("near zero at large ε", "stronger attack never weaker")]
+    details = "\n".join(f"- {c['scope']}, {c['name']}: {c['detail']}" for c in shown)
     verdict = "PASS" if record["sanity"]["passed"] else "FAIL"
-    return (f"Verdict: **{verdict}** (advisory checks excluded)\n\n"
-            + markdown_table(["check", "threat model", "result", "numbers"], body))
+    return (f"Verdict: **{verdict}** (advisory checks excluded)\n\n{matrix}\n\n{details}")
 
 
 def render_markdown(record: Mapping[str, Any]) -> str:
@@ -156,7 +187,8 @@ def render_markdown(record: Mapping[str, Any]) -> str:
             stability_table(stability["layers"]) if stability.get("layers") else "not available")
         + "\n\nWarnings: " + ("; ".join(stability.get("warnings", [])) or "none"),
         "## Plots\n\n" + "\n".join(f"- `{Path(p).name}`" for p in record.get("plots", [])),
-        f"Wall time {record.get('wall_seconds', 0):.0f} s; compute per group (s): "
+        f"Wall time of the run that wrote this report: {record.get('wall_seconds', 0):.0f} s "
+        "(cells found in cells.json are not recomputed). Compute time of all cells (s): "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(record.get("compute_seconds", {}).items())),
     ]
     return "\n\n".join(sections) + "\n"
