@@ -49,9 +49,10 @@ from rssnn_deploy.robustness import faults as fault_lib
 from rssnn_deploy.robustness.attacks import (ATTACKS, GRADIENTS, AttackSpec, check_budget,
                                              craft, craft_with_gradient, parse_attack)
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
-from rssnn_deploy.robustness.checks import Predictor, accuracy, float_predictor
+from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS, apply_noise
-from rssnn_deploy.robustness.sweep import Cell, CellCache, dist_info, file_digest, fingerprint, run_cells
+from rssnn_deploy.robustness.sweep import (Cell, CellCache, dist_info, file_digest, fingerprint,
+                                           run_cells)
 from rssnn_deploy.spec import NetworkSpec, encode_input
 
 __all__ = ["EvaluateConfig", "Subject", "THREATS", "default_eps_255", "eps_grid_255",
@@ -90,7 +91,8 @@ class EvaluateConfig:
     threat_models: Tuple[str, ...] = tuple(THREATS)
     gradients: Tuple[str, ...] = ("bptt",)
     apgd_steps: int = 20
-    noise: Mapping[str, Tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_NOISE_LEVELS))
+    noise: Mapping[str, Tuple[float, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_NOISE_LEVELS))
     faults: Mapping[str, Tuple[float, ...]] = field(
         default_factory=lambda: dict(fault_lib.DEFAULT_FAULT_LEVELS))
     fault_repeats: int = 3
@@ -110,10 +112,12 @@ class EvaluateConfig:
             parse_attack(name)
         unknown = set(self.threat_models) - set(THREATS)
         if unknown:
-            raise ValueError(f"unknown threat model(s) {sorted(unknown)}; use {', '.join(THREATS)}")
+            raise ValueError(f"unknown threat model(s) {sorted(unknown)}; "
+                             f"use {', '.join(THREATS)}")
         bad = set(self.gradients) - set(GRADIENTS)
         if bad:
-            raise ValueError(f"unknown gradient source(s) {sorted(bad)}; use {', '.join(GRADIENTS)}")
+            raise ValueError(f"unknown gradient source(s) {sorted(bad)}; "
+                             f"use {', '.join(GRADIENTS)}")
         if self.fault_repeats < 1 or self.batch_size < 1:
             raise ValueError("fault_repeats and batch_size must be >= 1")
 
@@ -152,12 +156,12 @@ class _Evaluator:
     """Builds the cells of one evaluation and computes any of them."""
 
     def __init__(self, subject: Subject, config: EvaluateConfig, out: Path) -> None:
-        self.s = subject
-        self.c = config
+        self.subject = subject
+        self.config = config
         self.out = Path(out)
         self.eps = config.eps if config.eps is not None else default_eps_255(subject.x.shape[1:])
-        self.grid = tuple(config.eps_grid) if config.eps_grid else eps_grid_255(self.eps, config.large_eps)
-        self.grid = tuple(sorted(set(self.grid) | {self.eps}))
+        grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps)
+        self.grid = tuple(sorted(set(grid) | {self.eps}))
         self.float_predict: Predictor = float_predictor(subject.model, config.batch_size)
         self.chip_predict = ChipPredictor(subject.spec, device=config.device)
         self._chip_model: Optional[ChipModel] = None
@@ -167,40 +171,42 @@ class _Evaluator:
         """Attack cells first (the expensive ones), then faults, noise and clean.
 
         The Lava cross-check reads the attacked inputs these cells save, so it runs in
-        a second phase (``_lava_cells``) once every shard has finished.
+        a second phase (``lava_cells``) once every shard has finished.
         """
-        return (self._attack_cells() + self._fault_cells() + self._noise_cells()
+        return (self.attack_cells() + self.fault_cells() + self.noise_cells()
                 + [Cell.make("clean")])
 
-    def _attack_cells(self) -> List[Cell]:
+    def attack_cells(self) -> List[Cell]:
         sources: List[Tuple[str, str]] = []
-        if {"float", "transfer"} & set(self.c.threat_models):
-            sources += [("float", g) for g in self.c.gradients]
-        if "chip" in self.c.threat_models:
+        if {"float", "transfer"} & set(self.config.threat_models):
+            sources += [("float", g) for g in self.config.gradients]
+        if "chip" in self.config.threat_models:
             sources.append(("chip", "ste"))
-        grid_attacks = self.c.grid_attacks if self.c.grid_attacks is not None else self.c.attacks
+        grid_attacks = (self.config.attacks if self.config.grid_attacks is None
+                        else self.config.grid_attacks)
         cells = []
         for source, gradient in sources:
-            for attack in self.c.attacks:
+            for attack in self.config.attacks:
                 budgets = self.grid if attack in grid_attacks else (self.eps,)
                 cells += [Cell.make("attack", source=source, gradient=gradient, attack=attack,
                                     eps=float(e)) for e in budgets]
         return cells
 
-    def _noise_cells(self) -> List[Cell]:
+    def noise_cells(self) -> List[Cell]:
         cells = [Cell.make("noise", kind=k, level=float(v))
-                 for k, levels in self.c.noise.items() for v in levels]
+                 for k, levels in self.config.noise.items() for v in levels]
         # the random baseline of the "attack beats noise" check, one per attack budget
         cells += [Cell.make("noise", kind="uniform", level=e / 255.0) for e in self.grid]
         return cells
 
-    def _fault_cells(self) -> List[Cell]:
+    def fault_cells(self) -> List[Cell]:
         return [Cell.make("fault", kind=k, level=float(v), repeat=r)
-                for k, levels in self.c.faults.items() for v in levels
-                for r in range(self.c.fault_repeats)]
+                for k, levels in self.config.faults.items() for v in levels
+                for r in range(self.config.fault_repeats)]
 
-    def _lava_cells(self) -> List[Cell]:
-        return [Cell.make("lava", samples=self.c.lava_samples)] if self.c.lava_samples > 0 else []
+    def lava_cells(self) -> List[Cell]:
+        samples = self.config.lava_samples
+        return [Cell.make("lava", samples=samples)] if samples > 0 else []
 
     # -- computing ------------------------------------------------------------------------
     def compute(self, cell: Cell) -> Dict[str, Any]:
@@ -210,7 +216,7 @@ class _Evaluator:
         return result
 
     def _score(self, x: Tensor) -> Dict[str, Any]:
-        y = self.s.y
+        y = self.subject.y
         float_ok = self.float_predict(x).cpu() == y
         chip_pred = self.chip_predict(x)
         chip_ok = chip_pred == y
@@ -219,35 +225,36 @@ class _Evaluator:
                 "_chip_pred": chip_pred}
 
     def _compute_clean(self, cell: Cell) -> Dict[str, Any]:
-        score = self._score(self.s.x)
+        score = self._score(self.subject.x)
         score.pop("_chip_pred")
         return score
 
     def _compute_noise(self, cell: Cell) -> Dict[str, Any]:
-        x = apply_noise(cell["kind"], self.s.x, cell["level"], self.c.seed)
+        x = apply_noise(cell["kind"], self.subject.x, cell["level"], self.config.seed)
         score = self._score(x)
         score.pop("_chip_pred")
         return score
 
     def _compute_attack(self, cell: Cell) -> Dict[str, Any]:
         eps = cell["eps"] / 255.0
-        spec = AttackSpec(cell["attack"], eps, apgd_steps=self.c.apgd_steps, seed=self.c.seed)
-        x, y = self.s.x, self.s.y
+        spec = AttackSpec(cell["attack"], eps, apgd_steps=self.config.apgd_steps,
+                          seed=self.config.seed)
+        x, y = self.subject.x, self.subject.y
         if cell["source"] == "chip":
-            x_adv = craft(self.chip_model, x, y, spec, self.c.batch_size)
+            x_adv = craft(self.chip_model, x, y, spec, self.config.batch_size)
         else:
-            x_adv = craft_with_gradient(self.s.model, x, y, spec, cell["gradient"],
-                                        self.c.batch_size)
+            x_adv = craft_with_gradient(self.subject.model, x, y, spec, cell["gradient"],
+                                        self.config.batch_size)
         score = self._score(x_adv)
         self._keep_for_lava(cell, x_adv, score.pop("_chip_pred"))
         return {**score, **check_budget(x, x_adv, eps)}
 
     def _compute_fault(self, cell: Cell) -> Dict[str, Any]:
-        seed = self.c.seed * 1000 + int(cell["repeat"])
-        injection = fault_lib.inject(self.s.spec, cell["kind"], cell["level"], seed)
-        predict = ChipPredictor(injection.spec, device=self.c.device,
+        seed = self.config.seed * 1000 + int(cell["repeat"])
+        injection = fault_lib.inject(self.subject.spec, cell["kind"], cell["level"], seed)
+        predict = ChipPredictor(injection.spec, device=self.config.device,
                                 spike_transform=injection.spike_transform)
-        correct = predict(self.s.x) == self.s.y
+        correct = predict(self.subject.x) == self.subject.y
         stats = dict(injection.stats)
         dropper = injection.spike_transform
         if isinstance(dropper, fault_lib.SpikeDropper):
@@ -255,38 +262,44 @@ class _Evaluator:
         return {"chip": float(correct.float().mean()), "stats": stats}
 
     def _compute_lava(self, cell: Cell) -> Dict[str, Any]:
-        return lava_cross_check(self.s.net_path, self.s.spec, self.out / "adversarial",
-                                int(cell["samples"]), self.c.seed, self.c.device,
-                                progress=self.c.progress)
+        pool = [self._pool_path(c) for c in self.attack_cells()]
+        return lava_cross_check(self.subject.net_path, self.subject.spec,
+                                [p for p in pool if p.is_file()], int(cell["samples"]),
+                                self.config.seed, self.config.device,
+                                progress=self.config.progress)
+
+    def _pool_path(self, cell: Cell) -> Path:
+        return self.out / "adversarial" / f"{_safe_name(cell.key)}.npz"
 
     @property
     def chip_model(self) -> ChipModel:
         if self._chip_model is None:
-            scale = readout_logit_scale(self.s.spec, self.s.model, self.s.stability)
-            self._chip_model = ChipModel(self.s.spec, scale, device=self.c.device)
+            subject = self.subject
+            scale = readout_logit_scale(subject.spec, subject.model, subject.stability)
+            self._chip_model = ChipModel(self.subject.spec, scale, device=self.config.device)
         return self._chip_model
 
     def _keep_for_lava(self, cell: Cell, x_adv: Tensor, chip_pred: Tensor) -> None:
         """Save the first few attacked inputs and the simulator's predictions for Lava."""
-        k = min(self.c.adversarial_pool, len(x_adv))
+        k = min(self.config.adversarial_pool, len(x_adv))
         if k == 0:
             return
         from rssnn_deploy.report import write_npz
-        write_npz(self.out / "adversarial" / f"{_safe_name(cell.key)}.npz",
+        write_npz(self._pool_path(cell),
                   {"x": x_adv[:k].cpu().numpy().astype(np.float32),
-                   "sim_pred": chip_pred[:k].numpy(), "y": self.s.y[:k].cpu().numpy()})
+                   "sim_pred": chip_pred[:k].numpy(), "y": self.subject.y[:k].cpu().numpy()})
 
 
-def lava_cross_check(net_path: Path, spec: NetworkSpec, pool_dir: Path, samples: int,
+def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], samples: int,
                      seed: int = 0, device: str = "cpu", progress: bool = True
                      ) -> Dict[str, Any]:
     """Re-run ``samples`` saved attacked inputs on Lava; count predictions ≠ the simulator's.
 
-    Inputs are drawn (seeded) from every ``*.npz`` under ``pool_dir``; the simulator's
-    predictions are recomputed here and also compared with those saved at attack time.
+    Inputs are drawn (seeded) from the ``.npz`` pool ``files`` the attack cells wrote;
+    the simulator's predictions are recomputed here and also compared with those saved
+    at attack time.
     """
     from rssnn_deploy.backends import BackendError, get_backend
-    files = sorted(Path(pool_dir).glob("*.npz"))
     if not files:
         return {"skipped": "no attacked inputs were saved", "passed": None}
     xs, saved = [], []
@@ -317,10 +330,10 @@ def lava_cross_check(net_path: Path, spec: NetworkSpec, pool_dir: Path, samples:
 
 def _attack_rows(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
     rows = []
-    for cell in ev._attack_cells():
+    for cell in ev.attack_cells():
         r = results[cell.key]
         threats = ["chip"] if cell["source"] == "chip" else \
-            [t for t in ("float", "transfer") if t in ev.c.threat_models]
+            [t for t in ("float", "transfer") if t in ev.config.threat_models]
         for threat in threats:
             acc = r["chip"] if threat in ("chip", "transfer") else r["float"]
             bits = r["chip_bits"] if threat in ("chip", "transfer") else r["float_bits"]
@@ -357,9 +370,10 @@ def _worst_case(rows: Sequence[Dict[str, Any]], n: int, per_gradient: bool = Tru
 
 def _noise_rows(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
     rows = []
-    for cell in ev._noise_cells():
+    for cell in ev.noise_cells():
         r = results[cell.key]
-        row = {"kind": cell["kind"], "level": cell["level"], "float": r["float"], "chip": r["chip"]}
+        row = {"kind": cell["kind"], "level": cell["level"], "float": r["float"],
+               "chip": r["chip"]}
         if row not in rows:
             rows.append(row)
     return sorted(rows, key=lambda r: (r["kind"], r["level"]))
@@ -368,12 +382,12 @@ def _noise_rows(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> List[D
 def _fault_rows(ev: _Evaluator, results: Mapping[str, Dict[str, Any]],
                 clean_chip: float) -> List[Dict[str, Any]]:
     rows = []
-    for kind, levels in ev.c.faults.items():
+    for kind, levels in ev.config.faults.items():
         rows.append({"kind": kind, "level": 0.0, "mean": clean_chip, "std": 0.0,
                      "min": clean_chip, "max": clean_chip, "runs": [clean_chip], "stats": []})
         for level in levels:
             runs = [results[Cell.make("fault", kind=kind, level=float(level), repeat=r).key]
-                    for r in range(ev.c.fault_repeats)]
+                    for r in range(ev.config.fault_repeats)]
             accs = np.array([r["chip"] for r in runs])
             rows.append({"kind": kind, "level": float(level), "mean": float(accs.mean()),
                          "std": float(accs.std()), "min": float(accs.min()),
@@ -387,7 +401,7 @@ def _sanity(ev: _Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict
     from rssnn_deploy.robustness import sanity
     # at least two samples' worth: in a small evaluation one sample flipping by chance
     # (PGD's random start, a one-step attack "repairing" a sample) is not a broken attack
-    tol = max(ev.c.tolerance, 2.0 / max(len(ev.s.y), 1))
+    tol = max(ev.config.tolerance, 2.0 / max(len(ev.subject.y), 1))
     uniform = {r["level"]: r for r in noise if r["kind"] == "uniform"}
     checks = []
     order = list(GRADIENTS) + ["ste"]
@@ -400,16 +414,18 @@ def _sanity(ev: _Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict
         for r in mine:
             curves.setdefault(r["attack"], {})[r["eps"]] = r["accuracy"]
         model = "float" if threat == "float" else "chip"
-        checks.append(sanity.check_budget(scope, {f"{r['attack']} ε={r['eps']:g}": r for r in mine}))
+        budgets = {f"{r['attack']} ε={r['eps']:g}": r for r in mine}
+        checks.append(sanity.check_budget(scope, budgets))
         checks.append(sanity.check_monotone_in_eps(scope, curves, clean[model], tol))
         if threat == "transfer":
             continue
-        checks.append(sanity.check_near_zero(scope, curves, ev.c.large_eps, ev.c.zero_tolerance))
+        checks.append(sanity.check_near_zero(scope, curves, ev.config.large_eps,
+                                             ev.config.zero_tolerance))
         at_eps = {a: c[ev.eps] for a, c in curves.items() if ev.eps in c}
         checks.append(sanity.check_strength_order(scope, at_eps, ev.eps, tol))
         baseline = {e: uniform[e / 255.0][model] for e in ev.grid if e / 255.0 in uniform}
         checks.append(sanity.check_beats_noise(scope, curves, baseline, tol))
-    overall = _worst_case(rows, len(ev.s.y), per_gradient=False)
+    overall = _worst_case(rows, len(ev.subject.y), per_gradient=False)
     chip_wb = {w["eps"]: w["accuracy"] for w in overall if w["threat"] == "chip"}
     transfer = {w["eps"]: w["accuracy"] for w in overall if w["threat"] == "transfer"}
     if chip_wb and transfer:
@@ -420,13 +436,13 @@ def _sanity(ev: _Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict
 
 def _record(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[str, Any]:
     from rssnn_deploy.robustness.sanity import verdict
-    n = len(ev.s.y)
+    n = len(ev.subject.y)
     clean = {k: results[Cell.make("clean").key][k] for k in ("float", "chip")}
     rows = _attack_rows(ev, results)
     worst = _worst_case(rows, n)
     noise = _noise_rows(ev, results)
     checks = _sanity(ev, rows, noise, clean)
-    lava = (results[ev._lava_cells()[0].key] if ev._lava_cells()
+    lava = (results[ev.lava_cells()[0].key] if ev.lava_cells()
             else {"skipped": "lava_samples = 0", "passed": None})
     seconds: Dict[str, float] = {}
     for key, value in results.items():
@@ -435,7 +451,7 @@ def _record(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[str, 
     return {
         "samples": n,
         "eps": {"unit": "1/255", "default": ev.eps, "grid": list(ev.grid),
-                "large": ev.c.large_eps, "default_pixels": ev.eps / 255.0},
+                "large": ev.config.large_eps, "default_pixels": ev.eps / 255.0},
         "clean": clean,
         "attacks": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         "worst_case": worst,
@@ -444,7 +460,7 @@ def _record(ev: _Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[str, 
         "faults": _fault_rows(ev, results, clean["chip"]),
         "sanity": {"passed": verdict(checks), "checks": [c.to_dict() for c in checks]},
         "lava_cross_check": {k: v for k, v in lava.items() if k != "seconds"},
-        "stability": ev.s.stability or {"layers": [], "warnings": []},
+        "stability": ev.subject.stability or {"layers": [], "warnings": []},
         "compute_seconds": seconds,
     }
 
@@ -495,7 +511,7 @@ def evaluate_subject(subject: Subject, config: EvaluateConfig, out: Path,
     cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
     results = run_cells(ev.cells(), ev.compute, cache, progress=config.progress,
                         desc="evaluate")
-    results.update(run_cells(ev._lava_cells(), ev.compute, cache, progress=False,
+    results.update(run_cells(ev.lava_cells(), ev.compute, cache, progress=False,
                              desc="Lava cross-check"))
     rank, _ = dist_info()
     if rank != 0:
@@ -615,9 +631,11 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/evaluate", help="report directory")
     parser.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
     parser.add_argument("--eps", type=float, default=None,
-                        help="default L∞ budget in 1/255 units (8; 25.5 = 0.1 for ≤16×16 inputs)")
+                        help="default L∞ budget in 1/255 units "
+                             "(8; 25.5 = 0.1 for inputs of ≤ 16×16 pixels)")
     parser.add_argument("--eps-grid", type=_floats, default=None,
-                        help="budgets to sweep, 1/255 units (default: ε·{¼,½,1,2,4} and --large-eps)")
+                        help="budgets to sweep, 1/255 units "
+                             "(default: ε·{¼,½,1,2,4} and --large-eps)")
     parser.add_argument("--large-eps", type=float, default=LARGE_EPS_255,
                         help="budget at which a white-box attack must reach ~0 %% (sanity check)")
     parser.add_argument("--attacks", type=_attack_list, default=ATTACKS,
@@ -638,7 +656,8 @@ def add_evaluate_arguments(parser) -> None:
                         help=f"fault levels ({', '.join(FAULTS)}); 'none' for no faults")
     parser.add_argument("--fault-repeats", type=int, default=3, help="seeds per fault level")
     parser.add_argument("--lava-samples", type=int, default=64,
-                        help="attacked inputs re-run on Lava to cross-check the simulator (0: none)")
+                        help="attacked inputs re-run on Lava to cross-check the simulator "
+                             "(0: none)")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="slack of the sanity checks (absolute accuracy; at least 2 samples)")
     parser.add_argument("--zero-tolerance", type=float, default=0.05,

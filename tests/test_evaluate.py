@@ -84,7 +84,8 @@ def test_every_threat_model_and_number_is_there(report):
     assert {(n["kind"], n["level"]) for n in record["noise"]} >= {("gaussian", 0.1),
                                                                    ("salt_pepper", 0.1)}
     faults = {(f["kind"], f["level"]): f for f in record["faults"]}
-    assert len(faults[("bitflip", 0.01)]["runs"]) == 2 and faults[("vth", 0.0)]["mean"] == clean["chip"]
+    assert len(faults[("bitflip", 0.01)]["runs"]) == 2
+    assert faults[("vth", 0.0)]["mean"] == clean["chip"]
     worst = [w for w in record["worst_case"] if w["eps"] == 25.5 and w["threat"] == "chip"][0]
     assert worst["accuracy"] <= min(r["accuracy"] for r in rows
                                     if r["eps"] == 25.5 and r["threat"] == "chip")

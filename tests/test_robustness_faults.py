@@ -12,7 +12,7 @@ from conftest import dense_spec
 from rssnn_deploy.robustness.faults import (SpikeDropper, decay_mismatch, flip_weight_bits,
                                             inject, threshold_mismatch, weight_field)
 from rssnn_deploy.sim import SimulationError, Simulator, effective_dense_weights
-from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.spec import NetworkSpec
 
 
 def net(seed: int = 0) -> NetworkSpec:
@@ -59,11 +59,13 @@ def test_each_neuron_follows_its_own_parameters(differentiable):
     rng = np.random.default_rng(0)
     vth = rng.integers(3, 40, size=6)
     v_decay = rng.integers(0, 4097, size=6)
-    varied = run(with_neuron(spec, 2, vth_mant=vth, v_decay=v_decay), differentiable=differentiable)
+    varied = run(with_neuron(spec, 2, vth_mant=vth, v_decay=v_decay),
+                 differentiable=differentiable)
     for j in range(6):
         alone = run(with_neuron(spec, 2, vth_mant=int(vth[j]), v_decay=int(v_decay[j])))
         for name in ("u", "v", "s"):
-            assert torch.equal(varied.states[2][name][..., j], alone.states[2][name][..., j]), (j, name)
+            assert torch.equal(varied.states[2][name][..., j],
+                               alone.states[2][name][..., j]), (j, name)
 
 
 def test_per_neuron_arrays_must_fit_the_layer():

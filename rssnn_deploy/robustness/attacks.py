@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["ATTACKS", "GRADIENTS", "ENSEMBLE_SURROGATES", "AttackSpec", "parse_attack",
            "make_attack", "craft", "craft_with_gradient", "surrogate_variant",
-           "SurrogateEnsemble", "margins", "check_budget"]
+           "SurrogateEnsemble", "margins", "worst_case", "check_budget"]
 
 #: the attacks an evaluation runs by default, weakest first within the PGD family.
 ATTACKS: Tuple[str, ...] = ("FGSM", "PGD-7", "PGD-10", "PGD-20", "PGD-40", "APGD-CE",
@@ -78,8 +78,8 @@ def make_attack(model: nn.Module, spec: AttackSpec):
     if kind == "FGSM":
         return torchattacks.FGSM(model, eps=spec.eps)
     if kind == "PGD":
-        return torchattacks.PGD(model, eps=spec.eps, alpha=spec.pgd_alpha_factor * spec.eps / steps,
-                                steps=steps, random_start=True)
+        alpha = spec.pgd_alpha_factor * spec.eps / steps
+        return torchattacks.PGD(model, eps=spec.eps, alpha=alpha, steps=steps, random_start=True)
     loss = "ce" if kind == "APGD-CE" else "dlr"
     return torchattacks.APGD(model, norm="Linf", eps=spec.eps, steps=spec.apgd_steps,
                              n_restarts=1, seed=spec.seed, loss=loss)
@@ -200,5 +200,3 @@ def craft_with_gradient(model: nn.Module, x: Tensor, y: Tensor, spec: AttackSpec
         return worst_case(model, x, y, candidates)
     return craft(models[0], x, y, spec, batch_size)
 
-
-AttackFn = Callable[[Tensor, Tensor, AttackSpec], Tensor]

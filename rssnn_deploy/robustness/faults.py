@@ -135,7 +135,8 @@ def _flip(field: WeightField, rate: float, rng: np.random.Generator) -> Tuple[np
     return raw, flips
 
 
-def flip_weight_bits(spec: NetworkSpec, rate: float, seed: int) -> Tuple[NetworkSpec, Dict[str, float]]:
+def flip_weight_bits(spec: NetworkSpec, rate: float, seed: int
+                     ) -> Tuple[NetworkSpec, Dict[str, float]]:
     """A copy of ``spec`` with weight bits flipped at ``rate``; stats of what changed."""
     layers: List[LayerSpec] = []
     flipped = total_bits = changed = 0
@@ -175,7 +176,8 @@ def _mismatch(spec: NetworkSpec, field: str, sigma: float, seed: int, low: int, 
         z = _rng(seed, field, i).standard_normal(layer.shape)
         varied = np.clip(np.round(base * (1.0 + sigma * z)), low, high).astype(np.int64)
         spread.append(float(np.abs(varied - base).mean() / max(float(base.mean()), 1.0)))
-        layers.append(dataclasses.replace(layer, neuron=dataclasses.replace(neuron, **{field: varied})))
+        neuron = dataclasses.replace(neuron, **{field: varied})
+        layers.append(dataclasses.replace(layer, neuron=neuron))
     stats = {"mean_relative_change": float(np.mean(spread)) if spread else 0.0,
              "layers": len(spread)}
     return dataclasses.replace(spec, layers=layers, meta=dict(spec.meta)), stats

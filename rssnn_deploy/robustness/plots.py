@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, List, Mapping, Sequence
 
 import numpy as np
 
@@ -133,14 +133,15 @@ def plot_faults(path: Path, record: Mapping[str, Any]) -> Path:
 
 
 def plot_stability(path: Path, layers: Sequence[Mapping[str, Any]]) -> Path:
-    """Per layer, float vs chip: ‖W‖₂, leak 1 − λ and the L2 gain bound (quantizer report)."""
+    """Per layer, float vs chip: ‖W‖₂, leak 1 − λ, L2 gain bound (the quantizer's report)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     names = [f"layer {r['index']}\n{r['kind']}" for r in layers]
     pos = np.arange(len(layers))
     panels = (("weight_norm_float", "weight_norm_quantized", "spectral norm ‖W‖₂", None),
               ("float_decay", "realised_decay", "leak 1 − λ", lambda v: 1.0 - v),
-              ("gain_bound_float", "gain_bound_quantized", "gain bound sqrt(1/(1−λ))·‖W‖₂", None))
+              ("gain_bound_float", "gain_bound_quantized", "gain bound sqrt(1/(1−λ))·‖W‖₂",
+               None))
     for ax, (key_f, key_c, title, transform) in zip(axes, panels):
         fl = np.array([r[key_f] for r in layers], dtype=float)
         ch = np.array([r[key_c] for r in layers], dtype=float)
@@ -154,7 +155,8 @@ def plot_stability(path: Path, layers: Sequence[Mapping[str, Any]]) -> Path:
         top = max(float(np.max(np.r_[fl[finite], ch[finite]], initial=0.0)), 1e-12)
         ax.set_ylim(0, 1.25 * top)
         for p in pos[~finite]:
-            ax.text(p, 0.5 * top, "∞\n(integrator,\nλ = 1)", ha="center", va="center", fontsize=7)
+            ax.text(p, 0.5 * top, "∞\n(integrator,\nλ = 1)", ha="center", va="center",
+                    fontsize=7)
         ax.set_xticks(pos, names, fontsize=8)
         ax.set_xlim(-0.6, len(layers) - 0.4)
         ax.set_title(title, fontsize=9)

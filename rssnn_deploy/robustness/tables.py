@@ -170,7 +170,8 @@ def render_markdown(record: Mapping[str, Any]) -> str:
     config = record.get("config", {})
     grid = ", ".join(_eps(e) for e in eps["grid"])
     header = (f"# Robustness of the deployed model\n\n"
-              f"Checkpoint `{config.get('checkpoint', '?')}`, network `{config.get('net_file', '?')}`, "
+              f"Checkpoint `{config.get('checkpoint', '?')}`, "
+              f"network `{config.get('net_file', '?')}`, "
               f"dataset `{config.get('dataset', '?')}`, {record['samples']} test samples. "
               f"L∞ budgets in 1/255 units: default ε = {_eps(eps['default'])} "
               f"(= {eps['default_pixels']:.4g} on [0, 1]); sweep {grid}.")
@@ -179,7 +180,8 @@ def render_markdown(record: Mapping[str, Any]) -> str:
         header,
         "## Clean accuracy\n\n" + clean_table(record),
         "## Sanity checks of the attacks\n\n" + sanity_table(record),
-        f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n" + default_eps_table(record),
+        f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n"
+        + default_eps_table(record),
         "## Accuracy vs ε\n\n" + eps_sweep_tables(record),
         "## Input noise\n\n" + noise_table(record),
         "## Hardware non-idealities (deployed model)\n\n" + fault_table(record),
