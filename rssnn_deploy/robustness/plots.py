@@ -39,10 +39,10 @@ def _panels(plt, count: int, width: float = 3.4, height: float = 2.9):
     return fig, list(axes.flat[:count])
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
     return path
@@ -75,10 +75,11 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
         ax.set_xlabel("ε (/255)")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)
-    axes[0].legend(fontsize=6, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("accuracy vs attack budget, strongest gradient source per point "
                  "(dotted: default ε)", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, rect=(0.0, 0.05, 1.0, 1.0))
 
 
 def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:
