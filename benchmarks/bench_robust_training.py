@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
-from rssnn_deploy.quantize import quantize  # noqa: E402
+from rssnn_deploy.quantize import QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.robustness.chip_model import (ChipModel, ChipPredictor,  # noqa: E402
@@ -75,6 +75,8 @@ VARIANTS: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]] = {
     "(c) DLIF, R+FGSM, ρ=1": ({"neuron": "dlif"}, {"perturbation": "rfgsm", "rho": 1.0}),
 }
 SIGMAS = (0.1, 0.2)
+GAIN_WORDS = {"fold": "folded to their mean, as stock netx runs them",
+              "exact": "per time step (`gain_mode=\"exact\"`)"}
 Metrics = Dict[str, float]
 
 
@@ -98,7 +100,8 @@ def train_variant(variant: str, seed: int, data: Dataset, out: Path,
 def fine_tune(model: SNN, variant: str, seed: int, data: Dataset, out: Path,
               args: argparse.Namespace) -> SNN:
     """Continue the same run with ``qat_epochs`` Loihi-exact epochs (resume rules allow it)."""
-    config = dataclasses.replace(config_for(variant, seed, args), qat_epochs=args.qat_epochs)
+    config = dataclasses.replace(config_for(variant, seed, args), qat_epochs=args.qat_epochs,
+                                 qat_gain_mode=args.gain_mode)
     train(model, data, config, out, resume=True, progress=False)
     return model.eval()
 
@@ -109,7 +112,7 @@ def fine_tune(model: SNN, variant: str, seed: int, data: Dataset, out: Path,
 def evaluate(model: SNN, data: Dataset, args: argparse.Namespace) -> Metrics:
     """Float and integer accuracy under noise and PGD, plus the PGD perturbation's MPPD."""
     x, y = data.x_test, data.y_test
-    spec = quantize(model).spec           # what the pipeline exports (loihi2, gains folded)
+    spec = quantize(model, options=QuantizeOptions(gain_mode=args.gain_mode)).spec
     on_float, on_chip = float_predictor(model), ChipPredictor(spec)
     inputs = conditions(model, x, y, args.eps)
     m: Metrics = {}
@@ -237,6 +240,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--qat-epochs", type=int, default=5, help="0 skips the QAT table")
     p.add_argument("--train-eps", type=float, default=0.05, help="R+FGSM training step")
     p.add_argument("--eps", type=float, default=0.1, help="PGD L∞ budget (digits: 0.1)")
+    p.add_argument("--gain-mode", choices=["fold", "exact"], default="fold",
+                   help="DLIF gains on the chip: 'fold' (stock netx, the pipeline's "
+                        "default) or 'exact' (per-step gains, project simulator)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "robust_training.md")
     return p.parse_args(argv)
@@ -269,7 +275,7 @@ def report(args: argparse.Namespace, before: Mapping[str, List[Metrics]],
         f"{args.train_eps:g}. Test set: 360 images. Mean ± std over {n} seeds "
         f"({', '.join(map(str, args.seeds))}); accuracies in %. PGD-10: L∞ ε = {args.eps:g}, "
         "α = 2.5·ε/10, random start. *chip* = the exported integer model (Loihi 2 profile, "
-        "gains folded) run by the bit-exact simulator. MPPD ε²: mean over t, samples and "
+        f"DLIF gains {GAIN_WORDS[args.gain_mode]}) run by the bit-exact simulator. MPPD ε²: mean over t, samples and "
         "neurons of the last spiking layer's ε[t]² between clean and float-PGD inputs.",
         main_table(before),
         "## Paired differences (same seed: same initialisation and data order)",

@@ -84,7 +84,7 @@ class LoihiExact(nn.Module):
 
     ``model`` stays a submodule, so ``LoihiExact(model).parameters()`` are the float
     model's and an optimizer over them fine-tunes the model itself. ``profile`` and
-    ``gain_mode`` must be those the model will be exported with.
+    ``options`` (gain mode, input mapping) must be those the model will be exported with.
 
     ``forward(x)`` returns logits (in ``x``'s dtype), ``forward(x, return_trace=True)``
     an :class:`~rssnn_deploy.models.SNNOutput` like the float model's, so
@@ -93,16 +93,18 @@ class LoihiExact(nn.Module):
     """
 
     def __init__(self, model: SNN, profile: Union[str, HardwareProfile] = "loihi2",
-                 gain_mode: str = "fold", gain_exp: int = 6) -> None:
+                 options: QuantizeOptions = QuantizeOptions()) -> None:
         super().__init__()
+        if options.readout != "membrane":
+            raise ValueError(f"the Loihi-exact forward reads the readout membrane; "
+                             f"readout={options.readout!r} has no logits")
         self.model = model
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        self.options = QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp)
-        if gain_mode not in ("fold", "exact"):
-            raise ValueError(f"gain_mode must be 'fold' or 'exact', not {gain_mode!r}")
+        self.options = options
 
     def extra_repr(self) -> str:
-        return f"profile={self.profile.name!r}, gain_mode={self.options.gain_mode!r}"
+        return (f"profile={self.profile.name!r}, gain_mode={self.options.gain_mode!r}, "
+                f"input_mapping={self.options.input_mapping!r}")
 
     @property
     def steps(self) -> int:

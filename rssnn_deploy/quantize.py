@@ -22,6 +22,12 @@ runs, keeping what makes the model robust:
   netx runs it; the report gives the relative error of the time-varying part);
   ``gain_mode="exact"`` stores per-step gain mantissas for the project's simulator.
 * **Input.** The encoding layer receives ``round(x·input_scale)`` as bias mantissa.
+  ``input_mapping="membrane"`` (default) puts the bias in the membrane's units,
+  ``K/64`` per ``Vth``; the rounding then drops an input *exactly at* threshold
+  (``gain·x = Vth``, e.g. a saturated pixel with ``gain = Vth = 1``) to ``v = 64·vth``,
+  which Loihi does not fire on: such inputs fire every other step instead of every step.
+  ``"threshold"`` maps ``round(x·s) ≥ vth + 1 ⇔ gain·x ≥ Vth`` exactly instead (see
+  ``_quantize_encoder``).
 
 The readout layer is a non-spiking integrator (``vDecay = 0``, maximal threshold) whose
 membrane after ``T + depth`` steps is ``T`` times the paper's mean-over-T logits.
@@ -42,6 +48,8 @@ from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 ACTIVATION_SHIFT = 6
+#: how inputs x ∈ [0, 1] become bias mantissas (``_quantize_encoder``).
+INPUT_MAPPINGS = ("membrane", "threshold")
 #: largest weight exponent a netx file can carry: netx clips file weights to [−256, 254].
 NETX_WEIGHT_EXP_MAX = 1
 
@@ -55,6 +63,7 @@ class QuantizeOptions:
     gain_mode: str = "fold"            # "fold" (stock netx) or "exact" (project simulator)
     gain_exp: int = 6                  # exact mode: gain = mant / 2**gain_exp
     readout: str = "membrane"
+    input_mapping: str = "membrane"    # "membrane" | "threshold": see _quantize_encoder
 
 
 @dataclass
@@ -120,10 +129,13 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     profile = profile or load_profile("loihi2")
     if options.gain_mode not in ("fold", "exact"):
         raise QuantizationError(f"gain_mode must be 'fold' or 'exact', not {options.gain_mode!r}")
+    if options.input_mapping not in INPUT_MAPPINGS:
+        raise QuantizationError(f"input_mapping must be one of {INPUT_MAPPINGS}, "
+                                f"not {options.input_mapping!r}")
     encoder, descriptions = model.export_description()
     steps = int(model.steps)
     result = QuantizationResult(spec=NetworkSpec(layers=[]))
-    input_layer, input_scale = _quantize_encoder(encoder, profile)
+    input_layer, input_scale = _quantize_encoder(encoder, profile, options.input_mapping)
     layers = [input_layer]
     for index, desc in enumerate(descriptions, start=1):
         if desc.kind == "flatten":
@@ -139,23 +151,36 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     result.spec = NetworkSpec(layers=layers, meta={
         "steps": steps, "input_scale": input_scale, "readout": options.readout,
         "profile": profile.name, "gain_mode": options.gain_mode,
+        "input_mapping": options.input_mapping,
         "model_config": jsonable(getattr(model, "describe", lambda: {})()),
     })
     return result
 
 
-def _quantize_encoder(encoder: Any, profile: HardwareProfile) -> Tuple[LayerSpec, float]:
-    """The on-chip input layer: LIF neurons driven by bias = round(x·input_scale).
+def _quantize_encoder(encoder: Any, profile: HardwareProfile, mapping: str = "membrane"
+                      ) -> Tuple[LayerSpec, float]:
+    r"""The on-chip input layer: LIF neurons driven by bias = round(x·input_scale).
 
     vth is chosen so x = 1 maps to the largest bias mantissa: the finest input
-    resolution the 13-bit bias allows.
+    resolution the 13-bit bias allows. On its first step the neuron's v is ``64·b``, so
+    it fires then iff ``b ≥ vth + 1``; the float encoder iff ``gain·x ≥ Vth``. The two
+    mappings:
+
+    * ``"membrane"``: ``s = gain·(vth + 1/64)/Vth``, bias units equal to the membrane's
+      ``K/64`` per ``Vth``. An input exactly at threshold rounds to ``b = vth`` and
+      misses the first step (it fires every other step, where float fires every step).
+    * ``"threshold"``: ``s = gain·(vth + ½)/Vth`` with ``vth ≤ b_max − 1``. Then
+      ``round(x·s) ≥ vth + 1 ⇔ x·s ≥ vth + ½ ⇔ gain·x ≥ Vth``: the first-step decision
+      is exact, and ``Vth`` sits ``(vth + 1/64)/(vth + ½)``, within ``1/(2·vth)``
+      (≈ 1e-4), of its float value for the accumulated steps after.
     """
     if encoder.gain <= 0 or encoder.threshold <= 0:
         raise QuantizationError("encoder gain and threshold must be positive")
-    vth = int(math.floor(profile.bias_mant_max * encoder.threshold / encoder.gain))
+    offset = 1.0 / 64.0 if mapping == "membrane" else 0.5   # s = gain·(vth + offset)/Vth
+    headroom = offset if mapping == "threshold" else 0.0    # keeps round(1·s) ≤ b_max
+    vth = int(math.floor(profile.bias_mant_max * encoder.threshold / encoder.gain - headroom))
     vth = min(max(vth, 1), profile.vth_mant_max)
-    membrane_scale = (vth + 1.0 / 64.0) / encoder.threshold  # bias units per float unit
-    input_scale = encoder.gain * membrane_scale
+    input_scale = encoder.gain * (vth + offset) / encoder.threshold
     if input_scale > profile.bias_mant_max + 0.5:
         input_scale = float(profile.bias_mant_max)
     neuron = CubaNeuron(i_decay=profile.decay_one, v_decay=stable_v_decay(encoder.decay, profile),

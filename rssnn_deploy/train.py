@@ -67,6 +67,7 @@ from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.models import ARCHITECTURES, SNN, VGG_VARIANTS, build_model
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.qat import LoihiExact
+from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -139,6 +140,7 @@ class TrainConfig:
     qat_lr: Optional[float] = None  #: their learning rate (None: lr/10), same schedule shape
     qat_profile: str = "loihi2"     #: the hardware profile the model will be exported for
     qat_gain_mode: str = "fold"     #: the DLIF gain mode of that export: "fold" | "exact"
+    qat_input_mapping: str = "membrane"  #: its input mapping: "membrane" | "threshold"
 
     def __post_init__(self) -> None:
         checks = [
@@ -156,6 +158,8 @@ class TrainConfig:
             (self.qat_epochs >= 0, "qat_epochs must be >= 0"),
             (self.qat_lr is None or self.qat_lr > 0, "qat_lr must be > 0"),
             (self.qat_gain_mode in GAIN_MODES, f"qat_gain_mode must be one of {GAIN_MODES}"),
+            (self.qat_input_mapping in INPUT_MAPPINGS,
+             f"qat_input_mapping must be one of {INPUT_MAPPINGS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -168,6 +172,11 @@ class TrainConfig:
     def total_epochs(self) -> int:
         """Float epochs plus Loihi-exact fine-tuning epochs."""
         return self.epochs + self.qat_epochs
+
+    def qat_options(self) -> QuantizeOptions:
+        """The quantizer options of the export the fine-tuning trains for."""
+        return QuantizeOptions(gain_mode=self.qat_gain_mode,
+                               input_mapping=self.qat_input_mapping)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
@@ -540,7 +549,7 @@ def _make_optimizer(model: nn.Module, config: TrainConfig
 
 
 #: fine-tuning settings, free to change on resume until fine-tuning has begun.
-_QAT_SETTINGS = ("qat_lr", "qat_profile", "qat_gain_mode")
+_QAT_SETTINGS = ("qat_lr", "qat_profile", "qat_gain_mode", "qat_input_mapping")
 
 
 def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig,
@@ -647,7 +656,7 @@ def _make_phase(name: str, model: SNN, config: TrainConfig, ctx: _Distributed) -
         module: nn.Module = model
         decay = model.last_spiking_layer.decay
     else:
-        module = LoihiExact(model, config.qat_profile, config.qat_gain_mode)
+        module = LoihiExact(model, config.qat_profile, config.qat_options())
         decay = module.mppd_decay
     net = module
     if ctx.active:
@@ -887,6 +896,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="hardware profile the model will be exported for (loihi2)")
     g.add_argument("--qat-gain-mode", choices=list(GAIN_MODES), default=None,
                    help="DLIF gain mode of that export (fold)")
+    g.add_argument("--qat-input-mapping", choices=list(INPUT_MAPPINGS), default=None,
+                   help="input mapping of that export (membrane)")
     g = parser.add_argument_group("output")
     g.add_argument("--out", default="runs/train", help="run directory (checkpoint.pt)")
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
