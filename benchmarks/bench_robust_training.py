@@ -1,7 +1,8 @@
 r"""Does the RSSNN recipe make the *deployed* network more robust? Digits, several seeds.
 
     .venv/bin/python benchmarks/bench_robust_training.py [--seeds 0 1 2 3 4] [--epochs 15]
-        [--qat-epochs 5] [--train-eps 0.05] [--eps 0.1] [--threads 1]
+        [--qat-epochs 5] [--train-eps 0.05] [--eps 0.1] [--gain-mode fold|exact]
+        [--input-mapping membrane|threshold] [--threads 1] [--out results/….md]
 
 Three variants are trained with the ``digits`` preset (MLP 64-128-10, T = 8, Adam,
 MPPD on both branches), the same epochs and the same seeds:
@@ -15,9 +16,10 @@ R+FGSM trains at ``--train-eps`` = 0.05, half the evaluation budget, the ratio o
 paper (4/255 step against 8/255 evaluation); the digits preset's 4/255 is a quarter of
 one of the 17 grey levels and barely perturbs these images.
 
-Each trained model is exported as the pipeline does (``quantize``, Loihi 2 profile,
-DLIF gains folded) and evaluated, on the 360 test images, as float model and as integer
-model (bit-exact simulator): clean; Gaussian noise σ = 0.1, 0.2; PGD-10 at ε = 0.1 (the
+Each trained model is exported (``quantize``, Loihi 2 profile; by default as the
+pipeline does: DLIF gains folded to their mean, the ``membrane`` input mapping) and
+evaluated, on the 360 test images, as float model and as integer model (bit-exact
+simulator): clean; Gaussian noise σ = 0.1, 0.2; PGD-10 at ε = 0.1 (the
 project's digits budget, α = 2.5·ε/10, random start) white-box on the float model (BPTT
 through its surrogate), the same examples transferred to the integer model, and PGD-10
 white-box on the integer model itself (``robustness.chip_model.ChipModel``: the
@@ -31,8 +33,8 @@ closes the float-to-chip gap. A paired difference table (same seed, same data or
 answers "did ρ = 1 beat ρ = 0": a difference counts as consistent when its mean exceeds
 two standard errors.
 
-Writes the Markdown to stdout and ``benchmarks/results/robust_training.md``, every
-per-seed number to ``robust_training.json``. ``--threads 1`` (default): these tensors
+Writes the Markdown to stdout and to ``--out`` (``benchmarks/results/robust_training.md``),
+every per-seed number to the same name with ``.json``. About 1 min per seed on 2 cores. ``--threads 1`` (default): these tensors
 are small, and on a loaded 2-core machine torch's OpenMP rounding kernels (trunc, floor)
 were measured 1000× slower with 2 threads than with one.
 """
@@ -59,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
-from rssnn_deploy.quantize import QuantizeOptions, quantize  # noqa: E402
+from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.robustness.chip_model import (ChipModel, ChipPredictor,  # noqa: E402
@@ -101,7 +103,8 @@ def fine_tune(model: SNN, variant: str, seed: int, data: Dataset, out: Path,
               args: argparse.Namespace) -> SNN:
     """Continue the same run with ``qat_epochs`` Loihi-exact epochs (resume rules allow it)."""
     config = dataclasses.replace(config_for(variant, seed, args), qat_epochs=args.qat_epochs,
-                                 qat_gain_mode=args.gain_mode)
+                                 qat_gain_mode=args.gain_mode,
+                                 qat_input_mapping=args.input_mapping)
     train(model, data, config, out, resume=True, progress=False)
     return model.eval()
 
@@ -109,10 +112,14 @@ def fine_tune(model: SNN, variant: str, seed: int, data: Dataset, out: Path,
 # ----------------------------------------------------------------------- evaluation
 
 
+def export_options(args: argparse.Namespace) -> QuantizeOptions:
+    return QuantizeOptions(gain_mode=args.gain_mode, input_mapping=args.input_mapping)
+
+
 def evaluate(model: SNN, data: Dataset, args: argparse.Namespace) -> Metrics:
     """Float and integer accuracy under noise and PGD, plus the PGD perturbation's MPPD."""
     x, y = data.x_test, data.y_test
-    spec = quantize(model, options=QuantizeOptions(gain_mode=args.gain_mode)).spec
+    spec = quantize(model, options=export_options(args)).spec
     on_float, on_chip = float_predictor(model), ChipPredictor(spec)
     inputs = conditions(model, x, y, args.eps)
     m: Metrics = {}
@@ -243,6 +250,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gain-mode", choices=["fold", "exact"], default="fold",
                    help="DLIF gains on the chip: 'fold' (stock netx, the pipeline's "
                         "default) or 'exact' (per-step gains, project simulator)")
+    p.add_argument("--input-mapping", choices=list(INPUT_MAPPINGS), default="membrane",
+                   help="how pixels become bias mantissas (quantize._quantize_encoder)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "robust_training.md")
     return p.parse_args(argv)
@@ -275,8 +284,9 @@ def report(args: argparse.Namespace, before: Mapping[str, List[Metrics]],
         f"{args.train_eps:g}. Test set: 360 images. Mean ± std over {n} seeds "
         f"({', '.join(map(str, args.seeds))}); accuracies in %. PGD-10: L∞ ε = {args.eps:g}, "
         "α = 2.5·ε/10, random start. *chip* = the exported integer model (Loihi 2 profile, "
-        f"DLIF gains {GAIN_WORDS[args.gain_mode]}) run by the bit-exact simulator. MPPD ε²: mean over t, samples and "
-        "neurons of the last spiking layer's ε[t]² between clean and float-PGD inputs.",
+        f"DLIF gains {GAIN_WORDS[args.gain_mode]}, input mapping `{args.input_mapping}`) "
+        "run by the bit-exact simulator. MPPD ε²: mean over t, samples and neurons of the "
+        "last spiking layer's ε[t]² between clean and float-PGD inputs.",
         main_table(before),
         "## Paired differences (same seed: same initialisation and data order)",
         f"Mean ± std of the per-seed difference; ✓ marks |mean| > 2·std/√{n}.",
