@@ -42,7 +42,7 @@ triangle surrogate and full BPTT are used.
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +65,8 @@ class LoihiExactRun(NamedTuple):
     float64 holding integers (what ``Simulator(spec).run(...).output_v`` returns).
     ``logits``: ``output_v / logit_scale``. ``current`` / ``membrane``: the last spiking
     layer over its T input steps, ``(T, N, ...)`` in float units (integer units divided
-    by ``(64·vth + 1)/V_th``), ``None`` unless a trace was asked for; ``membrane`` is the
+    by ``(64·vth + 1)/V_th``, or by ``64·input_scale/gain`` when that layer is the
+    encoder), ``None`` unless a trace was asked for; ``membrane`` is the
     chip's v *after* the spike reset (what its monitor records), not the float model's
     pre-spike potential. ``quantized``: the spec and scales this forward used.
     """
@@ -171,7 +172,7 @@ class LoihiExact(nn.Module):
         return StraightThrough(weight=weight, gains=gains * float(1 << self.options.gain_exp))
 
     def _trace(self, spec: NetworkSpec, last: int, bias: Tensor,
-               states: Dict[str, Tensor]) -> tuple:
+               states: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
         """The last spiking layer's current and membrane over its T input steps."""
         steps = spec.steps
         timing = {t.spec_index: t for t in layer_timing(spec)}[last]
@@ -184,7 +185,14 @@ class LoihiExact(nn.Module):
         return states["u"][window] / units, membrane
 
     def _membrane_units(self, spec: NetworkSpec, index: int) -> float:
-        """Integer membrane units per float unit of the last spiking layer: K / V_th."""
+        """Integer membrane units per float unit of spiking layer ``index``.
+
+        ``K/V_th = (64·vth + 1)/V_th`` for a hidden layer (the quantizer's threshold
+        mapping); the encoder's bias is ``round(x·input_scale)`` for a current
+        ``gain·x``, so there it is ``64·input_scale/gain``.
+        """
+        if index == 0:
+            return (1 << STATE_SHIFT) * float(spec.meta["input_scale"]) / self.model.input_gain
         vth_mant = int(spec.layers[index].neuron.vth_mant)
         return ((vth_mant << STATE_SHIFT) + 1) / self.model.last_spiking_layer.threshold
 

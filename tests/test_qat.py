@@ -112,11 +112,15 @@ def test_input_mapping_at_the_digits_grey_levels(mapping, differing_steps):
     assert bias[0, -1] == 4095                       # x = 1 still uses the full range
 
 
-@pytest.mark.parametrize("hidden", [[16], []])
-def test_trace_is_the_simulators_record_in_float_units(hidden, digits):
+@pytest.mark.parametrize("hidden, mapping", [([16], "membrane"), ([16], "threshold"),
+                                             ([], "membrane"), ([], "threshold")])
+def test_trace_is_the_simulators_record_in_float_units(hidden, mapping, digits):
+    """current / membrane = the recorded integer u / v of the last spiking layer over
+    its T input steps, divided by its units per float unit (the encoder's current is
+    its bias input, when there is no hidden layer)."""
     model = active_model("mlp", neuron="lif", hidden=hidden)
     x = digits.x_test[:10]
-    wrapper = LoihiExact(model)
+    wrapper = LoihiExact(model, options=QuantizeOptions(input_mapping=mapping))
     out = wrapper(x, return_trace=True)
     float_out = model(x, return_trace=True)
     assert out.current.shape == float_out.current.shape == out.membrane.shape
@@ -124,14 +128,18 @@ def test_trace_is_the_simulators_record_in_float_units(hidden, digits):
     spec = wrapper.quantize().spec
     last = layer_timing(spec)[-2]
     bias = torch.as_tensor(encode_input(spec, x.numpy()))
-    record = Simulator(spec).run(bias, record={last.spec_index: {"u", "v"}})
+    states = Simulator(spec).run(bias, record={last.spec_index: {"u", "v"}}).states
     window = slice(last.first_input_step - 1, last.first_input_step - 1 + spec.steps)
-    units = ((spec.layers[last.spec_index].neuron.vth_mant << 6) + 1) / model.encoder.threshold
-    u = bias.double().expand(spec.steps, *bias.shape) * 64 if not hidden else \
-        record.states[last.spec_index]["u"][window].double()
+    if hidden:
+        units = ((spec.layers[last.spec_index].neuron.vth_mant << 6) + 1) / 1.0
+        u = states[last.spec_index]["u"][window].double()
+    else:
+        units = 64 * spec.meta["input_scale"] / model.input_gain
+        u = 64 * bias.double().expand(spec.steps, *bias.shape)
+        torch.testing.assert_close(out.current, float_out.current, rtol=0, atol=1e-3)
+    v = states[last.spec_index]["v"][window].double()
     torch.testing.assert_close(out.current.double() * units, u.reshape(out.current.shape),
                                rtol=1e-6, atol=1e-3)
-    v = record.states[last.spec_index]["v"][window].double()
     torch.testing.assert_close(out.membrane.double() * units, v.reshape(out.membrane.shape),
                                rtol=1e-6, atol=1e-3)
 
