@@ -7,7 +7,6 @@ reported are those of the artefact a user deploys.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,19 +157,3 @@ def write_report(out: Path, record: Dict[str, Any]) -> None:
     atomic_write_text(out / "report.md", text)
     plot_accuracy_groups(out / "accuracy.png", "float vs deployed integer model", groups)
 
-
-def evaluate_files(checkpoint: Path, net_path: Path, dataset: str, out: Path, eps: float,
-                   lava_samples: int) -> Dict[str, Any]:
-    """``rssnn-deploy evaluate``: a checkpoint and its exported file on a test set."""
-    from rssnn_deploy.data import load_dataset
-    from rssnn_deploy.train import load_checkpoint
-    model = load_checkpoint(checkpoint)
-    data = load_dataset(dataset)
-    stability_path = Path(net_path).with_suffix(".stability.json")
-    stability = json.loads(stability_path.read_text()) if stability_path.is_file() else None
-    record = evaluate_deployment(model, net_path, data.x_test, data.y_test, out,
-                                 check=CheckConfig(eps=eps), lava_samples=lava_samples,
-                                 stability=stability,
-                                 config={"checkpoint": str(checkpoint), "dataset": dataset})
-    write_report(out, record)
-    return record

@@ -58,7 +58,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def stability_table(layers: Sequence[Mapping[str, Any]]) -> str:
     """The per-layer stability report of the quantizer as a Markdown table."""
     header = ["layer", "kind", "λ float", "λ chip", "vDecay", "vThMant", "‖W‖₂ float",
-              "‖W‖₂ chip", "gain bound float", "gain bound chip", "clipped", "max |Δw|/max|w|"]
+              "‖W‖₂ chip", "gain bound float", "gain bound chip", "clipped", "weight error (rel.)"]
     rows = [[r["index"], r["kind"], r["float_decay"], r["realised_decay"], r["v_decay"],
              r["vth_mant"], r["weight_norm_float"], r["weight_norm_quantized"],
              r["gain_bound_float"], r["gain_bound_quantized"], r["clipped_weights"],

@@ -55,14 +55,18 @@ class CubaNeuron:
     into the paper's LIF (v = λ·v + I). ``v_decay = round((1 − λ)·4096)`` and must stay
     ≥ 1 for λ < 1 so the deployed decay keeps the stability bound.
 
+    ``i_decay``, ``v_decay`` and ``vth_mant`` are per-layer integers in netx files; the
+    simulator also accepts per-neuron integer arrays (shaped like the layer) for
+    hardware-mismatch studies, which stock netx and the Lava backend cannot run.
+
     ``gain_mant`` / ``gain_exp`` carry the DLIF per-step input gains a_l[t] exactly
     (a_l[t] ≈ gain_mant[t] / 2**gain_exp, applied to ``a_in`` before the shift into u);
     ``None`` means plain CUBA, which is all stock netx can run.
     """
 
-    i_decay: int
-    v_decay: int
-    vth_mant: int
+    i_decay: int | np.ndarray
+    v_decay: int | np.ndarray
+    vth_mant: int | np.ndarray
     ref_delay: int = 1
     graded_spike: bool = False
     gain_mant: Optional[Tuple[int, ...]] = None
