@@ -1,7 +1,11 @@
 """Lava CPU backend: stock ``lava.lib.dl.netx`` under ``Loihi2SimCfg("fixed_pt")``.
 
 The netx file is loaded by Lava's own ``hdf5.Network``; nothing of the project's
-simulator is involved in computing results. Samples run one after another through one
+simulator is involved in computing results. Files with DLIF gains (exact gain mode) are
+the exception: stock netx would load them and silently drop the gains, so their network
+is built from the spec by ``rssnn_deploy.backends.lava_dlif`` instead (netx's own block
+processes and weight optimisation, with the ``DLIF`` neuron process where a layer has
+gains); ``last_builder`` says which path ran. Samples run one after another through one
 compiled network:
 
 * ``reset="staggered"`` (default): the network is built with ``reset_interval = steps``
@@ -65,6 +69,8 @@ class LavaBackend(Backend):
     def __init__(self, progress: bool = True):
         self.progress = progress
         self.last_timing: Dict[str, float] = {}
+        #: what built the last network: "netx" (stock) or "lava_dlif" (DLIF gains)
+        self.last_builder: Optional[str] = None
 
     def available(self) -> bool:
         try:
@@ -90,11 +96,6 @@ class LavaBackend(Backend):
             sim = Simulator(spec)  # validation and shapes only; Lava computes the results
         except SimulationError as err:
             raise BackendError(f"{name}: Lava cannot run this network: {err}") from None
-        gains = [i for i, l in enumerate(spec.layers)
-                 if isinstance(l.neuron, CubaNeuron) and l.neuron.gain_mant is not None]
-        if gains:
-            raise BackendError(f"{name}: layers {gains} carry DLIF gains, which stock "
-                               "netx cannot run (use the 'sim' backend)")
         per_neuron = [i for i, l in enumerate(spec.layers) if isinstance(l.neuron, CubaNeuron)
                       and any(np.ndim(getattr(l.neuron, f)) > 0
                               for f in ("i_decay", "v_decay", "vth_mant"))]
@@ -142,13 +143,23 @@ class LavaBackend(Backend):
     def _simulate(self, path, spec, sim, bias, spk, n, steps, record_map, staggered):
         from lava.lib.dl import netx
         from lava.magma.core.run_conditions import RunSteps
+
+        from rssnn_deploy.backends.lava_dlif import build_network, has_gains
         from lava.proc import io as lava_io
         from lava.proc.monitor.process import Monitor
         from tqdm.auto import tqdm
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            net = netx.hdf5.Network(net_config=str(path),
-                                    reset_interval=steps if staggered else None)
+        if has_gains(spec):
+            # Stock netx would ignore the gains (they live in the file's rssnn group):
+            # build the same blocks from the spec with DLIF neurons instead.
+            self.last_builder = "lava_dlif"
+            net = build_network(spec, gain_period=steps,
+                                reset_interval=steps if staggered else None)
+        else:
+            self.last_builder = "netx"
+            with contextlib.redirect_stdout(io.StringIO()):
+                net = netx.hdf5.Network(net_config=str(path),
+                                        reset_interval=steps if staggered else None)
         blocks = list(net.layers)
         stage_blocks = {st.spec_index: blocks[st.timing.block_index] for st in sim.stages}
         out_block = blocks[-1]
