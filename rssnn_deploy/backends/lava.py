@@ -104,6 +104,16 @@ class LavaBackend(Backend):
                                "thresholds, which netx cannot express (use the 'sim' backend)")
         return sim
 
+    def _check_gains(self, spec: NetworkSpec, name: str) -> None:
+        """DLIF gains run in Lava's CPU simulation only (``lava_dlif`` has no chip model)."""
+        from lava.magma.core.run_configs import AbstractLoihiSimRunCfg
+
+        from rssnn_deploy.backends.lava_dlif import has_gains
+        gains = has_gains(spec)
+        if gains and not isinstance(self._run_config(), AbstractLoihiSimRunCfg):
+            raise BackendError(f"{name}: layers {gains} carry DLIF gains, which only Lava's "
+                               "CPU simulation runs (use the 'lava' or 'sim' backend)")
+
     def _run_config(self):
         from lava.magma.core.run_configs import Loihi2SimCfg
         return Loihi2SimCfg(select_tag="fixed_pt")
@@ -112,6 +122,7 @@ class LavaBackend(Backend):
     def _run_file(self, path: Path, spec: NetworkSpec, inputs, steps, record, spikes,
                   reset) -> SimResult:
         sim = self._check_spec(spec, path.name)
+        self._check_gains(spec, path.name)
         if reset not in ("staggered", "none"):
             raise ValueError("reset must be 'staggered' or 'none'")
         steps = int(spec.run_steps if steps is None else steps)
@@ -143,11 +154,11 @@ class LavaBackend(Backend):
     def _simulate(self, path, spec, sim, bias, spk, n, steps, record_map, staggered):
         from lava.lib.dl import netx
         from lava.magma.core.run_conditions import RunSteps
-
-        from rssnn_deploy.backends.lava_dlif import build_network, has_gains
         from lava.proc import io as lava_io
         from lava.proc.monitor.process import Monitor
         from tqdm.auto import tqdm
+
+        from rssnn_deploy.backends.lava_dlif import build_network, has_gains
 
         if has_gains(spec):
             # Stock netx would ignore the gains (they live in the file's rssnn group):

@@ -84,6 +84,7 @@ class DLIF(LIF):
                  gain_exp: int = 0, gain_offset: int = 0, gain_period: int = 0,
                  reset_interval: ty.Optional[int] = None, reset_offset: int = 0,
                  **lif_params) -> None:
+        super().__init__(shape=shape, **lif_params)   # first: a failed init must stop cleanly
         mant = np.asarray(gain_mant)
         if mant.ndim != 1 or mant.size == 0 or not np.issubdtype(mant.dtype, np.integer):
             raise ValueError("gain_mant must be a non-empty 1-D sequence of integers")
@@ -93,7 +94,6 @@ class DLIF(LIF):
             raise ValueError("gain_offset and gain_period must be non-negative")
         if reset_interval is not None and reset_interval < 1:
             raise ValueError("reset interval must be > 0 (or None for no resets)")
-        super().__init__(shape=shape, **lif_params)
         self.gain_mant = Var(shape=(mant.size,), init=mant.astype(np.int32))
         self.gain_exp = Var(shape=(1,), init=int(gain_exp))
         self.gain_offset = Var(shape=(1,), init=int(gain_offset))
