@@ -18,12 +18,12 @@ network of such a spec from the same pieces netx uses (netx's own block processe
 
 and then exactly Lava's bit-accurate LIF (``PyLifModelBitAcc``) on ``a_in'``::
 
-    u = sgn(u·(4096 − du − 1))·(|u·(4096 − du − 1)| >> 12) + (a_in' << 6)  (int32, 24-bit wrap)
+    u = sgn(u·(4095 − du))·(|u·(4095 − du)| >> 12) + (a_in' << 6)    (int32, 24-bit wrap)
     v = clip(sgn(v·(4096 − dv))·(|v·(4096 − dv)| >> 12) + u + (bias_mant << bias_exp),
              ±(2²³ − 1))
     s = v > (vth << 6);  v[s] = 0
 
-``h`` is the layer's number of synaptic hops from the input (``sim.layer_timing``), so
+(netx sets ``du = iDecay − 1``, so u decays by ``4096 − iDecay``.) ``h`` is the layer's number of synaptic hops from the input (``sim.layer_timing``), so
 ``k = 0`` at the step the layer's first input arrives. ``a_in·g`` is formed in int64
 (exact for |g| < 2³¹, since the int32 channel bounds |a_in| by 2³¹); ``a_in'`` goes on
 as int32, which leaves every later value unchanged modulo 2³² (the width Lava's LIF
