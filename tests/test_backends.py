@@ -49,13 +49,13 @@ def test_loihi_backend_refuses_without_lava_loihi():
     assert isinstance(err.value, BackendUnavailable)
 
 
-def test_lava_backend_rejects_what_stock_netx_cannot_run():
+def test_lava_backend_routes_gains_and_rejects_per_neuron_parameters():
     lava = get_backend("lava", progress=False)
     assert lava.available()
     spec = dense_spec([4, 3], seed=1)
     spec.layers[1].neuron = CubaNeuron(4096, 0, 131071, gain_mant=(64, 64), gain_exp=6)
-    with pytest.raises(BackendError, match="DLIF gains"):
-        lava.run(spec, torch.zeros(1, 4, dtype=torch.long))
+    lava.run(spec, torch.zeros(1, 4, dtype=torch.long))
+    assert lava.last_builder == "lava_dlif"  # stock netx would silently drop the gains
     spec = dense_spec([4, 3], seed=1)
     spec.layers[1].neuron = CubaNeuron(4096, 0, np.array([50, 60, 70]))
     with pytest.raises(BackendError, match="per-neuron"):
