@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .net file")
     p.add_argument("--profile", default="loihi2", help="hw_profiles/<name>.toml or a path")
     p.add_argument("--gain-mode", choices=("fold", "exact"), default="fold",
-                   help="fold DLIF gains into weights (stock netx) or keep them per step")
+                   help="fold DLIF gains into weights (runs on stock netx) or keep them per "
+                        "step (our simulator and the lava backend's DLIF process)")
 
     p = add("simulate", cmd_simulate, "run a netx file on inputs and save output spikes "
                                       "and recorded states")

@@ -20,7 +20,8 @@ runs, keeping what makes the model robust:
   the search stops there (``NETX_WEIGHT_EXP_MAX``) even where the chip allows 7.
 * **DLIF gains.** ``gain_mode="fold"`` folds the mean gain ā_l into the weights (stock
   netx runs it; the report gives the relative error of the time-varying part);
-  ``gain_mode="exact"`` stores per-step gain mantissas for the project's simulator.
+  ``gain_mode="exact"`` stores per-step gain mantissas, which our simulator and the
+  Lava backend's DLIF process (``backends/lava_dlif.py``) apply exactly.
 * **Input.** The encoding layer receives ``round(x·input_scale)`` as bias mantissa.
   ``input_mapping="membrane"`` (default) puts the bias in the membrane's units,
   ``K/64`` per ``Vth``; the rounding then drops an input *exactly at* threshold
@@ -60,7 +61,7 @@ class QuantizationError(ValueError):
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    gain_mode: str = "fold"            # "fold" (stock netx) or "exact" (project simulator)
+    gain_mode: str = "fold"            # "fold" (stock netx) or "exact" (sim, Lava DLIF process)
     gain_exp: int = 6                  # exact mode: gain = mant / 2**gain_exp
     readout: str = "membrane"
     input_mapping: str = "membrane"    # "membrane" | "threshold": see _quantize_encoder
