@@ -139,8 +139,10 @@ class TrainConfig:
     qat_epochs: int = 0             #: Loihi-exact fine-tuning epochs after the float ones
     qat_lr: Optional[float] = None  #: their learning rate (None: lr/10), same schedule shape
     qat_profile: str = "loihi2"     #: the hardware profile the model will be exported for
-    qat_gain_mode: str = "fold"     #: the DLIF gain mode of that export: "fold" | "exact"
-    qat_input_mapping: str = "membrane"  #: its input mapping: "membrane" | "threshold"
+    #: the DLIF gain mode ("fold" | "exact") and input mapping ("membrane" | "threshold")
+    #: of that export; defaults follow the quantizer's
+    qat_gain_mode: str = QuantizeOptions.gain_mode
+    qat_input_mapping: str = QuantizeOptions.input_mapping
 
     def __post_init__(self) -> None:
         checks = [
