@@ -166,6 +166,9 @@ class StraightThrough:
     gains: Optional[torch.Tensor] = None
 
 
+_NO_PATH = StraightThrough()
+
+
 def _zero_with_grad(p: torch.Tensor) -> torch.Tensor:
     """``p − sg(p)`` in float64: exactly 0 in value, the identity for the gradient."""
     p = p.to(torch.float64)
@@ -847,6 +850,7 @@ class Simulator:
         if not self.has_input_neuron or spikes is not None:
             prev = self._spike_train(spikes, steps)
         for st in stages:
+            path = paths.get(st.spec_index, _NO_PATH)
             if st.kind == "input":
                 if spikes is not None:   # spikes replace the input neuron's own output
                     if st.spec_index in record_map:
@@ -861,12 +865,11 @@ class Simulator:
                     prev = self.spike_transform(st.spec_index, prev)
                     if not grad:
                         prev = prev != 0
-                a_in = self._synaptic_input(st, prev, steps, grad,
-                                            paths.get(st.spec_index, StraightThrough()).weight)
+                a_in = self._synaptic_input(st, prev, steps, grad, path.weight)
                 bias = st.bias
             prev, rec, v_final, rec_float = self._neuron_loop(
                 st, a_in, bias, n, steps, record_map.get(st.spec_index, set()), reset,
-                reset_interval, paths.get(st.spec_index, StraightThrough()).gains)
+                reset_interval, path.gains)
             if rec:
                 states[st.spec_index] = rec
             if rec_float:
