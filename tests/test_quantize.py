@@ -85,6 +85,8 @@ def test_fold_mode_reports_time_varying_gain_error():
     result = quantize(model)
     assert result.layers[0].gain_fold_rel_error == pytest.approx(0.2, rel=1e-6)
     assert result.spec.layers[2].neuron.gain_mant is None
+    assert any("--gain-mode exact" in w for w in result.warnings)
+    assert not quantize(mlp()).warnings  # constant gains fold exactly: nothing to warn
 
 
 def test_exact_mode_keeps_per_step_gains():
@@ -109,7 +111,8 @@ def test_input_encoding():
     x = np.array([[[[0.0, 0.5, 1.0] + [0.0] * 61]]]).reshape(1, 1, 8, 8)
     bias = encode_input(spec, x)
     assert bias.shape == (1, 1, 8, 8) and bias.dtype == np.int64
-    assert bias[0, 0, 0, :3].tolist() == [0, 2048, 4095]
+    assert bias[0, 0, 0, :3].tolist() == [0, 2047, 4095]  # threshold mapping: vth = 4094
+    assert spec.layers[0].neuron.vth_mant == 4094          # x = 1 → 4095 > vth: fires at once
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         encode_input(spec, x * 2)
 
