@@ -17,7 +17,7 @@ from pathlib import Path
 import rssnn_deploy
 from rssnn_deploy.cli import main
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.pipeline import evaluate_deployment, write_report
+from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
 from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.train import load_checkpoint
 
@@ -28,6 +28,7 @@ MODELS = {
     "digits_dlif_robust": {
         "description": "DLIF MLP 64-128-10, adversarial training (R+FGSM, step 0.05) with "
                        "the MPPD regulariser rho = 1 (RSSNN recipe, digits preset)",
+        "exact_gains": True,
         "train": COMMON + ["--neuron", "dlif", "--perturbation", "rfgsm", "--eps", "0.05",
                            "--rho", "1"],
     },
@@ -38,15 +39,13 @@ MODELS = {
 }
 
 
-def _evaluate(out: Path) -> dict:
+def _evaluate(out: Path, model) -> dict:
     """The demo's check on the copied files: every test image also runs on Lava."""
     data = load_dataset("digits")
-    model = load_checkpoint(out / "checkpoint.pt")
-    stability = json.loads((out / "model.stability.json").read_text())
-    record = evaluate_deployment(model, out / "model.net", data.x_test, data.y_test, out,
-                                 lava_samples=None, stability=stability,
+    nets = {label: out / name for label, (name, _) in DEPLOYMENTS.items()
+            if (out / name).is_file()}
+    record = evaluate_deployment(model, nets, data.x_test, data.y_test, lava_samples=None,
                                  config={"checkpoint": "checkpoint.pt", "dataset": "digits"})
-    record["net_file"] = "model.net"
     write_report(out, record)
     return record
 
@@ -54,19 +53,20 @@ def _evaluate(out: Path) -> dict:
 def build(name: str, recipe: dict) -> dict:
     out = HERE / name
     work = HERE / ".build" / name
+    out.mkdir(parents=True, exist_ok=True)
     commands = [
         ["train", *recipe["train"], "--out", str(work / "train"), "--no-progress"],
-        ["export", str(work / "train" / "checkpoint.pt"), "--out", str(work / "model.net")],
+        ["export", str(work / "train" / "checkpoint.pt"), "--out", str(out / "model.net")],
     ]
+    if recipe.get("exact_gains"):  # DLIF: also the file that keeps a_l[t] per step
+        commands.append(["export", str(work / "train" / "checkpoint.pt"), "--gain-mode",
+                         "exact", "--out", str(out / "model_exact.net")])
     for command in commands:
         code = main(command)
         if code != 0:
             raise SystemExit(f"{name}: `rssnn-deploy {' '.join(command)}` exited {code}")
-    out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(work / "train" / "checkpoint.pt", out / "checkpoint.pt")
-    shutil.copy2(work / "model.net", out / "model.net")
-    shutil.copy2(work / "model.stability.json", out / "model.stability.json")
-    report = _evaluate(out)
+    report = _evaluate(out, load_checkpoint(out / "checkpoint.pt"))
     card = {
         "name": name,
         "description": recipe["description"],
@@ -87,5 +87,5 @@ if __name__ == "__main__":
     chosen = sys.argv[1:] or list(MODELS)
     for model_name in chosen:
         result = build(model_name, MODELS[model_name])
-        print(f"{model_name}: clean {result['accuracy']['clean']}, lava {result['lava_check']}")
+        print(f"{model_name}: clean {result['accuracy']['clean']}, Lava {result['lava_check']}")
     shutil.rmtree(HERE / ".build", ignore_errors=True)

@@ -7,10 +7,11 @@ reported are those of the artefact a user deploys.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
@@ -69,7 +70,12 @@ class DemoConfig:
 
 
 def run_demo(config: DemoConfig = DemoConfig()) -> Dict[str, Any]:
-    """Train a robust DLIF MLP on digits and deploy it; returns (and writes) the report."""
+    """Train a robust DLIF MLP on digits and deploy it; returns (and writes) the report.
+
+    Two files are exported and evaluated side by side: ``model.net`` with the DLIF gains
+    folded into the weights (stock netx runs it) and ``model_exact.net`` with per-step
+    gains (our simulator; Lava through the project's DLIF process).
+    """
     from rssnn_deploy.data import load_dataset
     from rssnn_deploy.train import train_digits_model
     out = Path(config.out_dir)
@@ -80,11 +86,9 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Dict[str, Any]:
                                perturbation=config.perturbation, seed=config.seed,
                                eps=config.train_eps)
     train_s = time.perf_counter() - start
-    net_path = out / "model.net"
-    quantized = export_model(model, net_path)
-    record = evaluate_deployment(model, net_path, data.x_test, data.y_test, out,
-                                 check=config.check, lava_samples=config.lava_samples,
-                                 stability=quantized.to_dict(),
+    nets = export_both(model, out)
+    record = evaluate_deployment(model, nets, data.x_test, data.y_test, check=config.check,
+                                 lava_samples=config.lava_samples,
                                  config={**asdict(config), "out_dir": str(out)})
     record["timings"] = {"train_s": train_s, **record["timings"],
                          "total_s": time.perf_counter() - start}
@@ -92,67 +96,96 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Dict[str, Any]:
     return record
 
 
-def evaluate_deployment(model: torch.nn.Module, net_path: Path, x: torch.Tensor,
-                        y: torch.Tensor, out: Path, check: CheckConfig = CheckConfig(),
+#: how the two exports are named in reports, and their files.
+DEPLOYMENTS = {"folded gains": ("model.net", "fold"), "exact gains": ("model_exact.net", "exact")}
+
+
+def export_both(model: torch.nn.Module, out: Path) -> Dict[str, Path]:
+    """Export the folded-gain (stock netx) file and, for DLIF models, the exact-gain file."""
+    _, layers = model.export_description()
+    has_gains = any(getattr(layer, "gains", None) is not None for layer in layers)
+    nets = {}
+    for label, (name, gain_mode) in DEPLOYMENTS.items():
+        if gain_mode == "exact" and not has_gains:
+            continue
+        export_model(model, out / name, gain_mode=gain_mode)
+        nets[label] = out / name
+    return nets
+
+
+def evaluate_deployment(model: torch.nn.Module, nets: Mapping[str, Path], x: torch.Tensor,
+                        y: torch.Tensor, check: CheckConfig = CheckConfig(),
                         lava_samples: Optional[int] = None,
-                        stability: Optional[Dict[str, Any]] = None,
                         config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Float vs deployed accuracy (clean, noise, PGD transfer) and a Lava cross-check.
+    """Float vs deployed accuracy (clean, noise, PGD transfer) and Lava cross-checks.
 
-    The integer model is read from ``net_path``; ``lava_samples`` test images (all when
-    None, none when 0) also run on Lava's fixed-point CPU backend through stock netx,
-    and every prediction is compared with the simulator's.
+    ``nets`` maps a label to an exported file; each integer model is read from its file.
+    ``lava_samples`` test images (all when None, none when 0) also run on Lava's
+    fixed-point CPU backend (stock netx, or the project's DLIF process for exact gains)
+    and every prediction is compared with the simulator's. Attacks are computed once on
+    the float model and transferred to every deployment.
     """
-    timings: Dict[str, float] = {}
-    spec = read_netx(net_path)
-    stage = time.perf_counter()
-    chip = chip_predictor(spec)
-    chip_pred = chip(x)
-    timings["simulate_s"] = time.perf_counter() - stage
-
-    stage = time.perf_counter()
+    timings = {"simulate_s": 0.0, "lava_s": 0.0}
     n_lava = len(x) if lava_samples is None else min(lava_samples, len(x))
-    lava_pred = lava_predictions(net_path, x[:n_lava]) if n_lava else torch.zeros(0)
-    timings["lava_s"] = time.perf_counter() - stage
-    mismatches = int((lava_pred.long() != chip_pred[:n_lava]).sum()) if n_lava else 0
-
+    predictors, series, lava, stability = {"float": float_predictor(model)}, ["float"], {}, {}
+    lava_accuracy = {}
+    for label, path in nets.items():
+        spec = read_netx(path)
+        chip = chip_predictor(spec)
+        stage = time.perf_counter()
+        chip_pred = chip(x[:n_lava])
+        timings["simulate_s"] += time.perf_counter() - stage
+        predictors[f"chip, {label} (sim)"] = chip
+        series += [f"chip, {label} (sim)", f"chip, {label} (Lava)"]
+        stage = time.perf_counter()
+        lava_pred = lava_predictions(path, x[:n_lava]) if n_lava else torch.zeros(0)
+        timings["lava_s"] += time.perf_counter() - stage
+        mismatches = int((lava_pred.long() != chip_pred).sum()) if n_lava else 0
+        lava[label] = {"file": Path(path).name, "samples": n_lava,
+                       "mismatches_vs_sim": mismatches}
+        if n_lava:
+            lava_accuracy[f"chip, {label} (Lava)"] = accuracy(lava_pred, y[:n_lava])
+        stability[label] = _stability_of(path)
     stage = time.perf_counter()
-    groups = run_checks(model, {"float": float_predictor(model), "chip (sim)": chip}, x, y, check)
-    if n_lava:
-        groups["clean"]["chip (Lava)"] = accuracy(lava_pred, y[:n_lava])
+    groups = run_checks(model, predictors, x, y, check)
+    groups["clean"].update(lava_accuracy)
     timings["robustness_s"] = time.perf_counter() - stage
-    record = with_provenance({
-        "accuracy": groups,
-        "lava": {"samples": n_lava, "mismatches_vs_sim": mismatches,
-                 "same_prediction_every_sample": mismatches == 0},
-        "stability": stability or {"layers": [], "warnings": []},
-        "timings": timings,
-        "net_file": str(net_path),
-        "test_samples": len(x),
+    return with_provenance({
+        "accuracy": groups, "series": series, "lava": lava, "stability": stability,
+        "timings": timings, "test_samples": len(x),
+        "lava_mismatches": sum(check["mismatches_vs_sim"] for check in lava.values()),
     }, {**(config or {}), "check": asdict(check)})
-    return record
+
+
+def _stability_of(net_path: Path) -> Dict[str, Any]:
+    path = Path(net_path).with_suffix(".stability.json")
+    return json.loads(path.read_text()) if path.is_file() else {"layers": [], "warnings": []}
 
 
 def write_report(out: Path, record: Dict[str, Any]) -> None:
     """report.json, report.md and accuracy.png for an evaluation record."""
-    groups = record["accuracy"]
-    series = ["float", "chip (sim)", "chip (Lava)"]
-    lava = record["lava"]
-    text = "\n\n".join([
+    groups, series = record["accuracy"], record["series"]
+    lava_lines = [f"- `{c['file']}` ({label}): {c['mismatches_vs_sim']} of {c['samples']} "
+                  "Lava predictions differ from the project's simulator"
+                  for label, c in record["lava"].items()]
+    sections = [
         "# rssnn-deploy: float model vs deployed Loihi fixed-point model",
-        markdown_table(["condition", *[f"{s} acc. (%)" for s in series]],
+        markdown_table(["condition", *[f"{s} (%)" for s in series]],
                        format_accuracy_rows(groups, series)),
-        f"Test images: {record['test_samples']}. Lava fixed-point run of "
-        f"`{record['net_file']}` on {lava['samples']} of them: "
-        f"{lava['mismatches_vs_sim']} predictions differ from the project's simulator. "
-        "Attacks are computed on the float model (white-box, BPTT through the surrogate); "
-        "the chip columns show how those examples transfer to the deployed integer model.",
-        "## Stability report (per layer)",
-        stability_table(record["stability"]["layers"]),
-        "Warnings: " + ("; ".join(record["stability"]["warnings"]) or "none"),
-        "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in record["timings"].items()),
-    ]) + "\n"
+        f"Test images: {record['test_samples']}. Attacks are computed on the float model "
+        "(white-box, BPTT through the surrogate); the chip columns show how those examples "
+        "transfer to the deployed integer model. *Folded gains*: DLIF gains folded into "
+        "the weights, the file stock netx runs. *Exact gains*: per-step gains, run by our "
+        "simulator and on Lava by the project's DLIF process.",
+        "Lava fixed-point cross-check:\n" + "\n".join(lava_lines),
+    ]
+    for label, stability in record["stability"].items():
+        sections += [f"## Stability report: {label} (per layer)",
+                     stability_table(stability["layers"]),
+                     "Warnings: " + ("; ".join(stability["warnings"]) or "none")]
+    sections.append("Timings (s): " + ", ".join(f"{k} {v:.1f}"
+                                                 for k, v in record["timings"].items()))
     write_json(out / "report.json", record)
-    atomic_write_text(out / "report.md", text)
-    plot_accuracy_groups(out / "accuracy.png", "float vs deployed integer model", groups)
-
+    atomic_write_text(out / "report.md", "\n\n".join(sections) + "\n")
+    plot_accuracy_groups(out / "accuracy.png", "float vs deployed integer model", groups,
+                         series)

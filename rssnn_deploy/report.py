@@ -66,16 +66,18 @@ def stability_table(layers: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(header, rows)
 
 
-def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[str, float]]
-                         ) -> Path:
-    """Grouped bars: one group per condition (clean, noise, attack), one bar per model."""
+def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[str, float]],
+                         series: Sequence[str] = ()) -> Path:
+    """Grouped bars: one group per condition (clean, noise, attack), one bar per model.
+
+    ``series`` fixes the bar order (e.g. float first, then each deployment)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     conditions = _ordered(groups, ["clean"])
-    series = _ordered({n for values in groups.values() for n in values}, SERIES_ORDER)
+    series = _ordered({n for values in groups.values() for n in values}, series)
     width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(conditions), 3.6))
+    fig, ax = plt.subplots(figsize=(1.6 + (0.6 + 0.35 * len(series)) * len(conditions), 3.8))
     for i, name in enumerate(series):
         heights = [100 * groups[c].get(name, math.nan) for c in conditions]
         bars = ax.bar(np.arange(len(conditions)) + (i - (len(series) - 1) / 2) * width,
@@ -84,9 +86,9 @@ def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[st
     ax.set_xticks(np.arange(len(conditions)), conditions, fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=10, pad=24)
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series),
-              frameon=False)
+    ax.set_title(title, fontsize=10, pad=16 + 12 * ((len(series) + 2) // 3))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              ncol=min(len(series), 3), frameon=False)
     fig.tight_layout()
     save_figure(fig, path)
     return path
@@ -99,10 +101,6 @@ def save_figure(fig: Any, path: Path) -> Path:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return Path(path)
-
-
-#: how reports order models: the float model first, then what runs on the chip.
-SERIES_ORDER = ["float", "chip (sim)", "chip (Lava)"]
 
 
 def _ordered(names: Iterable[str], preferred: Sequence[str]) -> List[str]:

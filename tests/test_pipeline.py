@@ -8,8 +8,8 @@ import torch
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.data import load_dataset
 from rssnn_deploy.netx_io import read_netx
-from rssnn_deploy.pipeline import (chip_predictor, evaluate_deployment, export_model,
-                                   lava_predictions)
+from rssnn_deploy.pipeline import (chip_predictor, evaluate_deployment, export_both,
+                                   export_model, lava_predictions, write_report)
 from rssnn_deploy.robustness import CheckConfig, float_predictor
 from rssnn_deploy.train import train_digits_model
 
@@ -71,13 +71,23 @@ def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, di
     assert torch.equal(lava.long(), sim.long())
 
 
-def test_evaluate_deployment_writes_a_full_record(trained, exported, digits, tmp_path):
+def test_evaluate_deployment_of_both_exports(trained, digits, tmp_path):
+    """Folded gains on stock netx and exact gains on the project's DLIF process."""
     model, _ = trained
-    record = evaluate_deployment(model, exported[0], digits.x_test[:64], digits.y_test[:64],
-                                 tmp_path, check=CheckConfig(pgd_steps=3), lava_samples=8)
+    nets = export_both(model, tmp_path)
+    assert set(nets) == {"folded gains", "exact gains"}
+    record = evaluate_deployment(model, nets, digits.x_test[:64], digits.y_test[:64],
+                                 check=CheckConfig(pgd_steps=3), lava_samples=8)
     acc = record["accuracy"]
     assert set(acc) == {"clean", "gaussian σ=0.1", "gaussian σ=0.2", "PGD-3 ε=0.1"}
     assert acc["PGD-3 ε=0.1"]["float"] < acc["clean"]["float"]
-    assert record["lava"] == {"samples": 8, "mismatches_vs_sim": 0,
-                              "same_prediction_every_sample": True}
+    assert record["lava"] == {
+        "folded gains": {"file": "model.net", "samples": 8, "mismatches_vs_sim": 0},
+        "exact gains": {"file": "model_exact.net", "samples": 8, "mismatches_vs_sim": 0}}
+    assert record["series"] == ["float", "chip, folded gains (sim)", "chip, folded gains (Lava)",
+                                "chip, exact gains (sim)", "chip, exact gains (Lava)"]
+    assert "chip, exact gains (Lava)" in acc["clean"]
     assert record["versions"]["lava-nc"] == "0.10.0"
+    write_report(tmp_path, record)
+    assert "model_exact.net` (exact gains): 0 of 8" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "accuracy.png").stat().st_size > 10_000
