@@ -323,6 +323,7 @@ def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], s
     stale = int((saved_all[pick] != sim_pred).sum())
     return {"samples": int(len(pick)), "pool": int(len(x_all)), "pool_files": len(files),
             "mismatches": mismatches, "sim_vs_saved_mismatches": stale,
+            "runner": getattr(backend, "last_builder", "netx"),
             "passed": mismatches == 0 and stale == 0}
 
 

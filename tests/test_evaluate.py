@@ -87,8 +87,8 @@ def test_every_threat_model_and_number_is_there(report):
     assert len(faults[("bitflip", 0.01)]["runs"]) == 2
     assert faults[("vth", 0.0)]["mean"] == clean["chip"]
     worst = [w for w in record["worst_case"] if w["eps"] == 25.5 and w["threat"] == "chip"][0]
-    assert worst["accuracy"] <= min(r["accuracy"] for r in rows
-                                    if r["eps"] == 25.5 and r["threat"] == "chip")
+    assert worst["accuracy"] <= min(r["accuracy"] for r in rows  # float32 vs float64 means
+                                    if r["eps"] == 25.5 and r["threat"] == "chip") + 1e-6
 
 
 def test_sanity_checks_pass_and_lava_agrees(report):

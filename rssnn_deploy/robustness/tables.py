@@ -47,9 +47,11 @@ def _lava_line(lava: Mapping[str, Any]) -> str:
     if lava.get("skipped"):
         return f"Lava cross-check: skipped ({lava['skipped']})."
     verdict = "PASS" if lava.get("passed") else "FAIL"
+    runner = ("the project's DLIF process (exact gains)" if lava.get("runner") == "lava_dlif"
+              else "stock netx")
     return (f"Lava cross-check ({verdict}): {lava['samples']} attacked inputs drawn from "
             f"{lava['pool']} saved ones ({lava['pool_files']} attack cells) re-run on Lava's "
-            f"fixed-point model through stock netx: **{lava['mismatches']} predictions differ** "
+            f"fixed-point model through {runner}: **{lava['mismatches']} predictions differ** "
             f"from the simulator ({lava['sim_vs_saved_mismatches']} differ from the simulator's "
             "predictions saved at attack time).")
 
