@@ -103,11 +103,11 @@ DEPLOYMENTS = {"folded gains": ("model.net", "fold"), "exact gains": ("model_exa
 def export_both(model: torch.nn.Module, out: Path) -> Dict[str, Path]:
     """Export the folded-gain (stock netx) file and, for DLIF models, the exact-gain file."""
     _, layers = model.export_description()
-    has_gains = any(getattr(layer, "gains", None) is not None for layer in layers)
+    if all(getattr(layer, "gains", None) is None for layer in layers):  # LIF: one file
+        export_model(model, out / "model.net")
+        return {"netx file": out / "model.net"}
     nets = {}
     for label, (name, gain_mode) in DEPLOYMENTS.items():
-        if gain_mode == "exact" and not has_gains:
-            continue
         export_model(model, out / name, gain_mode=gain_mode)
         nets[label] = out / name
     return nets
