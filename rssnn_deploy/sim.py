@@ -267,34 +267,20 @@ def layer_timing(spec: NetworkSpec) -> List[LayerTiming]:
 # Exact integer helpers on float64 tensors, with straight-through gradients
 # ----------------------------------------------------------------------------------
 
-class _Trunc(torch.autograd.Function):
-    @staticmethod
+def _straight_through(op: Callable[[torch.Tensor], torch.Tensor]) -> type:
+    """An autograd Function that applies ``op`` forward and passes gradients unchanged."""
     def forward(ctx, x):
-        return torch.trunc(x)
+        return op(x)
 
-    @staticmethod
     def backward(ctx, g):
         return g
+    return type(f"_StraightThrough_{op.__name__}", (torch.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-class _Floor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.floor(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
-class _Round(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
+_Trunc = _straight_through(torch.trunc)
+_Floor = _straight_through(torch.floor)
+_Round = _straight_through(torch.round)
 
 
 class _Wrap(torch.autograd.Function):

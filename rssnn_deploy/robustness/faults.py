@@ -248,13 +248,3 @@ def inject(spec: NetworkSpec, kind: str, level: float, seed: int) -> FaultInject
 def _pair(result: Tuple[NetworkSpec, Dict[str, float]]):
     spec, stats = result
     return spec, None, stats
-
-
-def fault_levels(overrides: Dict[str, Tuple[float, ...]]) -> Dict[str, Tuple[float, ...]]:
-    """Default levels with ``overrides`` applied (an empty sequence drops that fault)."""
-    levels = dict(DEFAULT_FAULT_LEVELS)
-    for kind, values in overrides.items():
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; choose one of {', '.join(FAULTS)}")
-        levels[kind] = tuple(float(v) for v in values)
-    return {k: v for k, v in levels.items() if v}

@@ -73,13 +73,3 @@ def apply_noise(kind: str, x: Tensor, level: float, seed: int) -> Tensor:
     except KeyError:
         raise ValueError(f"unknown noise {kind!r}; choose one of {', '.join(NOISES)}") from None
     return function(x, float(level), int(seed))
-
-
-def noise_levels(overrides: Dict[str, Sequence[float]]) -> Dict[str, Tuple[float, ...]]:
-    """Default levels with ``overrides`` applied (an empty sequence drops that noise)."""
-    levels = dict(DEFAULT_NOISE_LEVELS)
-    for kind, values in overrides.items():
-        if kind not in NOISES:
-            raise ValueError(f"unknown noise {kind!r}; choose one of {', '.join(NOISES)}")
-        levels[kind] = tuple(float(v) for v in values)
-    return {k: v for k, v in levels.items() if v}
