@@ -104,7 +104,8 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     from rssnn_deploy.energy import count_events, estimate_energy
     from rssnn_deploy.hw import load_profile
     from rssnn_deploy.mapping import map_network
-    from rssnn_deploy.report import atomic_write_text, stability_table, write_json
+    from rssnn_deploy.fileio import atomic_write_text
+    from rssnn_deploy.report import stability_table, write_json
     profile = load_profile(args.profile)
     mapping = map_network(spec, profile, max_chips=args.max_chips)
     sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]

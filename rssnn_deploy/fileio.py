@@ -37,6 +37,13 @@ def atomic_path(target: Union[str, os.PathLike], suffix: str = ".tmp") -> Iterat
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write to a temporary file in the same directory, then rename into place."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

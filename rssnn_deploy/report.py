@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path, jsonable
+from rssnn_deploy.fileio import atomic_path, atomic_write_text, jsonable
 
 
 def versions() -> Dict[str, str]:
@@ -28,13 +28,6 @@ def versions() -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write to a temporary file in the same directory, then rename into place."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:

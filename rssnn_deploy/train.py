@@ -39,14 +39,12 @@ Run as ``python -m rssnn_deploy.train ...`` or, data-parallel,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import pickle
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +62,7 @@ from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
 from rssnn_deploy.data import Dataset, load_dataset
+from rssnn_deploy.fileio import atomic_path, atomic_write_text
 from rssnn_deploy.models import ARCHITECTURES, SNN, VGG_VARIANTS, build_model
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.qat import LoihiExact
@@ -407,31 +406,10 @@ def evaluate_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through a temporary file in the same directory, then ``os.replace``:
-    a crash mid-write leaves the previous file intact, never a truncated one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: Union[str, Path], payload: Mapping[str, Any]) -> None:
     """``torch.save`` a checkpoint dict atomically."""
-    _atomic_write(Path(path), lambda handle: torch.save(dict(payload), handle))
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
 
 
 def _checkpoint_path(path: Union[str, Path]) -> Path:
@@ -786,7 +764,7 @@ def _write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
     save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
     text = json.dumps({"model_config": payload["model_config"],
                        "train_config": payload["train_config"], "metrics": history}, indent=2)
-    _atomic_write(out_dir / METRICS_NAME, lambda handle: handle.write(text), mode="w")
+    atomic_write_text(out_dir / METRICS_NAME, text)
 
 
 def _format_metrics(m: Mapping[str, Any]) -> str:

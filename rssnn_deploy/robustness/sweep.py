@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from rssnn_deploy.report import atomic_write_text
+from rssnn_deploy.fileio import atomic_write_text
 
 __all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest"]
 

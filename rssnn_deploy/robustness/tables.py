@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
-from rssnn_deploy.report import atomic_write_text, markdown_table, stability_table, write_json
+from rssnn_deploy.fileio import atomic_write_text
+from rssnn_deploy.report import markdown_table, stability_table, write_json
 
 __all__ = ["render_markdown", "write_report"]
 
