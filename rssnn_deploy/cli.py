@@ -20,9 +20,10 @@ def _user_errors() -> tuple:
     from rssnn_deploy.netx_io import NetxFormatError
     from rssnn_deploy.quantize import QuantizationError
     from rssnn_deploy.sim import SimulationError
+    from rssnn_deploy.spec import InputError
     from rssnn_deploy.train import CheckpointError
     errors = [DatasetError, ProfileError, NetxFormatError, QuantizationError,
-              CheckpointError, SimulationError, FileNotFoundError]
+              CheckpointError, SimulationError, InputError, FileNotFoundError]
     from rssnn_deploy.backends import BackendError
     errors.append(BackendError)
     return tuple(errors)
@@ -56,9 +57,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.report import write_npz
+    from rssnn_deploy.spec import encode_input
     net = _existing(args.net)
     spec = read_netx(net)
-    inputs = np.load(_existing(args.input))
+    inputs = _load_inputs(_existing(args.input))
+    if np.issubdtype(inputs.dtype, np.floating) and inputs.shape[1:] != ():
+        if inputs.ndim == len(spec.input_layer.shape) + 1:  # static images in [0, 1]
+            inputs = encode_input(spec, inputs)
     record = {s.strip() for s in args.record.split(",") if s.strip()} if args.record else set()
     result = get_backend(args.backend).simulate(net, spec, inputs, steps=args.steps,
                                                 record=record)
@@ -205,6 +210,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if record["lava_mismatches"] == 0 else 1
 
 
+def _load_inputs(path: Path):
+    """An input array from .npy, with a one-line error for anything else."""
+    import numpy as np
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise FileNotFoundError(f"{path}: not a readable .npy array ({err})") from None
+
+
 def _backend_status() -> List[str]:
     try:
         from rssnn_deploy.backends import BACKENDS, get_backend
@@ -261,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and recorded states")
     p.add_argument("net", help="netx .net file")
     p.add_argument("--input", required=True,
-                   help=".npy: static images (N, ...) in [0, 1] or integer bias mantissas, "
-                        "or spike trains (N, T, ...)")
+                   help=".npy: static images (N, ...) as floats in [0, 1] (encoded with the "
+                        "file's input scale) or integer bias mantissas, or spike trains "
+                        "(N, T, ...)")
     p.add_argument("--steps", type=int, default=None, help="time steps (default: file's T + depth)")
     p.add_argument("--backend", choices=("sim", "lava", "loihi"), default="sim")
     p.add_argument("--record", default="", help="comma list of states to record: u,v,s")

@@ -197,6 +197,10 @@ class NetworkSpec:
         return "\n".join(rows)
 
 
+class InputError(ValueError):
+    """Inputs that do not fit a network's input layer or its [0, 1] pixel range."""
+
+
 def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
     """Pixels x in [0, 1] → the input layer's bias mantissas, round half up.
 
@@ -204,14 +208,14 @@ def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
     every backend (our simulator, Lava, Loihi) feeds exactly these numbers.
     """
     if "input_scale" not in spec.meta:
-        raise ValueError("network has no meta['input_scale']; it was not produced by "
+        raise InputError("network has no meta['input_scale']; it was not produced by "
                          "rssnn-deploy, so pass integer bias mantissas directly")
     x = np.asarray(x, dtype=np.float64)
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"inputs must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
+        raise InputError(f"inputs must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
     expected = spec.input_layer.shape
     if tuple(x.shape[1:]) != expected and int(np.prod(x.shape[1:])) != int(np.prod(expected)):
-        raise ValueError(f"inputs of shape {tuple(x.shape[1:])} do not fit the input "
+        raise InputError(f"inputs of shape {tuple(x.shape[1:])} do not fit the input "
                          f"layer {expected}")
     scaled = np.floor(x * float(spec.meta["input_scale"]) + 0.5).astype(np.int64)
     return scaled.reshape((x.shape[0], *expected))

@@ -67,6 +67,28 @@ def test_simulate_sim_backend_writes_outputs(tiny_net, tmp_path):
     assert arrays["layer2_v"].shape[1:] == (5, 6)
 
 
+def test_simulate_encodes_float_images_like_the_deployment(tiny_net, tmp_path):
+    """Floats in [0, 1] go through the file's input scale, as the pipeline feeds them."""
+    x = np.random.default_rng(3).random((4, 1, 4, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "b.npy", np.floor(x * 4095.0 + 0.5).astype(np.int64))
+    for name in ("x", "b"):
+        assert main(["simulate", str(tiny_net), "--input", str(tmp_path / f"{name}.npy"),
+                     "--out", str(tmp_path / f"{name}.npz")]) == 0
+    assert np.array_equal(np.load(tmp_path / "x.npz")["output_v"],
+                          np.load(tmp_path / "b.npz")["output_v"])
+    np.save(tmp_path / "bad.npy", x * 3)
+    assert main(["simulate", str(tiny_net), "--input", str(tmp_path / "bad.npy"),
+                 "--out", str(tmp_path / "bad.npz")]) == 2
+
+
+def test_simulate_rejects_a_non_npy_input(tiny_net, tmp_path, capsys):
+    (tmp_path / "x.npy").write_text("not an array")
+    assert main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "o.npz")]) == 2
+    assert "x.npy: not a readable .npy array" in capsys.readouterr().err
+
+
 def test_simulate_on_loihi_without_runtime_says_what_is_missing(tiny_net, tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.zeros((1, 1, 4, 4), dtype=np.int64))
     code = main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"),
