@@ -21,8 +21,9 @@ from rssnn_deploy.netx_io import read_netx, write_netx
 from rssnn_deploy.quantize import QuantizationResult, QuantizeOptions, quantize
 from rssnn_deploy.report import (format_accuracy_rows, markdown_table, plot_accuracy_groups,
                                  stability_table, with_provenance, write_json)
-from rssnn_deploy.robustness import CheckConfig, Predictor, accuracy, float_predictor, run_checks
-from rssnn_deploy.spec import NetworkSpec, encode_input
+from rssnn_deploy.robustness import CheckConfig, accuracy, float_predictor, run_checks
+from rssnn_deploy.robustness.chip_model import ChipPredictor
+from rssnn_deploy.spec import encode_input
 
 
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
@@ -32,17 +33,6 @@ def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2"
     write_netx(result.spec, out_path)
     write_json(Path(out_path).with_suffix(".stability.json"), result.to_dict())
     return result
-
-
-def chip_predictor(spec: NetworkSpec, device: str = "cpu", batch_size: int = 1024) -> Predictor:
-    """Predictions of the deployed integer model by the project's bit-exact simulator."""
-    from rssnn_deploy.sim import predict
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        bias = encode_input(spec, x.detach().cpu().numpy())
-        return torch.cat([torch.as_tensor(predict(spec, bias[i:i + batch_size], device=device))
-                          for i in range(0, len(bias), batch_size)]).cpu()
-    return run
 
 
 def lava_predictions(net_path: Path, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +121,7 @@ def evaluate_deployment(model: torch.nn.Module, nets: Mapping[str, Path], x: tor
     lava_accuracy = {}
     for label, path in nets.items():
         spec = read_netx(path)
-        chip = chip_predictor(spec)
+        chip = ChipPredictor(spec)
         stage = time.perf_counter()
         chip_pred = chip(x[:n_lava])
         timings["simulate_s"] += time.perf_counter() - stage

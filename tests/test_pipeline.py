@@ -8,9 +8,10 @@ import torch
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.data import load_dataset
 from rssnn_deploy.netx_io import read_netx
-from rssnn_deploy.pipeline import (chip_predictor, evaluate_deployment, export_both,
+from rssnn_deploy.pipeline import (evaluate_deployment, export_both,
                                    export_model, lava_predictions, write_report)
 from rssnn_deploy.robustness import CheckConfig, float_predictor
+from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.train import train_digits_model
 
 
@@ -53,7 +54,7 @@ def test_quantized_model_tracks_the_float_model(trained, exported, digits):
     spec = read_netx(exported[0])
     x, y = digits.x_test, digits.y_test
     float_pred = float_predictor(model)(x)
-    chip_pred = chip_predictor(spec)(x)
+    chip_pred = ChipPredictor(spec)(x)
     agreement = float((float_pred == chip_pred).float().mean())
     assert agreement >= 0.85, f"float and chip agree on only {agreement:.1%} of test images"
     gap = float((float_pred == y).float().mean() - (chip_pred == y).float().mean())
@@ -66,7 +67,7 @@ def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, di
     spec = read_netx(path)
     x = digits.x_test[:48]
     lava = lava_predictions(path, x)
-    sim = chip_predictor(spec)(x)
+    sim = ChipPredictor(spec)(x)
     assert lava.shape == sim.shape == (48,)
     assert torch.equal(lava.long(), sim.long())
 
