@@ -433,3 +433,19 @@ def _same(tensor: Tensor) -> Tensor:
 def build_model(config: Mapping[str, Any]) -> SNN:
     """Build an :class:`SNN` from a config dict (see ``COMMON_DEFAULTS``/``ARCHITECTURES``)."""
     return SNN(config)
+
+
+@torch.no_grad()
+def predict_classes(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Top-1 class of every sample, batched, in eval mode on the model's device.
+
+    The model's train/eval mode is restored afterwards; predictions come back on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(dim=1).cpu()
+                          for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)

@@ -63,7 +63,8 @@ from tqdm.auto import tqdm
 
 from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.fileio import atomic_path, atomic_write_text
-from rssnn_deploy.models import ARCHITECTURES, SNN, VGG_VARIANTS, build_model
+from rssnn_deploy.models import (ARCHITECTURES, SNN, VGG_VARIANTS, build_model,
+                                 predict_classes)
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions
@@ -387,20 +388,11 @@ def orthogonality_step(model: nn.Module, beta: float) -> None:
 # ---------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
 def evaluate_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy in [0, 1], in eval mode (the model's mode is restored after)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    try:
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start:start + batch_size].to(device))
-            correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return correct / max(len(x), 1)
+    if len(x) == 0:
+        return 0.0
+    return float((predict_classes(model, x, batch_size) == y.cpu()).float().mean())
 
 
 # --------------------------------------------------------------------------- checkpoints

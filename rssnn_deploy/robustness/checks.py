@@ -11,6 +11,7 @@ from typing import Callable, Dict, Sequence
 
 import torch
 
+from rssnn_deploy.models import predict_classes
 from rssnn_deploy.robustness.attacks import AttackSpec, craft
 from rssnn_deploy.robustness.noise import gaussian_noise
 
@@ -39,12 +40,7 @@ def pgd_examples(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
 
 def float_predictor(model: torch.nn.Module, batch_size: int = 512) -> Predictor:
     """Class predictions of the float model, in eval mode, without gradients."""
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        with torch.no_grad():
-            return torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
-                              for i in range(0, len(x), batch_size)])
-    return predict
+    return lambda x: predict_classes(model, x, batch_size)
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
