@@ -23,7 +23,7 @@ from rssnn_deploy.report import (format_accuracy_rows, markdown_table, plot_accu
                                  stability_table, with_provenance, write_json)
 from rssnn_deploy.robustness import CheckConfig, accuracy, float_predictor, run_checks
 from rssnn_deploy.robustness.chip_model import ChipPredictor
-from rssnn_deploy.spec import encode_input
+from rssnn_deploy.spec import NetworkSpec, encode_input
 
 
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
@@ -35,10 +35,10 @@ def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2"
     return result
 
 
-def lava_predictions(net_path: Path, x: torch.Tensor) -> torch.Tensor:
-    """Predictions of stock netx + Lava ``Loihi2SimCfg(select_tag="fixed_pt")`` on the file."""
+def lava_predictions(net_path: Path, spec: NetworkSpec, x: torch.Tensor) -> torch.Tensor:
+    """Predictions of Lava ``Loihi2SimCfg(select_tag="fixed_pt")`` on the file ``spec`` was
+    read from (stock netx, or the project's DLIF process for exact-gain files)."""
     from rssnn_deploy.backends import get_backend
-    spec = read_netx(net_path)
     bias = encode_input(spec, x.detach().cpu().numpy())
     return torch.as_tensor(get_backend("lava").predict(net_path, bias))
 
@@ -128,7 +128,7 @@ def evaluate_deployment(model: torch.nn.Module, nets: Mapping[str, Path], x: tor
         predictors[f"chip, {label} (sim)"] = chip
         series += [f"chip, {label} (sim)", f"chip, {label} (Lava)"]
         stage = time.perf_counter()
-        lava_pred = lava_predictions(path, x[:n_lava]) if n_lava else torch.zeros(0)
+        lava_pred = lava_predictions(path, spec, x[:n_lava]) if n_lava else torch.zeros(0)
         timings["lava_s"] += time.perf_counter() - stage
         mismatches = int((lava_pred.long() != chip_pred).sum()) if n_lava else 0
         lava[label] = {"file": Path(path).name, "samples": n_lava,

@@ -66,7 +66,7 @@ def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, di
     path, _ = exported
     spec = read_netx(path)
     x = digits.x_test[:48]
-    lava = lava_predictions(path, x)
+    lava = lava_predictions(path, spec, x)
     sim = ChipPredictor(spec)(x)
     assert lava.shape == sim.shape == (48,)
     assert torch.equal(lava.long(), sim.long())
