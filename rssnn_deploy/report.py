@@ -87,11 +87,11 @@ def plot_accuracy_groups(path: Path, title: str, groups: Mapping[str, Mapping[st
     return path
 
 
-def save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     return Path(path)
 

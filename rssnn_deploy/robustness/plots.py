@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, List, Mapping, Sequence
 
 import numpy as np
+
+from rssnn_deploy.report import save_figure
 
 __all__ = ["plot_attack_curves", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
 
@@ -40,12 +41,8 @@ def _panels(plt, count: int, width: float = 3.4, height: float = 2.9):
 
 
 def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout(rect=rect)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
