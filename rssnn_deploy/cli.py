@@ -1,32 +1,21 @@
 """``rssnn-deploy``: one subcommand per stage; thin, the work lives in the modules.
 
-Errors the user can fix (a missing or malformed file, a model that does not fit the
-chip, a missing Loihi runtime) end with one line naming the file, field and limit, and
-exit status 2; anything else is a bug and keeps its traceback.
+Errors the user can fix (``rssnn_deploy.errors.UserError``: a missing or malformed
+file, an option out of range, a model that does not fit the chip, a missing Loihi
+runtime) end with one line naming the file, field and limit, and exit status 2; anything
+else is a bug: one line "internal error" with the path of a log holding the traceback,
+exit status 3.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import rssnn_deploy
-
-
-def _user_errors() -> tuple:
-    from rssnn_deploy.data import DatasetError
-    from rssnn_deploy.hw import ProfileError
-    from rssnn_deploy.netx_io import NetxFormatError
-    from rssnn_deploy.quantize import QuantizationError
-    from rssnn_deploy.sim import SimulationError
-    from rssnn_deploy.spec import InputError
-    from rssnn_deploy.train import CheckpointError
-    errors = [DatasetError, ProfileError, NetxFormatError, QuantizationError,
-              CheckpointError, SimulationError, InputError, FileNotFoundError]
-    from rssnn_deploy.backends import BackendError
-    errors.append(BackendError)
-    return tuple(errors)
+from rssnn_deploy.errors import InputFileError, UserError
 
 
 # ------------------------------------------------------------------------ subcommands
@@ -165,7 +154,7 @@ def _guarded(args: argparse.Namespace, run: Callable[[], int]) -> int:
     try:
         return run()
     except (MappingError, EnergyError, NIRConversionError) as err:
-        print(f"rssnn-deploy {args.command}: error: {err}", file=sys.stderr)
+        print(f"rssnn-deploy {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 
@@ -216,7 +205,7 @@ def _load_inputs(path: Path):
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise FileNotFoundError(f"{path}: not a readable .npy array ({err})") from None
+        raise InputFileError(f"{path}: not a readable .npy array ({err})") from None
 
 
 def _backend_status() -> List[str]:
@@ -236,7 +225,7 @@ def _backend_status() -> List[str]:
 def _existing(path: str) -> Path:
     found = Path(path)
     if not found.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputFileError(f"{path}: no such file")
     return found
 
 
@@ -329,13 +318,41 @@ DEMO_EPOCHS = 30
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one subcommand: user errors end in one line and exit 2, bugs in a log file."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except _user_errors() as err:
-        message = err.args[0] if isinstance(err, FileNotFoundError) and err.args else err
-        print(f"rssnn-deploy {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return _fail(args.command, _one_line(err))
+    except FileNotFoundError as err:
+        return _fail(args.command, _one_line(err))
+    except KeyboardInterrupt:
+        return _fail(args.command, "interrupted", status=130)
+    except Exception:  # a bug: keep the traceback in a file, print one line
+        return _fail(args.command, f"internal error, please report it with the log "
+                                   f"{_write_crash_log(args)}", status=3)
+
+
+def _one_line(err: object) -> str:
+    text = str(err).strip()
+    return " ".join(text.split()) if text else type(err).__name__
+
+
+def _fail(command: str, message: str, status: int = 2) -> int:
+    print(f"rssnn-deploy {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _write_crash_log(args: argparse.Namespace) -> Path:
+    """The traceback of an unexpected error, in a file the user can attach to a report."""
+    import tempfile
+    import traceback
+    fd, name = tempfile.mkstemp(prefix="rssnn-deploy-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.write(f"rssnn-deploy {rssnn_deploy.__version__}\nargv: {sys.argv!r}\n"
+                  f"command: {args.command}\n\n")
+        traceback.print_exc(file=log)
+    return Path(name)
 
 
 if __name__ == "__main__":

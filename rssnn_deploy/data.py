@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssnn_deploy.errors import UserError
+
 __all__ = [
     "DatasetError",
     "Dataset",
@@ -60,7 +62,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 _DOWNLOADABLE_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset file is missing or malformed; the message names file and problem."""
 
 

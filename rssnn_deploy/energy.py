@@ -39,6 +39,7 @@ import torch
 from rssnn_deploy.hw import EnergyModel, HardwareProfile
 from rssnn_deploy.mapping import NetworkMapping, neuron_layers
 from rssnn_deploy.spec import NetworkSpec
+from rssnn_deploy.errors import UserError
 
 __all__ = ["LayerEvents", "EventCounts", "EnergyEstimate", "EnergyError", "count_events",
            "estimate_energy", "accuracy_per_millijoule", "efficiency_table"]
@@ -46,7 +47,7 @@ __all__ = ["LayerEvents", "EventCounts", "EnergyEstimate", "EnergyError", "count
 PJ_PER_MJ = 1e9
 
 
-class EnergyError(ValueError):
+class EnergyError(UserError, ValueError):
     """Events cannot be counted or priced (no bias input, no energy table, mismatch)."""
 
 

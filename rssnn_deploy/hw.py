@@ -19,10 +19,12 @@ from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
+from rssnn_deploy.errors import UserError
+
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError, ValueError):
     """A missing or malformed hardware profile."""
 
 

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from rssnn_deploy.hw import HardwareProfile, SynapseEncoding
 from rssnn_deploy.spec import LayerSpec, NetworkSpec
+from rssnn_deploy.errors import UserError
 
 __all__ = ["LIMITS", "MappingError", "Connectivity", "NeuronLayer", "LayerMapping",
            "NetworkMapping", "neuron_layers", "layer_connectivity", "map_network"]
@@ -64,7 +65,7 @@ NEURONS, FAN_IN, SYN_MEM, FAN_OUT = "neurons", "fan-in axons", "synaptic memory"
 LIMITS = (NEURONS, SYN_MEM, FAN_IN, FAN_OUT)
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """The network does not fit the profile; names the layer (or network) and the limit."""
 
     def __init__(self, message: str, layer: Optional[int] = None, limit: Optional[str] = None):

@@ -30,6 +30,7 @@ import numpy as np
 from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.spec import (DECAY_ONE, FOREIGN_LAYER_KINDS, LAYER_KINDS, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
+from rssnn_deploy.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 
@@ -43,7 +44,7 @@ _HANDLED = {"type", "shape", "neuron", "weight", "bias", "delay", "stride", "pad
             "dilation", "groups", "rssnn", *_CONV_DERIVED, *_DENSE_DERIVED}
 
 
-class NetxFormatError(ValueError):
+class NetxFormatError(UserError, ValueError):
     """A netx file (or a spec about to be written) that breaks the format."""
 
 

@@ -68,6 +68,7 @@ import numpy as np
 from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.errors import UserError
 
 __all__ = ["NIRConversionError", "spec_to_nir", "nir_to_spec", "write_nir", "read_nir",
            "NON_SPIKING_VTH"]
@@ -79,7 +80,7 @@ _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "I", "LI", "CubaLI")
 _SYNAPSE_TYPES = ("Linear", "Affine", "Conv2d")
 
 
-class NIRConversionError(ValueError):
+class NIRConversionError(UserError, ValueError):
     """A spec or NIR graph that has no faithful counterpart on the other side."""
 
 

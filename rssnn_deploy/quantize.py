@@ -48,6 +48,7 @@ import torch
 from rssnn_deploy.fileio import jsonable
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.errors import UserError
 
 ACTIVATION_SHIFT = 6
 #: how inputs x ∈ [0, 1] become bias mantissas (``_quantize_encoder``).
@@ -56,7 +57,7 @@ INPUT_MAPPINGS = ("membrane", "threshold")
 NETX_WEIGHT_EXP_MAX = 1
 
 
-class QuantizationError(ValueError):
+class QuantizationError(UserError, ValueError):
     """The float model cannot be represented under the hardware profile's limits."""
 
 

@@ -126,6 +126,7 @@ import torch.nn.functional as F
 
 from rssnn_deploy.spec import (BIAS_EXP, DECAY_ONE, STATE_SHIFT, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
+from rssnn_deploy.errors import UserError
 
 __all__ = [
     "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
@@ -149,7 +150,7 @@ SpikeTransform = Callable[[int, torch.Tensor], torch.Tensor]
 NeuronConstant = Union[float, torch.Tensor]
 
 
-class SimulationError(ValueError):
+class SimulationError(UserError, ValueError):
     """The spec cannot be simulated (foreign neuron, unsupported wiring, bad input)."""
 
 

@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rssnn_deploy.errors import UserError
+
 #: netx's fixed bias exponent and Loihi's fixed threshold / activation shift.
 BIAS_EXP = 6
 STATE_SHIFT = 6
@@ -197,7 +199,7 @@ class NetworkSpec:
         return "\n".join(rows)
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Inputs that do not fit a network's input layer or its [0, 1] pixel range."""
 
 

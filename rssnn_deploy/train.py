@@ -68,6 +68,7 @@ from rssnn_deploy.models import (ARCHITECTURES, SNN, VGG_VARIANTS, build_model,
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions
+from rssnn_deploy.errors import UserError
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -104,7 +105,7 @@ SCHEDULES = ("cosine", "constant")
 GAIN_MODES = ("fold", "exact")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be used as asked: not ours, or not resumable with this config."""
 
 

@@ -121,3 +121,40 @@ def tiny_net(tmp_path):
                   weight=rng.integers(-128, 128, (3, 6))),
     ], meta={"steps": 4, "input_scale": 4095.0, "readout": "membrane"})
     return write_netx(spec, tmp_path / "tiny.net")
+
+
+def test_every_module_error_is_a_user_error():
+    """The CLI's one-line contract covers every boundary's own error class."""
+    from rssnn_deploy.backends.base import BackendError
+    from rssnn_deploy.data import DatasetError
+    from rssnn_deploy.energy import EnergyError
+    from rssnn_deploy.errors import UserError
+    from rssnn_deploy.hw import ProfileError
+    from rssnn_deploy.mapping import MappingError
+    from rssnn_deploy.netx_io import NetxFormatError
+    from rssnn_deploy.nir_io import NIRConversionError
+    from rssnn_deploy.quantize import QuantizationError
+    from rssnn_deploy.sim import SimulationError
+    from rssnn_deploy.spec import InputError
+    from rssnn_deploy.train import CheckpointError
+    for cls in (BackendError, DatasetError, EnergyError, ProfileError, MappingError,
+                NetxFormatError, NIRConversionError, QuantizationError, SimulationError,
+                InputError, CheckpointError):
+        assert issubclass(cls, UserError), cls
+
+
+def test_a_bug_prints_one_line_and_keeps_the_traceback_in_a_log(monkeypatch, capsys):
+    import rssnn_deploy.cli as cli
+
+    def broken(args):
+        raise ZeroDivisionError("boom")
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["info"].set_defaults(handler=broken)
+    assert main(["info"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rssnn-deploy info: error: internal error, please report it")
+    assert "\n" not in err and "Traceback" not in err
+    log = err.rsplit(" ", 1)[-1]
+    text = open(log).read()
+    assert "ZeroDivisionError: boom" in text and "Traceback" in text

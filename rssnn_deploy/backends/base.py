@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from rssnn_deploy.spec import NetworkSpec
+from rssnn_deploy.errors import UserError
 
 SpecOrPath = Union[NetworkSpec, str, Path]
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend failed to run a network (the message names the file)."""
 
 
