@@ -62,7 +62,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rssnn_deploy.evaluate import config_from_args, evaluate, exit_status
+    from rssnn_deploy.robustness.cli_args import config_from_args
+    from rssnn_deploy.robustness.evaluation import evaluate, exit_status
     from rssnn_deploy.robustness.tables import summary_text
     record = evaluate(_existing(args.checkpoint), _existing(args.net), args.dataset,
                       Path(args.out), config_from_args(args))
@@ -275,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", cmd_evaluate, "robustness of the float model and of its deployed "
                                       "integer model: noise, attacks under three threat "
                                       "models, hardware faults, sanity checks, Lava cross-check")
-    from rssnn_deploy.evaluate import add_evaluate_arguments
+    from rssnn_deploy.robustness.cli_args import add_evaluate_arguments
     add_evaluate_arguments(p)
 
     p = add("info", cmd_info, "versions, available backends, Loihi runtime; with a file, "

@@ -10,7 +10,8 @@ from torch import nn
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.evaluate import EvaluateConfig, Subject, evaluate_subject
+from rssnn_deploy.robustness.config import EvaluateConfig, Subject
+from rssnn_deploy.robustness.evaluation import evaluate_subject
 from rssnn_deploy.models import build_model
 from rssnn_deploy.quantize import quantize
 from rssnn_deploy.robustness.sanity import (check_beats_noise, check_budget,

@@ -79,7 +79,7 @@ def test_fingerprints_depend_on_content():
 SHARD_SCRIPT = textwrap.dedent('''
     import json, sys
     from pathlib import Path
-    from rssnn_deploy.evaluate import distributed_from_env
+    from rssnn_deploy.robustness.evaluation import distributed_from_env
     from rssnn_deploy.robustness.sweep import Cell, CellCache, run_cells
 
     out = Path(sys.argv[1])

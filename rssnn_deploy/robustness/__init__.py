@@ -11,10 +11,15 @@ Modules, one job each:
   threshold and decay mismatch, dropped spikes.
 * ``sanity``: checks that catch a broken or obfuscated attack.
 * ``sweep``: cells of work, a resumable JSON cache, sharding over torch.distributed.
+* ``config``: threat models, budgets, ``EvaluateConfig`` and the evaluated ``Subject``.
+* ``cells``: the cells of one evaluation and how each is computed.
+* ``record``: computed cells assembled into rows, worst cases and sanity checks.
 * ``plots`` / ``tables``: the report's PNGs and Markdown.
+* ``evaluation``: the orchestrator behind ``rssnn-deploy evaluate``; ``cli_args`` its options.
 * ``checks``: the demo's short check (clean, noise, PGD transfer).
 
-``rssnn_deploy.evaluate`` puts them together for ``rssnn-deploy evaluate``.
+Imports point one way: ``evaluation`` → ``record`` → ``cells`` → the measuring modules;
+nothing here imports ``evaluation`` back.
 """
 from rssnn_deploy.robustness.checks import (CheckConfig, Predictor, accuracy, float_predictor,
                                             pgd_examples, run_checks)

@@ -2,7 +2,7 @@
 
 Kept small on purpose: ``pipeline.run_demo`` calls it after every training run. The
 full evaluation (attacks under three threat models, noise and fault sweeps, sanity
-checks, resumable and sharded) is ``rssnn_deploy.evaluate``.
+checks, resumable and sharded) is ``robustness.evaluation``.
 """
 from __future__ import annotations
 

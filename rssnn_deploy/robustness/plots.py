@@ -18,6 +18,9 @@ from typing import Any, List, Mapping, Sequence
 import numpy as np
 
 from rssnn_deploy.report import save_figure
+from rssnn_deploy.robustness.config import THREATS
+from rssnn_deploy.robustness.faults import FAULTS
+from rssnn_deploy.robustness.record import strongest_over_gradients
 
 __all__ = ["plot_attack_curves", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
 
@@ -47,8 +50,6 @@ def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
 
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
     """Accuracy vs ε per attack: one line per threat model, strongest gradient source."""
-    from rssnn_deploy.evaluate import THREATS
-    from rssnn_deploy.robustness.tables import strongest_over_gradients
     plt = _pyplot()
     rows = record["attacks"]
     best = strongest_over_gradients(rows)
@@ -103,7 +104,6 @@ def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:
 
 def plot_faults(path: Path, record: Mapping[str, Any]) -> Path:
     """Chip accuracy vs fault level: mean ± std over seeds, worst seed dotted."""
-    from rssnn_deploy.robustness.faults import FAULTS
     plt = _pyplot()
     kinds = list(dict.fromkeys(r["kind"] for r in record["faults"]))
     fig, axes = _panels(plt, len(kinds))

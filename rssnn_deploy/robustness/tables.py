@@ -6,12 +6,15 @@ Every number in the Markdown comes from the record that is also written to
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, List, Mapping, Sequence
 
-from rssnn_deploy.fileio import atomic_write_text
-from rssnn_deploy.report import markdown_table, stability_table, write_json
+from rssnn_deploy.report import markdown_table, stability_table
+from rssnn_deploy.robustness.attacks import GRADIENTS
+from rssnn_deploy.robustness.config import THREATS
+from rssnn_deploy.robustness.faults import FAULTS
+from rssnn_deploy.robustness.record import strongest_over_gradients
 
-__all__ = ["render_markdown", "write_report"]
+__all__ = ["render_markdown", "summary_text"]
 
 
 def _pct(value: float) -> str:
@@ -23,14 +26,11 @@ def _eps(value: float) -> str:
 
 
 def _threat_label(threat: str, gradient: str) -> str:
-    from rssnn_deploy.evaluate import THREATS
     return f"{THREATS[threat]} ({gradient})"
 
 
 def _series(rows: Sequence[Mapping[str, Any]]) -> List[tuple]:
     """(threat, gradient) pairs in reading order: threat models, then gradient sources."""
-    from rssnn_deploy.evaluate import THREATS
-    from rssnn_deploy.robustness.attacks import GRADIENTS
     gradients = list(GRADIENTS) + ["ste"]
     return sorted({(r["threat"], r["gradient"]) for r in rows},
                   key=lambda s: (list(THREATS).index(s[0]),
@@ -75,19 +75,8 @@ def default_eps_table(record: Mapping[str, Any]) -> str:
             "samples that survive every attack in the row.")
 
 
-def strongest_over_gradients(rows: Sequence[Mapping[str, Any]]
-                             ) -> Dict[tuple, float]:
-    """(threat, attack, ε) → the lowest accuracy over gradient sources."""
-    best: Dict[tuple, float] = {}
-    for r in rows:
-        key = (r["threat"], r["attack"], r["eps"])
-        best[key] = min(best.get(key, 1.0), r["accuracy"])
-    return best
-
-
 def eps_sweep_tables(record: Mapping[str, Any]) -> str:
     """One table per threat model: rows attacks (strongest gradient source), columns ε."""
-    from rssnn_deploy.evaluate import THREATS
     rows = record["attacks"]
     best = strongest_over_gradients(rows)
     worst = {(w["threat"], w["eps"]): w["accuracy"]
@@ -117,7 +106,6 @@ def noise_table(record: Mapping[str, Any]) -> str:
 
 
 def fault_table(record: Mapping[str, Any]) -> str:
-    from rssnn_deploy.robustness.faults import FAULTS
     body = []
     for r in record["faults"]:
         stats = _fault_stats(r)
@@ -197,17 +185,6 @@ def render_markdown(record: Mapping[str, Any]) -> str:
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(record.get("compute_seconds", {}).items())),
     ]
     return "\n\n".join(sections) + "\n"
-
-
-def write_report(out: Path, record: Dict[str, Any]) -> List[str]:
-    """``report.json``, ``report.md`` and the PNGs; returns the plot paths."""
-    from rssnn_deploy.robustness.plots import write_plots
-    out = Path(out)
-    plots = [str(p) for p in write_plots(out, record)]
-    record["plots"] = plots
-    write_json(out / "report.json", record)
-    atomic_write_text(out / "report.md", render_markdown(record))
-    return plots
 
 
 def summary_text(record: Mapping[str, Any], out: Path) -> str:

@@ -13,8 +13,10 @@ import pytest
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli import main
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.evaluate import (EvaluateConfig, _Evaluator, default_eps_255, eps_grid_255,
-                                   evaluate, parse_levels)
+from rssnn_deploy.robustness.cells import Evaluator as _Evaluator
+from rssnn_deploy.robustness.cli_args import parse_levels
+from rssnn_deploy.robustness.config import EvaluateConfig, default_eps_255, eps_grid_255
+from rssnn_deploy.robustness.evaluation import evaluate
 from rssnn_deploy.pipeline import export_model
 from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
 

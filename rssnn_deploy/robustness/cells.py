@@ -1,0 +1,221 @@
+"""The cells of one evaluation and how each is computed.
+
+An evaluation is cut into independent cells (``robustness.sweep.Cell``): one attack at
+one budget from one gradient source, one noise level, one fault level and seed, the
+clean run, and the Lava cross-check. :class:`Evaluator` lists them and computes any
+one of them from the subject and the configuration alone, so cells can be cached,
+resumed and sharded. Per-sample correctness is kept as packed bits for the worst case.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rssnn_deploy.robustness import faults as fault_lib
+from rssnn_deploy.robustness.attacks import AttackSpec, check_budget, craft, craft_with_gradient
+from rssnn_deploy.robustness.checks import Predictor, float_predictor
+from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
+from rssnn_deploy.robustness.config import EvaluateConfig, Subject, default_eps_255, eps_grid_255
+from rssnn_deploy.robustness.noise import apply_noise
+from rssnn_deploy.robustness.sweep import Cell
+from rssnn_deploy.spec import NetworkSpec, encode_input
+
+__all__ = ["Evaluator", "lava_cross_check", "pack_bits", "unpack_bits"]
+
+
+# ------------------------------------------------------------------------ bit helpers
+
+def pack_bits(correct: Tensor) -> str:
+    """Per-sample correctness as hex (one bit per sample), for worst-case aggregation."""
+    return np.packbits(correct.cpu().numpy().astype(bool)).tobytes().hex()
+
+
+def unpack_bits(bits: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:n].astype(bool)
+
+
+def _safe_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)
+
+
+# ----------------------------------------------------------------------------- engine
+
+class Evaluator:
+    """Builds the cells of one evaluation and computes any of them."""
+
+    def __init__(self, subject: Subject, config: EvaluateConfig, out: Path) -> None:
+        self.subject = subject
+        self.config = config
+        self.out = Path(out)
+        self.eps = config.eps if config.eps is not None else default_eps_255(subject.x.shape[1:])
+        grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps)
+        self.grid = tuple(sorted(set(grid) | {self.eps}))
+        self.float_predict: Predictor = float_predictor(subject.model, config.batch_size)
+        self.chip_predict = ChipPredictor(subject.spec, device=config.device)
+        self._chip_model: Optional[ChipModel] = None
+
+    # -- cells ------------------------------------------------------------------------
+    def cells(self) -> List[Cell]:
+        """Attack cells first (the expensive ones), then faults, noise and clean.
+
+        The Lava cross-check reads the attacked inputs these cells save, so it runs in
+        a second phase (``lava_cells``) once every shard has finished.
+        """
+        return (self.attack_cells() + self.fault_cells() + self.noise_cells()
+                + [Cell.make("clean")])
+
+    def attack_cells(self) -> List[Cell]:
+        sources: List[Tuple[str, str]] = []
+        if {"float", "transfer"} & set(self.config.threat_models):
+            sources += [("float", g) for g in self.config.gradients]
+        if "chip" in self.config.threat_models:
+            sources.append(("chip", "ste"))
+        grid_attacks = (self.config.attacks if self.config.grid_attacks is None
+                        else self.config.grid_attacks)
+        cells = []
+        for source, gradient in sources:
+            for attack in self.config.attacks:
+                budgets = self.grid if attack in grid_attacks else (self.eps,)
+                cells += [Cell.make("attack", source=source, gradient=gradient, attack=attack,
+                                    eps=float(e)) for e in budgets]
+        return cells
+
+    def noise_cells(self) -> List[Cell]:
+        cells = [Cell.make("noise", kind=k, level=float(v))
+                 for k, levels in self.config.noise.items() for v in levels]
+        # the random baseline of the "attack beats noise" check, one per attack budget
+        cells += [Cell.make("noise", kind="uniform", level=e / 255.0) for e in self.grid]
+        return cells
+
+    def fault_cells(self) -> List[Cell]:
+        return [Cell.make("fault", kind=k, level=float(v), repeat=r)
+                for k, levels in self.config.faults.items() for v in levels
+                for r in range(self.config.fault_repeats)]
+
+    def lava_cells(self) -> List[Cell]:
+        samples = self.config.lava_samples
+        return [Cell.make("lava", samples=samples)] if samples > 0 else []
+
+    # -- computing ------------------------------------------------------------------------
+    def compute(self, cell: Cell) -> Dict[str, Any]:
+        start = time.perf_counter()
+        result = getattr(self, f"_compute_{cell.group}")(cell)
+        result["seconds"] = time.perf_counter() - start
+        return result
+
+    def _score(self, x: Tensor) -> Dict[str, Any]:
+        y = self.subject.y
+        float_ok = self.float_predict(x).cpu() == y
+        chip_pred = self.chip_predict(x)
+        chip_ok = chip_pred == y
+        return {"float": float(float_ok.float().mean()), "chip": float(chip_ok.float().mean()),
+                "float_bits": pack_bits(float_ok), "chip_bits": pack_bits(chip_ok),
+                "_chip_pred": chip_pred}
+
+    def _compute_clean(self, cell: Cell) -> Dict[str, Any]:
+        score = self._score(self.subject.x)
+        score.pop("_chip_pred")
+        return score
+
+    def _compute_noise(self, cell: Cell) -> Dict[str, Any]:
+        x = apply_noise(cell["kind"], self.subject.x, cell["level"], self.config.seed)
+        score = self._score(x)
+        score.pop("_chip_pred")
+        return score
+
+    def _compute_attack(self, cell: Cell) -> Dict[str, Any]:
+        eps = cell["eps"] / 255.0
+        spec = AttackSpec(cell["attack"], eps, apgd_steps=self.config.apgd_steps,
+                          seed=self.config.seed)
+        x, y = self.subject.x, self.subject.y
+        if cell["source"] == "chip":
+            x_adv = craft(self.chip_model, x, y, spec, self.config.batch_size)
+        else:
+            x_adv = craft_with_gradient(self.subject.model, x, y, spec, cell["gradient"],
+                                        self.config.batch_size)
+        score = self._score(x_adv)
+        self._keep_for_lava(cell, x_adv, score.pop("_chip_pred"))
+        return {**score, **check_budget(x, x_adv, eps)}
+
+    def _compute_fault(self, cell: Cell) -> Dict[str, Any]:
+        seed = self.config.seed * 1000 + int(cell["repeat"])
+        injection = fault_lib.inject(self.subject.spec, cell["kind"], cell["level"], seed)
+        predict = ChipPredictor(injection.spec, device=self.config.device,
+                                spike_transform=injection.spike_transform)
+        correct = predict(self.subject.x) == self.subject.y
+        stats = dict(injection.stats)
+        dropper = injection.spike_transform
+        if isinstance(dropper, fault_lib.SpikeDropper):
+            stats.update(dropped_spikes=dropper.dropped, spikes=dropper.seen)
+        return {"chip": float(correct.float().mean()), "stats": stats}
+
+    def _compute_lava(self, cell: Cell) -> Dict[str, Any]:
+        pool = [self._pool_path(c) for c in self.attack_cells()]
+        return lava_cross_check(self.subject.net_path, self.subject.spec,
+                                [p for p in pool if p.is_file()], int(cell["samples"]),
+                                self.config.seed, self.config.device,
+                                progress=self.config.progress)
+
+    def _pool_path(self, cell: Cell) -> Path:
+        return self.out / "adversarial" / f"{_safe_name(cell.key)}.npz"
+
+    @property
+    def chip_model(self) -> ChipModel:
+        if self._chip_model is None:
+            subject = self.subject
+            scale = readout_logit_scale(subject.spec, subject.model, subject.stability)
+            self._chip_model = ChipModel(self.subject.spec, scale, device=self.config.device)
+        return self._chip_model
+
+    def _keep_for_lava(self, cell: Cell, x_adv: Tensor, chip_pred: Tensor) -> None:
+        """Save the first few attacked inputs and the simulator's predictions for Lava."""
+        k = min(self.config.adversarial_pool, len(x_adv))
+        if k == 0:
+            return
+        from rssnn_deploy.report import write_npz
+        write_npz(self._pool_path(cell),
+                  {"x": x_adv[:k].cpu().numpy().astype(np.float32),
+                   "sim_pred": chip_pred[:k].numpy(), "y": self.subject.y[:k].cpu().numpy()})
+
+
+def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], samples: int,
+                     seed: int = 0, device: str = "cpu", progress: bool = True
+                     ) -> Dict[str, Any]:
+    """Re-run ``samples`` saved attacked inputs on Lava; count predictions ≠ the simulator's.
+
+    Inputs are drawn (seeded) from the ``.npz`` pool ``files`` the attack cells wrote;
+    the simulator's predictions are recomputed here and also compared with those saved
+    at attack time.
+    """
+    from rssnn_deploy.backends import BackendError, get_backend
+    if not files:
+        return {"skipped": "no attacked inputs were saved", "passed": None}
+    xs, saved = [], []
+    for path in files:
+        with np.load(path) as data:
+            xs.append(data["x"])
+            saved.append(data["sim_pred"])
+    x_all, saved_all = np.concatenate(xs), np.concatenate(saved)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(x_all), size=min(samples, len(x_all)), replace=False))
+    x = torch.as_tensor(x_all[pick])
+    sim_pred = ChipPredictor(spec, device=device)(x).numpy()
+    backend = get_backend("lava", progress=progress)
+    if not backend.available():
+        return {"skipped": "Lava cannot be imported", "passed": None}
+    try:
+        lava_pred = np.asarray(backend.predict(net_path, encode_input(spec, x.numpy())))
+    except BackendError as err:
+        return {"skipped": f"Lava could not run the network: {err}", "passed": None}
+    mismatches = int((lava_pred != sim_pred).sum())
+    stale = int((saved_all[pick] != sim_pred).sum())
+    return {"samples": int(len(pick)), "pool": int(len(x_all)), "pool_files": len(files),
+            "mismatches": mismatches, "sim_vs_saved_mismatches": stale,
+            "runner": getattr(backend, "last_builder", "netx"),
+            "passed": mismatches == 0 and stale == 0}

@@ -1,0 +1,139 @@
+"""The options of ``rssnn-deploy evaluate`` and the configuration they make.
+
+Budgets are in 1/255 units. Option types validate each value where it is parsed, so a
+bad list or level ends in one argparse error line naming the option.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
+from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
+from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
+
+__all__ = ["add_evaluate_arguments", "config_from_args", "parse_levels"]
+
+
+def _csv(text: str) -> Tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _floats(text: str) -> Tuple[float, ...]:
+    return tuple(float(s) for s in _csv(text))
+
+
+def _choices(allowed: Sequence[str]):
+    """An argparse type: a comma list whose items must be in ``allowed``."""
+    def parse(text: str) -> Tuple[str, ...]:
+        items = _csv(text)
+        bad = [i for i in items if i not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}; choose from "
+                                             f"{', '.join(allowed)}")
+        return items
+    return parse
+
+
+def _attack_list(text: str) -> Tuple[str, ...]:
+    items = _csv(text)
+    for name in items:
+        try:
+            parse_attack(name)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return items
+
+
+def _level_item(allowed: Sequence[str]):
+    """An argparse type for ``KIND=L1,L2,…`` (``KIND=`` drops a kind) or ``none``."""
+    def parse(text: str) -> Tuple[str, Tuple[float, ...]]:
+        if text.strip().lower() == "none":
+            return ("none", ())
+        kind, sep, values = text.partition("=")
+        if not sep or kind.strip() not in allowed:
+            raise argparse.ArgumentTypeError(f"expected KIND=L1,L2,… with KIND in "
+                                             f"{', '.join(allowed)}, or 'none'; got {text!r}")
+        try:
+            return kind.strip(), _floats(values)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"levels must be numbers: {text!r}") from None
+    return parse
+
+
+def parse_levels(items: Optional[Sequence[Tuple[str, Tuple[float, ...]]]],
+                 defaults: Mapping[str, Tuple[float, ...]]) -> Dict[str, Tuple[float, ...]]:
+    """Defaults with ``(kind, levels)`` overrides applied; ``("none", ())`` clears all."""
+    levels = dict(defaults)
+    for kind, values in items or ():
+        if kind == "none":
+            levels = {}
+        else:
+            levels[kind] = tuple(values)
+    return {k: v for k, v in levels.items() if v}
+
+
+def add_evaluate_arguments(parser) -> None:
+    """The options of ``rssnn-deploy evaluate`` (budgets in 1/255 units)."""
+    from rssnn_deploy.robustness.faults import FAULTS
+    from rssnn_deploy.robustness.noise import NOISES
+    parser.add_argument("checkpoint", help="checkpoint.pt written by `train`")
+    parser.add_argument("net", help="the netx file `export` wrote from it")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--out", default="runs/evaluate", help="report directory")
+    parser.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
+    parser.add_argument("--eps", type=float, default=None,
+                        help="default L∞ budget in 1/255 units "
+                             "(8; 25.5 = 0.1 for inputs of ≤ 16×16 pixels)")
+    parser.add_argument("--eps-grid", type=_floats, default=None,
+                        help="budgets to sweep, 1/255 units "
+                             "(default: ε·{¼,½,1,2,4} and --large-eps)")
+    parser.add_argument("--large-eps", type=float, default=LARGE_EPS_255,
+                        help="budget at which a white-box attack must reach ~0 %% (sanity check)")
+    parser.add_argument("--attacks", type=_attack_list, default=ATTACKS,
+                        help="comma list (default: " + ",".join(ATTACKS) + ")")
+    parser.add_argument("--grid-attacks", type=_attack_list, default=None,
+                        help="attacks swept over the whole ε grid (default: all)")
+    parser.add_argument("--threat-models", type=_choices(tuple(THREATS)), default=tuple(THREATS),
+                        help="float (white-box), transfer (float → chip), chip (white-box "
+                             "through the simulator)")
+    parser.add_argument("--gradients", type=_choices(GRADIENTS), default=("bptt",),
+                        help="float-model gradients: " + ", ".join(GRADIENTS))
+    parser.add_argument("--apgd-steps", type=int, default=20)
+    parser.add_argument("--noise", action="append", metavar="KIND=L1,L2",
+                        type=_level_item(tuple(NOISES)),
+                        help=f"noise levels ({', '.join(NOISES)}); 'none' for no noise")
+    parser.add_argument("--faults", action="append", metavar="KIND=L1,L2",
+                        type=_level_item(tuple(FAULTS)),
+                        help=f"fault levels ({', '.join(FAULTS)}); 'none' for no faults")
+    parser.add_argument("--fault-repeats", type=int, default=3, help="seeds per fault level")
+    parser.add_argument("--lava-samples", type=int, default=64,
+                        help="attacked inputs re-run on Lava to cross-check the simulator "
+                             "(0: none)")
+    parser.add_argument("--tolerance", type=float, default=0.02,
+                        help="slack of the sanity checks (absolute accuracy; at least 2 samples)")
+    parser.add_argument("--zero-tolerance", type=float, default=0.05,
+                        help="largest accuracy that counts as 'near zero' at --large-eps")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-resume", action="store_true", help="ignore cached cells")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when a sanity check fails (not only on a Lava mismatch)")
+
+
+def config_from_args(args) -> EvaluateConfig:
+    """An :class:`EvaluateConfig` from the options of :func:`add_evaluate_arguments`."""
+    from rssnn_deploy.robustness.faults import DEFAULT_FAULT_LEVELS
+    return EvaluateConfig(
+        eps=args.eps, eps_grid=args.eps_grid, large_eps=args.large_eps,
+        attacks=tuple(args.attacks), grid_attacks=args.grid_attacks,
+        threat_models=tuple(args.threat_models), gradients=tuple(args.gradients),
+        apgd_steps=args.apgd_steps,
+        noise=parse_levels(args.noise, DEFAULT_NOISE_LEVELS),
+        faults=parse_levels(args.faults, DEFAULT_FAULT_LEVELS),
+        fault_repeats=args.fault_repeats, samples=args.samples, batch_size=args.batch_size,
+        lava_samples=args.lava_samples, tolerance=args.tolerance,
+        zero_tolerance=args.zero_tolerance, seed=args.seed, resume=not args.no_resume,
+        progress=not args.no_progress, device=args.device)

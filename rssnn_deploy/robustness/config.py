@@ -1,0 +1,102 @@
+"""What an evaluation measures: threat models, budgets, the configuration and the subject.
+
+Budgets are given in 1/255 units, the convention of the literature. The default is
+8/255 for natural images (the RSSNN paper's CIFAR setting), but inputs of at most 16×16
+pixels default to 25.5/255 = 0.1: scikit-learn's 8×8 digits have 17 grey levels, one
+level is 1/16 ≈ 16/255, so 8/255 would be half a grey level, smaller than any change the
+data itself can show; 0.1 (≈ 1.6 levels) is the project's long-standing digits budget.
+The ε sweep is ε·{¼, ½, 1, 2, 4} plus a large ε (127.5/255 = 0.5, at which every image
+can be moved to uniform grey) for the "near zero" sanity check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+from torch import Tensor, nn
+
+from rssnn_deploy.robustness import faults as fault_lib
+from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
+from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
+from rssnn_deploy.spec import NetworkSpec
+
+__all__ = ["EvaluateConfig", "Subject", "THREATS", "default_eps_255", "eps_grid_255",
+           "LARGE_EPS_255"]
+
+#: threat model → how the report names it.
+THREATS: Dict[str, str] = {"float": "float white-box", "transfer": "transfer → chip",
+                           "chip": "chip white-box"}
+NATURAL_EPS_255 = 8.0
+SMALL_IMAGE_EPS_255 = 25.5
+SMALL_IMAGE_PIXELS = 16 * 16
+LARGE_EPS_255 = 127.5
+GRID_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def default_eps_255(in_shape: Sequence[int]) -> float:
+    """8/255 for natural images, 25.5/255 (= 0.1) for inputs of ≤ 16×16 pixels."""
+    pixels = int(np.prod(in_shape[-2:])) if len(in_shape) >= 2 else int(in_shape[0])
+    return SMALL_IMAGE_EPS_255 if pixels <= SMALL_IMAGE_PIXELS else NATURAL_EPS_255
+
+
+def eps_grid_255(eps: float, large: float = LARGE_EPS_255) -> Tuple[float, ...]:
+    """ε·{¼, ½, 1, 2, 4} and ``large``, capped at 255, sorted."""
+    return tuple(sorted({min(255.0, round(eps * f, 6)) for f in GRID_FACTORS} | {large}))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything ``evaluate`` can vary. Budgets (``eps*``) are in 1/255 units."""
+
+    eps: Optional[float] = None
+    eps_grid: Optional[Tuple[float, ...]] = None
+    large_eps: float = LARGE_EPS_255
+    attacks: Tuple[str, ...] = ATTACKS
+    grid_attacks: Optional[Tuple[str, ...]] = None     # swept over the grid; None: all
+    threat_models: Tuple[str, ...] = tuple(THREATS)
+    gradients: Tuple[str, ...] = ("bptt",)
+    apgd_steps: int = 20
+    noise: Mapping[str, Tuple[float, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_NOISE_LEVELS))
+    faults: Mapping[str, Tuple[float, ...]] = field(
+        default_factory=lambda: dict(fault_lib.DEFAULT_FAULT_LEVELS))
+    fault_repeats: int = 3
+    samples: Optional[int] = None                      # first N test samples; None: all
+    batch_size: int = 256
+    lava_samples: int = 64
+    adversarial_pool: int = 32                         # kept per attack cell for Lava
+    tolerance: float = 0.02
+    zero_tolerance: float = 0.05
+    seed: int = 0
+    resume: bool = True
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in self.attacks + (self.grid_attacks or ()):
+            parse_attack(name)
+        unknown = set(self.threat_models) - set(THREATS)
+        if unknown:
+            raise ValueError(f"unknown threat model(s) {sorted(unknown)}; "
+                             f"use {', '.join(THREATS)}")
+        bad = set(self.gradients) - set(GRADIENTS)
+        if bad:
+            raise ValueError(f"unknown gradient source(s) {sorted(bad)}; "
+                             f"use {', '.join(GRADIENTS)}")
+        if self.fault_repeats < 1 or self.batch_size < 1:
+            raise ValueError("fault_repeats and batch_size must be >= 1")
+
+
+@dataclass
+class Subject:
+    """What is evaluated: a float model, its deployed network, and labelled test data."""
+
+    model: nn.Module
+    spec: NetworkSpec
+    net_path: Path
+    x: Tensor
+    y: Tensor
+    stability: Optional[Dict[str, Any]] = None
+    identity: Dict[str, Any] = field(default_factory=dict)   # digests for the cache

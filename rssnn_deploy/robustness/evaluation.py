@@ -1,0 +1,161 @@
+"""``rssnn-deploy evaluate``: how robust is the model that actually runs on the chip?
+
+One evaluation measures a float checkpoint and its deployed integer network (the netx
+file, run by the bit-exact simulator) side by side:
+
+* clean accuracy;
+* input noise: Gaussian, salt-and-pepper and uniform, each over a range of levels;
+* L∞ attacks (FGSM, PGD-7/10/20/40, APGD-CE, APGD-DLR) over a range of ε, under three
+  threat models: ``float`` (white-box on the float model), ``transfer`` (those examples
+  run on the integer model) and ``chip`` (white-box on the integer model itself, via the
+  simulator's straight-through gradients); float-model gradients by BPTT, BPTR or a
+  surrogate ensemble;
+* hardware non-idealities on the integer model: weight bit flips, threshold and decay
+  mismatch, dropped spikes, each over a range and repeated over seeds;
+* sanity checks that fail loudly on a broken or gradient-masked attack;
+* a cross-check that re-runs a sample of the attacked inputs on Lava's own fixed-point
+  model and counts prediction mismatches with the simulator (should be 0).
+
+This module only orchestrates: ``config`` says what is measured, ``cells`` computes
+each piece, ``record`` assembles them, ``tables`` and ``plots`` write the report.
+Everything is cut into cells (``robustness.sweep``), cached in ``OUT/cells.json`` as
+they finish (a rerun resumes) and shardable with ``torchrun --nproc_per_node N``.
+Rank 0 writes ``report.json``, ``report.md`` and the PNG plots.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from rssnn_deploy.fileio import atomic_write_text
+from rssnn_deploy.report import write_json
+from rssnn_deploy.robustness.cells import Evaluator
+from rssnn_deploy.robustness.config import EvaluateConfig, Subject
+from rssnn_deploy.robustness.plots import write_plots
+from rssnn_deploy.robustness.record import build_record
+from rssnn_deploy.robustness.tables import render_markdown
+from rssnn_deploy.robustness.sweep import CellCache, dist_info, file_digest, fingerprint, run_cells
+
+__all__ = ["evaluate", "evaluate_subject", "distributed_from_env", "exit_status", "write_report"]
+
+
+@contextlib.contextmanager
+def distributed_from_env() -> Iterator[Tuple[int, int]]:
+    """Initialise torch.distributed (gloo) when launched by torchrun; yields (rank, world).
+
+    CPU threads are split between the local processes so shards do not oversubscribe.
+    """
+    import torch.distributed as dist
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    created = False
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("gloo")
+        created = True
+    if world > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    try:
+        yield dist_info()
+    finally:
+        if created:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _cache_identity(subject: Subject, config: EvaluateConfig) -> str:
+    """Fingerprint of everything a cell's numbers depend on besides its own key."""
+    data = hashlib.sha256(subject.x.detach().cpu().contiguous().numpy().tobytes())
+    data.update(subject.y.detach().cpu().numpy().astype(np.int64).tobytes())
+    return fingerprint({**subject.identity, "data": data.hexdigest(), "n": len(subject.y),
+                        "seed": config.seed, "batch_size": config.batch_size,
+                        "apgd_steps": config.apgd_steps, "device": config.device})
+
+
+def evaluate_subject(subject: Subject, config: EvaluateConfig, out: Path,
+                     provenance: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
+    """Run (or resume) every cell, then on rank 0 write the report; other ranks get None."""
+    from rssnn_deploy.report import with_provenance
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    ev = Evaluator(subject, config, out)
+    cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
+    results = run_cells(ev.cells(), ev.compute, cache, progress=config.progress,
+                        desc="evaluate")
+    results.update(run_cells(ev.lava_cells(), ev.compute, cache, progress=False,
+                             desc="Lava cross-check"))
+    rank, _ = dist_info()
+    if rank != 0:
+        return None
+    record = build_record(ev, results)
+    record["wall_seconds"] = time.perf_counter() - start
+    record = with_provenance(record, {**(provenance or {}), **_config_dict(config)})
+    record["plots"] = write_report(out, record)
+    return record
+
+
+def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
+    values = asdict(config)
+    values["noise"] = {k: list(v) for k, v in config.noise.items()}
+    values["faults"] = {k: list(v) for k, v in config.faults.items()}
+    return values
+
+
+def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
+             out: Path = Path("runs/evaluate"), config: EvaluateConfig = EvaluateConfig()
+             ) -> Optional[Dict[str, Any]]:
+    """``rssnn-deploy evaluate``: a checkpoint and its exported netx file on a test set.
+
+    The stability report ``NET.stability.json`` (written by ``export``) is picked up
+    when present. Returns the record on rank 0, None on other ranks.
+    """
+    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.train import load_checkpoint
+    checkpoint, net_path = Path(checkpoint), Path(net_path)
+    model = load_checkpoint(checkpoint)
+    spec = read_netx(net_path)
+    data = load_dataset(dataset)
+    n = len(data.y_test) if config.samples is None else min(config.samples, len(data.y_test))
+    stability_path = net_path.with_suffix(".stability.json")
+    stability = json.loads(stability_path.read_text()) if stability_path.is_file() else None
+    subject = Subject(model, spec, net_path, data.x_test[:n], data.y_test[:n], stability,
+                      identity={"checkpoint": file_digest(_checkpoint_file(checkpoint)),
+                                "net": file_digest(net_path), "dataset": str(dataset)})
+    provenance = {"checkpoint": str(checkpoint), "net_file": str(net_path),
+                  "dataset": str(dataset)}
+    with distributed_from_env():
+        return evaluate_subject(subject, config, out, provenance)
+
+
+def _checkpoint_file(path: Path) -> Path:
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
+def exit_status(record: Mapping[str, Any], strict: bool = False) -> int:
+    """1 when Lava disagrees with the simulator (or, if strict, a sanity check failed)."""
+    lava = record["lava_cross_check"]
+    if lava.get("passed") is False:
+        return 1
+    if strict and not record["sanity"]["passed"]:
+        return 1
+    return 0
+
+
+def write_report(out: Path, record: Dict[str, Any]) -> List[str]:
+    """``report.json``, ``report.md`` and the PNGs; returns the plot paths."""
+    out = Path(out)
+    plots = [str(p) for p in write_plots(out, record)]
+    record["plots"] = plots
+    write_json(out / "report.json", record)
+    atomic_write_text(out / "report.md", render_markdown(record))
+    return plots
