@@ -66,7 +66,7 @@ from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  #
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.robustness.chip_model import (ChipModel, ChipPredictor,  # noqa: E402
                                                 readout_logit_scale)
-from rssnn_deploy.train import PRESETS, TrainConfig, mppd, train  # noqa: E402
+from rssnn_deploy.training import PRESETS, TrainConfig, mppd, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

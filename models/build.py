@@ -19,7 +19,7 @@ from rssnn_deploy.cli import main
 from rssnn_deploy.data import load_dataset
 from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
 from rssnn_deploy.report import versions, write_json
-from rssnn_deploy.train import load_checkpoint
+from rssnn_deploy.training import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

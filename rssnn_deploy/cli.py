@@ -21,7 +21,7 @@ from rssnn_deploy.errors import InputFileError, UserError
 # ------------------------------------------------------------------------ subcommands
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rssnn_deploy.train import run_training_from_args
+    from rssnn_deploy.training import run_training_from_args
     path = run_training_from_args(args)
     print(f"checkpoint: {path}")
     return 0
@@ -30,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from rssnn_deploy.pipeline import export_model
     from rssnn_deploy.report import stability_table
-    from rssnn_deploy.train import load_checkpoint
+    from rssnn_deploy.training import load_checkpoint
     model = load_checkpoint(_existing(args.checkpoint))
     result = export_model(model, args.out, profile=args.profile, gain_mode=args.gain_mode)
     print(result.spec.describe())
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("train", cmd_train, "train a robust SNN (RSSNN recipe) and write a checkpoint")
-    from rssnn_deploy.train import add_train_arguments
+    from rssnn_deploy.training import add_train_arguments
     add_train_arguments(p)
 
     p = add("export", cmd_export, "quantize a checkpoint to Loihi fixed point and write a "

@@ -67,7 +67,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Dict[str, Any]:
     gains (our simulator; Lava through the project's DLIF process).
     """
     from rssnn_deploy.data import load_dataset
-    from rssnn_deploy.train import train_digits_model
+    from rssnn_deploy.training import train_digits_model
     out = Path(config.out_dir)
     start = time.perf_counter()
     data = load_dataset("digits")

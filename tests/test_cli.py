@@ -136,7 +136,7 @@ def test_every_module_error_is_a_user_error():
     from rssnn_deploy.quantize import QuantizationError
     from rssnn_deploy.sim import SimulationError
     from rssnn_deploy.spec import InputError
-    from rssnn_deploy.train import CheckpointError
+    from rssnn_deploy.training import CheckpointError
     for cls in (BackendError, DatasetError, EnergyError, ProfileError, MappingError,
                 NetxFormatError, NIRConversionError, QuantizationError, SimulationError,
                 InputError, CheckpointError):

@@ -12,7 +12,7 @@ from rssnn_deploy.pipeline import (evaluate_deployment, export_both,
                                    export_model, lava_predictions, write_report)
 from rssnn_deploy.robustness import CheckConfig, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipPredictor
-from rssnn_deploy.train import train_digits_model
+from rssnn_deploy.training import train_digits_model
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from rssnn_deploy.quantize import QuantizeOptions, quantize
 from rssnn_deploy.sim import (SimulationError, Simulator, StraightThrough,
                               encode_input_differentiable, layer_timing)
 from rssnn_deploy.spec import encode_input
-from rssnn_deploy.train import (PRESETS, CheckpointError, TrainConfig, add_train_arguments,
-                                configs_from_args, read_checkpoint, robust_loss, train)
+from rssnn_deploy.training import (PRESETS, CheckpointError, TrainConfig, add_train_arguments,
+                                   configs_from_args, read_checkpoint, robust_loss, train)
 
 ARCHS = {
     "mlp": {"arch": "mlp", "hidden": [24, 16]},

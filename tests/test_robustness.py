@@ -16,7 +16,7 @@ from rssnn_deploy.robustness.attacks import (ATTACKS, AttackSpec, SurrogateEnsem
                                              surrogate_variant)
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.noise import NOISES, apply_noise, salt_and_pepper, uniform_noise
-from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 EPS = 0.1  # the digits budget: 25.5/255
 

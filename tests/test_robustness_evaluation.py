@@ -18,7 +18,7 @@ from rssnn_deploy.robustness.cli_args import parse_levels
 from rssnn_deploy.robustness.config import EvaluateConfig, default_eps_255, eps_grid_255
 from rssnn_deploy.robustness.evaluation import evaluate
 from rssnn_deploy.pipeline import export_model
-from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 SMALL = EvaluateConfig(samples=40, attacks=("FGSM", "PGD-7", "PGD-10"), grid_attacks=("FGSM",),
                        noise={"gaussian": (0.1, 0.3), "salt_pepper": (0.1,)},

@@ -18,7 +18,7 @@ from rssnn_deploy.robustness.sanity import (check_beats_noise, check_budget,
                                             check_monotone_in_eps, check_near_zero,
                                             check_strength_order, check_whitebox_not_weaker,
                                             verdict)
-from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 
 # ------------------------------------------------------------------- checks by hand

@@ -13,15 +13,16 @@ import torch
 from torch import nn
 
 import rssnn_deploy  # noqa: F401
-import rssnn_deploy.train as train_module
+import rssnn_deploy.training.loop as loop_module
 from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.models import build_model
-from rssnn_deploy.train import (CHECKPOINT_NAME, PRESETS, CheckpointError, RandomStepFGSM, TrainConfig,
-                                add_train_arguments, configs_from_args, evaluate_accuracy,
-                                load_checkpoint, make_perturbation, mppd, orthogonality_step,
-                                read_checkpoint, robust_loss, run_training, runner_up_class,
-                                save_checkpoint, sparse_gradient_probe, train, train_digits_model,
-                                two_class_probability)
+from rssnn_deploy.training import (CHECKPOINT_NAME, PRESETS, CheckpointError, RandomStepFGSM,
+                                   TrainConfig,
+                                   add_train_arguments, configs_from_args, evaluate_accuracy,
+                                   load_checkpoint, make_perturbation, mppd, orthogonality_step,
+                                   read_checkpoint, robust_loss, run_training, runner_up_class,
+                                   save_checkpoint, sparse_gradient_probe, train, train_digits_model,
+                                   two_class_probability)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"arch": "mlp", "hidden": [16]}
@@ -269,16 +270,16 @@ def test_training_is_deterministic_and_resume_continues_exactly(tmp_path, tiny_d
     run_training(tiny_data, TINY_MODEL, config, tmp_path / "b", progress=False)
 
     # "c" is killed right after its first checkpoint, then resumed
-    write_run = train_module._write_run
+    write_run = loop_module.write_run
 
     def write_then_die(*args, **kwargs):
         write_run(*args, **kwargs)
         raise KeyboardInterrupt("preempted")
 
-    monkeypatch.setattr(train_module, "_write_run", write_then_die)
+    monkeypatch.setattr(loop_module, "write_run", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_data, TINY_MODEL, config, tmp_path / "c", progress=False)
-    monkeypatch.setattr(train_module, "_write_run", write_run)
+    monkeypatch.setattr(loop_module, "write_run", write_run)
     assert read_checkpoint(tmp_path / "c")["epoch"] == 1
     run_training(tiny_data, TINY_MODEL, config, tmp_path / "c", resume=True, progress=False)
 
@@ -404,7 +405,7 @@ def test_torchrun_two_processes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "rssnn_deploy.train",
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "rssnn_deploy.training",
            "--out", str(out), "--epochs", "2", "--hidden", "32", "--no-progress",
            "--perturbation", "rfgsm"]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,

@@ -120,7 +120,7 @@ def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
     """
     from rssnn_deploy.data import load_dataset
     from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.train import load_checkpoint
+    from rssnn_deploy.training import load_checkpoint
     checkpoint, net_path = Path(checkpoint), Path(net_path)
     model = load_checkpoint(checkpoint)
     spec = read_netx(net_path)

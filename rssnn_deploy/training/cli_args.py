@@ -1,0 +1,123 @@
+"""Training options on the command line: ``rssnn-deploy train`` and
+``python -m rssnn_deploy.training`` (also what ``torchrun`` launches)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from rssnn_deploy.models import ARCHITECTURES, VGG_VARIANTS
+from rssnn_deploy.neurons import SURROGATES
+from rssnn_deploy.quantize import INPUT_MAPPINGS
+from rssnn_deploy.training.config import (GAIN_MODES, OPTIMIZERS, PERTURBATIONS, SCHEDULES,
+                                          TrainConfig)
+from rssnn_deploy.training.loop import run_training
+from rssnn_deploy.training.presets import PRESETS
+
+__all__ = ["add_train_arguments", "configs_from_args", "run_training_from_args", "train_main"]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Register every training option on ``parser`` (defaults: ``None`` = preset/model
+    default, so a preset only changes what the user did not set)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="digits",
+                   help="'digits' (bundled) or a path: MNIST IDX dir, CIFAR-10 batches dir, .npz")
+    g.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
+                   help="training defaults; 'auto' = 'digits' for the digits data, else "
+                        "'paper-stable' (the paper's setting with MPPD on both branches; "
+                        "'paper' detaches the clean branch as the paper's code does, which "
+                        "diverges without batch-norm)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
+    g.add_argument("--hidden", type=int, nargs="*", default=None, help="dense hidden sizes")
+    g.add_argument("--channels", type=int, nargs="+", default=None, help="convnet channels")
+    g.add_argument("--strides", type=int, nargs="+", default=None, help="convnet strides")
+    g.add_argument("--kernel-size", type=int, default=None)
+    g.add_argument("--variant", choices=list(VGG_VARIANTS), default=None)
+    g.add_argument("--width", type=float, default=None, help="vgg channel multiplier")
+    g.add_argument("--steps", type=int, default=None, help="time steps T (8)")
+    g.add_argument("--decay", type=float, default=None, help="membrane decay λ (0.99)")
+    g.add_argument("--threshold", type=float, default=None, help="Vth (1.0)")
+    g.add_argument("--neuron", choices=["dlif", "lif"], default=None)
+    g.add_argument("--surrogate", choices=list(SURROGATES), default=None)
+    g.add_argument("--surrogate-scale", type=float, default=None)
+    g.add_argument("--bptr", action="store_true", default=None,
+                   help="no gradient through time")
+    g.add_argument("--input-gain", type=float, default=None)
+    g = parser.add_argument_group("objective")
+    g.add_argument("--kappa", type=float, default=None, help="clean CE weight (0.5)")
+    g.add_argument("--rho", type=float, default=None, help="MPPD weight (1.0)")
+    g.add_argument("--detach-clean", action=argparse.BooleanOptionalAction, default=None,
+                   help="MPPD: detach the clean branch (paper; unstable without batch-norm)")
+    g.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
+    g.add_argument("--sigma", type=float, default=None, help="Gaussian std (8/255)")
+    g.add_argument("--eps", type=float, default=None, help="R+FGSM step / PGD radius (4/255)")
+    g.add_argument("--rfgsm-noise", type=float, default=None, help="R+FGSM start (0.001)")
+    g.add_argument("--pgd-alpha", type=float, default=None)
+    g.add_argument("--pgd-steps", type=int, default=None)
+    g.add_argument("--ortho-beta", type=float, default=None, help="orthogonality β (off)")
+    g.add_argument("--sr-lambda", type=float, default=None, help="sparse-gradient weight (off)")
+    g.add_argument("--sr-h", type=float, default=None)
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None)
+    g.add_argument("--momentum", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--schedule", choices=list(SCHEDULES), default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g = parser.add_argument_group("quantization-aware fine-tuning")
+    g.add_argument("--qat-epochs", type=int, default=None,
+                   help="epochs of fine-tuning on the Loihi-exact forward after the float "
+                        "epochs (0)")
+    g.add_argument("--qat-lr", type=float, default=None, help="their learning rate (lr/10)")
+    g.add_argument("--qat-profile", default=None,
+                   help="hardware profile the model will be exported for (loihi2)")
+    g.add_argument("--qat-gain-mode", choices=list(GAIN_MODES), default=None,
+                   help="DLIF gain mode of that export (fold)")
+    g.add_argument("--qat-input-mapping", choices=list(INPUT_MAPPINGS), default=None,
+                   help="input mapping of that export (membrane)")
+    g = parser.add_argument_group("output")
+    g.add_argument("--out", default="runs/train", help="run directory (checkpoint.pt)")
+    g.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars or logs")
+    return parser
+
+
+_MODEL_OPTIONS = ("arch", "hidden", "channels", "strides", "kernel_size", "variant", "width",
+                  "steps", "decay", "threshold", "neuron", "surrogate", "surrogate_scale",
+                  "bptr", "input_gain")
+
+
+def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainConfig]:
+    """The model config dict and TrainConfig the parsed options describe."""
+    model_config = {k: getattr(args, k) for k in _MODEL_OPTIONS if getattr(args, k) is not None}
+    preset = args.preset
+    if preset == "auto":
+        preset = "digits" if args.dataset == "digits" else "paper-stable"
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    return model_config, dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def run_training_from_args(args: argparse.Namespace) -> Path:
+    """Run the training the options of :func:`add_train_arguments` describe."""
+    model_config, train_config = configs_from_args(args)
+    return run_training(args.dataset, model_config, train_config, args.out,
+                        resume=args.resume, progress=not args.no_progress)
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m rssnn_deploy.training [options]`` (also what ``torchrun`` launches)."""
+    parser = add_train_arguments(argparse.ArgumentParser(
+        prog="python -m rssnn_deploy.training",
+        description="Robust training of spiking networks with the RSSNN recipe."))
+    args = parser.parse_args(argv)
+    path = run_training_from_args(args)
+    if int(os.environ.get("RANK", "0")) == 0 and not args.no_progress:
+        print(f"checkpoint: {path}")
+    return 0
