@@ -102,11 +102,14 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     from rssnn_deploy.fileio import atomic_write_text
     from rssnn_deploy.report import stability_table, write_json
     profile = load_profile(args.profile)
-    mapping = map_network(spec, profile, max_chips=args.max_chips)
+    mapping = map_network(spec, profile, max_chips=args.max_chips, skip_unmapped=True)
     sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]
     record = {"net": str(net), "profile": profile.name, "mapping": mapping.to_dict()}
     inputs, described = _info_inputs(args, spec)
-    if inputs is None:
+    if not mapping.complete:
+        sections.append("## Energy estimate\n\nnot estimated: layers "
+                        f"{', '.join(str(s.index) for s in mapping.skipped)} are not mapped")
+    elif inputs is None:
         sections.append(f"## Energy estimate\n\nnot estimated: {described}")
     else:
         counts = count_events(spec, inputs)

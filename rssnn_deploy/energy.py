@@ -15,17 +15,31 @@ a per-event figure from the hardware profile's ``[energy]`` table:
 * **spike messages** — a spike is sent once to every distinct core of the next layer
   that holds a target of it (``mapping.LayerMapping.reach``); output-layer spikes go to
   the host and are not counted;
-* **core time** — occupied cores × run time, charged at the profile's static power per
-  core (zero where the source gives dynamic energy only). The run time is the latency
-  below, a lower bound, so this term is a lower bound too.
+* **static power** — charged for the inference's duration: at the low end each
+  occupied core at ``static_power_per_core_mw``, at the high end every chip in use at
+  its measured idle power (idle cores are not known to be power-gated).
 
-Latency is a compute-bound lower bound: the chip steps in lock-step, so one step takes
-the barrier synchronisation time plus the busiest core's work, with a layer's synaptic
-ops spread evenly over its cores; the run lasts ``spec.run_steps`` steps per sample.
-Congestion on the mesh and host I/O are not modelled.
+Units: ``EventCounts.steps`` and ``EnergyEstimate.steps_per_inference`` are chip steps
+per inference; every energy is per inference, every time per step is named ``step_ns``.
+A rate in steps per second is never used as one in inferences per second (lava-dl's
+PilotNet-LIF ran 408.91 inferences/s of 16 steps: 6,543 steps/s).
 
-A profile whose ``[energy].estimate`` is true carries derived rather than published
-numbers; ``EnergyEstimate.label`` says so and every report prints it.
+Every per-event figure is a (low, high) range in the profile; the estimate prices all
+low ends together and all high ends together, so each report gives a range.
+
+Latency is compute-bound: the chip steps in lock-step, so one step takes the barrier
+synchronisation time plus the busiest core's work, with a layer's synaptic ops spread
+evenly over its cores. Congestion on the mesh and host I/O are not modelled.
+
+How the Loihi 2 figures were obtained, and which are predictions: ``hw_profiles/
+loihi2.toml`` labels each. Static power per core and the low synaptic-op time are
+*calibrated* on lava-dl's PilotNet-LIF measurement (``static_power_per_core_mw`` and
+``synaptic_op_ns_for_step`` re-derive them); the dynamic energy uses Loihi 1's published
+per-event energies unchanged, so for PilotNet-LIF it is a *prediction* (1.12 mJ per
+inference against 1.09 mJ measured, ``tests/test_energy.py``). Synaptic ops count
+non-zero synapses only; whether Loihi 2 spends an op on a stored zero weight is not
+published. A profile whose ``[energy].estimate`` is true carries derived rather than
+published numbers; ``EnergyEstimate.label`` says so and every report prints it.
 """
 from __future__ import annotations
 
@@ -36,13 +50,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from rssnn_deploy.hw import EnergyModel, HardwareProfile
+from rssnn_deploy.hw import EnergyModel, HardwareProfile, OperatingPoint
 from rssnn_deploy.mapping import NetworkMapping, neuron_layers
 from rssnn_deploy.spec import NetworkSpec
 from rssnn_deploy.errors import UserError
 
 __all__ = ["LayerEvents", "EventCounts", "EnergyEstimate", "EnergyError", "count_events",
-           "estimate_energy", "accuracy_per_millijoule", "efficiency_table"]
+           "estimate_energy", "accuracy_per_millijoule", "efficiency_table", "span_text",
+           "static_power_per_core_mw", "synaptic_op_ns_for_step"]
 
 PJ_PER_MJ = 1e9
 
@@ -151,35 +166,62 @@ class _Tally:
 
 # ------------------------------------------------------------------------- pricing
 
+LOW, HIGH = 0, 1
+Span = Tuple[float, float]
+
+
 @dataclass
 class EnergyEstimate:
-    """Energy and latency of one inference (one sample, ``steps`` chip steps)."""
+    """Energy and latency of one inference (``steps_per_inference`` chip steps).
+
+    Every priced figure is a (low, high) pair: the low end prices every event at the
+    low end of its profile range, the high end at the high end. ``events`` are counts
+    per inference; ``energy_pj`` splits the energy by kind of event.
+    """
 
     profile: str
     chip: str
     source: str
     estimate: bool
-    steps: int
+    steps_per_inference: int
     cores: int
-    events: Dict[str, float]          # per inference
-    energy_pj: Dict[str, float]       # per inference, by kind of event
-    step_ns: float                    # one time step, compute-bound lower bound
+    chips: int
+    events: Dict[str, float]            # per inference
+    energy_pj: Dict[str, Span]          # per inference, by kind of event
+    step_ns: Span                       # one chip step, compute-bound
 
     @property
-    def total_pj(self) -> float:
-        return float(sum(self.energy_pj.values()))
+    def total_pj(self) -> Span:
+        return (float(sum(v[LOW] for v in self.energy_pj.values())),
+                float(sum(v[HIGH] for v in self.energy_pj.values())))
 
     @property
-    def total_uj(self) -> float:
-        return self.total_pj * 1e-6
+    def total_uj(self) -> Span:
+        return _scale(self.total_pj, 1e-6)
 
     @property
-    def total_mj(self) -> float:
-        return self.total_pj / PJ_PER_MJ
+    def total_mj(self) -> Span:
+        return _scale(self.total_pj, 1.0 / PJ_PER_MJ)
 
     @property
-    def latency_us(self) -> float:
-        return self.steps * self.step_ns * 1e-3
+    def dynamic_pj(self) -> Span:
+        """Energy of the events alone (static power left out)."""
+        static = self.energy_pj[STATIC]
+        return (self.total_pj[LOW] - static[LOW], self.total_pj[HIGH] - static[HIGH])
+
+    @property
+    def latency_us(self) -> Span:
+        return _scale(self.step_ns, self.steps_per_inference * 1e-3)
+
+    @property
+    def inferences_per_second(self) -> Span:
+        """Throughput when inferences run back to back (high end from the low latency)."""
+        return (1e6 / self.latency_us[HIGH], 1e6 / self.latency_us[LOW])
+
+    def power_mw(self, inferences_per_second: float, static_power_mw: float) -> Span:
+        """Power drawn running ``inferences_per_second``, given the chip's static power."""
+        return tuple(static_power_mw + d * inferences_per_second * 1e-9
+                     for d in self.dynamic_pj)  # type: ignore[return-value]
 
     @property
     def label(self) -> str:
@@ -193,43 +235,70 @@ class EnergyEstimate:
         return out
 
     def table(self) -> str:
-        """Markdown: events and energy per inference, by kind."""
+        """Markdown: events and energy per inference, by kind; latency; all as low–high."""
         from rssnn_deploy.report import markdown_table
-        rows = [[name, f"{self.events[name]:.4g}", f"{self.energy_pj[name] * 1e-6:.4g}"]
+        rows = [[name, f"{self.events[name]:.4g}", span_text(_scale(self.energy_pj[name], 1e-6))]
                 for name in self.energy_pj]
-        rows.append(["total", "", f"{self.total_uj:.4g}"])
-        head = (f"{self.chip} ({self.profile}), {self.cores} cores, {self.steps} steps per "
-                f"inference — {self.label}: {self.source}\n\n")
-        tail = (f"\n\nlatency ≥ {self.latency_us:.4g} µs per inference "
-                f"({self.step_ns:.4g} ns per step, compute-bound)")
-        return head + markdown_table(["events per inference", "count", "energy (µJ)"], rows) + tail
+        rows.append(["total", "", span_text(self.total_uj)])
+        chips = f"{self.chips} chip{'s' if self.chips != 1 else ''}"
+        head = (f"{self.chip} ({self.profile}), {self.cores} cores on {chips}, "
+                f"{self.steps_per_inference} steps per inference — {self.label}: "
+                f"{self.source}\n\n")
+        tail = (f"\n\nenergy per inference {span_text(self.total_uj)} µJ; latency per "
+                f"inference {span_text(self.latency_us)} µs ({span_text(self.step_ns)} ns "
+                "per step, compute-bound, low–high from the profile's per-event ranges)")
+        return (head + markdown_table(["events per inference", "count", "energy (µJ)"], rows)
+                + tail)
+
+
+STATIC = "static (core·ns)"
+
+
+def span_text(span: Span) -> str:
+    """'a' when both ends agree to 3 digits, else 'a–b'."""
+    low, high = (f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" for v in span)
+    return low if low == high else f"{low}–{high}"
+
+
+def _scale(span: Span, factor: float) -> Span:
+    return (span[LOW] * factor, span[HIGH] * factor)
 
 
 def estimate_energy(counts: EventCounts, mapping: NetworkMapping,
                     profile: HardwareProfile) -> EnergyEstimate:
-    """Price ``counts`` with ``profile``'s per-event figures on ``mapping``'s cores."""
+    """Price ``counts`` with ``profile``'s per-event ranges on ``mapping``'s cores.
+
+    Static energy runs for the latency: at the low end the per-occupied-core share over
+    the low latency, at the high end every chip in use at its idle power over the high
+    latency.
+    """
     model = _energy_model(profile)
     if mapping.profile != profile.name:
         raise EnergyError(f"the mapping is for {mapping.profile!r}, the profile is "
                           f"{profile.name!r}")
+    if not mapping.complete:
+        raise EnergyError("the mapping skipped layers "
+                          f"{[s.index for s in mapping.skipped]}: their events cannot be priced")
     n = counts.samples
     messages = sum(float(np.dot(layer.spikes_per_neuron, mapping.layer(layer.index).reach))
                    for layer in counts.layers)
     active = counts.per_sample("active_updates")
-    inactive = counts.per_sample("neuron_updates") - active
     events = {"synaptic ops": counts.per_sample("synaptic_ops"),
-              "active neuron updates": active, "inactive neuron updates": inactive,
+              "active neuron updates": active,
+              "inactive neuron updates": counts.per_sample("neuron_updates") - active,
               "spike messages": messages / n}
-    step_ns = _step_ns(counts, mapping, model)
-    events["core time (core·ns)"] = float(mapping.total_cores * counts.steps * step_ns)
     prices = {"synaptic ops": model.synaptic_op_pj,
               "active neuron updates": model.neuron_update_active_pj,
               "inactive neuron updates": model.neuron_update_inactive_pj,
-              "spike messages": model.spike_message_pj,
-              "core time (core·ns)": model.static_power_per_core_mw}   # 1 mW · 1 ns = 1 pJ
-    energy = {name: events[name] * prices[name] for name in events}
+              "spike messages": model.spike_message_pj}
+    energy = {name: _scale(prices[name], events[name]) for name in events}
+    step_ns = (_step_ns(counts, mapping, model, LOW), _step_ns(counts, mapping, model, HIGH))
+    events[STATIC] = float(mapping.total_cores * counts.steps * step_ns[LOW])
+    energy[STATIC] = (events[STATIC] * model.static_power_per_core_mw,   # 1 mW · 1 ns = 1 pJ
+                      mapping.chips * model.static_power_per_chip_mw * counts.steps
+                      * step_ns[HIGH])
     return EnergyEstimate(profile.name, profile.chip, model.source, model.estimate, counts.steps,
-                          mapping.total_cores, events, energy, step_ns)
+                          mapping.total_cores, mapping.chips, events, energy, step_ns)
 
 
 def _energy_model(profile: HardwareProfile) -> EnergyModel:
@@ -238,19 +307,32 @@ def _energy_model(profile: HardwareProfile) -> EnergyModel:
     return profile.energy
 
 
-def _step_ns(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel) -> float:
-    """Barrier time plus the busiest core's mean work per step."""
-    busiest = 0.0
+def busiest_core_work(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel,
+                      end: int) -> Tuple[float, float]:
+    """(synaptic ops, neuron-update ns) per step on the busiest core at one range end.
+
+    A layer's synaptic ops are spread evenly over its cores; its neuron updates take the
+    active/inactive times of its fullest core.
+    """
+    best = (0.0, 0.0, -1.0)
     for layer in counts.layers:
         placed = mapping.layer(layer.index)
-        updates = max(layer.neuron_updates, 1)
-        active_share = layer.active_updates / updates
+        active_share = layer.active_updates / max(layer.neuron_updates, 1)
         neuron_ns = placed.neurons_per_core * (
-            active_share * model.neuron_update_active_ns
-            + (1.0 - active_share) * model.neuron_update_inactive_ns)
-        ops_per_core_step = layer.synaptic_ops / (counts.samples * counts.steps * placed.cores)
-        busiest = max(busiest, neuron_ns + ops_per_core_step * model.synaptic_op_ns)
-    return model.barrier_sync_ns + busiest
+            active_share * model.neuron_update_active_ns[end]
+            + (1.0 - active_share) * model.neuron_update_inactive_ns[end])
+        ops = layer.synaptic_ops / (counts.samples * counts.steps * placed.cores)
+        work = neuron_ns + ops * model.synaptic_op_ns[end]
+        if work > best[2]:
+            best = (ops, neuron_ns, work)
+    return best[0], best[1]
+
+
+def _step_ns(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel,
+             end: int) -> float:
+    """Barrier time plus the busiest core's mean work per step."""
+    ops, neuron_ns = busiest_core_work(counts, mapping, model, end)
+    return model.barrier_sync_ns[end] + neuron_ns + ops * model.synaptic_op_ns[end]
 
 
 # ------------------------------------------------------------------ comparing models
@@ -269,39 +351,51 @@ def accuracy_per_millijoule(accuracy: float, energy_mj: float) -> float:
 
 
 def efficiency_table(models: Mapping[str, Tuple[float, EnergyEstimate]]) -> str:
-    """Markdown, one column per model: robust accuracy, energy, latency, accuracy per mJ."""
+    """Markdown, one column per model: robust accuracy, energy, latency, accuracy per mJ.
+
+    Accuracy per mJ is given at the high (conservative) end of the energy range.
+    """
     from rssnn_deploy.report import markdown_table
     names = list(models)
     rows = [["robust accuracy"] + [f"{100 * models[m][0]:.2f} %" for m in names],
-            ["energy per inference (µJ)"] + [f"{models[m][1].total_uj:.4g}" for m in names],
-            ["latency per inference (µs)"] + [f"{models[m][1].latency_us:.4g}" for m in names],
+            ["energy per inference (µJ)"] + [span_text(models[m][1].total_uj) for m in names],
+            ["latency per inference (µs)"] + [span_text(models[m][1].latency_us)
+                                               for m in names],
             ["cores"] + [str(models[m][1].cores) for m in names],
-            ["robust accuracy per mJ"] + [f"{accuracy_per_millijoule(*_acc_mj(models[m])):.4g}"
-                                          for m in names],
+            ["robust accuracy per mJ (at the high energy)"]
+            + [f"{accuracy_per_millijoule(*_acc_mj(models[m])):.4g}" for m in names],
             ["figures"] + [models[m][1].label for m in names]]
     return markdown_table(["", *names], rows)
 
 
 def _acc_mj(entry: Tuple[float, EnergyEstimate]) -> Tuple[float, float]:
-    return entry[0], entry[1].total_mj
+    return entry[0], entry[1].total_mj[HIGH]
 
 
 # --------------------------------------------------------------------- calibration
 
-def static_power_per_core_mw(dynamic_pj_per_step: float, steps_per_second: float,
-                             power_w: float, cores: int) -> float:
-    """Static power per occupied core implied by a measured benchmark run.
+def static_power_per_core_mw(point: OperatingPoint, cores: int) -> float:
+    """Static power per occupied core implied by a published operating point.
 
-    A benchmark that ran at ``steps_per_second`` drawing ``power_w`` in total, whose
-    events cost ``dynamic_pj_per_step`` under the per-event figures and which occupied
-    ``cores``, leaves ``power_w − dynamic power`` as activity-independent power; spread
-    evenly over its cores, that is the per-core figure. This is how the Loihi 2 profile's
-    ``static_power_per_core_mw`` is derived from the published PilotNet-LIF run.
+    The measured idle power of the chip, spread evenly over the cores the network
+    occupies as *our* mapper places it. This is how the Loihi 2 profile's
+    ``static_power_per_core_mw`` follows from lava-dl's PilotNet-LIF benchmark.
     """
-    if steps_per_second <= 0 or power_w <= 0 or cores <= 0:
-        raise ValueError("steps per second, power and cores must be positive")
-    dynamic_mw = dynamic_pj_per_step * steps_per_second * 1e-9
-    if dynamic_mw >= power_w * 1e3:
-        raise ValueError(f"the events alone draw {dynamic_mw:.4g} mW, more than the "
-                         f"measured {power_w * 1e3:.4g} mW")
-    return (power_w * 1e3 - dynamic_mw) / cores
+    if cores <= 0:
+        raise ValueError("cores must be positive")
+    return point.static_power_w * 1e3 / cores
+
+
+def synaptic_op_ns_for_step(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel,
+                            step_ns: float) -> float:
+    """Time per synaptic op that makes the step model give a measured ``step_ns``.
+
+    Neuron-update and barrier times stay at their low ends; the busiest core's synaptic
+    ops take the rest of the step. The Loihi 2 profile's low ``synaptic_op_ns`` is this
+    value for PilotNet-LIF at its published throughput.
+    """
+    ops, neuron_ns = busiest_core_work(counts, mapping, model, LOW)
+    rest = step_ns - model.barrier_sync_ns[LOW] - neuron_ns
+    if ops <= 0 or rest <= 0:
+        raise ValueError(f"the step model cannot reach {step_ns:.4g} ns through synaptic ops")
+    return rest / ops

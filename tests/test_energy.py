@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.energy import (EnergyError, accuracy_per_millijoule, count_events,
+from rssnn_deploy.energy import (STATIC, EnergyError, accuracy_per_millijoule, count_events,
                                  efficiency_table, estimate_energy, static_power_per_core_mw)
 from rssnn_deploy.hw import load_profile
 from rssnn_deploy.mapping import map_network
@@ -59,13 +59,15 @@ def test_energy_priced_by_hand_with_loihi1_figures():
     estimate = estimate_energy(counted(), map_network(tiny_spec(), profile), profile)
     # per sample: 9 synaptic ops, 8 active and 22 inactive updates, 6.5 spike messages
     # (13 spikes to one core each), no static power.
-    expected = 9 * 23.6 + 8 * 52.0 + 22 * 1.7 + 6.5 * 1.7
-    assert estimate.total_pj == pytest.approx(expected)
-    assert estimate.energy_pj["core time (core·ns)"] == 0.0
+    # spike messages cost 1.7 pJ within a tile, up to 5.7 pJ with one more hop.
+    low = 9 * 23.6 + 8 * 52.0 + 22 * 1.7 + 6.5 * 1.7
+    assert estimate.total_pj == pytest.approx((low, low + 6.5 * 4.0))
+    assert estimate.energy_pj[STATIC] == (0.0, 0.0)
     # busiest core: the hidden one, 3 × (8/30 · 8.4 + 22/30 · 2.4) ns of updates plus
-    # 10 ops / (2 samples × 5 steps) × 3.5 ns, after a 465 ns barrier.
-    assert estimate.step_ns == pytest.approx(465 + 12.0 + 3.5)
-    assert estimate.latency_us == pytest.approx(5 * 480.5e-3)
+    # 10 ops / (2 samples × 5 steps) × 3.5 ns, after a 113–465 ns barrier.
+    assert estimate.step_ns == pytest.approx((113 + 12.0 + 3.5, 465 + 12.0 + 3.5))
+    assert estimate.steps_per_inference == 5
+    assert estimate.latency_us == pytest.approx((5 * 128.5e-3, 5 * 480.5e-3))
     assert estimate.label == "published"
 
 
@@ -73,8 +75,9 @@ def test_loihi2_estimate_adds_static_power_and_says_estimate():
     profile = load_profile("loihi2")
     mapping = map_network(tiny_spec(), profile)
     estimate = estimate_energy(counted(), mapping, profile)
-    static = 3 * 5 * estimate.step_ns * profile.energy.static_power_per_core_mw
-    assert estimate.energy_pj["core time (core·ns)"] == pytest.approx(static)
+    low = 3 * 5 * estimate.step_ns[0] * profile.energy.static_power_per_core_mw
+    high = 1 * 5 * estimate.step_ns[1] * profile.energy.static_power_per_chip_mw
+    assert estimate.energy_pj[STATIC] == pytest.approx((low, high))
     assert "ESTIMATE" in estimate.table()
 
 
@@ -113,30 +116,58 @@ def test_efficiency_table_puts_models_side_by_side():
     estimate = estimate_energy(counted(), map_network(tiny_spec(), profile), profile)
     table = efficiency_table({"plain": (0.40, estimate), "robust": (0.60, estimate)})
     assert "| | plain | robust |" in table.replace("|  |", "| |")
-    ratio = 0.60 / estimate.total_mj
+    ratio = 0.60 / estimate.total_mj[1]
     assert f"{ratio:.4g}" in table
 
 
-def test_static_power_derivation():
-    # 100 mW measured at 1000 steps/s; events cost 10 µJ per step = 10 mW; 9 cores.
-    assert static_power_per_core_mw(1e7, 1000, 0.1, 9) == pytest.approx(10.0)
-    with pytest.raises(ValueError, match="more than the measured"):
-        static_power_per_core_mw(1e9, 1000, 0.1, 9)
+def test_static_power_per_core_spreads_the_measured_idle_power():
+    point = load_profile("loihi2").operating_point
+    assert static_power_per_core_mw(point, 74) == pytest.approx(232.078 / 74)
+    with pytest.raises(ValueError, match="positive"):
+        static_power_per_core_mw(point, 0)
 
 
-@pytest.mark.slow
-def test_loihi2_static_power_rederives(netx_gt):
-    """The profile's 2.99 mW per core follows from lava-dl's PilotNet-LIF (image.npy,
-    16 steps) mapped and counted here, at the published 409 steps/s and 0.68 W."""
+# ------------------------------------- Loihi 2 at lava-dl's published PilotNet-LIF point
+
+@pytest.fixture(scope="module")
+def pilotnet(netx_gt):
+    """PilotNet-LIF as lava-dl ships it, mapped for Loihi 2 and counted on its image.npy
+    (the input lava-dl's tests run) for the benchmark's 16 steps per inference."""
     from rssnn_deploy.netx_io import read_netx
     root = netx_gt / "gts" / "pilotnet_lif"
     spec = read_netx(root / "network.net")
     image = np.load(root / "image.npy").transpose(2, 1, 0)[None].astype(np.int64)
     profile = load_profile("loihi2")
     mapping = map_network(spec, profile)
-    counts = count_events(spec, image, steps=16)
-    estimate = estimate_energy(counts, mapping, profile)
-    dynamic = estimate.total_pj - estimate.energy_pj["core time (core·ns)"]
-    derived = static_power_per_core_mw(dynamic / 16, 409, 0.68, mapping.total_cores)
-    assert mapping.total_cores == 218
-    assert derived == pytest.approx(profile.energy.static_power_per_core_mw, abs=0.005)
+    counts = count_events(spec, image, steps=profile.operating_point.steps_per_inference)
+    return profile, mapping, counts, estimate_energy(counts, mapping, profile)
+
+
+def test_pilotnet_dynamic_energy_is_predicted_within_20_percent(pilotnet):
+    """PREDICTED, not fitted: Loihi 1's per-event energies (Davies et al. 2018) on the
+    counted events give the dynamic energy per inference; lava-dl pilotnet_snn/
+    benchmark.ipynb measured 1.093544 mJ ("Dynamic Energy per inference") and 0.679234 W
+    total at 408.91 inferences/s with 0.232078 W static."""
+    profile, _, counts, estimate = pilotnet
+    assert counts.steps == 16 and estimate.steps_per_inference == 16
+    for end in estimate.dynamic_pj:
+        assert end * 1e-9 == pytest.approx(1.093544, rel=0.20)
+    for power in estimate.power_mw(408.91, 232.078):
+        assert power == pytest.approx(679.234, rel=0.20)
+
+
+def test_pilotnet_calibrated_figures_rederive(pilotnet):
+    """CALIBRATED on the same benchmark: static power per core is the measured
+    0.232078 W idle over our mapping's cores; the low synaptic-op time makes the step
+    model's low end equal the measured 1e9 / (408.91 × 16) ns per step. So the low
+    latency reproduces 408.91 inferences/s by construction, not as a prediction."""
+    from rssnn_deploy.energy import synaptic_op_ns_for_step
+    profile, mapping, counts, estimate = pilotnet
+    point, model = profile.operating_point, profile.energy
+    assert static_power_per_core_mw(point, mapping.total_cores) == pytest.approx(
+        model.static_power_per_core_mw, abs=5e-4)
+    assert synaptic_op_ns_for_step(counts, mapping, model, point.step_ns) == pytest.approx(
+        model.synaptic_op_ns[0], abs=0.01)
+    assert estimate.inferences_per_second[1] == pytest.approx(408.91, rel=0.01)
+    # the whole energy per inference at the low end: measured 1.661103 mJ
+    assert estimate.total_mj[0] == pytest.approx(1.661103, rel=0.20)

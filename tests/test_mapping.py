@@ -183,6 +183,97 @@ def test_cli_info_writes_mapping_energy_and_stability(tmp_path, capsys):
     assert "Stability report (m.stability.json)" in out
     import json
     record = json.loads((tmp_path / "rep" / "info.json").read_text())
-    assert record["mapping"]["total_cores"] == 3 and record["energy"]["total_pj"] > 0
+    assert record["mapping"]["total_cores"] == 3 and record["energy"]["total_pj"][0] > 0
     assert record["events"]["samples"] == 8 and "stability" in record
     assert "| layer | kind | neurons |" in (tmp_path / "rep" / "info.md").read_text()
+
+
+# ------------------------------------------------- Loihi 2 against Intel's compiler
+
+#: Intel's Lava compiler on lava-dl's PilotNet-LIF (tutorials/lava/lib/dl/netx/
+#: pilotnet_snn/benchmark.ipynb, "Per core distribution"): cores and SynMem words per
+#: core ("Synapses") for each netx layer index; fc0's 7253 is the mean over its cores.
+PILOTNET_CORES = {0: 13, 1: 25, 2: 13, 3: 3, 4: 3, 5: 2, 7: 12, 8: 1, 9: 1, 10: 1}
+PILOTNET_SYNMEM_WORDS = {1: 81, 2: 864, 3: 1620, 4: 2160, 5: 2880, 7: 7253, 8: 1300,
+                         9: 150, 10: 10}
+
+
+@pytest.fixture(scope="module")
+def pilotnet_mapping(netx_gt):
+    from rssnn_deploy.netx_io import read_netx
+    spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
+    return map_network(spec, load_profile("loihi2"))
+
+
+def test_pilotnet_lif_maps_like_intels_compiler(pilotnet_mapping):
+    """Source: lava-dl pilotnet_snn/benchmark.ipynb, the compiler's per-core table for
+    the network.net lava-dl ships (tests/.../gts/pilotnet_lif): 74 cores on one chip,
+    13 / 25, 13, 3, 3, 2 / 12, 1, 1, 1. The issue asks for ±10 % in total; the model
+    reproduces every layer exactly, which this test pins."""
+    mapping = pilotnet_mapping
+    assert {m.index: m.cores for m in mapping.layers} == PILOTNET_CORES
+    assert mapping.total_cores == pytest.approx(74, rel=0.10) and mapping.chips == 1
+    blocks = [mapping.layer(i).neurons_per_core for i in range(6)]
+    assert blocks == [16 * 66 * 3, 4 * 32 * 24, 4 * 15 * 36, 8 * 7 * 48, 8 * 4 * 64, 16 * 2 * 64]
+    assert mapping.layer(7).binding == (SYN_MEM,) and mapping.layer(5).binding == (FAN_OUT,)
+    assert mapping.layer(7).peaks[FAN_IN] == 2560          # compiler: AxonIn 2560
+
+
+def test_pilotnet_lif_synaptic_memory_matches_the_compiler(pilotnet_mapping):
+    """SynMem words per core against the compiler's "Synapses" column (same source).
+    Every layer matches but conv3, where the fitted kernel header gives 1296 words for
+    the compiler's 1620 (documented in hw_profiles/loihi2.toml). fc0's 7253 is the mean
+    over 11 cores of 9 neurons (3 words per axon) and one of 1 neuron (1 word)."""
+    words = {m.index: m.peaks[SYN_MEM] // 64 for m in pilotnet_mapping.layers if m.synapses}
+    fc0 = pilotnet_mapping.layer(7)
+    assert np.bincount(fc0.core_of).tolist() == [9] * 11 + [1]
+    assert words[7] == 2560 * 3 and 2560 * (11 * 3 + 1) // 12 == PILOTNET_SYNMEM_WORDS[7]
+    for index in (1, 2, 4, 5, 8, 9, 10):
+        assert words[index] == PILOTNET_SYNMEM_WORDS[index], index
+    assert words[3] == pytest.approx(PILOTNET_SYNMEM_WORDS[3], rel=0.25)
+
+
+def test_dense_layer_splits_by_the_compilers_overload_ratio(pilotnet_mapping, netx_gt):
+    """The compiler logged fc0 at 61,440 then 12,800 SynMem words (limit 12,000) before
+    settling on 12 cores: 1 core, × ratio 6, then × 2. The profile's encoding gives the
+    same allocations on 1 and 6 cores."""
+    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.partition import core_stats
+    profile = load_profile("loihi2")
+    spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
+    fc0 = next(n for n in neuron_layers(spec) if n.index == 7)
+    for cores, words in ((1, 61440), (6, 12800)):
+        size = -(-100 // cores)
+        stats = core_stats(fc0, np.arange(100) // size, np.zeros(100, np.int64), profile)
+        assert stats.peaks()[SYN_MEM] // 64 == words
+    assert pilotnet_mapping.layer(7).cores == 12 and profile.synaptic_memory_bits == 12000 * 64
+
+
+def test_netx_weight_bits_match_lava_dl(netx_gt):
+    """synmem.netx_weight_bits mirrors lava-dl's optimize_weight_bits on every PilotNet
+    layer and on edge cases (one sign only, odd values)."""
+    import h5py
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from rssnn_deploy.synmem import netx_weight_bits
+    weights = []
+    with h5py.File(netx_gt / "gts" / "pilotnet_lif" / "network.net", "r") as f:
+        for key in f["layer"]:
+            if "weight" in f["layer"][key] and f["layer"][key]["weight"].size > 1:
+                weights.append(f["layer"][key]["weight"][()])
+    weights += [np.array([3.0, 5.0, 7.0]), np.array([-4.0, -8.0]), np.array([-127.0, 126.0])]
+    for w in weights:
+        assert netx_weight_bits(w) == optimize_weight_bits(w)[1]
+
+
+def test_info_maps_what_it_can_and_names_the_rest(netx_gt, capsys):
+    """lava-dl's NTIDIGITS net ends in an `average` readout the mapper does not model:
+    info maps the layers before it and names the skipped one instead of failing."""
+    net = netx_gt / "gts" / "ntidigits" / "ntidigits.net"
+    assert main(["info", str(net), "--profile", "loihi2"]) == 0
+    out = capsys.readouterr().out
+    assert "not mapped" in out and "average" in out
+    from rssnn_deploy.netx_io import read_netx
+    mapping = map_network(read_netx(net), load_profile("loihi2"), skip_unmapped=True)
+    assert mapping.layers and [s.kind for s in mapping.skipped] == ["average"]
+    with pytest.raises(MappingError, match="average"):
+        map_network(read_netx(net), load_profile("loihi2"))
