@@ -12,8 +12,8 @@ What is reproduced (each item was checked array by array against Lava, see
 
 * **Weights.** Dense weights go through netx's own ``optimize_weight_bits`` and then
   Lava's ``clip_weights`` / ``truncate_weights`` with the sign mode Lava's Dense model
-  derives itself (``determine_sign_mode``); the library functions are called at load
-  time, so the simulator uses exactly Lava's effective weights and weight exponent (this
+  derives itself (``determine_sign_mode``), as re-stated in ``loihi_weights`` (no Lava
+  needed; tests pin it to Lava's), so the simulator uses exactly Lava's effective weights and weight exponent (this
   includes Lava's edge cases: an all-inhibitory layer turns −256 into −254, mixed
   weights above 254 are clipped). Conv weights are used as stored: netx passes them to
   Lava's Conv unchanged (no exponent, no clipping).
@@ -194,8 +194,8 @@ def effective_dense_weights(weight: np.ndarray, layer: str = "dense layer"
     ``truncate_weights`` with the sign mode it determines from the optimised matrix. The
     accumulated sum is finally shifted by ``weight_exp``.
     """
-    from lava.lib.dl.netx.utils import optimize_weight_bits
-    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+    from rssnn_deploy.loihi_weights import (clip_weights, determine_sign_mode,
+                                            optimize_weight_bits, truncate_weights)
 
     w = np.asarray(weight)
     w = w.astype(int) if np.issubdtype(w.dtype, np.floating) else w.astype(np.int64)
