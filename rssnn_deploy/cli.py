@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import rssnn_deploy
+from rssnn_deploy import cli_types as ct
 from rssnn_deploy.errors import InputFileError, UserError
 
 
@@ -53,7 +54,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if np.issubdtype(inputs.dtype, np.floating) and inputs.shape[1:] != ():
         if inputs.ndim == len(spec.input_layer.shape) + 1:  # static images in [0, 1]
             inputs = encode_input(spec, inputs)
-    record = {s.strip() for s in args.record.split(",") if s.strip()} if args.record else set()
+    record = set(args.record)
     result = get_backend(args.backend).simulate(net, spec, inputs, steps=args.steps,
                                                 record=record)
     write_npz(args.out, result)
@@ -236,7 +237,7 @@ def _existing(path: str) -> Path:
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ct.OneLineParser(
         prog="rssnn-deploy",
         description="Robust stable SNNs from PyTorch to Loihi fixed point: train, quantize, "
                     "export (netx HDF5), simulate bit-exactly, evaluate robustness.")
@@ -271,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npy: static images (N, ...) as floats in [0, 1] (encoded with the "
                         "file's input scale) or integer bias mantissas, or spike trains "
                         "(N, T, ...)")
-    p.add_argument("--steps", type=int, default=None, help="time steps (default: file's T + depth)")
+    p.add_argument("--steps", type=ct.positive_int, default=None,
+                   help="time steps (default: file's T + depth)")
     p.add_argument("--backend", choices=("sim", "lava", "loihi"), default="sim")
-    p.add_argument("--record", default="", help="comma list of states to record: u,v,s")
+    p.add_argument("--record", type=ct.state_list(("u", "v", "s")), default=(),
+                   help="comma list of states to record: u,v,s")
     p.add_argument("--out", required=True, help="output .npz")
 
     p = add("evaluate", cmd_evaluate, "robustness of the float model and of its deployed "
@@ -289,30 +292,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", default=None,
                    help=".npy inputs for the energy count: images in [0, 1] or integer bias "
                         "mantissas (default: digits test images when the input fits)")
-    p.add_argument("--samples", type=int, default=100, help="inputs counted for the estimate")
-    p.add_argument("--max-chips", type=int, default=None,
+    p.add_argument("--samples", type=ct.positive_int, default=100,
+                   help="inputs counted for the estimate")
+    p.add_argument("--max-chips", type=ct.positive_int, default=None,
                    help="fail when the network needs more chips than this")
     p.add_argument("--report", default=None, help="directory for info.json and info.md")
 
     p = add("demo", cmd_demo, "the main job end to end on bundled digits: train → quantize "
                               "→ export → Lava fixed-point run → robustness report")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
-    p.add_argument("--lava-samples", type=int, default=None,
+    p.add_argument("--epochs", type=ct.positive_int, default=DEMO_EPOCHS)
+    p.add_argument("--lava-samples", type=ct.nonnegative_int, default=None,
                    help="test images run on Lava (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=ct.seed, default=0)
 
     p = add("export-nir", cmd_export_nir, "write a netx file as a NIR graph (Neuromorphic "
                                           "Intermediate Representation)")
     p.add_argument("net", help="netx .net file")
     p.add_argument("--out", required=True, help="output .nir file")
-    p.add_argument("--dt", type=float, default=1.0, help="NIR time per chip step")
+    p.add_argument("--dt", type=ct.positive_float, default=1.0, help="NIR time per chip step")
 
     p = add("import-nir", cmd_import_nir, "read a NIR graph (from rssnn-deploy, snntorch, …) "
                                           "and write it as a netx file")
     p.add_argument("nir", help="input .nir file")
     p.add_argument("--out", required=True, help="output .net file")
-    p.add_argument("--dt", type=float, default=None,
+    p.add_argument("--dt", type=ct.positive_float, default=None,
                    help="NIR time per chip step (default: the file's metadata, else τ/r)")
     p.add_argument("--profile", default="loihi2", help="hw_profiles/<name>.toml or a path")
     return parser

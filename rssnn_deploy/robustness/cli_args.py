@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
+from rssnn_deploy import cli_types as ct
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
@@ -17,10 +18,6 @@ __all__ = ["add_evaluate_arguments", "config_from_args", "parse_levels"]
 
 def _csv(text: str) -> Tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
-def _floats(text: str) -> Tuple[float, ...]:
-    return tuple(float(s) for s in _csv(text))
 
 
 def _choices(allowed: Sequence[str]):
@@ -45,22 +42,6 @@ def _attack_list(text: str) -> Tuple[str, ...]:
     return items
 
 
-def _level_item(allowed: Sequence[str]):
-    """An argparse type for ``KIND=L1,L2,…`` (``KIND=`` drops a kind) or ``none``."""
-    def parse(text: str) -> Tuple[str, Tuple[float, ...]]:
-        if text.strip().lower() == "none":
-            return ("none", ())
-        kind, sep, values = text.partition("=")
-        if not sep or kind.strip() not in allowed:
-            raise argparse.ArgumentTypeError(f"expected KIND=L1,L2,… with KIND in "
-                                             f"{', '.join(allowed)}, or 'none'; got {text!r}")
-        try:
-            return kind.strip(), _floats(values)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"levels must be numbers: {text!r}") from None
-    return parse
-
-
 def parse_levels(items: Optional[Sequence[Tuple[str, Tuple[float, ...]]]],
                  defaults: Mapping[str, Tuple[float, ...]]) -> Dict[str, Tuple[float, ...]]:
     """Defaults with ``(kind, levels)`` overrides applied; ``("none", ())`` clears all."""
@@ -73,22 +54,30 @@ def parse_levels(items: Optional[Sequence[Tuple[str, Tuple[float, ...]]]],
     return {k: v for k, v in levels.items() if v}
 
 
+#: the range of each noise and fault level (``--noise KIND=…``, ``--faults KIND=…``):
+#: σ and half-widths are non-negative, fractions and probabilities lie in [0, 1].
+NOISE_RANGES = {"gaussian": ct.nonnegative_float, "salt_pepper": ct.probability,
+                "uniform": ct.nonnegative_float}
+FAULT_RANGES = {"bitflip": ct.probability, "vth": ct.nonnegative_float,
+                "decay": ct.nonnegative_float, "drop": ct.probability}
+#: an L∞ budget in 1/255 units: 255 moves any pixel anywhere.
+_BUDGET = ct.float_range(0.0, 255.0)
+
+
 def add_evaluate_arguments(parser) -> None:
     """The options of ``rssnn-deploy evaluate`` (budgets in 1/255 units)."""
-    from rssnn_deploy.robustness.faults import FAULTS
-    from rssnn_deploy.robustness.noise import NOISES
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train`")
     parser.add_argument("net", help="the netx file `export` wrote from it")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--out", default="runs/evaluate", help="report directory")
-    parser.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
-    parser.add_argument("--eps", type=float, default=None,
+    parser.add_argument("--samples", type=ct.positive_int, default=None, help="first N test samples (all)")
+    parser.add_argument("--eps", type=_BUDGET, default=None,
                         help="default L∞ budget in 1/255 units "
                              "(8; 25.5 = 0.1 for inputs of ≤ 16×16 pixels)")
-    parser.add_argument("--eps-grid", type=_floats, default=None,
+    parser.add_argument("--eps-grid", type=ct.float_list(_BUDGET), default=None,
                         help="budgets to sweep, 1/255 units "
                              "(default: ε·{¼,½,1,2,4} and --large-eps)")
-    parser.add_argument("--large-eps", type=float, default=LARGE_EPS_255,
+    parser.add_argument("--large-eps", type=_BUDGET, default=LARGE_EPS_255,
                         help="budget at which a white-box attack must reach ~0 %% (sanity check)")
     parser.add_argument("--attacks", type=_attack_list, default=ATTACKS,
                         help="comma list (default: " + ",".join(ATTACKS) + ")")
@@ -99,24 +88,24 @@ def add_evaluate_arguments(parser) -> None:
                              "through the simulator)")
     parser.add_argument("--gradients", type=_choices(GRADIENTS), default=("bptt",),
                         help="float-model gradients: " + ", ".join(GRADIENTS))
-    parser.add_argument("--apgd-steps", type=int, default=20)
+    parser.add_argument("--apgd-steps", type=ct.positive_int, default=20)
     parser.add_argument("--noise", action="append", metavar="KIND=L1,L2",
-                        type=_level_item(tuple(NOISES)),
-                        help=f"noise levels ({', '.join(NOISES)}); 'none' for no noise")
+                        type=ct.level_item(NOISE_RANGES),
+                        help=f"noise levels ({', '.join(NOISE_RANGES)}); 'none' for no noise")
     parser.add_argument("--faults", action="append", metavar="KIND=L1,L2",
-                        type=_level_item(tuple(FAULTS)),
-                        help=f"fault levels ({', '.join(FAULTS)}); 'none' for no faults")
-    parser.add_argument("--fault-repeats", type=int, default=3, help="seeds per fault level")
-    parser.add_argument("--lava-samples", type=int, default=64,
+                        type=ct.level_item(FAULT_RANGES),
+                        help=f"fault levels ({', '.join(FAULT_RANGES)}); 'none' for no faults")
+    parser.add_argument("--fault-repeats", type=ct.positive_int, default=3, help="seeds per fault level")
+    parser.add_argument("--lava-samples", type=ct.nonnegative_int, default=64,
                         help="attacked inputs re-run on Lava to cross-check the simulator "
                              "(0: none)")
-    parser.add_argument("--tolerance", type=float, default=0.02,
+    parser.add_argument("--tolerance", type=ct.probability, default=0.02,
                         help="slack of the sanity checks (absolute accuracy; at least 2 samples)")
-    parser.add_argument("--zero-tolerance", type=float, default=0.05,
+    parser.add_argument("--zero-tolerance", type=ct.probability, default=0.05,
                         help="largest accuracy that counts as 'near zero' at --large-eps")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=ct.positive_int, default=256)
+    parser.add_argument("--seed", type=ct.seed, default=0)
+    parser.add_argument("--device", type=ct.device, default="cpu")
     parser.add_argument("--no-resume", action="store_true", help="ignore cached cells")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--strict", action="store_true",

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from rssnn_deploy import cli_types as ct
 from rssnn_deploy.models import ARCHITECTURES, VGG_VARIANTS
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.quantize import INPUT_MAPPINGS
@@ -18,6 +19,10 @@ from rssnn_deploy.training.presets import PRESETS
 
 __all__ = ["add_train_arguments", "configs_from_args", "run_training_from_args", "train_main"]
 
+
+#: time steps per sample a training run accepts (the chip runs far fewer; a typo such
+#: as 10⁹ would otherwise allocate until the machine runs out of memory).
+MAX_STEPS = 10_000
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register every training option on ``parser`` (defaults: ``None`` = preset/model
@@ -32,49 +37,49 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         "diverges without batch-norm)")
     g = parser.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
-    g.add_argument("--hidden", type=int, nargs="*", default=None, help="dense hidden sizes")
-    g.add_argument("--channels", type=int, nargs="+", default=None, help="convnet channels")
-    g.add_argument("--strides", type=int, nargs="+", default=None, help="convnet strides")
-    g.add_argument("--kernel-size", type=int, default=None)
+    g.add_argument("--hidden", type=ct.positive_int, nargs="*", default=None, help="dense hidden sizes")
+    g.add_argument("--channels", type=ct.positive_int, nargs="+", default=None, help="convnet channels")
+    g.add_argument("--strides", type=ct.positive_int, nargs="+", default=None, help="convnet strides")
+    g.add_argument("--kernel-size", type=ct.positive_int, default=None)
     g.add_argument("--variant", choices=list(VGG_VARIANTS), default=None)
-    g.add_argument("--width", type=float, default=None, help="vgg channel multiplier")
-    g.add_argument("--steps", type=int, default=None, help="time steps T (8)")
-    g.add_argument("--decay", type=float, default=None, help="membrane decay λ (0.99)")
-    g.add_argument("--threshold", type=float, default=None, help="Vth (1.0)")
+    g.add_argument("--width", type=ct.positive_float, default=None, help="vgg channel multiplier")
+    g.add_argument("--steps", type=ct.int_range(1, MAX_STEPS), default=None, help="time steps T (8)")
+    g.add_argument("--decay", type=ct.probability, default=None, help="membrane decay λ (0.99)")
+    g.add_argument("--threshold", type=ct.positive_float, default=None, help="Vth (1.0)")
     g.add_argument("--neuron", choices=["dlif", "lif"], default=None)
     g.add_argument("--surrogate", choices=list(SURROGATES), default=None)
-    g.add_argument("--surrogate-scale", type=float, default=None)
+    g.add_argument("--surrogate-scale", type=ct.positive_float, default=None)
     g.add_argument("--bptr", action="store_true", default=None,
                    help="no gradient through time")
-    g.add_argument("--input-gain", type=float, default=None)
+    g.add_argument("--input-gain", type=ct.positive_float, default=None)
     g = parser.add_argument_group("objective")
-    g.add_argument("--kappa", type=float, default=None, help="clean CE weight (0.5)")
-    g.add_argument("--rho", type=float, default=None, help="MPPD weight (1.0)")
+    g.add_argument("--kappa", type=ct.probability, default=None, help="clean CE weight (0.5)")
+    g.add_argument("--rho", type=ct.nonnegative_float, default=None, help="MPPD weight (1.0)")
     g.add_argument("--detach-clean", action=argparse.BooleanOptionalAction, default=None,
                    help="MPPD: detach the clean branch (paper; unstable without batch-norm)")
     g.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
-    g.add_argument("--sigma", type=float, default=None, help="Gaussian std (8/255)")
-    g.add_argument("--eps", type=float, default=None, help="R+FGSM step / PGD radius (4/255)")
-    g.add_argument("--rfgsm-noise", type=float, default=None, help="R+FGSM start (0.001)")
-    g.add_argument("--pgd-alpha", type=float, default=None)
-    g.add_argument("--pgd-steps", type=int, default=None)
-    g.add_argument("--ortho-beta", type=float, default=None, help="orthogonality β (off)")
-    g.add_argument("--sr-lambda", type=float, default=None, help="sparse-gradient weight (off)")
-    g.add_argument("--sr-h", type=float, default=None)
+    g.add_argument("--sigma", type=ct.nonnegative_float, default=None, help="Gaussian std (8/255)")
+    g.add_argument("--eps", type=ct.probability, default=None, help="R+FGSM step / PGD radius (4/255)")
+    g.add_argument("--rfgsm-noise", type=ct.probability, default=None, help="R+FGSM start (0.001)")
+    g.add_argument("--pgd-alpha", type=ct.float_range(0.0, 1.0, low_open=True), default=None)
+    g.add_argument("--pgd-steps", type=ct.positive_int, default=None)
+    g.add_argument("--ortho-beta", type=ct.nonnegative_float, default=None, help="orthogonality β (off)")
+    g.add_argument("--sr-lambda", type=ct.nonnegative_float, default=None, help="sparse-gradient weight (off)")
+    g.add_argument("--sr-h", type=ct.positive_float, default=None)
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--epochs", type=ct.positive_int, default=None)
+    g.add_argument("--batch-size", type=ct.positive_int, default=None)
+    g.add_argument("--lr", type=ct.positive_float, default=None)
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None)
-    g.add_argument("--momentum", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--momentum", type=ct.probability, default=None)
+    g.add_argument("--weight-decay", type=ct.nonnegative_float, default=None)
     g.add_argument("--schedule", choices=list(SCHEDULES), default=None)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--seed", type=ct.seed, default=None)
     g = parser.add_argument_group("quantization-aware fine-tuning")
-    g.add_argument("--qat-epochs", type=int, default=None,
+    g.add_argument("--qat-epochs", type=ct.nonnegative_int, default=None,
                    help="epochs of fine-tuning on the Loihi-exact forward after the float "
                         "epochs (0)")
-    g.add_argument("--qat-lr", type=float, default=None, help="their learning rate (lr/10)")
+    g.add_argument("--qat-lr", type=ct.positive_float, default=None, help="their learning rate (lr/10)")
     g.add_argument("--qat-profile", default=None,
                    help="hardware profile the model will be exported for (loihi2)")
     g.add_argument("--qat-gain-mode", choices=list(GAIN_MODES), default=None,
@@ -113,7 +118,7 @@ def run_training_from_args(args: argparse.Namespace) -> Path:
 
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m rssnn_deploy.training [options]`` (also what ``torchrun`` launches)."""
-    parser = add_train_arguments(argparse.ArgumentParser(
+    parser = add_train_arguments(ct.OneLineParser(
         prog="python -m rssnn_deploy.training",
         description="Robust training of spiking networks with the RSSNN recipe."))
     args = parser.parse_args(argv)
