@@ -24,6 +24,7 @@ __all__ = ["add_train_arguments", "configs_from_args", "run_training_from_args",
 #: as 10⁹ would otherwise allocate until the machine runs out of memory).
 MAX_STEPS = 10_000
 
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register every training option on ``parser`` (defaults: ``None`` = preset/model
     default, so a preset only changes what the user did not set)."""
