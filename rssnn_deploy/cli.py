@@ -113,7 +113,7 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     elif inputs is None:
         sections.append(f"## Energy estimate\n\nnot estimated: {described}")
     else:
-        counts = count_events(spec, inputs)
+        counts = count_events(spec, inputs, steps=args.steps)
         estimate = estimate_energy(counts, mapping, profile)
         sections.append(f"## Energy estimate per inference ({described})\n\n{estimate.table()}")
         record.update(events=counts.to_dict(), energy=estimate.to_dict(), inputs=described)
@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "mantissas (default: digits test images when the input fits)")
     p.add_argument("--samples", type=ct.positive_int, default=100,
                    help="inputs counted for the estimate")
+    p.add_argument("--steps", type=ct.positive_int, default=None,
+                   help="chip steps per inference for the energy count (default: the file's "
+                        "T plus pipeline depth; lava-dl's PilotNet benchmark used 16)")
     p.add_argument("--max-chips", type=ct.positive_int, default=None,
                    help="fail when the network needs more chips than this")
     p.add_argument("--report", default=None, help="directory for info.json and info.md")

@@ -129,6 +129,8 @@ def count_events(spec: NetworkSpec, bias_inputs: Union[np.ndarray, torch.Tensor]
     if bias.dim() < 1 or bias.shape[0] == 0:
         raise EnergyError("give at least one sample of bias input")
     steps = int(spec.run_steps if steps is None else steps)
+    if steps < 1:
+        raise EnergyError(f"steps per inference must be at least 1, got {steps}")
     layers = neuron_layers(spec)
     totals = {nl.index: _Tally(nl.neurons) for nl in layers}
     for lo in range(0, bias.shape[0], batch_size):
