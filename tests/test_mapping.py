@@ -175,7 +175,7 @@ def test_cli_info_writes_mapping_energy_and_stability(tmp_path, capsys):
                          "hidden": [16]})
     net = tmp_path / "m.net"
     export_model(model, net)
-    assert main(["info", str(net), "--profile", "loihi1", "--samples", "8",
+    assert main(["info", str(net), "--profile", "loihi1", "--samples", "8", "--steps", "6",
                  "--report", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "Core mapping on Intel Loihi (loihi1)" in out
@@ -185,6 +185,7 @@ def test_cli_info_writes_mapping_energy_and_stability(tmp_path, capsys):
     record = json.loads((tmp_path / "rep" / "info.json").read_text())
     assert record["mapping"]["total_cores"] == 3 and record["energy"]["total_pj"][0] > 0
     assert record["events"]["samples"] == 8 and "stability" in record
+    assert record["events"]["steps"] == 6 and record["energy"]["steps_per_inference"] == 6
     assert "| layer | kind | neurons |" in (tmp_path / "rep" / "info.md").read_text()
 
 
