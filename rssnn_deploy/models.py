@@ -239,12 +239,15 @@ class SNNOutput(NamedTuple):
     ``current`` and ``membrane`` belong to the *last spiking layer* (the encoder when
     there is no hidden layer), shaped ``(T, N, ...)``: ``current`` is what that layer
     integrated (``a[t]·W·s[t]`` for DLIF), the input of the MPPD term; ``membrane`` is
-    its pre-spike potential ``v[t]``. A NamedTuple, so DDP and ``torch.jit`` can walk it.
+    its pre-spike potential ``v[t]``; ``synaptic`` the layer's input before its DLIF
+    gain (``W·s[t]``, what the paper's code compares in MPPD; ``None`` where a forward
+    cannot provide it). A NamedTuple, so DDP and ``torch.jit`` can walk it.
     """
 
     logits: Tensor
     current: Tensor
     membrane: Tensor
+    synaptic: Optional[Tensor] = None
 
 
 def _per_step(module: nn.Module, x: Tensor) -> Tensor:
@@ -378,7 +381,7 @@ class SNN(nn.Module):
                 spikes = block(spikes)
         logits = self.readout(_per_step(self.head, spikes))
         if return_trace:
-            return SNNOutput(logits, last.current, last.membrane)
+            return SNNOutput(logits, last.current, last.membrane, last.synaptic)
         return logits
 
     # -- export -------------------------------------------------------------------

@@ -183,14 +183,17 @@ def spike(x: Tensor, surrogate: str = "triangle", scale: Optional[float] = None)
 class NeuronOutput(NamedTuple):
     """Everything one spiking layer computed over ``T`` steps, each ``(T, N, ...)``.
 
-    ``current`` is what the membrane integrated (``a[t]·I[t]`` for DLIF), the quantity
-    the MPPD term compares between clean and perturbed inputs; ``membrane`` is the
-    pre-spike potential ``v[t]`` (before the reset).
+    ``current`` is what the membrane integrated (``a[t]·I[t]`` for DLIF);
+    ``synaptic`` the layer's input ``I[t]`` before the DLIF gain (equal to ``current``
+    for LIF). The MPPD term compares one of the two between clean and perturbed inputs:
+    the paper's code takes ``synaptic``. ``membrane`` is the pre-spike potential ``v[t]``
+    (before the reset).
     """
 
     spikes: Tensor
     current: Tensor
     membrane: Tensor
+    synaptic: Tensor
 
 
 class LIF(nn.Module):
@@ -265,7 +268,7 @@ class LIF(nn.Module):
             s = self._surrogate.apply(v - self.threshold, self._scale)
             spikes.append(s)
             membranes.append(v)
-        return NeuronOutput(torch.stack(spikes), drive, torch.stack(membranes))
+        return NeuronOutput(torch.stack(spikes), drive, torch.stack(membranes), current)
 
 
 class DLIF(LIF):

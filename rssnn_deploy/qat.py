@@ -126,8 +126,28 @@ class LoihiExact(nn.Module):
         out = self.run(x, trace=return_trace)
         logits = out.logits.to(x.dtype)
         if return_trace:
-            return SNNOutput(logits, out.current.to(x.dtype), out.membrane.to(x.dtype))
+            current = out.current.to(x.dtype)
+            return SNNOutput(logits, current, out.membrane.to(x.dtype),
+                             self._pre_gain(current, out.quantized.spec))
         return logits
+
+    def _pre_gain(self, current: Tensor, spec: NetworkSpec) -> Optional[Tensor]:
+        """The last spiking layer's input before its gain, ``current / a[t]`` with the
+        gains as deployed (``gain_mant·2^-e`` in exact mode, ``ā`` folded into the
+        weights in fold mode); ``None`` when a deployed gain is zero."""
+        layer = self.model.last_spiking_layer
+        gains = getattr(layer, "gains", None)
+        if gains is None:
+            return current
+        neuron = spec.layers[_last_spiking_index(spec)].neuron
+        if self.options.gain_mode == "exact":
+            deployed = torch.tensor(neuron.gain_mant, dtype=current.dtype,
+                                    device=current.device) * 2.0 ** -int(neuron.gain_exp)
+        else:
+            deployed = gains.detach().mean().to(current.dtype).expand(current.shape[0])
+        if bool((deployed == 0).any()):
+            return None
+        return current / deployed.view(-1, *([1] * (current.dim() - 1)))
 
     def run(self, x: Tensor, trace: bool = False) -> LoihiExactRun:
         """Quantize the current weights, simulate ``x`` bit-exactly, keep the gradients."""

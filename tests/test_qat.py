@@ -162,6 +162,22 @@ def test_gradients_reach_float_weights_and_gains(gain_mode, digits):
     assert terms.mppd > 0
 
 
+
+@pytest.mark.parametrize("gain_mode", ["fold", "exact"])
+def test_pre_gain_trace_is_the_current_before_the_deployed_gains(gain_mode, digits):
+    model = active_model("mlp")
+    x = digits.x_train[:16]
+    wrapper = LoihiExact(model, options=QuantizeOptions(gain_mode=gain_mode))
+    out = wrapper(x, return_trace=True)
+    spec = wrapper.quantize().spec
+    neuron = [layer.neuron for layer in spec.layers if layer.neuron is not None][-2]
+    if gain_mode == "exact":
+        gains = torch.tensor(neuron.gain_mant, dtype=x.dtype) * 2.0 ** -neuron.gain_exp
+    else:
+        gains = model.last_spiking_layer.gains.detach().mean().expand(model.steps)
+    torch.testing.assert_close(out.synaptic * gains.view(-1, 1, 1), out.current)
+    assert float(gains.std()) > 0 or gain_mode == "fold"
+
 def test_weight_gradient_points_where_the_float_gradient_does(digits):
     """The straight-through chain has the float model's scale and direction."""
     torch.manual_seed(1)

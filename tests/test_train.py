@@ -188,6 +188,19 @@ def test_rfgsm_matches_formula_and_runs_in_eval_mode():
     assert (adv - x).abs().max() <= 4 / 255 + 0.001 + 1e-6 and (adv - x).abs().max() > 0.01
 
 
+
+def test_rfgsm_paper_start_is_normal_and_unclipped():
+    model, x, y = model_and_batch(6)
+    attack = RandomStepFGSM(model, eps=4 / 255, alpha=0.01, start="normal")
+    torch.manual_seed(7)
+    adv = attack(x, y)
+    torch.manual_seed(7)
+    start = (x + 0.01 * torch.randn_like(x)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(start), y), start)
+    torch.testing.assert_close(adv, (start.detach() + 4 / 255 * grad.sign()).clamp(0, 1))
+    with pytest.raises(ValueError, match="start"):
+        RandomStepFGSM(model, start="uniform")
+
 def test_pgd_from_config_stays_in_ball():
     model, x, y = model_and_batch(7)
     config = TrainConfig(perturbation="pgd", eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=3)
@@ -224,6 +237,39 @@ def test_orthogonality_step_fixes_orthonormal_rows_and_contracts_others():
     torch.testing.assert_close(conv.weight.detach().reshape(4, -1), expected)
     assert distance() < before
 
+
+
+def test_orthogonality_paper_rows_touch_30_percent_of_wide_linear_layers():
+    torch.manual_seed(0)
+    wide, narrow = nn.Linear(6, 200, bias=False), nn.Linear(6, 199, bias=False)
+    model = nn.Sequential(wide, narrow)
+    before = [m.weight.detach().clone() for m in model]
+    orthogonality_step(model, beta=0.01, rows="paper")
+    changed = [int(((m.weight.detach() - b).abs().sum(1) > 0).sum()) for m, b in
+               zip(model, before)]
+    assert changed == [60, 199]
+    rows = ((wide.weight.detach() - before[0]).abs().sum(1) > 0).nonzero().flatten()
+    part = before[0][rows]
+    torch.testing.assert_close(wide.weight.detach()[rows],
+                               1.01 * part - 0.01 * part @ part.T @ part)
+
+
+def test_rat_modes_switch_weight_decay_and_orthogonality():
+    paper = PRESETS["paper"]
+    adversarial = dataclasses.replace(paper, perturbation="rfgsm")
+    assert (paper.effective_weight_decay, paper.effective_ortho_beta) == (5e-4, 0.0)
+    assert (adversarial.effective_weight_decay, adversarial.effective_ortho_beta) == (0.0, 5e-4)
+    plain = TrainConfig(ortho_beta=1e-3)
+    assert (plain.effective_weight_decay, plain.effective_ortho_beta) == (5e-4, 1e-3)
+
+
+def test_gaussian_noise_clipping_is_an_option():
+    model, _, _ = model_and_batch()
+    x = torch.full((3000,), 0.98)
+    unclipped = make_perturbation(model, TrainConfig(sigma=0.1, clamp_noise=False))(x, None)
+    assert float(unclipped.max()) > 1.0
+    clipped = make_perturbation(model, TrainConfig(sigma=0.1))(x, None)
+    assert float(clipped.max()) <= 1.0
 
 def test_evaluate_accuracy_restores_mode():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False)).train()
@@ -291,6 +337,23 @@ def test_training_is_deterministic_and_resume_continues_exactly(tmp_path, tiny_d
     assert resumed["epoch"] == 2 and [m["epoch"] for m in resumed["metrics"]] == [1, 2]
     assert resumed["metrics"][1]["train_loss"] == read_checkpoint(tmp_path / "a")["metrics"][1]["train_loss"]
 
+
+
+def test_keep_best_stores_and_loads_the_best_test_epoch(tmp_path, tiny_data):
+    config = tiny_config(epochs=3, keep_best=True, lr=0.05)
+    run_training(tiny_data, TINY_MODEL, config, tmp_path, progress=False)
+    payload = read_checkpoint(tmp_path)
+    accs = [m["test_acc"] for m in payload["metrics"]]
+    best = payload["best"]
+    assert best["test_acc"] == max(accs) and best["epoch"] == accs.index(max(accs)) + 1
+    loaded = load_checkpoint(tmp_path)
+    for key, value in best["state_dict"].items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    last = load_checkpoint(tmp_path, best=False)
+    for key, value in payload["state_dict"].items():
+        assert torch.equal(last.state_dict()[key], value)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["best"]["epoch"] == best["epoch"]
 
 def test_resume_can_extend_the_schedule(tmp_path, tiny_data):
     config = tiny_config(epochs=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
@@ -61,19 +61,28 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: Union[str, Path]) -> SNN:
-    """Rebuild the trained model (eval mode, CPU) from its checkpoint alone."""
+def load_checkpoint(path: Union[str, Path], best: bool = True) -> SNN:
+    """Rebuild the trained model (eval mode, CPU) from its checkpoint alone.
+
+    A run trained with ``keep_best`` also holds the weights of its best-test-accuracy
+    epoch (the paper code's saved model); ``best=True`` loads those, ``best=False`` the
+    last epoch's. Note that choosing the epoch on the test set, as the paper code does,
+    makes that test accuracy an optimistic estimate.
+    """
     payload = read_checkpoint(path)
     model = build_model(payload["model_config"])
-    model.load_state_dict(payload["state_dict"])
+    kept = payload.get("best") if best else None
+    model.load_state_dict(kept["state_dict"] if kept else payload["state_dict"])
     return model.eval()
 
 
 def write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer, scheduler: Any,
-              history: List[Dict[str, float]]) -> None:
+              history: List[Dict[str, float]],
+              best: Optional[Mapping[str, Any]] = None) -> None:
     """Write the run's checkpoint (resumable: optimiser and scheduler state included)
-    and a human-readable ``metrics.json`` beside it."""
+    and a human-readable ``metrics.json`` beside it. ``best``: the best epoch kept so
+    far (``epoch``, ``test_acc``, ``state_dict``), for ``keep_best`` runs."""
     payload = {
         "model_config": model.describe(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -83,7 +92,11 @@ def write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
         "scheduler": scheduler.state_dict(),
         "metrics": history,
     }
+    summary = {"model_config": payload["model_config"],
+               "train_config": payload["train_config"], "metrics": history}
+    if best is not None:
+        payload["best"] = dict(best)
+        summary["best"] = {"epoch": best["epoch"], "test_acc": best["test_acc"]}
     save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
-    text = json.dumps({"model_config": payload["model_config"],
-                       "train_config": payload["train_config"], "metrics": history}, indent=2)
+    text = json.dumps(summary, indent=2)
     atomic_write_text(out_dir / METRICS_NAME, text)

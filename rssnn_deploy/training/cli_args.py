@@ -12,10 +12,11 @@ from rssnn_deploy import cli_types as ct
 from rssnn_deploy.models import ARCHITECTURES, VGG_VARIANTS
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.quantize import INPUT_MAPPINGS
-from rssnn_deploy.training.config import (GAIN_MODES, OPTIMIZERS, PERTURBATIONS, SCHEDULES,
+from rssnn_deploy.training.config import (GAIN_MODES, MPPD_INPUTS, OPTIMIZERS, ORTHO_ROWS,
+                                          PERTURBATIONS, RFGSM_STARTS, SCHEDULES,
                                           TrainConfig)
 from rssnn_deploy.training.loop import run_training
-from rssnn_deploy.training.presets import PRESETS
+from rssnn_deploy.training.presets import PRESETS, describe_presets
 
 __all__ = ["add_train_arguments", "configs_from_args", "run_training_from_args", "train_main"]
 
@@ -33,9 +34,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="'digits' (bundled) or a path: MNIST IDX dir, CIFAR-10 batches dir, .npz")
     g.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
                    help="training defaults; 'auto' = 'digits' for the digits data, else "
-                        "'paper-stable' (the paper's setting with MPPD on both branches; "
-                        "'paper' detaches the clean branch as the paper's code does, which "
-                        "diverges without batch-norm)")
+                        "'paper-stable'. " + describe_presets().replace("\n", ". "))
     g = parser.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES), default=None)
     g.add_argument("--hidden", type=ct.positive_int, nargs="*", default=None, help="dense hidden sizes")
@@ -61,10 +60,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     g.add_argument("--sigma", type=ct.nonnegative_float, default=None, help="Gaussian std (8/255)")
     g.add_argument("--eps", type=ct.probability, default=None, help="R+FGSM step / PGD radius (4/255)")
+    g.add_argument("--mppd-input", choices=list(MPPD_INPUTS), default=None,
+                   help="MPPD compares the last layer's input before its DLIF gain "
+                        "(pre-gain, paper code) or the current after it (post-gain)")
+    g.add_argument("--clamp-noise", action=argparse.BooleanOptionalAction, default=None,
+                   help="clip Gaussian-noise training inputs to [0, 1] (paper code: no)")
     g.add_argument("--rfgsm-noise", type=ct.probability, default=None, help="R+FGSM start (0.001)")
+    g.add_argument("--rfgsm-start", choices=list(RFGSM_STARTS), default=None,
+                   help="R+FGSM start: x + a*N(0, I) unclipped (normal, paper code) or "
+                        "clip(x + a*sign(N(0, I))) (sign)")
     g.add_argument("--pgd-alpha", type=ct.float_range(0.0, 1.0, low_open=True), default=None)
     g.add_argument("--pgd-steps", type=ct.positive_int, default=None)
     g.add_argument("--ortho-beta", type=ct.nonnegative_float, default=None, help="orthogonality β (off)")
+    g.add_argument("--ortho-rows", choices=list(ORTHO_ROWS), default=None,
+                   help="rows the orthogonality step retracts: all, or a random 30%% of "
+                        "those of Linear layers with >= 200 outputs (paper code)")
+    g.add_argument("--rat-modes", action=argparse.BooleanOptionalAction, default=None,
+                   help="paper code's modes: adversarial training turns weight decay off "
+                        "and the orthogonality step on; noise training the reverse")
     g.add_argument("--sr-lambda", type=ct.nonnegative_float, default=None, help="sparse-gradient weight (off)")
     g.add_argument("--sr-h", type=ct.positive_float, default=None)
     g = parser.add_argument_group("optimisation")
@@ -76,6 +89,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--weight-decay", type=ct.nonnegative_float, default=None)
     g.add_argument("--schedule", choices=list(SCHEDULES), default=None)
     g.add_argument("--seed", type=ct.seed, default=None)
+    g.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="also keep the best-test-accuracy epoch's weights and load those "
+                        "(paper code; the epoch is chosen on the test set)")
     g = parser.add_argument_group("quantization-aware fine-tuning")
     g.add_argument("--qat-epochs", type=ct.nonnegative_int, default=None,
                    help="epochs of fine-tuning on the Loihi-exact forward after the float "

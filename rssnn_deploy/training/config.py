@@ -7,17 +7,30 @@ from typing import Any, Dict, Mapping, Optional
 
 from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions
 
-__all__ = ["TrainConfig", "PERTURBATIONS", "OPTIMIZERS", "SCHEDULES", "GAIN_MODES"]
+__all__ = ["TrainConfig", "PERTURBATIONS", "OPTIMIZERS", "SCHEDULES", "GAIN_MODES",
+           "MPPD_INPUTS", "RFGSM_STARTS", "ORTHO_ROWS"]
 
 PERTURBATIONS = ("gaussian", "rfgsm", "pgd", "none")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
 GAIN_MODES = ("fold", "exact")
+#: which current of the last spiking layer MPPD compares: before or after its DLIF gain
+MPPD_INPUTS = ("post-gain", "pre-gain")
+#: R+FGSM random start: α·sign(N(0, I)) clipped to [0, 1], or α·N(0, I) unclipped
+RFGSM_STARTS = ("sign", "normal")
+#: rows the orthogonality step retracts: all, or the paper code's random 30 % of the rows
+#: of Linear layers with ≥ 200 outputs (all rows elsewhere)
+ORTHO_ROWS = ("all", "paper")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every coefficient of a training run. Defaults are the paper's CIFAR-10 setting."""
+    """Every coefficient of a training run.
+
+    The defaults are the paper's CIFAR-10 coefficients with the project's recipe
+    details; ``PRESETS["paper"]`` sets every detail as the authors' code does (see
+    ``training.presets``).
+    """
 
     epochs: int = 100
     batch_size: int = 64            #: global batch; each of W processes takes batch/W
@@ -32,10 +45,19 @@ class TrainConfig:
     perturbation: str = "gaussian"  #: x̃: "gaussian" | "rfgsm" | "pgd" | "none"
     sigma: float = 8 / 255          #: Gaussian noise std
     eps: float = 4 / 255            #: R+FGSM signed step; PGD L∞ radius
-    rfgsm_noise: float = 0.001      #: R+FGSM random start α (α·sign(N(0, I)))
+    rfgsm_noise: float = 0.001      #: R+FGSM random start size α
+    rfgsm_start: str = "sign"       #: "sign" | "normal": see RFGSM_STARTS
+    clamp_noise: bool = True        #: clip Gaussian-noise inputs to [0, 1]
+    mppd_input: str = "post-gain"   #: "post-gain" (a[t]·W·s[t]) | "pre-gain" (W·s[t])
     pgd_alpha: float = 1 / 255
     pgd_steps: int = 7
-    ortho_beta: float = 0.0         #: > 0 enables W ← (1+β)W − βWWᵀW (paper: 0.001)
+    ortho_beta: float = 0.0         #: > 0 enables W ← (1+β)W − βWWᵀW (paper code: 5e-4)
+    ortho_rows: str = "all"         #: "all" | "paper": see ORTHO_ROWS
+    #: the paper code's training modes: with an adversarial perturbation (rfgsm, pgd)
+    #: the orthogonality step runs and weight decay is off; with Gaussian noise or none,
+    #: weight decay runs and the orthogonality step does not
+    rat_modes: bool = False
+    keep_best: bool = False         #: also keep the best-test-accuracy epoch's weights
     sr_lambda: float = 0.0          #: > 0 enables the sparse-gradient regulariser
     sr_h: float = 0.01              #: its finite-difference step
     seed: int = 0
@@ -64,6 +86,9 @@ class TrainConfig:
             (self.qat_epochs >= 0, "qat_epochs must be >= 0"),
             (self.qat_lr is None or self.qat_lr > 0, "qat_lr must be > 0"),
             (self.qat_gain_mode in GAIN_MODES, f"qat_gain_mode must be one of {GAIN_MODES}"),
+            (self.mppd_input in MPPD_INPUTS, f"mppd_input must be one of {MPPD_INPUTS}"),
+            (self.rfgsm_start in RFGSM_STARTS, f"rfgsm_start must be one of {RFGSM_STARTS}"),
+            (self.ortho_rows in ORTHO_ROWS, f"ortho_rows must be one of {ORTHO_ROWS}"),
             (self.qat_input_mapping in INPUT_MAPPINGS,
              f"qat_input_mapping must be one of {INPUT_MAPPINGS}"),
         ]
@@ -73,6 +98,23 @@ class TrainConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether ``x̃`` is an adversarial example (the paper code's "RAT" modes)."""
+        return self.perturbation in ("rfgsm", "pgd")
+
+    @property
+    def effective_weight_decay(self) -> float:
+        """Weight decay the optimiser uses: off in ``rat_modes`` adversarial training."""
+        return 0.0 if self.rat_modes and self.adversarial else self.weight_decay
+
+    @property
+    def effective_ortho_beta(self) -> float:
+        """β of the orthogonality step: only in adversarial training under ``rat_modes``."""
+        if self.rat_modes and not self.adversarial:
+            return 0.0
+        return self.ortho_beta
 
     @property
     def total_epochs(self) -> int:

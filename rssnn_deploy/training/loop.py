@@ -58,10 +58,10 @@ def _make_optimizer(model: nn.Module, config: TrainConfig
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay)
+            weight_decay=config.effective_weight_decay)
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                     weight_decay=config.weight_decay)
+                                     weight_decay=config.effective_weight_decay)
     if config.schedule == "cosine":
         scheduler: torch.optim.lr_scheduler.LRScheduler = \
             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -203,8 +203,8 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
     x_train, y_train, x_test, y_test = data
     model.to(ctx.device).train()
     optimizer, scheduler = _make_optimizer(model, config)
-    start_epoch, history = _restore(out_dir / CHECKPOINT_NAME, resume, model, config,
-                                    optimizer, scheduler)
+    start_epoch, history, best = _restore(out_dir / CHECKPOINT_NAME, resume, model, config,
+                                          optimizer, scheduler)
     if start_epoch:
         _say(ctx, progress, f"resuming {out_dir / CHECKPOINT_NAME} after epoch {start_epoch}")
     dataset = TensorDataset(x_train, y_train)
@@ -245,7 +245,11 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
                                                               config.eval_batch_size)
             metrics["seconds"] = time.perf_counter() - began
             history.append(metrics)
-            write_run(out_dir, model, config, epoch + 1, optimizer, scheduler, history)
+            if config.keep_best and (best is None or metrics["test_acc"] > best["test_acc"]):
+                best = {"epoch": epoch + 1, "test_acc": metrics["test_acc"],
+                        "state_dict": {k: v.detach().cpu().clone()
+                                       for k, v in model.state_dict().items()}}
+            write_run(out_dir, model, config, epoch + 1, optimizer, scheduler, history, best)
             _say(ctx, progress, _format_metrics(metrics))
         if ctx.active:
             dist.barrier()
@@ -254,10 +258,11 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
 
 def _restore(checkpoint: Path, resume: bool, model: SNN, config: TrainConfig,
              optimizer: torch.optim.Optimizer, scheduler: Any
-             ) -> Tuple[int, List[Dict[str, float]]]:
-    """Load an existing run's state for ``resume``; return (epochs done, metrics so far)."""
+             ) -> Tuple[int, List[Dict[str, float]], Optional[Dict[str, Any]]]:
+    """Load an existing run's state for ``resume``; return (epochs done, metrics so far,
+    the best epoch kept so far or ``None``)."""
     if not checkpoint.exists():
-        return 0, []
+        return 0, [], None
     if not resume:
         raise CheckpointError(f"{checkpoint} exists: resume it (resume=True, --resume) "
                               f"or choose another output directory")
@@ -267,7 +272,7 @@ def _restore(checkpoint: Path, resume: bool, model: SNN, config: TrainConfig,
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     _extend_schedule(optimizer, scheduler, config.epochs)
-    return int(payload["epoch"]), list(payload.get("metrics", []))
+    return int(payload["epoch"]), list(payload.get("metrics", [])), payload.get("best")
 
 
 def _step(net: nn.Module, model: nn.Module, x: Tensor, y: Tensor,
@@ -282,12 +287,14 @@ def _step(net: nn.Module, model: nn.Module, x: Tensor, y: Tensor,
     probe = (sparse_gradient_probe(model, x, y, config.sr_h)
              if config.sr_lambda > 0 else None)
     terms = robust_loss(net, x, y, x_pert, decay, config.kappa, config.rho, probe,
-                        config.sr_lambda, config.sr_h, config.detach_clean)
+                        config.sr_lambda, config.sr_h, config.detach_clean,
+                        config.mppd_input)
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()
     optimizer.step()
-    if config.ortho_beta > 0:
-        orthogonality_step(model, config.ortho_beta)
+    beta = config.effective_ortho_beta
+    if beta > 0:
+        orthogonality_step(model, beta, rows=config.ortho_rows)
     return terms
 
 

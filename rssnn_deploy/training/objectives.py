@@ -8,9 +8,12 @@ the sparse-gradient regulariser.
     \varepsilon[t] = \lambda\,\varepsilon[t-1] + \bigl(I_{clean}[t] - I_{pert}[t]\bigr),
     \qquad \mathrm{MPPD} = \operatorname{mean}_{t,n,i}\ \varepsilon[t]^2
 
-where :math:`I` is the current the *last spiking layer* integrates (``a[t]·W·s[t]``
-for DLIF). The MPPD term penalises how far the perturbation pushes that layer's
-membrane potential. ``R`` is the sparse-gradient regulariser of the neighbour paper
+where :math:`I` is the input of the *last spiking layer*: the current it integrates,
+``a[t]·W·s[t]`` for DLIF (``mppd_input="post-gain"``), or, as in the paper's code
+(``neuron_input['last']``, ``xx.append(x[t])`` in ``main_train-v2.py``), its input
+before the gain, ``W·s[t]`` (``"pre-gain"``). The two differ by the gains, and only
+the post-gain form sends MPPD gradients to the last layer's gains. The MPPD term
+penalises how far the perturbation pushes that layer's membrane potential. ``R`` is the sparse-gradient regulariser of the neighbour paper
 (finite difference of the true-vs-runner-up probability).
 
 Clean and perturbed inputs go through the network as *one* concatenated batch: the
@@ -19,7 +22,7 @@ passes, costs one, and keeps DistributedDataParallel at one forward per backward
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +97,8 @@ class LossTerms(NamedTuple):
 def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor],
                 decay: float, kappa: float = 0.5, rho: float = 1.0,
                 probe: Optional[Tuple[Tensor, Tensor]] = None, sr_lambda: float = 0.0,
-                sr_h: float = 0.01, detach_clean: bool = True) -> LossTerms:
+                sr_h: float = 0.01, detach_clean: bool = True,
+                mppd_input: str = "post-gain") -> LossTerms:
     """The RSSNN objective for one batch, in a single forward pass of ``[x; x̃; probe]``.
 
     Without ``x_pert`` it is plain cross-entropy. ``probe`` is the output of
@@ -110,6 +114,9 @@ def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor]
     digits MLP the MPPD climbs from 0.4 to ~900 in 15 epochs and accuracy falls to
     chance, with Adam or SGD, Gaussian noise or R+FGSM. ``detach_clean=False``
     differentiates both branches and stays stable (MPPD 0.10 → 0.07, 95.6 % test).
+
+    ``mppd_input`` picks the compared current: ``"post-gain"`` (``out.current``) or
+    ``"pre-gain"`` (``out.synaptic``, the paper code's choice).
     """
     parts = [x] + ([x_pert] if x_pert is not None else []) + ([probe[0]] if probe else [])
     out = model(torch.cat(parts), return_trace=True)
@@ -120,8 +127,9 @@ def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor]
     ce_pert, gap, sr, total = zero, zero, zero, ce_clean
     if x_pert is not None:
         ce_pert = F.cross_entropy(logits[1], y)
-        clean = out.current[:, :n]
-        gap = mppd(clean.detach() if detach_clean else clean, out.current[:, n:2 * n], decay)
+        compared = _mppd_current(out, mppd_input)
+        clean = compared[:, :n]
+        gap = mppd(clean.detach() if detach_clean else clean, compared[:, n:2 * n], decay)
         total = kappa * ce_clean + (1.0 - kappa) * ce_pert + rho * gap
     if probe is not None:
         rival = probe[1]
@@ -130,3 +138,15 @@ def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor]
         sr = slope.pow(2).mean()
         total = total + sr_lambda * sr
     return LossTerms(total, ce_clean, ce_pert, gap, sr, logits[0])
+
+
+def _mppd_current(out: Any, mppd_input: str) -> Tensor:
+    """The current MPPD compares, from a forward's ``SNNOutput``."""
+    if mppd_input == "post-gain":
+        return out.current
+    if mppd_input != "pre-gain":
+        raise ValueError(f"mppd_input must be 'post-gain' or 'pre-gain', not {mppd_input!r}")
+    if out.synaptic is None:
+        raise ValueError("this forward cannot give the last layer's pre-gain input "
+                         "(a deployed DLIF gain is zero); use mppd_input='post-gain'")
+    return out.synaptic
