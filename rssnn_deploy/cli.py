@@ -74,6 +74,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return exit_status(record, strict=args.strict)
 
 
+def cmd_certify(args: argparse.Namespace) -> int:
+    from rssnn_deploy.robustness.cli_args import certify_config_from_args
+    from rssnn_deploy.robustness.config import EvaluateConfig
+    from rssnn_deploy.robustness.evaluation import certify_files
+    from rssnn_deploy.robustness.tables import certification_section
+    config = EvaluateConfig(attacks=(), noise={}, faults={}, lava_samples=0,
+                            certify=certify_config_from_args(args),
+                            certify_samples=args.certify_samples, seed=args.seed,
+                            device=args.device, resume=not args.no_resume,
+                            progress=not args.no_progress)
+    record = certify_files(_existing(args.checkpoint), _existing(args.net), args.dataset,
+                           Path(args.out), config)
+    if record is not None:
+        print(certification_section(record))
+        print(f"\nwrote {Path(args.out) / 'certify.md'}, certify.json, certified_accuracy.png")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Versions and backends; with a file, its layers, core mapping, energy and stability."""
     from rssnn_deploy.report import versions
@@ -284,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
                                       "models, hardware faults, sanity checks, Lava cross-check")
     from rssnn_deploy.robustness.cli_args import add_evaluate_arguments
     add_evaluate_arguments(p)
+
+    p = add("certify", cmd_certify, "certified L2 robustness of the deployed integer model by "
+                                    "randomized smoothing (Cohen et al. CERTIFY), float model "
+                                    "side by side")
+    from rssnn_deploy.robustness.cli_args import add_certify_arguments
+    p.add_argument("checkpoint", help="checkpoint.pt written by `train`")
+    p.add_argument("net", help="the netx file `export` wrote from it")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--out", default="runs/certify", help="report directory")
+    add_certify_arguments(p)
+    p.add_argument("--seed", type=ct.seed, default=0)
+    p.add_argument("--device", type=ct.device, default="cpu")
+    p.add_argument("--no-resume", action="store_true", help="ignore cached cells")
+    p.add_argument("--no-progress", action="store_true")
 
     p = add("info", cmd_info, "versions, available backends, Loihi runtime; with a file, "
                               "its layers, core mapping, energy estimate and stability report")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -11,9 +12,11 @@ from rssnn_deploy.data import load_dataset
 from rssnn_deploy.quantize import quantize
 from rssnn_deploy.robustness import (CheckConfig, Predictor, accuracy, float_predictor,
                                      gaussian_noise, pgd_examples, run_checks)
-from rssnn_deploy.robustness.attacks import (ATTACKS, AttackSpec, SurrogateEnsemble, check_budget,
-                                             craft, craft_with_gradient, margins, parse_attack,
-                                             surrogate_variant)
+from rssnn_deploy.robustness.attacks import (ATTACKS, SWEEP_SCALES, AttackSpec, SurrogateEnsemble,
+                                             check_budget, craft, craft_with_gradient,
+                                             is_gradient_free, is_stochastic, margins,
+                                             parse_attack, restarts_of, surrogate_variant,
+                                             sweep_variants)
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.noise import NOISES, apply_noise, salt_and_pepper, uniform_noise
 from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
@@ -192,3 +195,113 @@ def test_legacy_check_api_still_works(natural, digits):
     assert torch.equal(pgd_examples(natural, x, y, EPS, 3),
                        craft(natural, x, y, AttackSpec("PGD-3", EPS, seed=0)))
     assert callable(predictors["float"]) and Predictor is not None
+
+
+# ------------------------------------------- AutoAttack, Square, restarts, adaptive
+
+def test_more_attack_names_parse():
+    assert parse_attack("PGD-100x5") == ("PGD", 100) and restarts_of("PGD-100x5") == 5
+    assert restarts_of("PGD-10") == 1 and restarts_of("Square") == 1
+    for name in ("APGD-T", "FAB-T", "Square", "AutoAttack"):
+        assert parse_attack(name) == (name, 0)
+    assert is_gradient_free("Square") and not is_gradient_free("APGD-T")
+    for bad in ("PGD-10x0", "Square-5", "AA"):
+        with pytest.raises(ValueError, match="unknown attack"):
+            parse_attack(bad)
+
+
+def test_library_attacks_import_without_torchvision():
+    """torchattacks lists torchvision as a dependency; the attacks used here must not need it
+    (torchvision would pull a second torch build into the environment)."""
+    from torchattacks import APGD, APGDT, EOTPGD, FAB, AutoAttack, MultiAttack, Square  # noqa
+    assert "torchvision" not in sys.modules
+
+
+def test_square_on_the_chip_queries_only_the_integer_forward(natural, spec, digits, monkeypatch):
+    """Square must see the deployed integer model, never the straight-through surrogate."""
+    x, y = digits
+    chip = ChipModel(spec, readout_logit_scale(spec, natural))
+    batches = []
+    exact_run = chip.exact.run
+
+    def counted(**kwargs):
+        batches.append(len(kwargs["bias_input"]))
+        return exact_run(**kwargs)
+
+    def refuse(**kwargs):
+        raise AssertionError("a gradient-free attack used the differentiable simulator")
+
+    monkeypatch.setattr(chip.exact, "run", counted)
+    monkeypatch.setattr(chip.sim, "run", refuse)
+    predict = ChipPredictor(spec)
+    x_adv = craft(chip, x, y, AttackSpec("Square", EPS, square_queries=100))
+    assert check_budget(x, x_adv, EPS)["within_budget"]
+    assert accuracy(predict(x_adv), y) < accuracy(predict(x), y) - 0.05
+    assert len(batches) > 50 and max(batches) > 1          # queries go in batches
+
+
+def test_chip_queries_break_ties_like_the_chip(natural, spec, digits):
+    x, _ = digits
+    chip = ChipModel(spec, readout_logit_scale(spec, natural))
+    with torch.no_grad():
+        logits = chip(x)
+    assert logits.dtype == torch.float64
+    assert torch.equal(logits.argmax(dim=1), ChipPredictor(spec)(x))
+    membrane = chip.readout_membrane(x).double()
+    tied = membrane.clone()
+    tied[:, 1] = tied[:, 0]                                  # force a tie: class 0 must win
+    bonus = (tied + chip.tie_bonus) / chip.logit_scale
+    assert (bonus.argmax(dim=1) != 1).all()
+
+
+def test_autoattack_is_at_least_as_strong_as_its_members(natural, digits):
+    x, y = digits
+    predict = float_predictor(natural)
+    spec = dict(apgd_steps=5, square_queries=50)
+    members = {a: accuracy(predict(craft(natural, x, y, AttackSpec(a, EPS, **spec))), y)
+               for a in ("APGD-CE", "APGD-T", "FAB-T", "Square")}
+    x_aa = craft(natural, x, y, AttackSpec("AutoAttack", EPS, **spec))
+    assert check_budget(x, x_aa, EPS)["within_budget"]
+    assert accuracy(predict(x_aa), y) <= min(members.values()) + 2 / len(y), members
+
+
+def test_restarts_never_weaken_pgd(natural, digits):
+    x, y = digits
+    one = craft(natural, x, y, AttackSpec("PGD-5", EPS, seed=3))
+    three = craft(natural, x, y, AttackSpec("PGD-5x3", EPS, seed=3))
+    assert check_budget(x, three, EPS)["within_budget"]
+    assert (margins(natural, three, y) <= margins(natural, one, y) + 1e-9).all()
+
+
+def test_surrogate_sweep_covers_every_surrogate_and_scale(natural, digits):
+    from rssnn_deploy.neurons import SURROGATES
+    x, y = digits
+    variants = sweep_variants(natural)
+    assert len(variants) == len(SURROGATES) * len(SWEEP_SCALES)
+    scales = {(v.describe()["surrogate"], v.describe()["surrogate_scale"]) for v in variants}
+    assert len(scales) == len(variants)
+    with torch.no_grad():
+        assert all(torch.equal(v(x), natural(x)) for v in variants)
+    x_adv = craft_with_gradient(natural, x[:20], y[:20], AttackSpec("PGD-3", EPS), "sweep")
+    assert check_budget(x[:20], x_adv, EPS)["within_budget"]
+
+
+class NoisyDefence(torch.nn.Module):
+    """A stochastic defence: Gaussian input noise at inference."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x + 0.1 * torch.randn_like(x))
+
+
+def test_stochastic_models_are_detected_and_attacked_with_eot(natural, digits):
+    x, y = digits
+    assert not is_stochastic(natural, x[:8])
+    noisy = NoisyDefence(natural)
+    assert is_stochastic(noisy, x[:8])
+    x_adv = craft(noisy, x, y, AttackSpec("PGD-5", EPS, eot_iter=4))
+    assert check_budget(x, x_adv, EPS)["within_budget"]
+    assert accuracy(float_predictor(natural)(x_adv), y) < accuracy(float_predictor(natural)(x), y)

@@ -15,6 +15,7 @@ from rssnn_deploy.robustness.evaluation import evaluate_subject
 from rssnn_deploy.models import build_model
 from rssnn_deploy.quantize import quantize
 from rssnn_deploy.robustness.sanity import (check_beats_noise, check_budget,
+                                            check_gradient_free_not_stronger,
                                             check_monotone_in_eps, check_near_zero,
                                             check_strength_order, check_whitebox_not_weaker,
                                             verdict)
@@ -111,3 +112,31 @@ def test_sanity_checks_fail_on_a_gradient_masked_model(mask, setup, tmp_path):
     assert not sanity["passed"]
     failed = {c["name"] for c in sanity["checks"] if not c["passed"]}
     assert "near zero at large ε" in failed
+
+
+def test_gradient_free_check_by_hand():
+    ok = check_gradient_free_not_stronger("s", {0.1: 0.40}, {0.1: 0.45}, 0.02)
+    assert ok.passed
+    masked = check_gradient_free_not_stronger("s", {0.1: 0.90}, {0.1: 0.30}, 0.02)
+    assert not masked.passed and "gradient masking suspected" in masked.detail
+    assert not check_gradient_free_not_stronger("s", {0.1: 0.4}, {0.2: 0.3}, 0.02).passed
+
+
+@pytest.mark.parametrize("mask", [QuantizedInput, zero_surrogate])
+def test_gradient_masking_is_caught_by_square(mask, setup, tmp_path):
+    """Gradient attacks see no gradient on a masked model; Square, needing none, still
+    finds adversarial examples: the gap between them fails the sanity check, while the
+    same pair of attacks on the unmasked model passes it."""
+    model, spec, x, y = setup
+    config = EvaluateConfig(attacks=("PGD-10", "Square"), eps_grid=(25.5,),
+                            threat_models=("float",), square_queries=150, noise={},
+                            faults={}, lava_samples=0, resume=False, progress=False)
+    name = "gradient attacks not beaten by gradient-free"
+
+    def check(m, out):
+        record = evaluate_subject(Subject(m, spec, out / "none.net", x, y), config, out)
+        return next(c for c in record["sanity"]["checks"] if c["name"] == name)
+
+    assert check(model, tmp_path / "normal")["passed"]
+    masked = check(mask(model), tmp_path / "masked")
+    assert not masked["passed"] and "gradient masking suspected" in masked["detail"]

@@ -1,9 +1,22 @@
 """L∞ evasion attacks from torchattacks, and the SNN-specific ways to get their gradients.
 
-The attacks are torchattacks' own (FGSM, PGD, APGD with the CE or DLR loss), run
-unchanged on any ``nn.Module`` that maps pixels in [0, 1] to logits: the float SNN, a
-surrogate ensemble of it, or the deployed integer model through the simulator's
-differentiable mode (``chip_model.ChipModel``).
+The attacks are torchattacks' own, run unchanged on any ``nn.Module`` that maps pixels
+in [0, 1] to logits: the float SNN, a surrogate variant or ensemble of it, or the
+deployed integer model (``chip_model.ChipModel``: its differentiable mode for gradients,
+its integer forward for queries):
+
+* ``FGSM``; ``PGD-<steps>`` and ``PGD-<steps>x<restarts>`` (each restart a new random
+  start; per sample the restart with the lowest true-class margin is kept);
+* ``APGD-CE``, ``APGD-DLR``, ``APGD-T`` (targeted DLR, 9 target classes) and ``FAB-T``
+  (targeted FAB, 9 targets): step counts from ``apgd_steps``;
+* ``Square``: gradient-free, score-based (margin loss), ``square_queries`` queries; on
+  the chip model every query is a batched run of the integer simulator;
+* ``AutoAttack``: the standard version (APGD-CE, APGD-T, FAB-T, Square run in turn,
+  each on the samples the previous ones left standing) through torchattacks'
+  ``MultiAttack``. torchattacks' own ``AutoAttack`` class is not used because it keeps
+  its sub-attacks' defaults (10 APGD steps, 10 FAB steps), not the 100 iterations of
+  Croce & Hein's standard version; here ``apgd_steps`` (100 in the ``autoattack``
+  protocol) and ``square_queries`` (5,000) set them.
 
 Why gradient sources matter for SNNs: the spike is a step function, so every gradient
 is a surrogate's. One surrogate can make a model look robust simply because its
@@ -16,7 +29,16 @@ gradient points the wrong way (gradient obfuscation), so the evaluation offers
   are identical (the Heaviside step), so averaging their logits gives exactly the mean of
   their loss gradients;
 * ``ensemble-worst``: attack each surrogate separately and keep, per sample, the
-  example with the lowest true-class margin (the worst case for the defender).
+  example with the lowest true-class margin (the worst case for the defender);
+* ``sweep``: the adaptive attacker's choice: every surrogate of ``neurons.SURROGATES``
+  at ½, 1 and 2 times its default shape parameter, each attacked separately, and per
+  sample the strongest (lowest true-class margin) kept.
+
+Stochastic models (a forward pass that differs between two identical calls, e.g. a
+noise defence) are attacked with expectation over transformation: every gradient is
+averaged over ``eot_samples`` forward passes (torchattacks' EOT-PGD and APGD's
+``eot_iter``). The project's own SNNs and the chip model are deterministic, which
+``is_stochastic`` verifies rather than assumes.
 
 Step sizes follow the usual conventions: PGD uses α = 2.5·ε/steps with a random start
 (Madry et al.; the RSSNN evaluation), APGD adapts its own step (Croce & Hein).
@@ -24,23 +46,32 @@ Step sizes follow the usual conventions: PGD uses α = 2.5·ε/steps with a rand
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ATTACKS", "GRADIENTS", "ENSEMBLE_SURROGATES", "AttackSpec", "parse_attack",
-           "make_attack", "craft", "craft_with_gradient", "surrogate_variant",
-           "SurrogateEnsemble", "margins", "worst_case", "check_budget"]
+__all__ = ["ATTACKS", "AUTOATTACK", "GRADIENTS", "GRADIENT_FREE", "ENSEMBLE_SURROGATES",
+           "SWEEP_SCALES", "AttackSpec", "parse_attack", "restarts_of", "is_gradient_free",
+           "make_attack", "describe_attack", "craft", "craft_with_gradient", "surrogate_variant",
+           "sweep_variants", "SurrogateEnsemble", "margins", "worst_case", "check_budget",
+           "is_stochastic"]
 
 #: the attacks an evaluation runs by default, weakest first within the PGD family.
 ATTACKS: Tuple[str, ...] = ("FGSM", "PGD-7", "PGD-10", "PGD-20", "PGD-40", "APGD-CE",
                             "APGD-DLR")
-GRADIENTS: Tuple[str, ...] = ("bptt", "bptr", "ensemble-mean", "ensemble-worst")
+#: AutoAttack standard's four members, in the order AutoAttack runs them.
+AUTOATTACK: Tuple[str, ...] = ("APGD-CE", "APGD-T", "FAB-T", "Square")
+#: attacks that only query the model's outputs (never its gradients).
+GRADIENT_FREE: Tuple[str, ...] = ("Square",)
+GRADIENTS: Tuple[str, ...] = ("bptt", "bptr", "ensemble-mean", "ensemble-worst", "sweep")
 ENSEMBLE_SURROGATES: Tuple[str, ...] = ("triangle", "sigmoid", "atan")
+#: multiples of each surrogate's default shape parameter the ``sweep`` source tries.
+SWEEP_SCALES: Tuple[float, ...] = (0.5, 1.0, 2.0)
 
-_PGD = re.compile(r"^PGD-(\d+)$")
+_PGD = re.compile(r"^PGD-(\d+)(?:x(\d+))?$")
+_NAMED = ("APGD-CE", "APGD-DLR", "APGD-T", "FAB-T", "Square", "AutoAttack")
 
 
 @dataclass(frozen=True)
@@ -52,6 +83,9 @@ class AttackSpec:
     apgd_steps: int = 20
     pgd_alpha_factor: float = 2.5     # α = factor·ε/steps
     seed: int = 0
+    square_queries: int = 5000
+    n_classes: int = 10
+    eot_iter: int = 1                 # > 1: expectation over transformation
 
     def __post_init__(self) -> None:
         parse_attack(self.name)
@@ -60,15 +94,57 @@ class AttackSpec:
 
 
 def parse_attack(name: str) -> Tuple[str, int]:
-    """``"PGD-10"`` → ``("PGD", 10)``; ``"FGSM"`` → ``("FGSM", 1)``; APGD names as is."""
+    """``"PGD-10"`` → ``("PGD", 10)``; ``"FGSM"`` → ``("FGSM", 1)``; other names as is.
+
+    ``"PGD-100x5"`` (100 steps, 5 restarts) → ``("PGD", 100)``; see :func:`restarts_of`.
+    """
     if name == "FGSM":
         return "FGSM", 1
     match = _PGD.match(name)
-    if match and int(match.group(1)) >= 1:
+    if match and int(match.group(1)) >= 1 and int(match.group(2) or 1) >= 1:
         return "PGD", int(match.group(1))
-    if name in ("APGD-CE", "APGD-DLR"):
+    if name in _NAMED:
         return name, 0
-    raise ValueError(f"unknown attack {name!r}; use FGSM, PGD-<steps>, APGD-CE or APGD-DLR")
+    raise ValueError(f"unknown attack {name!r}; use FGSM, PGD-<steps>, PGD-<steps>x<restarts>, "
+                     + ", ".join(_NAMED))
+
+
+def restarts_of(name: str) -> int:
+    """Random restarts of a PGD name (``PGD-100x5`` → 5); 1 for every other attack."""
+    match = _PGD.match(name)
+    return int(match.group(2) or 1) if match else 1
+
+
+def is_gradient_free(name: str) -> bool:
+    """True for attacks that only query outputs (their gradient source is irrelevant)."""
+    return parse_attack(name)[0] in GRADIENT_FREE
+
+
+def describe_attack(name: str, eps_255: float, apgd_steps: int, square_queries: int,
+                    alpha_factor: float = 2.5, classes: int = 10) -> str:
+    """One line of ``name``'s parameters as :func:`make_attack` sets them (ε in 1/255)."""
+    kind, steps = parse_attack(name)
+    targets = f"{classes - 1} target classes"
+    if kind == "FGSM":
+        return "torchattacks.FGSM: one signed-gradient step of size ε"
+    if kind == "PGD":
+        restarts = restarts_of(name)
+        return (f"torchattacks.PGD: {steps} steps, α = {alpha_factor:.3g}·ε/{steps} = "
+                f"{alpha_factor * eps_255 / steps:.3g}/255 at ε = {eps_255:g}/255, random start"
+                + (f", {restarts} restarts (per sample the lowest margin kept)"
+                   if restarts > 1 else ""))
+    if kind in ("APGD-CE", "APGD-DLR"):
+        return (f"torchattacks.APGD: {kind[5:]} loss, {apgd_steps} steps, 1 restart, "
+                "adaptive step (ρ = 0.75)")
+    if kind == "APGD-T":
+        return f"torchattacks.APGDT: targeted DLR loss, {apgd_steps} steps per target, {targets}"
+    if kind == "FAB-T":
+        return f"torchattacks.FAB: multi-targeted, {apgd_steps} steps per target, {targets}"
+    if kind == "Square":
+        return (f"torchattacks.Square: {square_queries:,} queries, margin loss, p_init = 0.8, "
+                "1 restart; gradient-free (on the chip: the integer readout membrane)")
+    return ("torchattacks.MultiAttack of APGD-CE, APGD-T, FAB-T and Square with the "
+            "parameters above (AutoAttack standard; each attack on the survivors)")
 
 
 def make_attack(model: nn.Module, spec: AttackSpec):
@@ -79,10 +155,27 @@ def make_attack(model: nn.Module, spec: AttackSpec):
         return torchattacks.FGSM(model, eps=spec.eps)
     if kind == "PGD":
         alpha = spec.pgd_alpha_factor * spec.eps / steps
+        if spec.eot_iter > 1:
+            return torchattacks.EOTPGD(model, eps=spec.eps, alpha=alpha, steps=steps,
+                                       eot_iter=spec.eot_iter, random_start=True)
         return torchattacks.PGD(model, eps=spec.eps, alpha=alpha, steps=steps, random_start=True)
-    loss = "ce" if kind == "APGD-CE" else "dlr"
-    return torchattacks.APGD(model, norm="Linf", eps=spec.eps, steps=spec.apgd_steps,
-                             n_restarts=1, seed=spec.seed, loss=loss)
+    if kind in ("APGD-CE", "APGD-DLR"):
+        return torchattacks.APGD(model, norm="Linf", eps=spec.eps, steps=spec.apgd_steps,
+                                 n_restarts=1, seed=spec.seed, loss=kind[5:].lower(),
+                                 eot_iter=spec.eot_iter)
+    if kind == "APGD-T":
+        return torchattacks.APGDT(model, norm="Linf", eps=spec.eps, steps=spec.apgd_steps,
+                                  n_restarts=1, seed=spec.seed, eot_iter=spec.eot_iter,
+                                  n_classes=spec.n_classes)
+    if kind == "FAB-T":
+        return torchattacks.FAB(model, norm="Linf", eps=spec.eps, steps=spec.apgd_steps,
+                                n_restarts=1, seed=spec.seed, multi_targeted=True,
+                                n_classes=spec.n_classes)
+    if kind == "Square":
+        return torchattacks.Square(model, norm="Linf", eps=spec.eps, n_queries=spec.square_queries,
+                                   n_restarts=1, seed=spec.seed, loss="margin")
+    members = [make_attack(model, replace(spec, name=name)) for name in AUTOATTACK]
+    return torchattacks.MultiAttack(members)
 
 
 def craft(model: nn.Module, x: Tensor, y: Tensor, spec: AttackSpec, batch_size: int = 256
@@ -94,6 +187,12 @@ def craft(model: nn.Module, x: Tensor, y: Tensor, spec: AttackSpec, batch_size: 
     """
     if spec.eps == 0.0:
         return x.detach().clone()
+    restarts = restarts_of(spec.name)
+    if restarts > 1:
+        single = spec.name.split("x")[0]
+        candidates = [craft(model, x, y, replace(spec, name=single, seed=spec.seed + r),
+                            batch_size) for r in range(restarts)]
+        return worst_case(model, x, y, candidates, batch_size)
     was_training = model.training
     model.eval()
     attack = make_attack(model, spec)
@@ -104,6 +203,17 @@ def craft(model: nn.Module, x: Tensor, y: Tensor, spec: AttackSpec, batch_size: 
     finally:
         model.train(was_training)
     return torch.cat(out) if out else x.detach().clone()
+
+
+def is_stochastic(model: nn.Module, x: Tensor) -> bool:
+    """Whether two identical eval-mode forward passes differ (then attacks need EOT)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return not torch.equal(model(x), model(x))
+    finally:
+        model.train(was_training)
 
 
 def check_budget(x: Tensor, x_adv: Tensor, eps: float, atol: float = 1e-6) -> Dict[str, float]:
@@ -118,11 +228,12 @@ def check_budget(x: Tensor, x_adv: Tensor, eps: float, atol: float = 1e-6) -> Di
 # --------------------------------------------------------------------- gradient sources
 
 def surrogate_variant(model: nn.Module, surrogate: Optional[str] = None,
-                      bptr: Optional[bool] = None) -> nn.Module:
+                      bptr: Optional[bool] = None, scale: Optional[float] = None
+                      ) -> nn.Module:
     """The same trained SNN rebuilt with another surrogate and/or BPTR; forward unchanged.
 
-    A non-default surrogate takes its own default shape parameter, since the scales of
-    different surrogates are not comparable.
+    A non-default surrogate takes its own default shape parameter (the scales of
+    different surrogates are not comparable) unless ``scale`` sets it.
     """
     from rssnn_deploy.models import build_model
     describe = getattr(model, "describe", None)
@@ -132,6 +243,8 @@ def surrogate_variant(model: nn.Module, surrogate: Optional[str] = None,
     config = describe()
     if surrogate is not None and surrogate != config["surrogate"]:
         config.update(surrogate=surrogate, surrogate_scale=None)
+    if scale is not None:
+        config["surrogate_scale"] = float(scale)
     if bptr is not None:
         config["bptr"] = bool(bptr)
     variant = build_model(config)
@@ -179,6 +292,14 @@ def worst_case(reference: nn.Module, x: Tensor, y: Tensor, candidates: Sequence[
     return stacked[best, torch.arange(len(x))]
 
 
+def sweep_variants(model: nn.Module, factors: Sequence[float] = SWEEP_SCALES
+                   ) -> List[nn.Module]:
+    """Every surrogate of ``neurons.SURROGATES`` at ``factors`` × its default scale."""
+    from rssnn_deploy.neurons import SURROGATES
+    return [surrogate_variant(model, surrogate=name, scale=f * cls.default_scale)
+            for name, cls in SURROGATES.items() for f in factors]
+
+
 def _gradient_models(model: nn.Module, gradient: str) -> List[nn.Module]:
     if gradient == "bptt":
         return [model]
@@ -186,16 +307,24 @@ def _gradient_models(model: nn.Module, gradient: str) -> List[nn.Module]:
         return [surrogate_variant(model, bptr=True)]
     if gradient in ("ensemble-mean", "ensemble-worst"):
         return [surrogate_variant(model, surrogate=s) for s in ENSEMBLE_SURROGATES]
+    if gradient == "sweep":
+        return sweep_variants(model)
     raise ValueError(f"unknown gradient source {gradient!r}; choose one of {', '.join(GRADIENTS)}")
 
 
 def craft_with_gradient(model: nn.Module, x: Tensor, y: Tensor, spec: AttackSpec,
                         gradient: str = "bptt", batch_size: int = 256) -> Tensor:
-    """Adversarial examples against the float ``model`` with gradients from ``gradient``."""
+    """Adversarial examples against the float ``model`` with gradients from ``gradient``.
+
+    Gradient-free attacks (Square) query ``model`` itself: every gradient source shares
+    its forward pass.
+    """
+    if is_gradient_free(spec.name):
+        return craft(model, x, y, spec, batch_size)
     models = _gradient_models(model, gradient)
     if gradient == "ensemble-mean":
         return craft(SurrogateEnsemble(models), x, y, spec, batch_size)
-    if gradient == "ensemble-worst":
+    if gradient in ("ensemble-worst", "sweep"):
         candidates = [craft(m, x, y, spec, batch_size) for m in models]
         return worst_case(model, x, y, candidates)
     return craft(models[0], x, y, spec, batch_size)

@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 from rssnn_deploy.robustness import faults as fault_lib
-from rssnn_deploy.robustness.attacks import AttackSpec, check_budget, craft, craft_with_gradient
+from rssnn_deploy.robustness.attacks import (AttackSpec, check_budget, craft, craft_with_gradient,
+                                             is_gradient_free, is_stochastic)
+from rssnn_deploy.robustness.certify import certify
 from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject, default_eps_255, eps_grid_255
@@ -54,11 +56,13 @@ class Evaluator:
         self.config = config
         self.out = Path(out)
         self.eps = config.eps if config.eps is not None else default_eps_255(subject.x.shape[1:])
-        grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps)
+        grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps,
+                                               config.eps_grid_factors)
         self.grid = tuple(sorted(set(grid) | {self.eps}))
         self.float_predict: Predictor = float_predictor(subject.model, config.batch_size)
         self.chip_predict = ChipPredictor(subject.spec, device=config.device)
         self._chip_model: Optional[ChipModel] = None
+        self._stochastic: Dict[str, bool] = {}
 
     # -- cells ------------------------------------------------------------------------
     def cells(self) -> List[Cell]:
@@ -67,8 +71,8 @@ class Evaluator:
         The Lava cross-check reads the attacked inputs these cells save, so it runs in
         a second phase (``lava_cells``) once every shard has finished.
         """
-        return (self.attack_cells() + self.fault_cells() + self.noise_cells()
-                + [Cell.make("clean")])
+        return (self.attack_cells() + self.certify_cells() + self.fault_cells()
+                + self.noise_cells() + [Cell.make("clean")])
 
     def attack_cells(self) -> List[Cell]:
         sources: List[Tuple[str, str]] = []
@@ -78,10 +82,12 @@ class Evaluator:
             sources.append(("chip", "ste"))
         grid_attacks = (self.config.attacks if self.config.grid_attacks is None
                         else self.config.grid_attacks)
+        # a gradient-free attack runs once per model: its gradient source is "queries"
+        query_sources = list(dict.fromkeys((s, "queries") for s, _ in sources))
         cells = []
-        for source, gradient in sources:
-            for attack in self.config.attacks:
-                budgets = self.grid if attack in grid_attacks else (self.eps,)
+        for attack in self.config.attacks:
+            budgets = self.grid if attack in grid_attacks else (self.eps,)
+            for source, gradient in (query_sources if is_gradient_free(attack) else sources):
                 cells += [Cell.make("attack", source=source, gradient=gradient, attack=attack,
                                     eps=float(e)) for e in budgets]
         return cells
@@ -97,6 +103,10 @@ class Evaluator:
         return [Cell.make("fault", kind=k, level=float(v), repeat=r)
                 for k, levels in self.config.faults.items() for v in levels
                 for r in range(self.config.fault_repeats)]
+
+    def certify_cells(self) -> List[Cell]:
+        certify = self.config.certify
+        return [Cell.make("certify", sigma=float(s)) for s in certify.sigmas] if certify else []
 
     def lava_cells(self) -> List[Cell]:
         samples = self.config.lava_samples
@@ -131,13 +141,17 @@ class Evaluator:
 
     def _compute_attack(self, cell: Cell) -> Dict[str, Any]:
         eps = cell["eps"] / 255.0
+        target = self.chip_model if cell["source"] == "chip" else self.subject.model
+        eot = self.config.eot_samples if self.stochastic(cell["source"]) else 1
         spec = AttackSpec(cell["attack"], eps, apgd_steps=self.config.apgd_steps,
-                          seed=self.config.seed)
+                          seed=self.config.seed, square_queries=self.config.square_queries,
+                          n_classes=self.classes, eot_iter=eot,
+                          pgd_alpha_factor=self.config.pgd_alpha_factor.get(cell["attack"], 2.5))
         x, y = self.subject.x, self.subject.y
         if cell["source"] == "chip":
-            x_adv = craft(self.chip_model, x, y, spec, self.config.batch_size)
+            x_adv = craft(target, x, y, spec, self.config.batch_size)
         else:
-            x_adv = craft_with_gradient(self.subject.model, x, y, spec, cell["gradient"],
+            x_adv = craft_with_gradient(target, x, y, spec, cell["gradient"],
                                         self.config.batch_size)
         score = self._score(x_adv)
         self._keep_for_lava(cell, x_adv, score.pop("_chip_pred"))
@@ -155,6 +169,14 @@ class Evaluator:
             stats.update(dropped_spikes=dropper.dropped, spikes=dropper.seen)
         return {"chip": float(correct.float().mean()), "stats": stats}
 
+    def _compute_certify(self, cell: Cell) -> Dict[str, Any]:
+        """Randomized smoothing of the float and the integer model on shared noise draws."""
+        n = min(self.config.certify_samples, len(self.subject.y))
+        classifiers = {"float": float_predictor(self.subject.model, self.config.certify.batch_size),
+                       "chip": ChipPredictor(self.subject.spec, device=self.config.device)}
+        return certify(classifiers, self.subject.x[:n], self.subject.y[:n], cell["sigma"],
+                       self.config.certify, self.classes, progress=self.config.progress)
+
     def _compute_lava(self, cell: Cell) -> Dict[str, Any]:
         pool = [self._pool_path(c) for c in self.attack_cells()]
         return lava_cross_check(self.subject.net_path, self.subject.spec,
@@ -164,6 +186,17 @@ class Evaluator:
 
     def _pool_path(self, cell: Cell) -> Path:
         return self.out / "adversarial" / f"{_safe_name(cell.key)}.npz"
+
+    @property
+    def classes(self) -> int:
+        return int(np.prod(self.subject.spec.output_layer.shape))
+
+    def stochastic(self, source: str) -> bool:
+        """Whether the attacked model's forward pass is random (then attacks use EOT)."""
+        if source not in self._stochastic:
+            model = self.chip_model if source == "chip" else self.subject.model
+            self._stochastic[source] = is_stochastic(model, self.subject.x[:8])
+        return self._stochastic[source]
 
     @property
     def chip_model(self) -> ChipModel:

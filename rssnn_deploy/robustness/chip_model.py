@@ -13,6 +13,14 @@ quantizer maps the head's weights W to file weights w ≈ s·W and the readout i
 ``64·w·spike`` over the T steps, so ``v / (64·s·T)`` ≈ the float logits
 ``mean_t W·s[t]``. The scale matters for the CE loss (it sets the softmax temperature,
 hence which samples dominate the gradient); predictions do not depend on it.
+
+Gradient-free attacks (torchattacks' Square) query :class:`ChipModel` under
+``torch.no_grad``; such calls, and every call whose input needs no gradient, run the
+simulator's integer path, so those attacks see the readout membrane of the deployed
+integer model itself, never a surrogate. The chip breaks readout ties towards the lowest
+class index; the logits carry that rule as a bonus below one membrane unit, and queries
+return float64 logits (exact for any 24-bit membrane), so their ``argmax`` and the
+margins a gradient-free attack reads are the chip's own.
 """
 from __future__ import annotations
 
@@ -92,13 +100,30 @@ class ChipModel(nn.Module):
         _check_membrane_readout(spec)
         self.spec = spec
         self.sim = Simulator(spec, device=device, differentiable=True)
+        self.exact = Simulator(spec, device=device)
+        classes = int(np.prod(spec.output_layer.shape))
+        # ties to the lowest index, as the chip's argmax: (C-1-i)/(4(C-1)) ≤ ¼ unit
+        self.tie_bonus = torch.linspace(0.25, 0.0, classes, dtype=torch.float64,
+                                        device=device) if classes > 1 else \
+            torch.zeros(1, dtype=torch.float64, device=device)
         self.logit_scale = float(logit_scale)
         self.batch_size = batch_size
         # torchattacks takes its device from the model's first parameter; there is none.
         self.device_anchor = nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            # a query: the integer model itself, no surrogate anywhere; float64 keeps ties
+            membrane = self.readout_membrane(x).to(torch.float64)
+            return (membrane + self.tie_bonus) / self.logit_scale
         bias = encode_input_differentiable(self.spec, x)
         result = self.sim.run(bias_input=bias, batch_size=self.batch_size)
         membrane = result.output_v_float.reshape(len(x), -1)
-        return (membrane / self.logit_scale).to(x.dtype)
+        return ((membrane + self.tie_bonus) / self.logit_scale).to(x.dtype)
+
+    def readout_membrane(self, x: Tensor) -> Tensor:
+        """The output layer's integer membrane v after the last step, (N, classes)."""
+        bias = torch.as_tensor(encode_input(self.spec, x.detach().cpu().numpy()))
+        result = self.exact.run(bias_input=bias.to(self.tie_bonus.device),
+                                batch_size=self.batch_size)
+        return result.readout("membrane")

@@ -10,10 +10,13 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from rssnn_deploy import cli_types as ct
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
+from rssnn_deploy.robustness.certify import SIGMAS, CertifyConfig
 from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
+from rssnn_deploy.robustness.protocols import PROTOCOLS, protocol_settings
 
-__all__ = ["add_evaluate_arguments", "config_from_args", "parse_levels"]
+__all__ = ["add_evaluate_arguments", "add_certify_arguments", "config_from_args",
+           "certify_config_from_args", "parse_levels"]
 
 
 def _csv(text: str) -> Tuple[str, ...]:
@@ -79,16 +82,27 @@ def add_evaluate_arguments(parser) -> None:
                              "(default: ε·{¼,½,1,2,4} and --large-eps)")
     parser.add_argument("--large-eps", type=_BUDGET, default=LARGE_EPS_255,
                         help="budget at which a white-box attack must reach ~0 %% (sanity check)")
-    parser.add_argument("--attacks", type=_attack_list, default=ATTACKS,
-                        help="comma list (default: " + ",".join(ATTACKS) + ")")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="quick",
+                        help="preset attack set, budgets and steps; options given explicitly "
+                             "override it. " + "; ".join(f"{p.name}: {p.description}"
+                                                         for p in PROTOCOLS.values()))
+    parser.add_argument("--attacks", type=_attack_list, default=None,
+                        help="comma list (quick default: " + ",".join(ATTACKS) + "; also "
+                             "APGD-T, FAB-T, Square, AutoAttack, PGD-<steps>x<restarts>)")
     parser.add_argument("--grid-attacks", type=_attack_list, default=None,
-                        help="attacks swept over the whole ε grid (default: all)")
+                        help="attacks swept over the whole ε grid (quick default: all)")
     parser.add_argument("--threat-models", type=_choices(tuple(THREATS)), default=tuple(THREATS),
                         help="float (white-box), transfer (float → chip), chip (white-box "
                              "through the simulator)")
     parser.add_argument("--gradients", type=_choices(GRADIENTS), default=("bptt",),
                         help="float-model gradients: " + ", ".join(GRADIENTS))
-    parser.add_argument("--apgd-steps", type=ct.positive_int, default=20)
+    parser.add_argument("--apgd-steps", type=ct.positive_int, default=None,
+                        help="APGD/APGD-T/FAB-T iterations (quick 20, paper 10, autoattack 100)")
+    parser.add_argument("--square-queries", type=ct.positive_int, default=None,
+                        help="query budget of the gradient-free Square attack (5000)")
+    parser.add_argument("--eot-samples", type=ct.positive_int, default=20,
+                        help="forward passes averaged per gradient when a model is stochastic")
+    add_certify_arguments(parser, optional=True)
     parser.add_argument("--noise", action="append", metavar="KIND=L1,L2",
                         type=ct.level_item(NOISE_RANGES),
                         help=f"noise levels ({', '.join(NOISE_RANGES)}); 'none' for no noise")
@@ -112,14 +126,51 @@ def add_evaluate_arguments(parser) -> None:
                         help="exit 1 when a sanity check fails (not only on a Lava mismatch)")
 
 
+def add_certify_arguments(parser, optional: bool = False) -> None:
+    """Randomized-smoothing options (``certify``; ``evaluate --certify``)."""
+    if optional:
+        parser.add_argument("--certify", action="store_true",
+                            help="also certify by randomized smoothing (see `certify`)")
+    parser.add_argument("--sigmas", type=ct.float_list(ct.positive_float), default=SIGMAS,
+                        help="smoothing noise levels σ (pixels in [0, 1]; default "
+                             + ",".join(f"{s:g}" for s in SIGMAS) + ")")
+    parser.add_argument("--certify-n", type=ct.positive_int, default=10_000,
+                        help="noise samples per image for the estimate (n)")
+    parser.add_argument("--certify-n0", type=ct.positive_int, default=100,
+                        help="noise samples per image for the selection (n0)")
+    parser.add_argument("--alpha", type=ct.float_range(0.0, 0.5, low_open=True, high_open=True),
+                        default=0.001,
+                        help="failure probability of each certificate")
+    parser.add_argument("--certify-samples", type=ct.positive_int, default=100,
+                        help="test images certified (the first N)")
+    parser.add_argument("--certify-batch", type=ct.positive_int, default=2000,
+                        help="noise samples per simulator batch")
+
+
+def certify_config_from_args(args) -> CertifyConfig:
+    """A :class:`CertifyConfig` from the options of :func:`add_certify_arguments`."""
+    return CertifyConfig(sigmas=tuple(args.sigmas), n0=args.certify_n0, n=args.certify_n,
+                         alpha=args.alpha, batch_size=args.certify_batch, seed=args.seed)
+
+
 def config_from_args(args) -> EvaluateConfig:
-    """An :class:`EvaluateConfig` from the options of :func:`add_evaluate_arguments`."""
+    """An :class:`EvaluateConfig` from the options of :func:`add_evaluate_arguments`.
+
+    The protocol's settings first, then every option the user gave explicitly.
+    """
     from rssnn_deploy.robustness.faults import DEFAULT_FAULT_LEVELS
+    _, settings = protocol_settings(args.protocol)
+    explicit = {"eps": args.eps, "eps_grid": args.eps_grid,
+                "attacks": tuple(args.attacks) if args.attacks else None,
+                "grid_attacks": args.grid_attacks, "apgd_steps": args.apgd_steps,
+                "square_queries": args.square_queries}
+    settings.update({k: v for k, v in explicit.items() if v is not None})
     return EvaluateConfig(
-        eps=args.eps, eps_grid=args.eps_grid, large_eps=args.large_eps,
-        attacks=tuple(args.attacks), grid_attacks=args.grid_attacks,
+        **settings, protocol=args.protocol, large_eps=args.large_eps,
         threat_models=tuple(args.threat_models), gradients=tuple(args.gradients),
-        apgd_steps=args.apgd_steps,
+        eot_samples=args.eot_samples,
+        certify=certify_config_from_args(args) if args.certify else None,
+        certify_samples=args.certify_samples,
         noise=parse_levels(args.noise, DEFAULT_NOISE_LEVELS),
         faults=parse_levels(args.faults, DEFAULT_FAULT_LEVELS),
         fault_repeats=args.fault_repeats, samples=args.samples, batch_size=args.batch_size,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rssnn_deploy.robustness import faults as fault_lib
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
+from rssnn_deploy.robustness.certify import CertifyConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.spec import NetworkSpec
 
@@ -41,9 +42,10 @@ def default_eps_255(in_shape: Sequence[int]) -> float:
     return SMALL_IMAGE_EPS_255 if pixels <= SMALL_IMAGE_PIXELS else NATURAL_EPS_255
 
 
-def eps_grid_255(eps: float, large: float = LARGE_EPS_255) -> Tuple[float, ...]:
-    """ε·{¼, ½, 1, 2, 4} and ``large``, capped at 255, sorted."""
-    return tuple(sorted({min(255.0, round(eps * f, 6)) for f in GRID_FACTORS} | {large}))
+def eps_grid_255(eps: float, large: float = LARGE_EPS_255,
+                 factors: Sequence[float] = GRID_FACTORS) -> Tuple[float, ...]:
+    """ε·{¼, ½, 1, 2, 4} (or ε·``factors``) and ``large``, capped at 255, sorted."""
+    return tuple(sorted({min(255.0, round(eps * f, 6)) for f in factors} | {large}))
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,18 @@ class EvaluateConfig:
     eps: Optional[float] = None
     eps_grid: Optional[Tuple[float, ...]] = None
     large_eps: float = LARGE_EPS_255
+    eps_grid_factors: Tuple[float, ...] = GRID_FACTORS  # grid = ε·factors ∪ {large_eps}
     attacks: Tuple[str, ...] = ATTACKS
     grid_attacks: Optional[Tuple[str, ...]] = None     # swept over the grid; None: all
     threat_models: Tuple[str, ...] = tuple(THREATS)
     gradients: Tuple[str, ...] = ("bptt",)
     apgd_steps: int = 20
+    pgd_alpha_factor: Mapping[str, float] = field(default_factory=dict)  # α·steps/ε; 2.5
+    square_queries: int = 5000
+    eot_samples: int = 20                              # used only for a stochastic model
+    protocol: str = "quick"
+    certify: Optional[CertifyConfig] = None            # randomized smoothing; None: skip
+    certify_samples: int = 100                         # first N evaluated samples
     noise: Mapping[str, Tuple[float, ...]] = field(
         default_factory=lambda: dict(DEFAULT_NOISE_LEVELS))
     faults: Mapping[str, Tuple[float, ...]] = field(

@@ -40,12 +40,12 @@ from rssnn_deploy.fileio import atomic_write_text
 from rssnn_deploy.report import write_json
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
-from rssnn_deploy.robustness.plots import write_plots
-from rssnn_deploy.robustness.record import build_record
-from rssnn_deploy.robustness.tables import render_markdown
+from rssnn_deploy.robustness.plots import plot_certified, write_plots
+from rssnn_deploy.robustness.record import build_record, certification_record
+from rssnn_deploy.robustness.tables import certification_section, render_markdown
 from rssnn_deploy.robustness.sweep import CellCache, dist_info, file_digest, fingerprint, run_cells
 
-__all__ = ["evaluate", "evaluate_subject", "distributed_from_env", "exit_status", "write_report"]
+__all__ = ["evaluate", "evaluate_subject", "certify_files", "load_subject", "distributed_from_env", "exit_status", "write_report"]
 
 
 @contextlib.contextmanager
@@ -77,7 +77,12 @@ def _cache_identity(subject: Subject, config: EvaluateConfig) -> str:
     data.update(subject.y.detach().cpu().numpy().astype(np.int64).tobytes())
     return fingerprint({**subject.identity, "data": data.hexdigest(), "n": len(subject.y),
                         "seed": config.seed, "batch_size": config.batch_size,
-                        "apgd_steps": config.apgd_steps, "device": config.device})
+                        "apgd_steps": config.apgd_steps, "device": config.device,
+                        "square_queries": config.square_queries,
+                        "eot_samples": config.eot_samples,
+                        "pgd_alpha_factor": dict(config.pgd_alpha_factor),
+                        "certify": config.certify.to_dict() if config.certify else None,
+                        "certify_samples": config.certify_samples})
 
 
 def evaluate_subject(subject: Subject, config: EvaluateConfig, out: Path,
@@ -107,6 +112,7 @@ def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
     values = asdict(config)
     values["noise"] = {k: list(v) for k, v in config.noise.items()}
     values["faults"] = {k: list(v) for k, v in config.faults.items()}
+    values["pgd_alpha_factor"] = dict(config.pgd_alpha_factor)
     return values
 
 
@@ -118,6 +124,48 @@ def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
     The stability report ``NET.stability.json`` (written by ``export``) is picked up
     when present. Returns the record on rank 0, None on other ranks.
     """
+    subject, provenance = load_subject(checkpoint, net_path, dataset, config.samples)
+    with distributed_from_env():
+        return evaluate_subject(subject, config, out, provenance)
+
+
+def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
+                  out: Path = Path("runs/certify"), config: EvaluateConfig = EvaluateConfig()
+                  ) -> Optional[Dict[str, Any]]:
+    """``rssnn-deploy certify``: randomized smoothing of a checkpoint and its netx file.
+
+    Writes ``certify.json``, ``certify.md`` and ``certified_accuracy.png`` to ``out``;
+    cells are cached in ``out/cells.json`` like ``evaluate``'s.
+    """
+    if config.certify is None:
+        raise ValueError("certify_files needs config.certify")
+    subject, provenance = load_subject(checkpoint, net_path, dataset,
+                                       min(config.samples or config.certify_samples,
+                                           config.certify_samples))
+    with distributed_from_env():
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        ev = Evaluator(subject, config, out)
+        cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
+        results = run_cells(ev.certify_cells(), ev.compute, cache, progress=config.progress,
+                            desc="certify")
+        if dist_info()[0] != 0:
+            return None
+        from rssnn_deploy.report import with_provenance
+        record = certification_record(ev, results)
+        record["wall_seconds"] = time.perf_counter() - start
+        record = with_provenance(record, {**provenance, **_config_dict(config)})
+        record["plots"] = [str(plot_certified(out / "certified_accuracy.png", record))]
+        write_json(out / "certify.json", record)
+        atomic_write_text(out / "certify.md", "# Certified robustness of the deployed model\n\n"
+                          + certification_section(record) + "\n")
+        return record
+
+
+def load_subject(checkpoint: Path, net_path: Path, dataset: str, samples: Optional[int]
+                 ) -> Tuple[Subject, Dict[str, Any]]:
+    """The checkpoint, its netx file (and stability report) and the first test samples."""
     from rssnn_deploy.data import load_dataset
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.training import load_checkpoint
@@ -125,7 +173,7 @@ def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
     model = load_checkpoint(checkpoint)
     spec = read_netx(net_path)
     data = load_dataset(dataset)
-    n = len(data.y_test) if config.samples is None else min(config.samples, len(data.y_test))
+    n = len(data.y_test) if samples is None else min(samples, len(data.y_test))
     stability_path = net_path.with_suffix(".stability.json")
     stability = json.loads(stability_path.read_text()) if stability_path.is_file() else None
     subject = Subject(model, spec, net_path, data.x_test[:n], data.y_test[:n], stability,
@@ -133,8 +181,7 @@ def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
                                 "net": file_digest(net_path), "dataset": str(dataset)})
     provenance = {"checkpoint": str(checkpoint), "net_file": str(net_path),
                   "dataset": str(dataset)}
-    with distributed_from_env():
-        return evaluate_subject(subject, config, out, provenance)
+    return subject, provenance
 
 
 def _checkpoint_file(path: Path) -> Path:

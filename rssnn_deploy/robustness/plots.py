@@ -22,9 +22,20 @@ from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
-__all__ = ["plot_attack_curves", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
+__all__ = ["plot_attack_curves", "plot_certified", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
 
 _STYLE = {"float": ("tab:blue", "-"), "transfer": ("tab:orange", "--"), "chip": ("tab:red", "-")}
+#: wide hollow circles under medium squares under small filled triangles, three dash
+#: patterns: curves that coincide stay distinguishable.
+_THREAT_STYLE = {
+    "float": dict(color="tab:blue", ls="-", lw=3.0, marker="o", ms=9, mfc="none", mew=1.5,
+                  alpha=0.8, zorder=1),
+    "transfer": dict(color="tab:orange", ls="--", lw=2.0, marker="s", ms=6, mfc="none",
+                     mew=1.3, zorder=2),
+    "chip": dict(color="tab:red", ls=":", lw=1.5, marker="^", ms=4, zorder=3),
+}
+_CERT_STYLE = {"float": dict(color="tab:blue", ls="-", lw=2.5, alpha=0.8),
+               "chip": dict(color="tab:red", ls="--", lw=1.5)}
 
 
 def _pyplot():
@@ -48,14 +59,28 @@ def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
     return save_figure(fig, path, dpi=110)
 
 
+def _eps_label(value: float) -> str:
+    """Tick text for a budget in 1/255 units: ``6.4``, ``25.5``, ``128``."""
+    return f"{value:.3g}"
+
+
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
-    """Accuracy vs ε per attack: one line per threat model, strongest gradient source."""
+    """Accuracy vs ε per attack: one line per threat model, strongest gradient source.
+
+    Threat-model curves often coincide (the chip is bit-exact, transfers well), so each
+    has its own marker, fill and line style and is drawn wider underneath, keeping all
+    of them visible. ε is on a log axis (the grid is geometric); ε = 0 (clean) sits
+    one grid step left of the smallest budget, its tick labelled "0".
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
     plt = _pyplot()
     rows = record["attacks"]
     best = strongest_over_gradients(rows)
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     fig, axes = _panels(plt, len(attacks))
     clean = record["clean"]
+    grid = sorted({e for (_, _, e) in best if e > 0}) or [record["eps"]["default"]]
+    zero_at = grid[0] / 2.0
     for ax, attack in zip(axes, attacks):
         for threat in THREATS:
             points = sorted((e, acc) for (t, a, e), acc in best.items()
@@ -63,21 +88,57 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
             if not points:
                 continue
             start = clean["float" if threat == "float" else "chip"]
-            eps, acc = zip(*([(0.0, start)] + points))
-            color, line = _STYLE[threat]
-            gradients = list(dict.fromkeys(r["gradient"] for r in rows if r["threat"] == threat))
-            ax.plot(eps, 100 * np.array(acc), line, color=color, marker="o", markersize=4,
-                    label=f"{THREATS[threat]} ({', '.join(gradients)})")
+            eps, acc = zip(*([(zero_at, start)] + [(e if e > 0 else zero_at, a)
+                                                    for e, a in points]))
+            style = _THREAT_STYLE[threat]
+            ax.plot(eps, 100 * np.array(acc), label=THREATS[threat], **style)
         ax.axvline(record["eps"]["default"], color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ticks = [zero_at] + grid
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels(["0"] + [_eps_label(e) for e in grid], fontsize=7)
+        ax.set_xlim(zero_at / 1.3, grid[-1] * 1.3)
         ax.set_title(attack, fontsize=10)
-        ax.set_xlabel("ε (/255)")
+        ax.set_xlabel("ε (/255, log scale)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_ylim(-2, 102)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.25)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.suptitle("accuracy vs attack budget, strongest gradient source per point "
-                 "(dotted: default ε)", fontsize=10)
-    return _save(fig, path, rect=(0.0, 0.05, 1.0, 1.0))
+    fig.suptitle("accuracy vs attack budget, strongest gradient source per point (float: "
+                 "surrogate gradients, chip: straight-through; Square: queries only); dotted: "
+                 "default ε", fontsize=10)
+    return _save(fig, path, rect=(0.0, 0.06, 1.0, 1.0))
+
+
+def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
+    """Certified accuracy vs L2 radius, one panel per σ, float vs chip (step curves)."""
+    plt = _pyplot()
+    entries = cert["sigmas"]
+    fig, axes = _panels(plt, len(entries), width=3.8)
+    top = max([r["radius"] for e in entries for rows in e["per_image"].values() for r in rows]
+              + [0.5])
+    radius = np.linspace(0.0, top * 1.05, 200)
+    for ax, entry in zip(axes, entries):
+        for name, label in (("float", "float model"), ("chip", "deployed (bit-exact sim)")):
+            rows = entry["per_image"][name]
+            ok = np.array([r["radius"] if r["correct"] else -1.0 for r in rows])
+            curve = [(ok >= r).mean() * 100 for r in radius]
+            abstain = entry["models"][name]["abstain"]
+            ax.step(radius, curve, where="post",
+                    label=f"{label}, abstains {100 * abstain:.0f}%",
+                    **_CERT_STYLE[name])
+        ax.set_title(f"σ = {entry['sigma']:g}", fontsize=10)
+        ax.set_xlabel("L2 radius (pixels in [0, 1])")
+        ax.set_ylabel("certified accuracy (%)")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"randomized smoothing (CERTIFY, n = {cert['parameters']['n']:,}, "
+                 f"α = {cert['parameters']['alpha']:g}), first {cert['samples']} test images",
+                 fontsize=10)
+    return _save(fig, path)
 
 
 def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:
@@ -171,6 +232,8 @@ def write_plots(out: Path, record: Mapping[str, Any]) -> List[Path]:
         written.append(plot_attack_curves(out / "attack_vs_eps.png", record))
     if record.get("noise"):
         written.append(plot_noise(out / "noise.png", record))
+    if record.get("certification"):
+        written.append(plot_certified(out / "certified_accuracy.png", record["certification"]))
     if record.get("faults"):
         written.append(plot_faults(out / "faults.png", record))
     layers = (record.get("stability") or {}).get("layers") or []

@@ -5,16 +5,17 @@ recomputed, so the numbers in the three cannot disagree.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from rssnn_deploy.robustness.attacks import GRADIENTS
+from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS
 from rssnn_deploy.robustness.cells import Evaluator, unpack_bits
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.sweep import Cell
 
-__all__ = ["build_record", "worst_case_rows", "strongest_over_gradients"]
+__all__ = ["build_record", "certification_record", "worst_case_rows",
+           "strongest_over_gradients"]
 
 
 def _attack_rows(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -93,7 +94,7 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
     tol = max(ev.config.tolerance, 2.0 / max(len(ev.subject.y), 1))
     uniform = {r["level"]: r for r in noise if r["kind"] == "uniform"}
     checks = []
-    order = list(GRADIENTS) + ["ste"]
+    order = list(GRADIENTS) + ["ste", "queries"]
     scopes = sorted({(r["threat"], r["gradient"]) for r in rows},
                     key=lambda s: (list(THREATS).index(s[0]), order.index(s[1])))
     for threat, gradient in scopes:
@@ -108,12 +109,25 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
         checks.append(sanity.check_monotone_in_eps(scope, curves, clean[model], tol))
         if threat == "transfer":
             continue
-        checks.append(sanity.check_near_zero(scope, curves, ev.config.large_eps,
-                                             ev.config.zero_tolerance))
+        if gradient != "queries" or any(ev.config.large_eps in c for c in curves.values()):
+            checks.append(sanity.check_near_zero(scope, curves, ev.config.large_eps,
+                                                 ev.config.zero_tolerance))
         at_eps = {a: c[ev.eps] for a, c in curves.items() if ev.eps in c}
-        checks.append(sanity.check_strength_order(scope, at_eps, ev.eps, tol))
+        if sum(a in at_eps for a in sanity.STRENGTH_ORDER) >= 2:
+            checks.append(sanity.check_strength_order(scope, at_eps, ev.eps, tol))
+        if "AutoAttack" in at_eps:
+            checks.append(sanity.check_ensemble_not_weaker(scope, at_eps, "AutoAttack",
+                                                           AUTOATTACK, tol))
         baseline = {e: uniform[e / 255.0][model] for e in ev.grid if e / 255.0 in uniform}
         checks.append(sanity.check_beats_noise(scope, curves, baseline, tol))
+    for threat in ("float", "chip"):
+        mine = [r for r in rows if r["threat"] == threat]
+        free = _lowest(r for r in mine if r["gradient"] == "queries")
+        if free:
+            checks.append(sanity.check_gradient_free_not_stronger(
+                THREATS[threat], _lowest(r for r in mine if r["gradient"] != "queries"
+                                         and r["attack"] != "AutoAttack"),   # holds Square
+                free, tol))
     overall = worst_case_rows(rows, len(ev.subject.y), per_gradient=False)
     chip_wb = {w["eps"]: w["accuracy"] for w in overall if w["threat"] == "chip"}
     transfer = {w["eps"]: w["accuracy"] for w in overall if w["threat"] == "transfer"}
@@ -121,6 +135,14 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
         checks.append(sanity.check_whitebox_not_weaker(f"{THREATS['chip']} (ste)", chip_wb,
                                                        transfer, tol))
     return checks
+
+
+def _lowest(rows: Iterable[Mapping[str, Any]]) -> Dict[float, float]:
+    """ε → the lowest accuracy among ``rows``."""
+    out: Dict[float, float] = {}
+    for r in rows:
+        out[r["eps"]] = min(out.get(r["eps"], 1.0), r["accuracy"])
+    return out
 
 
 def build_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -139,6 +161,7 @@ def build_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[s
         seconds[f"{group}_s"] = seconds.get(f"{group}_s", 0.0) + float(value.get("seconds", 0.0))
     return {
         "samples": n,
+        "classes": ev.classes,
         "eps": {"unit": "1/255", "default": ev.eps, "grid": list(ev.grid),
                 "large": ev.config.large_eps, "default_pixels": ev.eps / 255.0},
         "clean": clean,
@@ -150,8 +173,23 @@ def build_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[s
         "sanity": {"passed": verdict(checks), "checks": [c.to_dict() for c in checks]},
         "lava_cross_check": {k: v for k, v in lava.items() if k != "seconds"},
         "stability": ev.subject.stability or {"layers": [], "warnings": []},
+        "stochastic": dict(ev._stochastic),
+        "certification": certification_record(ev, results),
         "compute_seconds": seconds,
     }
+
+
+def certification_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]
+                         ) -> Dict[str, Any]:
+    """Randomized-smoothing results per σ (empty when certification was not asked for)."""
+    cells = ev.certify_cells()
+    if not cells:
+        return {}
+    return {"parameters": ev.config.certify.to_dict(),
+            "samples": min(ev.config.certify_samples, len(ev.subject.y)),
+            "noise_space": "the base classifier is f(clip(x + δ, 0, 1)), since the chip "
+                           "accepts only pixels in [0, 1]",
+            "sigmas": [{k: v for k, v in results[c.key].items()} for c in cells]}
 
 
 def strongest_over_gradients(rows: Sequence[Mapping[str, Any]]

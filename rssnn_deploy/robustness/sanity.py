@@ -151,6 +151,41 @@ def check_whitebox_not_weaker(scope: str, whitebox: Mapping[float, float],
                        {"tolerance": tolerance, "violations": worse}, advisory=True)
 
 
+def check_ensemble_not_weaker(scope: str, accuracies: Mapping[str, float], ensemble: str,
+                              members: Sequence[str], tolerance: float) -> SanityCheck:
+    """An ensemble (AutoAttack) leaves no more accuracy than any member run alone."""
+    present = [m for m in members if m in accuracies]
+    bad = [f"{ensemble} {_pct(accuracies[ensemble])} > {m} {_pct(accuracies[m])}"
+           for m in present if accuracies[ensemble] > accuracies[m] + tolerance]
+    detail = (f"{ensemble} {_pct(accuracies[ensemble])} ≤ "
+              + ", ".join(f"{m} {_pct(accuracies[m])}" for m in present)
+              if not bad else "; ".join(bad))
+    return SanityCheck("ensemble never weaker than its members", scope, not bad, detail,
+                       {"tolerance": tolerance, "violations": bad})
+
+
+def check_gradient_free_not_stronger(scope: str, gradient: Mapping[float, float],
+                                     gradient_free: Mapping[float, float], tolerance: float
+                                     ) -> SanityCheck:
+    """Per ε, the best gradient attack is at least as strong as the gradient-free one.
+
+    Both arguments map ε to the lowest accuracy over the attacks of that kind. A
+    score-based attack (Square) that needs no gradient beating every gradient attack
+    by more than ``tolerance`` is the classic sign of gradient masking: the gradients
+    point nowhere useful, not the model is robust (Athalye et al. 2018; Croce & Hein 2020).
+    """
+    common = sorted(set(gradient) & set(gradient_free))
+    worse = [f"ε={e:.4g}: gradient-free {_pct(gradient_free[e])} < best gradient attack "
+             f"{_pct(gradient[e])}" for e in common
+             if gradient_free[e] < gradient[e] - tolerance]
+    detail = (f"best gradient attack ≤ gradient-free at all {len(common)} budgets"
+              if not worse else "; ".join(worse) + " (gradient masking suspected)")
+    return SanityCheck("gradient attacks not beaten by gradient-free", scope,
+                       not worse and bool(common), detail,
+                       {"tolerance": tolerance, "violations": worse,
+                        "gradient": dict(gradient), "gradient_free": dict(gradient_free)})
+
+
 def verdict(checks: Iterable[SanityCheck]) -> bool:
     """True when every non-advisory check passed."""
     return all(c.passed for c in checks if not c.advisory)

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, List, Mapping, Sequence
 
 from rssnn_deploy.report import markdown_table, stability_table
-from rssnn_deploy.robustness.attacks import GRADIENTS
+from rssnn_deploy.robustness.attacks import GRADIENTS, describe_attack
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
+from rssnn_deploy.robustness.protocols import PROTOCOLS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
-__all__ = ["render_markdown", "summary_text"]
+__all__ = ["render_markdown", "summary_text", "certification_section", "protocol_section",
+           "eps_text"]
 
 
 def _pct(value: float) -> str:
@@ -22,7 +24,14 @@ def _pct(value: float) -> str:
 
 
 def _eps(value: float) -> str:
-    return f"{value:g}"
+    """A budget in 1/255 units for people: at most 4 significant digits, no float noise."""
+    return f"{value:.4g}"
+
+
+def eps_text(value_255: float) -> str:
+    """``8/255 (≈ 0.0314)``: the 1/255 budget and its size on [0, 1] pixels."""
+    pixels = value_255 / 255.0
+    return f"{_eps(value_255)}/255 (≈ {pixels:.3g})" if value_255 else "0"
 
 
 def _threat_label(threat: str, gradient: str) -> str:
@@ -31,7 +40,7 @@ def _threat_label(threat: str, gradient: str) -> str:
 
 def _series(rows: Sequence[Mapping[str, Any]]) -> List[tuple]:
     """(threat, gradient) pairs in reading order: threat models, then gradient sources."""
-    gradients = list(GRADIENTS) + ["ste"]
+    gradients = list(GRADIENTS) + ["ste", "queries"]
     return sorted({(r["threat"], r["gradient"]) for r in rows},
                   key=lambda s: (list(THREATS).index(s[0]),
                                  gradients.index(s[1]) if s[1] in gradients else len(gradients)))
@@ -69,10 +78,18 @@ def default_eps_table(record: Mapping[str, Any]) -> str:
             + [_pct(lookup[(t, g, a)]) if (t, g, a) in lookup else "–" for a in attacks]
             + [f"**{_pct(worst[(t, g)])}**" if (t, g) in worst else "–"]
             for t, g in _series(rows)]
+    overall = {w["threat"]: w["accuracy"] for w in record.get("worst_case_all_gradients", [])
+               if w["eps"] == eps}
+    several = [t for t in THREATS if sum(s[0] == t for s in _series(rows)) > 1]
+    body += [[f"{THREATS[t]} (every attack and source)"]
+             + [_pct(min(lookup[k] for k in lookup if k[0] == t and k[2] == a))
+                if any(k[0] == t and k[2] == a for k in lookup) else "–" for a in attacks]
+             + [f"**{_pct(overall[t])}**"] for t in several if t in overall]
     return (markdown_table(["threat model (gradients)", *attacks, "worst case"], body)
             + "\n\nAccuracy (%) of the model each threat model targets (float white-box: the "
             "float model; transfer and chip white-box: the deployed integer model). Worst case: "
-            "samples that survive every attack in the row.")
+            "samples that survive every attack in the row; 'every attack and source': per "
+            "sample over every attack and gradient source run against that threat model.")
 
 
 def eps_sweep_tables(record: Mapping[str, Any]) -> str:
@@ -156,6 +173,60 @@ def sanity_table(record: Mapping[str, Any]) -> str:
     return (f"Verdict: **{verdict}** (advisory checks excluded)\n\n{matrix}\n\n{details}")
 
 
+def protocol_section(record: Mapping[str, Any]) -> str:
+    """The protocol, the test-set size and every attack's parameters."""
+    config = record.get("config", {})
+    name = config.get("protocol", "quick")
+    protocol = PROTOCOLS.get(name)
+    eps = record["eps"]["default"]
+    attacks = list(dict.fromkeys(r["attack"] for r in record["attacks"]))
+    classes = int(record.get("classes", 10))
+    rows = [[a, describe_attack(a, eps, int(config.get("apgd_steps", 20)),
+                                int(config.get("square_queries", 5000)),
+                                (config.get("pgd_alpha_factor") or {}).get(a, 2.5), classes)]
+            for a in attacks]
+    gradients = ", ".join(config.get("gradients", ["bptt"]))
+    stochastic = record.get("stochastic") or {}
+    eot = ("a model's forward pass was random, so gradients were averaged over "
+           f"{config.get('eot_samples', 20)} passes (EOT)" if any(stochastic.values()) else
+           "both models are deterministic (two identical forward passes agree), so no "
+           "expectation over transformation was needed")
+    return (f"Protocol **{name}**" + (f": {protocol.description}" if protocol else "")
+            + f". Test set: the first {record['samples']} test samples. Default ε = "
+            f"{eps_text(eps)}; grid {', '.join(_eps(e) for e in record['eps']['grid'])} (/255). "
+            f"Float-model gradient sources: {gradients}; chip white-box: the simulator's "
+            "straight-through gradients (ste); gradient-free attacks query each model "
+            f"(queries). Seed {config.get('seed', 0)}; {eot}.\n\n"
+            + "Options given explicitly override the preset; the table lists what was run."
+            + "\n\n" + markdown_table(["attack", "parameters"], rows))
+
+
+def certification_section(cert: Mapping[str, Any]) -> str:
+    """Certified accuracy vs L2 radius per σ, float vs chip, with abstentions."""
+    cfg = cert["parameters"]
+    radii = list(next(iter(cert["sigmas"][0]["models"].values()))["certified_accuracy"])
+    body = []
+    for entry in cert["sigmas"]:
+        for name, label in (("float", "float model"), ("chip", "deployed integer model")):
+            summary = entry["models"][name]
+            body.append([f"{entry['sigma']:g}", label]
+                        + [_pct(summary["certified_accuracy"][r]) for r in radii]
+                        + [_pct(summary["abstain"]), f"{summary['median_radius_correct']:.3g}"])
+    seconds = sum(e["wall_seconds"] for e in cert["sigmas"])
+    chip_s = sum(e["classifier_seconds"].get("chip", 0.0) for e in cert["sigmas"])
+    return (f"Randomized smoothing (Cohen, Rosenfeld & Kolter 2019, `CERTIFY`): n0 = "
+            f"{cfg['n0']:,} samples for selection, n = {cfg['n']:,} for estimation, α = "
+            f"{cfg['alpha']:g} (one-sided Clopper–Pearson), first {cert['samples']} test "
+            "images. The base classifier is the deployed integer model run by the bit-exact "
+            "simulator (the float model side by side on the same noise draws). Gaussian "
+            f"noise is drawn in [0, 1]-pixel space, before the chip's input encoding: "
+            f"{cert['noise_space']}. Radii are L2 distances in pixel units.\n\n"
+            + markdown_table(["σ", "model"] + [f"r = {r}" for r in radii]
+                             + ["abstain (%)", "median radius (correct)"], body)
+            + f"\n\nCertified accuracy (%) at L2 radius r (abstentions count as wrong). "
+            f"Wall time {seconds:.0f} s, {chip_s:.0f} s of it in the simulator.")
+
+
 def render_markdown(record: Mapping[str, Any]) -> str:
     eps = record["eps"]
     config = record.get("config", {})
@@ -163,17 +234,22 @@ def render_markdown(record: Mapping[str, Any]) -> str:
     header = (f"# Robustness of the deployed model\n\n"
               f"Checkpoint `{config.get('checkpoint', '?')}`, "
               f"network `{config.get('net_file', '?')}`, "
-              f"dataset `{config.get('dataset', '?')}`, {record['samples']} test samples. "
-              f"L∞ budgets in 1/255 units: default ε = {_eps(eps['default'])} "
-              f"(= {eps['default_pixels']:.4g} on [0, 1]); sweep {grid}.")
+              f"dataset `{config.get('dataset', '?')}`, {record['samples']} test samples, "
+              f"protocol `{config.get('protocol', 'quick')}`. "
+              f"L∞ budgets in 1/255 units: default ε = {eps_text(eps['default'])}; "
+              f"sweep {grid}.")
     stability = record.get("stability") or {}
     sections = [
         header,
+        "## Protocol\n\n" + protocol_section(record),
         "## Clean accuracy\n\n" + clean_table(record),
         "## Sanity checks of the attacks\n\n" + sanity_table(record),
         f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n"
         + default_eps_table(record),
         "## Accuracy vs ε\n\n" + eps_sweep_tables(record),
+        *([("## Certified robustness (randomized smoothing)\n\n"
+            + certification_section(record["certification"]))]
+          if record.get("certification") else []),
         "## Input noise\n\n" + noise_table(record),
         "## Hardware non-idealities (deployed model)\n\n" + fault_table(record),
         "## Per-layer stability (quantizer report)\n\n" + (
