@@ -17,7 +17,7 @@ from rssnn_deploy.robustness.certify import (CertifyConfig, certified_accuracy, 
                                              certify_one, lower_confidence_bound)
 from rssnn_deploy.robustness.checks import float_predictor
 from rssnn_deploy.robustness.chip_model import ChipPredictor
-from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 
 def test_clopper_pearson_lower_bound():

@@ -17,7 +17,7 @@ from rssnn_deploy.robustness.cli_args import add_evaluate_arguments, config_from
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.evaluation import evaluate_subject
 from rssnn_deploy.robustness.protocols import PROTOCOLS, config_for_protocol
-from rssnn_deploy.train import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 
 def parse(*options):
