@@ -77,3 +77,20 @@ def test_the_report_states_protocol_parameters_and_certification(tmp_path):
     assert {"gradient attacks not beaten by gradient-free",
             "ensemble never weaker than its members"} <= names
     assert record["sanity"]["passed"], [c for c in record["sanity"]["checks"] if not c["passed"]]
+
+
+def test_adaptive_attack_cells(tmp_path):
+    """--adaptive adds the attack at ε with the model's surrogate, the surrogate sweep and
+    the chip's straight-through gradients."""
+    import torch
+    from rssnn_deploy.models import build_model
+    from rssnn_deploy.robustness.cells import Evaluator
+    config = parse("--adaptive", "--attacks", "FGSM", "--threat-models", "float,chip")
+    assert config.adaptive == "PGD-100x5"
+    model = build_model({"arch": "mlp", "hidden": [8], "neuron": "lif", "in_shape": [1, 8, 8]})
+    x, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    ev = Evaluator(Subject(model, quantize(model).spec, tmp_path / "n.net", x, y), config,
+                   tmp_path)
+    adaptive = {(c["source"], c["gradient"]) for c in ev.attack_cells()
+                if c["attack"] == "PGD-100x5"}
+    assert adaptive == {("float", "bptt"), ("float", "sweep"), ("chip", "ste")}

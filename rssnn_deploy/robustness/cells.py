@@ -90,7 +90,20 @@ class Evaluator:
             for source, gradient in (query_sources if is_gradient_free(attack) else sources):
                 cells += [Cell.make("attack", source=source, gradient=gradient, attack=attack,
                                     eps=float(e)) for e in budgets]
-        return cells
+        return cells + self.adaptive_cells(sources)
+
+    def adaptive_cells(self, sources: List[Tuple[str, str]]) -> List[Cell]:
+        """The adaptive attack at ε: on the float model with its own surrogate and with the
+        strongest surrogate and scale per sample (``sweep``); on the chip through ste."""
+        attack = self.config.adaptive
+        if not attack:
+            return []
+        wanted = list(dict.fromkeys(
+            [(s, g) for s, g in sources if s == "chip" or g == "bptt"]
+            + ([("float", "sweep")] if any(s == "float" for s, _ in sources) else [])))
+        return [Cell.make("attack", source=s, gradient=g, attack=attack, eps=float(self.eps))
+                for s, g in wanted
+                if not (attack in self.config.attacks and g in self.config.gradients + ("ste",))]
 
     def noise_cells(self) -> List[Cell]:
         cells = [Cell.make("noise", kind=k, level=float(v))

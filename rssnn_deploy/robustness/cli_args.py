@@ -45,6 +45,11 @@ def _attack_list(text: str) -> Tuple[str, ...]:
     return items
 
 
+def _attack_name(text: str) -> str:
+    (name,) = _attack_list(text) or ("",)
+    return name
+
+
 def parse_levels(items: Optional[Sequence[Tuple[str, Tuple[float, ...]]]],
                  defaults: Mapping[str, Tuple[float, ...]]) -> Dict[str, Tuple[float, ...]]:
     """Defaults with ``(kind, levels)`` overrides applied; ``("none", ())`` clears all."""
@@ -100,6 +105,12 @@ def add_evaluate_arguments(parser) -> None:
                         help="APGD/APGD-T/FAB-T iterations (quick 20, paper 10, autoattack 100)")
     parser.add_argument("--square-queries", type=ct.positive_int, default=None,
                         help="query budget of the gradient-free Square attack (5000)")
+    parser.add_argument("--adaptive", nargs="?", const="PGD-100x5", default=None,
+                        type=_attack_name, metavar="ATTACK",
+                        help="also run an adaptive attack at ε (default PGD-100x5: 100 steps, "
+                             "5 restarts) with the float model's own surrogate, with every "
+                             "surrogate × scale of a sweep (strongest per sample) and on the "
+                             "chip; worst case per sample over every attack")
     parser.add_argument("--eot-samples", type=ct.positive_int, default=20,
                         help="forward passes averaged per gradient when a model is stochastic")
     add_certify_arguments(parser, optional=True)
@@ -168,7 +179,7 @@ def config_from_args(args) -> EvaluateConfig:
     return EvaluateConfig(
         **settings, protocol=args.protocol, large_eps=args.large_eps,
         threat_models=tuple(args.threat_models), gradients=tuple(args.gradients),
-        eot_samples=args.eot_samples,
+        eot_samples=args.eot_samples, adaptive=args.adaptive,
         certify=certify_config_from_args(args) if args.certify else None,
         certify_samples=args.certify_samples,
         noise=parse_levels(args.noise, DEFAULT_NOISE_LEVELS),

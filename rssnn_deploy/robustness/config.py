@@ -63,6 +63,7 @@ class EvaluateConfig:
     apgd_steps: int = 20
     pgd_alpha_factor: Mapping[str, float] = field(default_factory=dict)  # α·steps/ε; 2.5
     square_queries: int = 5000
+    adaptive: Optional[str] = None                     # e.g. "PGD-100x5": at ε, surrogate sweep
     eot_samples: int = 20                              # used only for a stochastic model
     protocol: str = "quick"
     certify: Optional[CertifyConfig] = None            # randomized smoothing; None: skip
@@ -84,7 +85,8 @@ class EvaluateConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in self.attacks + (self.grid_attacks or ()):
+        for name in self.attacks + (self.grid_attacks or ()) + ((self.adaptive,)
+                                                                if self.adaptive else ()):
             parse_attack(name)
         unknown = set(self.threat_models) - set(THREATS)
         if unknown:
