@@ -64,6 +64,17 @@ def _eps_label(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _sparse_labels(grid: Sequence[float], min_ratio: float = 1.45) -> List[str]:
+    """Tick labels of a log axis, largest first kept; a label too close to a kept one is
+    left blank so neighbours such as 102 and 128 do not print over each other."""
+    labels, kept = [], None
+    for value in sorted(grid, reverse=True):
+        show = kept is None or kept / value >= min_ratio
+        labels.append(_eps_label(value) if show else "")
+        kept = value if show else kept
+    return labels[::-1]
+
+
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
     """Accuracy vs ε per attack: one line per threat model, strongest gradient source.
 
@@ -97,7 +108,7 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
         ticks = [zero_at] + grid
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels(["0"] + [_eps_label(e) for e in grid], fontsize=7)
+        ax.set_xticklabels(["0"] + _sparse_labels(grid), fontsize=7)
         ax.set_xlim(zero_at / 1.3, grid[-1] * 1.3)
         ax.set_title(attack, fontsize=10)
         ax.set_xlabel("ε (/255, log scale)")
