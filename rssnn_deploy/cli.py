@@ -33,7 +33,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rssnn_deploy.report import stability_table
     from rssnn_deploy.training import load_checkpoint
     model = load_checkpoint(_existing(args.checkpoint))
-    result = export_model(model, args.out, profile=args.profile, gain_mode=args.gain_mode)
+    result = export_model(model, args.out, profile=args.profile, gain_mode=args.gain_mode,
+                          gain_exp=args.gain_exp)
     print(result.spec.describe())
     print(stability_table(result.to_dict()["layers"]))
     for warning in result.warnings:
@@ -282,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gain-mode", choices=("fold", "exact"), default="fold",
                    help="fold DLIF gains into weights (runs on stock netx) or keep them per "
                         "step (our simulator and the lava backend's DLIF process)")
+    p.add_argument("--gain-exp", type=ct.int_range(0, 30), default=None,
+                   help="exact mode: gain = mantissa / 2**gain-exp for every DLIF layer "
+                        "(default: per layer, the finest exponent up to 6 that holds its "
+                        "largest gain)")
 
     p = add("simulate", cmd_simulate, "run a netx file on inputs and save output spikes "
                                       "and recorded states")

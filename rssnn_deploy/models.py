@@ -4,8 +4,11 @@ Every model is an :class:`SNN` with one fixed structure, the one the quantizer
 consumes through :meth:`SNN.export_description`::
 
     x ∈ [0, 1], (N, C, H, W) or (N, F)
-      → encoder   LIF per input element, I[t] = input_gain · x every step
-                  (direct encoding; on Loihi the data enters as that layer's bias)
+      → encoder   input_encoding="spiking": LIF per input element, I[t] = input_gain · x
+                  every step (on Loihi the data enters as that layer's bias);
+                  "analog" (the paper's direct encoding): no encoder, the first
+                  synapse receives input_gain · x itself every step (on Loihi as
+                  graded spikes)
       → blocks    [synapse → DLIF | LIF] …  synapse = Linear or Conv2d, bias-free;
                   an nn.Flatten (C, H, W order) may sit between conv and dense blocks
       → head      Linear, bias-free
@@ -33,6 +36,7 @@ from rssnn_deploy.neurons import DLIF, LIF, SURROGATES, NeuronOutput, Readout
 __all__ = [
     "ARCHITECTURES",
     "VGG_VARIANTS",
+    "INPUT_ENCODINGS",
     "EncoderDescription",
     "LayerDescription",
     "SNNOutput",
@@ -57,7 +61,12 @@ COMMON_DEFAULTS: Dict[str, Any] = {
     "surrogate_scale": None,
     "bptr": False,
     "input_gain": 1.0,
+    "input_encoding": "spiking",
 }
+
+#: how the image reaches the first synapse: through a layer of LIF neurons ("spiking")
+#: or as the analog value itself every step ("analog", the paper's direct encoding).
+INPUT_ENCODINGS = ("spiking", "analog")
 
 #: architecture name → its own keys and their defaults.
 ARCHITECTURES: Dict[str, Dict[str, Any]] = {
@@ -108,6 +117,7 @@ def _coerce_types(cfg: Dict[str, Any]) -> None:
     for key in ("decay", "threshold", "input_gain"):
         cfg[key] = float(cfg[key])
     cfg["bptr"] = bool(cfg["bptr"])
+    cfg["input_encoding"] = str(cfg["input_encoding"])
     if cfg["surrogate_scale"] is not None:
         cfg["surrogate_scale"] = float(cfg["surrogate_scale"])
     for key in ("hidden", "channels", "strides"):
@@ -131,6 +141,9 @@ def _validate_common(cfg: Dict[str, Any]) -> None:
         raise ValueError(f"decay must lie in [0, 1], got {cfg['decay']}")
     if cfg["threshold"] <= 0:
         raise ValueError(f"threshold must be > 0, got {cfg['threshold']}")
+    if cfg["input_encoding"] not in INPUT_ENCODINGS:
+        raise ValueError(f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}, "
+                         f"got {cfg['input_encoding']!r}")
     if cfg["neuron"] not in NEURONS:
         raise ValueError(f"neuron must be one of {', '.join(NEURONS)}, got {cfg['neuron']!r}")
     if cfg["surrogate"] not in SURROGATES:
@@ -205,12 +218,14 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 
 @dataclass(frozen=True)
 class EncoderDescription:
-    """The input (encoding) layer: one LIF per input element, fed ``gain · x``."""
+    """The input layer: one LIF per input element fed ``gain · x`` (``"spiking"``), or,
+    for ``"analog"``, no neurons: the first synapse receives ``gain · x`` itself."""
 
     shape: tuple            # (C, H, W) or (F,) of the input / encoding layer
     gain: float             # input current = gain * x, x in [0, 1]
-    decay: float            # λ
-    threshold: float        # Vth
+    decay: float            # λ ("spiking" only)
+    threshold: float        # Vth ("spiking" only)
+    encoding: str = "spiking"
 
 
 @dataclass(frozen=True)
@@ -281,7 +296,9 @@ class SNN(nn.Module):
         cfg = normalize_config(config)
         self._config = cfg
         self.input_gain = cfg["input_gain"]
-        self.encoder = self._make_neuron(cfg, spiking_input=True)
+        self.input_encoding = cfg["input_encoding"]
+        self.encoder: Optional[LIF] = (self._make_neuron(cfg, spiking_input=True)
+                                       if self.input_encoding == "spiking" else None)
         self.blocks = nn.ModuleList()
         self._out_shapes: List[Tuple[int, ...]] = []
         shape = tuple(cfg["in_shape"])
@@ -289,6 +306,9 @@ class SNN(nn.Module):
             shape = self._append(item, shape, cfg)
         if len(shape) != 1:
             raise ValueError(f"the head needs flat features, got shape {shape}")
+        if self.encoder is None and not any(isinstance(b, SpikingBlock) for b in self.blocks):
+            raise ValueError("input_encoding 'analog' needs at least one hidden spiking "
+                             "layer (the head alone would not spike)")
         self.head = nn.Linear(shape[0], cfg["num_classes"], bias=False)
         self.readout = Readout()
 
@@ -343,8 +363,9 @@ class SNN(nn.Module):
 
     @property
     def spiking_layers(self) -> List[LIF]:
-        """The encoder followed by every hidden spiking layer, in order."""
-        return [self.encoder] + [b.neuron for b in self.blocks if isinstance(b, SpikingBlock)]
+        """The encoder (if spiking) followed by every hidden spiking layer, in order."""
+        encoder = [self.encoder] if self.encoder is not None else []
+        return encoder + [b.neuron for b in self.blocks if isinstance(b, SpikingBlock)]
 
     @property
     def last_spiking_layer(self) -> LIF:
@@ -371,8 +392,12 @@ class SNN(nn.Module):
         layer's integrated current and membrane potential) comes back instead; the
         plain call keeps ``model(x) -> logits`` so attack libraries work unchanged.
         """
-        last = self.encoder.simulate(self.encode(x))
-        spikes = last.spikes
+        current = self.encode(x)
+        if self.encoder is not None:
+            last = self.encoder.simulate(current)
+            spikes = last.spikes
+        else:       # analog: the first synapse takes the current itself
+            spikes = current
         for block in self.blocks:
             if isinstance(block, SpikingBlock):
                 last = block(spikes)
@@ -397,9 +422,11 @@ class SNN(nn.Module):
         """
         copy_of = _cpu_copy if detach else _same
         cfg = self._config
+        source = self.encoder
         encoder = EncoderDescription(shape=self.in_shape, gain=self.input_gain,
-                                     decay=self.encoder.decay,
-                                     threshold=self.encoder.threshold)
+                                     decay=source.decay if source is not None else 0.0,
+                                     threshold=source.threshold if source is not None else 0.0,
+                                     encoding=self.input_encoding)
         layers = [self._describe_block(block, shape, copy_of)
                   for block, shape in zip(self.blocks, self._out_shapes)]
         layers.append(LayerDescription(kind="dense", out_shape=(cfg["num_classes"],),

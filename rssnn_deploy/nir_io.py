@@ -32,6 +32,8 @@ bias, iDecay < 4096         v_leak = bias·τ_mem/dt (a bias enters v, not u)   
 input layer                 ``Input`` → neuron node; the graph input is the     yes
                             bias mantissa per step (its iDecay, which never
                             acts, rides in node metadata)
+analog input (no neuron)    ``Input`` straight into the first synapse; the      yes
+                            graph input is the graded value per step
 flatten                     ``Flatten`` (start_dim 0)                          yes
 ==========================  ===============================================  ==========
 

@@ -27,9 +27,14 @@ from rssnn_deploy.spec import NetworkSpec, encode_input
 
 
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
-                 gain_mode: str = "fold") -> QuantizationResult:
-    """Quantize ``model`` and write its netx file; the stability report rides along as JSON."""
-    result = quantize(model, load_profile(profile), QuantizeOptions(gain_mode=gain_mode))
+                 gain_mode: str = "fold", gain_exp: Optional[int] = None
+                 ) -> QuantizationResult:
+    """Quantize ``model`` and write its netx file; the stability report rides along as JSON.
+
+    ``gain_exp``: the exact-gain exponent for every DLIF layer (``None``: chosen per
+    layer from its gains)."""
+    result = quantize(model, load_profile(profile),
+                      QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp))
     write_netx(result.spec, out_path)
     write_json(Path(out_path).with_suffix(".stability.json"), result.to_dict())
     return result

@@ -12,7 +12,7 @@ deployed one, and lets gradients reach the float parameters:
         \qquad\text{(the integers a netx file of the current weights holds)} \\
     b &= \lfloor x \cdot s_{in} + \tfrac12 \rfloor \qquad\text{(straight-through)} \\
     p_\ell &= s_\ell\, \bar a_\ell\, W_\ell \ \ \text{(fold)}
-        \quad\text{or}\quad p_\ell = s_\ell W_\ell,\ q_\ell = 2^{e} a_\ell
+        \quad\text{or}\quad p_\ell = s_\ell W_\ell,\ q_\ell = 2^{e_\ell} a_\ell
         \ \ \text{(exact)}, \qquad w^{file}_\ell = \mathrm{round}(p_\ell) \\
     v_{out} &= \text{readout membrane after } T + \text{depth chip steps (simulator)} \\
     z &= v_{out} \,/\, (64\, s_{out}\, T)
@@ -180,16 +180,18 @@ class LoihiExact(nn.Module):
                 continue
             if quantized.spec.layers[index].kind != desc.kind:  # pragma: no cover - invariant
                 raise RuntimeError(f"spec layer {index} is not description {index - 1}")
-            paths[index] = self._layer_path(desc, quantized.weight_scales[index])
+            paths[index] = self._layer_path(desc, quantized.weight_scales[index],
+                                            quantized.spec.layers[index].neuron.gain_exp)
         return paths
 
-    def _layer_path(self, desc: LayerDescription, scale: float) -> StraightThrough:
+    def _layer_path(self, desc: LayerDescription, scale: float,
+                    gain_exp: int) -> StraightThrough:
         weight, gains = desc.weight * scale, desc.gains
         if gains is None:
             return StraightThrough(weight=weight)
         if self.options.gain_mode == "fold":      # w_file = round(s·ā·W)
             return StraightThrough(weight=weight * gains.mean())
-        return StraightThrough(weight=weight, gains=gains * float(1 << self.options.gain_exp))
+        return StraightThrough(weight=weight, gains=gains * float(1 << gain_exp))
 
     def _trace(self, spec: NetworkSpec, last: int, bias: Tensor,
                states: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:

@@ -21,7 +21,12 @@ runs, keeping what makes the model robust:
 * **DLIF gains.** ``gain_mode="fold"`` folds the mean gain ā_l into the weights (stock
   netx runs it; the report gives the relative error of the time-varying part);
   ``gain_mode="exact"`` stores per-step gain mantissas, which our simulator and the
-  Lava backend's DLIF process (``backends/lava_dlif.py``) apply exactly.
+  Lava backend's DLIF process (``backends/lava_dlif.py``) apply exactly. The gain
+  exponent ``e`` (gain = mantissa / 2^e) is chosen per layer from its learned gains:
+  the largest ``e ≤ GAIN_EXP_MAX`` whose mantissas fit the profile's ``gain_bits``, so
+  a layer with gains up to 3.98 keeps steps of 1/64 and one with larger gains trades
+  precision for range; only a gain above ``2^gain_bits − 1`` (``e = 0``) cannot be held.
+  ``QuantizeOptions.gain_exp`` fixes ``e`` for every layer instead.
 * **Input.** The encoding layer receives ``round(x·input_scale)`` as bias mantissa.
   ``input_mapping="threshold"`` (default) makes the chip's first-step firing decision
   equal the float one; ``"membrane"`` puts the bias in the membrane's units,
@@ -30,6 +35,19 @@ runs, keeping what makes the model robust:
   which Loihi does not fire on: such inputs fire every other step instead of every step.
   ``"threshold"`` maps ``round(x·s) ≥ vth + 1 ⇔ gain·x ≥ Vth`` exactly instead (see
   ``_quantize_encoder``).
+* **Analog input** (``input_encoding="analog"``, the paper's direct encoding): the input
+  layer has no neurons; every step it sends ``x_q = round(x·Q)``, ``Q = 2^b − 1``, as a
+  graded spike of ``b`` message bits to the first synaptic layer, whose Dense/Conv
+  multiplies it by the weights (Lava's ``num_message_bits``; netx
+  ``hdf5.Network(input_message_bits=b)``). That layer's threshold and weights are mapped
+  as for spikes with ``Q`` folded in (``vth = ⌊V_th·base·Q⌋``), and its worst-case
+  ``|u| = 64·Q·max_row max(Σw⁺, Σ|w⁻|)`` (exact for inputs ≥ 0) must fit 24 bits. Input
+  and weight resolution share that budget (about 17 bits less log₂ of the fan-in), so
+  ``b ≤ QuantizeOptions.input_bits`` (default 8, the resolution of 8-bit images) and the
+  weight scale (down to ``ANALOG_WEIGHT_EXP_MIN`` below the 8-bit mantissa) are chosen
+  together to maximise the smaller of the two bit widths, ties going to the input.
+  ``input_message_bits`` in the spec's meta and ``weight_rel_error`` in the report show
+  what was chosen and what it cost.
 
 The readout layer is a non-spiking integrator (``vDecay = 0``, maximal threshold) whose
 membrane after ``T + depth`` steps is ``T`` times the paper's mean-over-T logits.
@@ -38,6 +56,7 @@ before a layer's first input arrives, and the chip would no longer match the flo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -55,6 +74,12 @@ ACTIVATION_SHIFT = 6
 INPUT_MAPPINGS = ("membrane", "threshold")
 #: largest weight exponent a netx file can carry: netx clips file weights to [−256, 254].
 NETX_WEIGHT_EXP_MAX = 1
+#: coarsest weight scale (power of two below the 8-bit mantissa) tried for the first
+#: layer of an analog-input network before the quantizer gives up.
+ANALOG_WEIGHT_EXP_MIN = -6
+#: finest DLIF gain exponent chosen automatically (gain steps of 1/64, as the project
+#: has always exported); coarser ones are chosen only for larger gains.
+GAIN_EXP_MAX = 6
 
 
 class QuantizationError(UserError, ValueError):
@@ -64,9 +89,10 @@ class QuantizationError(UserError, ValueError):
 @dataclass(frozen=True)
 class QuantizeOptions:
     gain_mode: str = "fold"            # "fold" (stock netx) or "exact" (sim, Lava DLIF process)
-    gain_exp: int = 6                  # exact mode: gain = mant / 2**gain_exp
+    gain_exp: Optional[int] = None     # exact mode: gain = mant / 2**gain_exp; None: per layer
     readout: str = "membrane"
     input_mapping: str = "threshold"   # "threshold" | "membrane": see _quantize_encoder
+    input_bits: int = 8                # analog input: largest graded-spike width tried
 
 
 @dataclass
@@ -138,13 +164,23 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     encoder, descriptions = model.export_description()
     steps = int(model.steps)
     result = QuantizationResult(spec=NetworkSpec(layers=[]))
-    input_layer, input_scale = _quantize_encoder(encoder, profile, options.input_mapping)
+    analog = encoder.encoding == "analog"
+    if analog:
+        input_layer, input_scale = LayerSpec(kind="input", shape=tuple(encoder.shape)), 0.0
+    else:
+        input_layer, input_scale = _quantize_encoder(encoder, profile, options.input_mapping)
     layers = [input_layer]
+    message_bits = 0
     for index, desc in enumerate(descriptions, start=1):
         if desc.kind == "flatten":
             layers.append(LayerSpec(kind="flatten", shape=tuple(desc.out_shape)))
             continue
-        quantized = _quantize_synaptic(desc, steps, profile, options)
+        if analog and not message_bits:
+            quantized, message_bits = _quantize_analog_first(desc, encoder.gain, steps,
+                                                             profile, options, index)
+            input_scale = float((1 << message_bits) - 1)
+        else:
+            quantized = _quantize_synaptic(desc, steps, profile, options, index)
         layers.append(quantized.layer)
         result.weight_scales[index] = quantized.scale
         if report:
@@ -155,9 +191,39 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
         "steps": steps, "input_scale": input_scale, "readout": options.readout,
         "profile": profile.name, "gain_mode": options.gain_mode,
         "input_mapping": options.input_mapping,
+        "input_encoding": encoder.encoding,
         "model_config": jsonable(getattr(model, "describe", lambda: {})()),
     })
+    if analog:
+        result.spec.meta["input_message_bits"] = message_bits
     return result
+
+
+def _quantize_analog_first(desc: Any, gain: float, steps: int, profile: HardwareProfile,
+                           options: QuantizeOptions, index: int) -> Tuple["_Synaptic", int]:
+    """The first synaptic layer of an analog-input network and its graded-input width
+    ``b``: of every ``b ≤ options.input_bits`` that fits, the one whose smaller of input
+    and weight bit widths is largest (ties: the wider input)."""
+    if not 1 <= options.input_bits <= 24:
+        raise QuantizationError(f"input_bits {options.input_bits} outside [1, 24]")
+    scaled = dataclasses.replace(desc, weight=desc.weight * gain)   # current = W·(gain·x)
+    best: Optional[Tuple[int, int, _Synaptic]] = None
+    failure: Optional[QuantizationError] = None
+    for bits in range(options.input_bits, 0, -1):
+        try:
+            quantized = _quantize_synaptic(scaled, steps, profile, options, index,
+                                           input_max=(1 << bits) - 1)
+        except QuantizationError as err:
+            failure = failure or err
+            continue
+        weight_bits = int(np.abs(quantized.layer.weight).max()).bit_length() + 1   # signed
+        score = min(bits, weight_bits)
+        if best is None or score > best[0]:
+            best = (score, bits, quantized)
+    if best is None:
+        raise failure  # type: ignore[misc]
+    _, bits, quantized = best
+    return quantized._replace(scale=quantized.scale * gain, weight=quantized.weight / gain), bits
 
 
 def _quantize_encoder(encoder: Any, profile: HardwareProfile, mapping: str = "membrane"
@@ -199,44 +265,70 @@ class _Synaptic(NamedTuple):
     scale: float            # file weight per float weight
     clipped: int
     fold_error: float
+    input_max: int = 1      # largest input value: 1 for spikes, Q for graded input
 
 
 def _quantize_synaptic(desc: Any, steps: int, profile: HardwareProfile,
-                       options: QuantizeOptions) -> _Synaptic:
+                       options: QuantizeOptions, index: int = 0, input_max: int = 1
+                       ) -> _Synaptic:
     weight = desc.weight.detach().double().cpu().numpy()
     gains = None if desc.gains is None else desc.gains.detach().double().cpu().numpy()
     fold_error = 0.0
     gain_mant: Optional[Tuple[int, ...]] = None
+    gain_exp = 0
     if gains is not None and options.gain_mode == "fold":
         mean_gain = float(gains.mean())
         fold_error = float(np.abs(gains - mean_gain).max() / max(abs(mean_gain), 1e-12))
         weight = weight * mean_gain
     elif gains is not None:
-        gain_mant = _gain_mantissas(gains, options.gain_exp, profile)
-    w_file, vth, scale, clipped = _choose_weight_scale(weight, desc, steps, profile)
+        gain_exp = choose_gain_exp(gains, profile, options.gain_exp, index)
+        gain_mant = tuple(int(g) for g in np.round(gains * (1 << gain_exp)).astype(np.int64))
+    w_file, vth, scale, clipped = _choose_weight_scale(weight, desc, steps, profile, input_max)
     decay = float(desc.decay)
     v_decay = 0 if not desc.spiking else stable_v_decay(decay, profile)
     neuron = CubaNeuron(i_decay=profile.decay_one, v_decay=v_decay, vth_mant=vth,
-                        gain_mant=gain_mant, gain_exp=options.gain_exp if gain_mant else 0)
+                        gain_mant=gain_mant, gain_exp=gain_exp)
     layer = LayerSpec(kind=desc.kind, shape=tuple(desc.out_shape), neuron=neuron, weight=w_file,
                       stride=tuple(desc.stride), padding=tuple(desc.padding),
                       dilation=tuple(desc.dilation), groups=int(desc.groups))
-    return _Synaptic(layer, weight, scale, clipped, fold_error)
+    return _Synaptic(layer, weight, scale, clipped, fold_error, input_max)
 
 
-def _gain_mantissas(gains: np.ndarray, gain_exp: int, profile: HardwareProfile) -> Tuple[int, ...]:
-    mant = np.round(gains * (1 << gain_exp)).astype(np.int64)
+def choose_gain_exp(gains: np.ndarray, profile: HardwareProfile,
+                    fixed: Optional[int] = None, index: int = 0) -> int:
+    """The DLIF gain exponent of one layer: ``fixed`` if given (checked), else the
+    largest ``e ≤ GAIN_EXP_MAX`` with ``round(max|a|·2^e) ≤ 2^gain_bits − 1``."""
     limit = (1 << profile.gain_bits) - 1
-    if np.abs(mant).max() > limit:
-        raise QuantizationError(f"DLIF gain {np.abs(gains).max():.3g} needs more than "
-                                f"{profile.gain_bits} bits at gain_exp={gain_exp}")
-    return tuple(int(g) for g in mant)
+    largest = float(np.abs(gains).max())
+
+    def fits(exp: int) -> bool:
+        return int(np.abs(np.round(gains * (1 << exp))).max()) <= limit
+
+    if fixed is not None:
+        if not 0 <= fixed <= 30:
+            raise QuantizationError(f"gain_exp {fixed} outside [0, 30]")
+        if not fits(fixed):
+            raise QuantizationError(
+                f"layer {index}: DLIF gain {largest:.4g} needs more than "
+                f"{profile.gain_bits} bits at gain_exp={fixed} (largest gain there "
+                f"{limit / (1 << fixed):.4g}); lower --gain-exp or leave it to the quantizer")
+        return fixed
+    for exp in range(GAIN_EXP_MAX, -1, -1):
+        if fits(exp):
+            return exp
+    raise QuantizationError(
+        f"layer {index}: DLIF gain {largest:.4g} exceeds {limit}, the largest gain "
+        f"profile {profile.name!r} holds ({profile.gain_bits}-bit mantissa at exponent 0); "
+        f"export with --gain-mode fold")
 
 
-def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: HardwareProfile
-                         ) -> Tuple[np.ndarray, int, float, int]:
+def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: HardwareProfile,
+                         input_max: int = 1) -> Tuple[np.ndarray, int, float, int]:
     """Largest power-of-two weight scale whose state and threshold fit the profile.
 
+    ``input_max``: the largest input value, 1 for spikes, ``Q`` for graded input of
+    ``x_q = round(x·Q)``: then ``64·w_file·x_q`` must equal ``K/V_th`` per float unit of
+    ``W·x``, so the file weights carry ``(vth + 1/64)/(V_th·Q)`` per float weight.
     Returns (file weights, vth mantissa, weight scale in file units per float unit,
     number of clipped weights).
     """
@@ -244,15 +336,18 @@ def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: Har
     if max_abs == 0.0:
         raise QuantizationError(f"layer {desc.kind} {desc.out_shape} has all-zero weights")
     mant_max = profile.weight_mant_max
-    row_sum = _max_row_sum(weight)
-    for exp in range(min(profile.weight_exp_max, NETX_WEIGHT_EXP_MAX), -1, -1):
-        base = mant_max * (1 << exp) / max_abs
+    graded = input_max > 1
+    # inputs are ≥ 0, so graded input reaches at most the larger one-signed row sum
+    row_sum = _max_one_signed_row_sum(weight) if graded else _max_row_sum(weight)
+    lowest = ANALOG_WEIGHT_EXP_MIN if graded else 0
+    for exp in range(min(profile.weight_exp_max, NETX_WEIGHT_EXP_MAX), lowest - 1, -1):
+        base = mant_max * 2.0 ** exp / max_abs
         if desc.spiking:
-            vth = int(math.floor(desc.threshold * base))
+            vth = int(math.floor(desc.threshold * base * input_max))
             if not 1 <= vth <= profile.vth_mant_max:
                 continue
-            scale = (vth + 1.0 / 64.0) / desc.threshold
-            worst_u = row_sum * scale * 64
+            scale = (vth + 1.0 / 64.0) / (desc.threshold * input_max)
+            worst_u = row_sum * scale * input_max * 64
             if worst_u + 64 * vth >= profile.state_max:
                 continue
         else:  # readout integrator: T steps of input must stay below threshold and 24 bits
@@ -262,11 +357,13 @@ def _choose_weight_scale(weight: np.ndarray, desc: Any, steps: int, profile: Har
             if max_abs * scale < 1.0:
                 raise QuantizationError(f"readout layer {desc.out_shape}: fan-in too large "
                                         f"to integrate {steps} steps in {profile.state_bits} bits")
-        w_file, clipped = _round_weights(weight, scale, exp, mant_max)
+        w_file, clipped = _round_weights(weight, scale, max(exp, 0), mant_max)
         return w_file, vth, scale, clipped
+    what = (f"{int(input_max).bit_length()}-bit graded input and a weight mantissa of at "
+            f"least {8 + ANALOG_WEIGHT_EXP_MIN} bits" if graded else "an 8-bit weight mantissa")
     raise QuantizationError(
         f"layer {desc.kind} {tuple(desc.out_shape)}: no weight scale keeps the worst-case "
-        f"membrane inside {profile.state_bits} bits with an 8-bit weight mantissa "
+        f"membrane inside {profile.state_bits} bits with {what} "
         f"(max|W|={max_abs:.3g}, threshold {desc.threshold})")
 
 
@@ -284,6 +381,13 @@ def _max_row_sum(weight: np.ndarray) -> float:
     return float(np.abs(weight.reshape(weight.shape[0], -1)).sum(axis=1).max())
 
 
+def _max_one_signed_row_sum(weight: np.ndarray) -> float:
+    """Largest ``max(Σw⁺, Σ|w⁻|)`` over rows: the reach of inputs in [0, 1]."""
+    rows = weight.reshape(weight.shape[0], -1)
+    return float(np.maximum(np.clip(rows, 0, None).sum(axis=1),
+                            np.clip(-rows, 0, None).sum(axis=1)).max())
+
+
 def _spectral_norm(weight: np.ndarray) -> float:
     return float(np.linalg.norm(weight.reshape(weight.shape[0], -1), ord=2))
 
@@ -297,7 +401,9 @@ def _layer_report(index: int, desc: Any, quantized: _Synaptic, steps: int,
     realised = 1.0 - v_decay / profile.decay_one
     dequantized = w_file / scale
     norm_float, norm_quant = _spectral_norm(weight), _spectral_norm(dequantized)
-    worst_u = int(64 * _max_row_sum(w_file.astype(np.float64)))
+    w_abs = w_file.astype(np.float64)
+    reach = _max_one_signed_row_sum(w_abs) if quantized.input_max > 1 else _max_row_sum(w_abs)
+    worst_u = int(64 * quantized.input_max * reach)
     worst_v = worst_u * (steps if not desc.spiking else 1) + (64 * vth if desc.spiking else 0)
     rel_error = float(np.abs(dequantized - weight).max() / np.abs(weight).max())
     return LayerReport(

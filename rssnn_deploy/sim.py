@@ -41,6 +41,12 @@ What is reproduced (each item was checked array by array against Lava, see
   connected to that block's ``inp`` (the network's ``inp`` when the file's input layer
   has no neuron). Any non-zero entry counts as a spike (Lava casts to bool). The input
   neuron then idles (bias 0) and is recorded as zeros, as in Lava.
+* **Graded input** (analog-input files: no input neuron, ``meta["input_message_bits"]
+  = b > 0``): the first synaptic layer is built with ``num_message_bits = b``
+  (``netx.hdf5.Network(input_message_bits=b)``), so Lava's Dense multiplies the weights
+  by the input values instead of casting them to bool; spike trains then keep their
+  integer values. A static input ``(N, *input_shape)`` given as ``bias_input`` to such a
+  file is the graded value sent at each of its ``T`` steps.
 * **Resets between samples** (``reset="staggered"``, the default): netx's
   ``reset_interval`` convention. Block ``j`` (0 = input block when it has a neuron)
   zeroes its ``u`` and ``v`` at the start of chip step ``j + 1``, so every layer starts
@@ -379,7 +385,8 @@ def _wrap(x, bits, grad):
 # ----------------------------------------------------------------------------------
 
 class _DenseSynapse:
-    def __init__(self, layer: LayerSpec, index: int, in_features: int, device, grad: bool):
+    def __init__(self, layer: LayerSpec, index: int, in_features: int, device, grad: bool,
+                 input_max: float = 1.0):
         w = np.asarray(layer.weight)
         out_features = int(np.prod(layer.shape))
         if w.ndim == 1:
@@ -397,7 +404,7 @@ class _DenseSynapse:
         else:
             self.delays = [0]
             stack = w_eff
-        row_abs = np.abs(w_eff).sum(axis=1).max(initial=0)
+        row_abs = np.abs(w_eff).sum(axis=1).max(initial=0) * input_max   # graded input
         exact32 = row_abs < _F32_EXACT and torch.device(device).type == "cpu" and not grad
         self.dtype = torch.float32 if exact32 else torch.float64
         self.round = torch.device(device).type != "cpu"
@@ -427,7 +434,8 @@ class _DenseSynapse:
 
 
 class _ConvSynapse:
-    def __init__(self, layer: LayerSpec, index: int, in_shape, device, grad: bool):
+    def __init__(self, layer: LayerSpec, index: int, in_shape, device, grad: bool,
+                 input_max: float = 1.0):
         w = np.asarray(layer.weight)
         if w.ndim == 5 and w.shape[-1] == 1:
             w = w[..., 0]
@@ -440,7 +448,7 @@ class _ConvSynapse:
         self.padding = tuple(int(s) for s in np.broadcast_to(layer.padding, (2,)))
         self.dilation = tuple(int(s) for s in np.broadcast_to(layer.dilation, (2,)))
         self.groups = int(layer.groups)
-        bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)
+        bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * input_max
         exact32 = bound < _F32_EXACT and torch.device(device).type == "cpu" and not grad
         self.dtype = torch.float32 if exact32 else torch.float64
         self.round = torch.device(device).type != "cpu"
@@ -602,6 +610,9 @@ class Simulator:
         self.differentiable = bool(differentiable)
         self.spike_transform = spike_transform
         self.stages: List[_Stage] = []
+        #: graded-spike width of the input (0: binary spikes); see "Graded input" above
+        self.input_message_bits = (int(spec.meta.get("input_message_bits", 0))
+                                   if spec.layers and spec.layers[0].neuron is None else 0)
         self._compile()
 
     # -- compilation ------------------------------------------------------------------
@@ -637,12 +648,14 @@ class Simulator:
                                           "without a flatten layer; netx cannot wire it")
                 flatten = flatten or len(shape) != 1
                 in_features = int(np.prod(shape))
-                syn = _DenseSynapse(layer, i, in_features, self.device, grad)
+                syn = _DenseSynapse(layer, i, in_features, self.device, grad,
+                                    self._input_max(not self.stages))
                 out_shape = (syn.out_features,)
             elif layer.kind == "conv":
                 if len(shape) != 3:
                     raise SimulationError(f"layer {i} (conv) needs a (C, H, W) input, got {shape}")
-                syn = _ConvSynapse(layer, i, shape, self.device, grad)
+                syn = _ConvSynapse(layer, i, shape, self.device, grad,
+                                   self._input_max(not self.stages))
                 out_shape = syn.out_shape
             else:  # pragma: no cover - LayerSpec validates kinds
                 raise SimulationError(f"layer {i}: unsupported kind {layer.kind!r}")
@@ -656,6 +669,12 @@ class Simulator:
             shape, flatten = tuple(out_shape), False
         if not any(s.synapse is not None for s in self.stages):
             raise SimulationError("the network has no synaptic layer")
+
+    def _input_max(self, first: bool) -> float:
+        """Largest value a synaptic layer's input takes: 1 for spikes, ``2^b − 1`` for
+        the first layer of a graded-input network."""
+        return float((1 << self.input_message_bits) - 1) if first and self.input_message_bits \
+            else 1.0
 
     def _set_gains(self, stage: _Stage, neuron: CubaNeuron) -> None:
         if neuron.gain_mant is None:
@@ -736,6 +755,10 @@ class Simulator:
     def _check_inputs(self, bias_input, spikes):
         if (bias_input is None) == (spikes is None):
             raise SimulationError("give exactly one of bias_input or spikes")
+        if bias_input is not None and not self.has_input_neuron and self.input_message_bits:
+            static = torch.as_tensor(bias_input, device=self.device)   # graded, every step
+            return None, static.unsqueeze(1).expand(static.shape[0], self.spec.steps,
+                                                     *static.shape[1:])
         if bias_input is not None:
             if not self.has_input_neuron:
                 raise SimulationError("this network's input layer has no neuron, so it "
@@ -874,6 +897,11 @@ class Simulator:
         dtype = torch.float64 if self.differentiable else torch.float32
         if s.is_floating_point() and self.differentiable and s.requires_grad:
             s = s.to(dtype)
+        elif self.input_message_bits:   # graded: the values themselves (exact integers)
+            if s.is_floating_point() and not torch.equal(s, torch.trunc(s)):
+                raise SimulationError("graded input must hold integers; map [0, 1] data "
+                                      "with spec.encode_input()")
+            s = s.to(torch.float64 if self.differentiable else dtype)
         else:
             s = (s != 0).to(dtype)
         t_in = s.shape[0]

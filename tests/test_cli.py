@@ -56,6 +56,54 @@ def test_export_rejects_a_non_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "m.net").exists()
 
 
+
+def test_export_exact_gains_chooses_the_exponent_or_takes_gain_exp(tmp_path, capsys):
+    import torch
+
+    from rssnn_deploy.models import build_model
+    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.training import save_checkpoint
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [16]})
+    with torch.no_grad():
+        model.spiking_layers[1].gains.fill_(5.0)     # > 3.98: no longer fits 1/64 steps
+    ckpt = tmp_path / "checkpoint.pt"
+    save_checkpoint(ckpt, {"model_config": model.describe(), "state_dict": model.state_dict()})
+    out = tmp_path / "m.net"
+    assert main(["export", str(ckpt), "--out", str(out), "--gain-mode", "exact"]) == 0
+    assert read_netx(out).layers[2].neuron.gain_exp == 5
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "n.net"), "--gain-mode", "exact",
+                 "--gain-exp", "6"]) == 2
+    assert "DLIF gain 5 needs more than 8 bits at gain_exp=6" in capsys.readouterr().err
+    assert not (tmp_path / "n.net").exists()
+
+
+def test_analog_file_exports_and_simulates_alike_on_sim_and_lava(tmp_path):
+    import torch
+
+    from rssnn_deploy.models import build_model
+    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.training import save_checkpoint
+    torch.manual_seed(1)
+    model = build_model({"arch": "mlp", "hidden": [16], "input_encoding": "analog"})
+    with torch.no_grad():
+        model.blocks[1].synapse.weight.mul_(4.0)
+    ckpt = tmp_path / "checkpoint.pt"
+    save_checkpoint(ckpt, {"model_config": model.describe(), "state_dict": model.state_dict()})
+    net = tmp_path / "a.net"
+    assert main(["export", str(ckpt), "--out", str(net), "--gain-mode", "exact"]) == 0
+    spec = read_netx(net)
+    assert spec.meta["input_encoding"] == "analog" and spec.input_layer.neuron is None
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 1, 8, 8)))
+    outs = {}
+    for backend in ("sim", "lava"):
+        out = tmp_path / f"{backend}.npz"
+        assert main(["simulate", str(net), "--input", str(tmp_path / "x.npy"), "--backend",
+                     backend, "--record", "s", "--out", str(out)]) == 0
+        outs[backend] = np.load(out)
+    assert np.array_equal(outs["sim"]["output_v"], outs["lava"]["output_v"])
+    assert outs["sim"]["layer2_s"].any()
+
 def test_simulate_sim_backend_writes_outputs(tiny_net, tmp_path):
     x = np.random.default_rng(0).random((5, 1, 4, 4))
     np.save(tmp_path / "x.npy", np.round(x * 4095).astype(np.int64))

@@ -225,3 +225,24 @@ def test_normalize_config_fills_defaults():
     assert cfg["steps"] == 8 and cfg["decay"] == 0.99 and cfg["threshold"] == 1.0
     assert cfg["neuron"] == "dlif" and cfg["surrogate"] == "triangle"
     assert cfg["hidden"] == [128] and cfg["input_gain"] == 1.0 and cfg["bptr"] is False
+
+
+def test_analog_input_encoding_feeds_the_first_synapse_directly():
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [12], "input_encoding": "analog",
+                         "input_gain": 2.0})
+    assert model.encoder is None and len(model.spiking_layers) == 1
+    assert model.describe()["input_encoding"] == "analog"
+    x = torch.rand(3, 1, 8, 8)
+    block = model.blocks[1]
+    current = block.synapse(2.0 * x.flatten(1)).unsqueeze(0).expand(model.steps, 3, 12)
+    expected = model.head(block.neuron.simulate(current).spikes).mean(0)
+    torch.testing.assert_close(model(x), expected)
+    out = model(x, return_trace=True)
+    torch.testing.assert_close(out.synaptic, current)
+    encoder, _ = model.export_description()
+    assert encoder.encoding == "analog" and encoder.gain == 2.0
+    with pytest.raises(ValueError, match="analog' needs at least one hidden"):
+        build_model({"arch": "mlp", "hidden": [], "input_encoding": "analog"})
+    with pytest.raises(ValueError, match="input_encoding must be one of"):
+        build_model({"arch": "mlp", "input_encoding": "rate"})

@@ -229,3 +229,17 @@ def test_cli_export_nir_error_is_one_line(digits_spec, tmp_path, capsys):
     assert main(["export-nir", str(net), "--out", str(tmp_path / "x.nir")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "DLIF per-step gains have no NIR form" in err[0]
+
+
+def test_analog_input_file_round_trips(tmp_path):
+    """No input neuron: the graph input feeds the first synapse; the meta keeps the
+    encoding and message width, so the re-imported file runs the same graded input."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [16], "input_encoding": "analog"})
+    spec = quantize(model).spec
+    graph = spec_to_nir(spec)
+    assert [e for e in graph.edges if e[0] == "input"] == [("input", "layer1")]
+    back = nir_to_spec(graph)
+    assert specs_equal(spec, back) is None
+    assert back.meta["input_message_bits"] == spec.meta["input_message_bits"]
+    assert back.meta["input_encoding"] == "analog"

@@ -81,6 +81,22 @@ def test_forward_equals_integer_simulation_of_the_exported_file(arch, gain_mode,
     assert run.logit_scale == 64 * run.quantized.weight_scales[len(spec.layers) - 1] * 8
 
 
+@pytest.mark.parametrize("gain_mode", ["fold", "exact"])
+def test_analog_input_forward_equals_integer_simulation(gain_mode, digits, tmp_path):
+    """Analog encoding: graded input x_q = round(x·Q) into the first layer, STE on it."""
+    model = active_model("mlp", input_encoding="analog")
+    x = digits.x_test[:48]
+    options = QuantizeOptions(gain_mode=gain_mode)
+    spec, reference = exported_simulation(model, x, tmp_path, options)
+    assert spec.meta["input_encoding"] == "analog" and spec.layers[0].neuron is None
+    assert all(reference.states[i]["s"].any() for i in (2, 3)), "test net must spike"
+    x_in = x.clone().requires_grad_(True)
+    run = LoihiExact(model, options=options).run(x_in)
+    assert torch.equal(run.output_v.detach(), reference.output_v.reshape(len(x), -1).double())
+    run.logits.sum().backward()
+    assert float(x_in.grad.abs().sum()) > 0                  # white-box gradients reach x
+
+
 def test_logits_are_in_float_units(digits):
     """v / (64·s_out·T) tracks the float logits, up to the weights' rounding.
 

@@ -98,6 +98,37 @@ def test_exact_mode_keeps_per_step_gains():
     assert np.allclose(gains, np.linspace(0.5, 1.5, 8), atol=1 / 128)
 
 
+
+@pytest.mark.parametrize("largest, exp", [(1.5, 6), (3.98, 6), (3.995, 5), (5.0, 5),
+                                          (100.0, 1), (255.0, 0)])
+def test_gain_exponent_is_chosen_per_layer_from_the_gains(largest, exp):
+    model = mlp(hidden=[16, 16])
+    gains = torch.linspace(0.25, largest, 8)
+    with torch.no_grad():
+        model.spiking_layers[1].gains.copy_(gains)       # layer 2: large gains
+    spec = quantize(model, options=QuantizeOptions(gain_mode="exact")).spec
+    first, second = spec.layers[2].neuron, spec.layers[3].neuron
+    assert (first.gain_exp, second.gain_exp) == (exp, 6)   # the other layer keeps 1/64
+    restored = np.array(first.gain_mant) / 2 ** first.gain_exp
+    assert np.abs(restored - gains.numpy()).max() <= 2 ** -(exp + 1) + 1e-9
+    assert max(first.gain_mant) <= 255
+
+
+def test_gain_exponent_errors_name_the_layer_and_the_limit():
+    model = mlp()
+    with torch.no_grad():
+        model.spiking_layers[1].gains.fill_(5.0)
+    with pytest.raises(QuantizationError, match=r"layer 2: DLIF gain 5 .*gain_exp=6 "
+                                                r"\(largest gain there 3.984\)"):
+        quantize(model, options=QuantizeOptions(gain_mode="exact", gain_exp=6))
+    assert quantize(model, options=QuantizeOptions(gain_mode="exact", gain_exp=4)
+                    ).spec.layers[2].neuron.gain_exp == 4
+    with torch.no_grad():
+        model.spiking_layers[1].gains.fill_(300.0)
+    with pytest.raises(QuantizationError, match=r"layer 2: DLIF gain 300 exceeds 255"):
+        quantize(model, options=QuantizeOptions(gain_mode="exact"))
+    quantize(model)   # folding holds it
+
 def test_overflow_is_caught():
     model = mlp(hidden=[4096], in_shape=[1, 64, 64])  # fan-in 4096: 127·4096·64 > 2²³
     with torch.no_grad():
@@ -116,6 +147,29 @@ def test_input_encoding():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         encode_input(spec, x * 2)
 
+
+
+def test_analog_input_is_graded_spikes_into_the_first_layer():
+    model = mlp(input_encoding="analog", input_gain=1.5)
+    result = quantize(model)
+    spec = result.spec
+    bits = spec.meta["input_message_bits"]
+    assert spec.layers[0].neuron is None and spec.meta["input_encoding"] == "analog"
+    assert 4 <= bits <= 8 and spec.meta["input_scale"] == 2 ** bits - 1
+    x = np.random.default_rng(0).random((4, 1, 8, 8))
+    graded = encode_input(spec, x)
+    assert graded.max() <= 2 ** bits - 1
+    # the chip's first-layer input, 64·w·x_q, in membrane units K/Vth of the float W·(g·x)
+    first = spec.layers[2]
+    units = (64 * first.neuron.vth_mant + 1) / 1.0
+    chip = 64.0 * graded.reshape(4, -1) @ first.weight.T / units
+    w = model.blocks[1].synapse.weight.detach().double().numpy() * model.blocks[1].neuron.gains.mean().item()
+    exact = 1.5 * x.reshape(4, -1) @ w.T
+    assert np.abs(chip - exact).max() < 0.05 * np.abs(exact).max()
+    row = result.layers[0]
+    assert row.worst_u <= row.state_limit and row.worst_u > row.state_limit / 4
+    assert quantize(model, options=QuantizeOptions(input_bits=3)).spec.meta[
+        "input_message_bits"] == 3
 
 def test_profiles_load_and_reject_bad_names(tmp_path):
     assert load_profile("loihi1").neurons_per_core == 1024

@@ -294,3 +294,23 @@ def test_differentiable_mode_is_bit_exact_and_has_gradients(make):
                                              torch.tensor([0, 1, 2]))
     loss.backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+
+
+def test_graded_input_uses_the_values_and_a_static_input_is_every_step():
+    spec = dense_spec([6, 5, 3], seed=21, input_neuron=False, bias=0)
+    spec = spec.with_meta(input_message_bits=4)
+    rng = np.random.default_rng(21)
+    static = torch.as_tensor(rng.integers(0, 16, size=(4, 6)))
+    trains = static.unsqueeze(1).repeat(1, spec.steps, 1)
+    sim = Simulator(spec)
+    a = sim.run(static, record="all")
+    b = sim.run(spikes=trains, record="all")
+    assert torch.equal(a.output_v, b.output_v)
+    binary = Simulator(dense_spec([6, 5, 3], seed=21, input_neuron=False, bias=0))
+    c = binary.run(spikes=trains, record="all")          # same file without message bits
+    assert not torch.equal(a.states[1]["u"], c.states[1]["u"])
+    # at its first input step (chip step 2) the first layer's u is 64·W·x_q
+    w = torch.as_tensor(spec.layers[1].weight).double()
+    assert torch.equal(a.states[1]["u"][1].double(), 64.0 * (static.double() @ w.T))
+    with pytest.raises(SimulationError, match="graded input must hold integers"):
+        sim.run(spikes=trains + 0.5)

@@ -454,6 +454,8 @@ def test_cli_presets_and_overrides():
                                          "--hidden", "64", "32"]))
     assert config.epochs == 3 and config.optimizer == "sgd"
     assert configs_from_args(parse(["--hidden", "64", "32"]))[0] == {"hidden": [64, 32]}
+    assert configs_from_args(parse(["--input-encoding", "analog"]))[0] == \
+        {"input_encoding": "analog"}
 
 
 def test_sanity_digits_mlp_reaches_90_percent(tmp_path):

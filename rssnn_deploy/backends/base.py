@@ -108,7 +108,9 @@ def netx_file(spec_or_path: SpecOrPath) -> Iterator[Tuple[Path, NetworkSpec]]:
 def split_inputs(spec: NetworkSpec, inputs: np.ndarray):
     """Decide whether ``inputs`` are bias mantissas or spike trains for ``spec``."""
     shape = tuple(spec.input_layer.shape)
-    has_neuron = spec.input_layer.neuron is not None
+    # analog-input files take a static input too: the graded value sent every step
+    has_neuron = (spec.input_layer.neuron is not None
+                  or int(spec.meta.get("input_message_bits", 0)) > 0)
     flat = int(np.prod(shape))
     as_bias = inputs.ndim >= 1 and (tuple(inputs.shape[1:]) == shape
                                     or inputs.ndim == 2 and inputs.shape[1] == flat)

@@ -24,6 +24,9 @@ compiled network:
 Inputs enter through the input layer's ``neuron.bias_mant`` (the way lava-dl's own tests
 feed netx networks) or, for spike trains, through an ``io.source.RingBuffer`` connected
 to the first synaptic block (the network's ``inp`` when the input layer has no neuron).
+Analog-input files (no input neuron, ``meta["input_message_bits"] = b``) get their
+graded values the same way, with netx's ``Network(input_message_bits=b)`` so the first
+Dense multiplies by the values (stock netx and Lava, nothing of the project's).
 The output layer's spikes come from an ``io.sink.RingBuffer``, its final v from
 ``neuron.v.get()``, per-layer states from ``lava.proc.monitor`` Monitors. The runtime is
 always stopped.
@@ -128,7 +131,9 @@ class LavaBackend(Backend):
         steps = int(spec.run_steps if steps is None else steps)
         bias, spk = sim._check_inputs(inputs, spikes)
         bias = None if bias is None else bias.cpu().numpy().astype(np.int64)
-        spk = None if spk is None else (spk.cpu().numpy() != 0)
+        if spk is not None:   # binary spikes, or graded values for analog-input files
+            spk = spk.cpu().numpy()
+            spk = spk.astype(np.int64) if sim.input_message_bits else spk != 0
         n = len(bias) if bias is not None else len(spk)
         record_map = sim._record_map(record)
         timing = {t.spec_index: t for t in layer_timing(spec)}
@@ -165,12 +170,14 @@ class LavaBackend(Backend):
             # build the same blocks from the spec with DLIF neurons instead.
             self.last_builder = "lava_dlif"
             net = build_network(spec, gain_period=steps,
-                                reset_interval=steps if staggered else None)
+                                reset_interval=steps if staggered else None,
+                                input_message_bits=sim.input_message_bits)
         else:
             self.last_builder = "netx"
             with contextlib.redirect_stdout(io.StringIO()):
                 net = netx.hdf5.Network(net_config=str(path),
-                                        reset_interval=steps if staggered else None)
+                                        reset_interval=steps if staggered else None,
+                                        input_message_bits=sim.input_message_bits)
         blocks = list(net.layers)
         stage_blocks = {st.spec_index: blocks[st.timing.block_index] for st in sim.stages}
         out_block = blocks[-1]

@@ -196,7 +196,7 @@ def _whc(shape: ty.Sequence[int]) -> tuple:
     return tuple(int(s) for s in shape)[::-1]
 
 
-def _dense_block(layer: LayerSpec, neuron_params: dict):
+def _dense_block(layer: LayerSpec, neuron_params: dict, input_message_bits: int = 0):
     """netx's ``create_dense`` from a spec layer (same weight optimisation and delays)."""
     from lava.lib.dl.netx.blocks.process import Dense
     from lava.lib.dl.netx.utils import optimize_weight_bits
@@ -210,7 +210,7 @@ def _dense_block(layer: LayerSpec, neuron_params: dict):
         w_opt, num_bits, weight_exp, sign_mode = optimize_weight_bits(weight)
     params = dict(shape=(out,), neuron_params=neuron_params, weight=w_opt,
                   num_weight_bits=num_bits, weight_exponent=weight_exp, sign_mode=sign_mode,
-                  input_message_bits=0, sparse_synapse=False)
+                  input_message_bits=input_message_bits, sparse_synapse=False)
     if layer.delay is not None:
         params["delay"] = expand_delays(layer.delay, out, weight.shape[1])
     if layer.bias is not None:
@@ -218,7 +218,8 @@ def _dense_block(layer: LayerSpec, neuron_params: dict):
     return Dense(**params)
 
 
-def _conv_block(layer: LayerSpec, input_shape_whc: tuple, neuron_params: dict):
+def _conv_block(layer: LayerSpec, input_shape_whc: tuple, neuron_params: dict,
+                input_message_bits: int = 0):
     """netx's ``create_conv`` from a spec layer (same kernel flip and axis order)."""
     from lava.lib.dl.netx.blocks.process import Conv
 
@@ -230,7 +231,7 @@ def _conv_block(layer: LayerSpec, input_shape_whc: tuple, neuron_params: dict):
                   neuron_params=neuron_params, weight=weight,
                   stride=np.asarray(layer.stride)[::-1], padding=np.asarray(layer.padding)[::-1],
                   dilation=np.asarray(layer.dilation)[::-1], groups=int(layer.groups),
-                  input_message_bits=0)
+                  input_message_bits=input_message_bits)
     if layer.bias is not None:
         b = np.asarray(layer.bias)
         c = int(layer.shape[0])
@@ -243,12 +244,16 @@ def _conv_block(layer: LayerSpec, input_shape_whc: tuple, neuron_params: dict):
 
 
 def build_network(spec: NetworkSpec, gain_period: int = 0,
-                  reset_interval: ty.Optional[int] = None) -> SpecNetwork:
+                  reset_interval: ty.Optional[int] = None,
+                  input_message_bits: int = 0) -> SpecNetwork:
     """Lava processes for ``spec`` as netx would build them, ``DLIF`` where gains are.
 
     ``gain_period``: steps per sample (the backend's ``steps``), so the gain index
     restarts with every sample streamed through the network. ``reset_interval``: netx's
     staggered resets (block ``j`` resets at steps ``≡ j + 1`` mod the interval).
+    ``input_message_bits``: graded-spike width of the network's input, as netx's
+    ``Network(input_message_bits=...)`` (it reaches the first block when the input
+    layer has no neuron).
     """
     from lava.lib.dl.netx.blocks.process import Input
 
@@ -272,10 +277,11 @@ def build_network(spec: NetworkSpec, gain_period: int = 0,
         elif layer.kind in ("dense", "conv"):
             neuron = layer.neuron if layer.neuron is not None else lava_default_neuron()
             params = _neuron_params(neuron, reset_interval, reset_offset, hops[i], gain_period)
+            bits = input_message_bits if not layers else 0
             if layer.kind == "dense":
-                block = _dense_block(layer, params)
+                block = _dense_block(layer, params, bits)
             else:
-                block = _conv_block(layer, shape_whc, params)
+                block = _conv_block(layer, shape_whc, params, bits)
         else:
             raise ValueError(f"layer {i}: kind {layer.kind!r} cannot be built for Lava")
         layers.append(block)

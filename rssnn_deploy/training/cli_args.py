@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rssnn_deploy import cli_types as ct
-from rssnn_deploy.models import ARCHITECTURES, VGG_VARIANTS
+from rssnn_deploy.models import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.quantize import INPUT_MAPPINGS
 from rssnn_deploy.training.config import (GAIN_MODES, MPPD_INPUTS, OPTIMIZERS, ORTHO_ROWS,
@@ -52,6 +52,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--bptr", action="store_true", default=None,
                    help="no gradient through time")
     g.add_argument("--input-gain", type=ct.positive_float, default=None)
+    g.add_argument("--input-encoding", choices=list(INPUT_ENCODINGS), default=None,
+                   help="how the image enters: through a layer of LIF neurons (spiking, "
+                        "default) or as its value every step (analog: the paper's direct "
+                        "encoding; on Loihi graded spikes into the first layer)")
     g = parser.add_argument_group("objective")
     g.add_argument("--kappa", type=ct.probability, default=None, help="clean CE weight (0.5)")
     g.add_argument("--rho", type=ct.nonnegative_float, default=None, help="MPPD weight (1.0)")
@@ -112,7 +116,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 _MODEL_OPTIONS = ("arch", "hidden", "channels", "strides", "kernel_size", "variant", "width",
                   "steps", "decay", "threshold", "neuron", "surrogate", "surrogate_scale",
-                  "bptr", "input_gain")
+                  "bptr", "input_gain", "input_encoding")
 
 
 def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainConfig]:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from rssnn_deploy.data import Dataset, load_dataset
-from rssnn_deploy.models import SNN, build_model, predict_classes
+from rssnn_deploy.models import SNN, build_model, normalize_config, predict_classes
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
                                                load_checkpoint, read_checkpoint, write_run)
@@ -79,7 +79,7 @@ def _check_resumable(payload: Mapping[str, Any], model: SNN, config: TrainConfig
     """A resumed run must continue the same experiment. The epoch counts may change, the
     float epochs only while the run is in its float phase; the fine-tuning settings may
     change until fine-tuning begins (so one float run can be fine-tuned several ways)."""
-    if payload["model_config"] != model.describe():
+    if normalize_config(payload["model_config"]) != model.describe():   # keys added later
         raise CheckpointError(f"{path}: checkpoint was trained with a different model "
                               f"config; choose another output directory")
     saved = dict(payload.get("train_config", {}))
