@@ -132,10 +132,17 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     elif inputs is None:
         sections.append(f"## Energy estimate\n\nnot estimated: {described}")
     else:
-        counts = count_events(spec, inputs, steps=args.steps)
-        estimate = estimate_energy(counts, mapping, profile)
-        sections.append(f"## Energy estimate per inference ({described})\n\n{estimate.table()}")
-        record.update(events=counts.to_dict(), energy=estimate.to_dict(), inputs=described)
+        from rssnn_deploy.sim import SimulationError
+        try:
+            counts = count_events(spec, inputs, steps=args.steps)
+        except SimulationError as err:     # e.g. sigma-delta neurons: mapped, not simulated
+            counts = None
+            sections.append(f"## Energy estimate\n\nnot estimated: {_one_line(err)}")
+        if counts is not None:
+            estimate = estimate_energy(counts, mapping, profile)
+            sections.append(f"## Energy estimate per inference ({described})\n\n"
+                            f"{estimate.table()}")
+            record.update(events=counts.to_dict(), energy=estimate.to_dict(), inputs=described)
     stability_path = net.with_suffix(".stability.json")
     if stability_path.is_file():
         stability = json.loads(stability_path.read_text())

@@ -24,7 +24,7 @@ from rssnn_deploy.errors import UserError
 from rssnn_deploy.spec import LayerSpec, NetworkSpec
 
 __all__ = ["MappingError", "Connectivity", "NeuronLayer", "Skipped", "neuron_layers",
-           "mappable_layers", "layer_connectivity"]
+           "mappable_layers", "layer_connectivity", "kernel_fan_out"]
 
 #: layer kinds the mapper places on cores (flatten only reshapes).
 MAPPED_KINDS = ("dense", "conv")
@@ -206,3 +206,25 @@ def _conv_synapses(layer: LayerSpec, in_shape: Tuple[int, ...], index: int
     return np.concatenate(posts), np.concatenate(pres)
 
 
+
+
+def kernel_fan_out(layer: LayerSpec, in_shape: Sequence[int]) -> np.ndarray:
+    """Per input neuron, the synapses a conv layer's kernel gives it, zero weights included.
+
+    What a chip that stores the whole kernel reads for one input spike: out channels
+    per group × the output positions whose receptive field covers the input position
+    (padding excluded), counted with a transposed convolution of ones.
+    """
+    c_in, h_in, w_in = (int(s) for s in in_shape)
+    weight = np.asarray(layer.weight)
+    kh, kw = int(weight.shape[2]), int(weight.shape[3])
+    c_out, h_out, w_out = (int(s) for s in layer.shape)
+    stride, padding, dilation = tuple(layer.stride), tuple(layer.padding), tuple(layer.dilation)
+    extra = [size - ((out - 1) * st - 2 * pad + dil * (k - 1) + 1) for size, out, st, pad, dil, k
+             in ((h_in, h_out, stride[0], padding[0], dilation[0], kh),
+                 (w_in, w_out, stride[1], padding[1], dilation[1], kw))]
+    cover = F.conv_transpose2d(torch.ones(1, 1, h_out, w_out, dtype=torch.float64),
+                               torch.ones(1, 1, kh, kw, dtype=torch.float64), stride=stride,
+                               padding=padding, output_padding=tuple(extra), dilation=dilation)
+    per_position = cover[0, 0].round().to(torch.int64).numpy().reshape(-1)
+    return np.tile(per_position * (c_out // int(layer.groups)), c_in)

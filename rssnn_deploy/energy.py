@@ -37,8 +37,9 @@ loihi2.toml`` labels each. Static power per core and the low synaptic-op time ar
 ``synaptic_op_ns_for_step`` re-derive them); the dynamic energy uses Loihi 1's published
 per-event energies unchanged, so for PilotNet-LIF it is a *prediction* (1.12 mJ per
 inference against 1.09 mJ measured, ``tests/test_energy.py``). Synaptic ops count
-non-zero synapses only; whether Loihi 2 spends an op on a stored zero weight is not
-published. A profile whose ``[energy].estimate`` is true carries derived rather than
+non-zero synapses; whether Loihi 2 spends an op on a stored zero weight is not
+published: they are counted as ``zero-weight entries read``, priced from nothing (low)
+to a full synaptic op (high). A profile whose ``[energy].estimate`` is true carries derived rather than
 published numbers; ``EnergyEstimate.label`` says so and every report prints it.
 """
 from __future__ import annotations
@@ -254,6 +255,9 @@ class EnergyEstimate:
 
 
 STATIC = "static (core·ns)"
+#: list entries of zero weight a spike reads where the chip stores them (an op or not:
+#: Intel does not say; priced from 0 to a full synaptic op).
+ZERO_ENTRIES = "zero-weight entries read"
 
 
 def span_text(span: Span) -> str:
@@ -284,17 +288,21 @@ def estimate_energy(counts: EventCounts, mapping: NetworkMapping,
     n = counts.samples
     messages = sum(float(np.dot(layer.spikes_per_neuron, mapping.layer(layer.index).reach))
                    for layer in counts.layers)
+    ops = _layer_ops(counts, mapping)
     active = counts.per_sample("active_updates")
     events = {"synaptic ops": counts.per_sample("synaptic_ops"),
+              ZERO_ENTRIES: sum(stored - nonzero for nonzero, stored in ops.values()) / n,
               "active neuron updates": active,
               "inactive neuron updates": counts.per_sample("neuron_updates") - active,
               "spike messages": messages / n}
     prices = {"synaptic ops": model.synaptic_op_pj,
+              ZERO_ENTRIES: (0.0, model.synaptic_op_pj[HIGH]),
               "active neuron updates": model.neuron_update_active_pj,
               "inactive neuron updates": model.neuron_update_inactive_pj,
               "spike messages": model.spike_message_pj}
     energy = {name: _scale(prices[name], events[name]) for name in events}
-    step_ns = (_step_ns(counts, mapping, model, LOW), _step_ns(counts, mapping, model, HIGH))
+    step_ns = (_step_ns(counts, mapping, model, LOW, ops),
+               _step_ns(counts, mapping, model, HIGH, ops))
     events[STATIC] = float(mapping.total_cores * counts.steps * step_ns[LOW])
     energy[STATIC] = (events[STATIC] * model.static_power_per_core_mw,   # 1 mW · 1 ns = 1 pJ
                       mapping.chips * model.static_power_per_chip_mw * counts.steps
@@ -309,12 +317,27 @@ def _energy_model(profile: HardwareProfile) -> EnergyModel:
     return profile.energy
 
 
+def _layer_ops(counts: EventCounts, mapping: NetworkMapping) -> Dict[int, Tuple[int, int]]:
+    """Per layer: (synaptic ops on non-zero weights, list entries read incl. zeros)."""
+    ops: Dict[int, Tuple[int, int]] = {}
+    feeding: Optional[np.ndarray] = None
+    for layer in counts.layers:
+        entries = mapping.layer(layer.index).entries_per_input
+        stored = (layer.synaptic_ops if feeding is None or entries.size == 0
+                  else int(np.dot(feeding, entries)))
+        ops[layer.index] = (layer.synaptic_ops, max(stored, layer.synaptic_ops))
+        feeding = layer.spikes_per_neuron
+    return ops
+
+
 def busiest_core_work(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel,
-                      end: int) -> Tuple[float, float]:
+                      end: int, ops: Optional[Dict[int, Tuple[int, int]]] = None
+                      ) -> Tuple[float, float]:
     """(synaptic ops, neuron-update ns) per step on the busiest core at one range end.
 
-    A layer's synaptic ops are spread evenly over its cores; its neuron updates take the
-    active/inactive times of its fullest core.
+    A layer's synaptic ops are spread evenly over its cores (at the high end including
+    the zero-weight entries its lists store, ``ops`` from ``_layer_ops``); its neuron
+    updates take the active/inactive times of its fullest core.
     """
     best = (0.0, 0.0, -1.0)
     for layer in counts.layers:
@@ -323,18 +346,19 @@ def busiest_core_work(counts: EventCounts, mapping: NetworkMapping, model: Energ
         neuron_ns = placed.neurons_per_core * (
             active_share * model.neuron_update_active_ns[end]
             + (1.0 - active_share) * model.neuron_update_inactive_ns[end])
-        ops = layer.synaptic_ops / (counts.samples * counts.steps * placed.cores)
-        work = neuron_ns + ops * model.synaptic_op_ns[end]
+        layer_ops = layer.synaptic_ops if ops is None else ops[layer.index][end]
+        per_core = layer_ops / (counts.samples * counts.steps * placed.cores)
+        work = neuron_ns + per_core * model.synaptic_op_ns[end]
         if work > best[2]:
-            best = (ops, neuron_ns, work)
+            best = (per_core, neuron_ns, work)
     return best[0], best[1]
 
 
 def _step_ns(counts: EventCounts, mapping: NetworkMapping, model: EnergyModel,
-             end: int) -> float:
+             end: int, ops: Dict[int, Tuple[int, int]]) -> float:
     """Barrier time plus the busiest core's mean work per step."""
-    ops, neuron_ns = busiest_core_work(counts, mapping, model, end)
-    return model.barrier_sync_ns[end] + neuron_ns + ops * model.synaptic_op_ns[end]
+    per_core, neuron_ns = busiest_core_work(counts, mapping, model, end, ops)
+    return model.barrier_sync_ns[end] + neuron_ns + per_core * model.synaptic_op_ns[end]
 
 
 # ------------------------------------------------------------------ comparing models

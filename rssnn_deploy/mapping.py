@@ -40,7 +40,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from rssnn_deploy.connectivity import (Connectivity, MappingError, NeuronLayer, Skipped,
-                                       layer_connectivity, mappable_layers, neuron_layers)
+                                       kernel_fan_out, layer_connectivity, mappable_layers,
+                                       neuron_layers)
 from rssnn_deploy.hw import HardwareProfile
 from rssnn_deploy.partition import (FAN_IN, FAN_OUT, LIMITS, NEURONS, SYN_MEM, CoreStats,
                                     destination_cores, fit_layer, limits_of, pair_table,
@@ -70,6 +71,10 @@ class LayerMapping:
     reach: np.ndarray = field(repr=False, compare=False)
     #: core of each neuron (flat (C, H, W) index).
     core_of: np.ndarray = field(repr=False, compare=False)
+    #: synapse-list entries one spike of each input neuron reads on this layer's cores,
+    #: zero weights included where the chip stores them (empty for an input layer).
+    entries_per_input: np.ndarray = field(repr=False, compare=False,
+                                          default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def routes(self) -> int:
@@ -80,6 +85,7 @@ class LayerMapping:
         out = asdict(self)
         out.pop("reach")
         out.pop("core_of")
+        out.pop("entries_per_input")
         out["binding"] = list(self.binding)
         out["routes"] = self.routes
         return out
@@ -158,7 +164,9 @@ def map_network(spec: NetworkSpec, profile: HardwareProfile, max_chips: Optional
         placed[nl.index] = (stats, binding, reach)
         successor = None if nl.incoming is None else (nl, stats.core_of)
     _source_core_fan_in(layers, placed, profile, limits)
-    mapped = [_layer_mapping(nl, *placed[nl.index], limits) for nl in layers]
+    entries = _entries_per_input(spec, layers, profile)
+    mapped = [_layer_mapping(nl, *placed[nl.index], limits, entries.get(nl.index))
+              for nl in layers]
     result = NetworkMapping(profile.name, profile.chip, profile.cores_per_chip, limits, mapped,
                             skipped)
     if max_chips is not None and result.chips > max_chips:
@@ -186,11 +194,38 @@ def _source_core_fan_in(layers: List[NeuronLayer], placed: Dict[int, Any],
         previous = stats.core_of
 
 
+def _entries_per_input(spec: NetworkSpec, layers: List[NeuronLayer],
+                       profile: HardwareProfile) -> Dict[int, np.ndarray]:
+    """Per layer and input neuron, the list entries a spike reads (``LayerMapping``).
+
+    The ``"indexed"`` format stores every neuron of a core per input axon and a shared
+    kernel whole, so a spike reads zero-weight entries too; elsewhere only the non-zero
+    synapses are counted.
+    """
+    enc = profile.synapse_encoding
+    indexed = enc is not None and enc.format == "indexed"
+    out: Dict[int, np.ndarray] = {}
+    in_shape = tuple(spec.layers[0].shape)
+    for nl in layers:
+        conn = nl.incoming
+        if conn is not None:
+            if indexed and shares_kernel(nl, profile):
+                out[nl.index] = kernel_fan_out(nl.layer, in_shape)
+            elif indexed:
+                out[nl.index] = np.where(conn.fan_out() > 0, conn.n_post, 0)
+            else:
+                out[nl.index] = conn.fan_out()
+        in_shape = nl.shape
+    return out
+
+
 def _layer_mapping(nl: NeuronLayer, stats: CoreStats, binding: Tuple[str, ...],
-                   reach: np.ndarray, limits: Dict[str, int]) -> LayerMapping:
+                   reach: np.ndarray, limits: Dict[str, int],
+                   entries: Optional[np.ndarray]) -> LayerMapping:
     return LayerMapping(
         index=nl.index, kind=nl.layer.kind, neurons=nl.neurons, cores=stats.cores,
         neurons_per_core=stats.largest,
         synapses=0 if nl.incoming is None else nl.incoming.synapses,
         peaks=stats.peaks(), utilisation=stats.ratios(limits), binding=binding, reach=reach,
-        core_of=stats.core_of)
+        core_of=stats.core_of,
+        entries_per_input=np.zeros(0, np.int64) if entries is None else entries)

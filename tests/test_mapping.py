@@ -132,6 +132,20 @@ def test_conv_synapses_match_the_explicit_matrix(make_conv):
             sorted(zip(post.tolist(), pre.tolist()))
 
 
+def test_kernel_fan_out_counts_every_kernel_synapse(make_conv):
+    """kernel_fan_out equals the fan-out of the same conv with an all-ones kernel
+    (stride, padding, dilation and groups), i.e. zero weights counted as stored."""
+    from rssnn_deploy.connectivity import kernel_fan_out
+    spec = make_conv(groups_last=2, convs=((4, 3, 1, 1, 1), (6, 3, 2, 1, 2)))
+    in_shape = tuple(spec.layers[0].shape)
+    for index in (1, 2):
+        layer = spec.layers[index]
+        ones = replace(layer, weight=np.ones_like(layer.weight))
+        expected = layer_connectivity(ones, in_shape).fan_out()
+        assert kernel_fan_out(layer, in_shape).tolist() == expected.tolist()
+        in_shape = tuple(layer.shape)
+
+
 def test_conv_layers_are_cut_position_by_position(make_conv):
     """Slices take all channels of a position: a 1-position slice of a 3×3 conv on C
     input channels has fan-in ≤ 9·C whatever the number of output channels."""
@@ -278,3 +292,19 @@ def test_info_maps_what_it_can_and_names_the_rest(netx_gt, capsys):
     assert mapping.layers and [s.kind for s in mapping.skipped] == ["average"]
     with pytest.raises(MappingError, match="average"):
         map_network(read_netx(net), load_profile("loihi2"))
+
+
+def test_info_maps_a_network_the_simulator_cannot_run(netx_gt, tmp_path, capsys):
+    """lava-dl's PilotNet-SDNN (sigma-delta neurons, gts/pilotnet_sdnn) is mapped; its
+    energy is reported as not estimated, with the simulator's reason, exit status 0."""
+    net = netx_gt / "gts" / "pilotnet_sdnn" / "network.net"
+    inputs = tmp_path / "zeros.npy"
+    np.save(inputs, np.zeros((1, 3, 33, 100), dtype=np.int64))
+    assert main(["info", str(net), "--inputs", str(inputs), "--samples", "1",
+                 "--report", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "Core mapping on Intel Loihi 2" in out
+    assert "not estimated: layer 0 has a 'SDNN' neuron" in out
+    import json
+    record = json.loads((tmp_path / "rep" / "info.json").read_text())
+    assert record["mapping"]["total_cores"] > 0 and "energy" not in record
