@@ -16,14 +16,22 @@ rather than published, and every report prints that label next to them.
 """
 from __future__ import annotations
 
-import tomllib
+import importlib.resources
 from dataclasses import MISSING, dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
 from rssnn_deploy.errors import UserError
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
+
+try:  # the shipped profiles: the top-level ``hw_profiles/`` installed as package data
+    PROFILE_DIR = importlib.resources.files("rssnn_deploy.hw_profiles")
+except ModuleNotFoundError:  # the source tree imported without installing it
+    PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
 class ProfileError(UserError, ValueError):
@@ -190,7 +198,7 @@ def load_profile(name_or_path: Union[str, Path] = "loihi2") -> HardwareProfile:
     if path.suffix != ".toml":
         path = PROFILE_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+        known = sorted(p.name[:-5] for p in PROFILE_DIR.iterdir() if p.name.endswith(".toml"))
         raise ProfileError(f"{path}: no such hardware profile (known: {', '.join(known)})")
     try:
         data = tomllib.loads(path.read_text())

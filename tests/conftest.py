@@ -8,10 +8,35 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava compatibility shim before any Lava import)
+from rssnn_deploy.dependencies import LAVA_INSTALL, lava_installed
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 #: the output neuron of a membrane readout: integrates forever, never spikes.
 INTEGRATOR = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=131071)
+
+#: test modules that import Lava at load; without Lava they are not collected
+LAVA_MODULES = ("test_bitexact_lava.py", "test_lava_dlif.py")
+collect_ignore = [] if lava_installed() else list(LAVA_MODULES)
+
+
+def pytest_report_header(config) -> str:
+    if lava_installed():
+        return "Lava: installed, `lava` tests run"
+    return (f"Lava: not installed; {', '.join(LAVA_MODULES)} not collected, other `lava` "
+            "tests fail (deselect them with -m 'not lava')")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that read lava-dl's shipped files (``netx_gt``) need lava-dl: mark them."""
+    for item in items:
+        if "netx_gt" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lava)
+
+
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("lava") and not lava_installed():
+        pytest.fail(f"needs Lava, which is not installed: {LAVA_INSTALL} "
+                    "(or deselect with -m 'not lava')", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,7 @@ def test_loihi_backend_refuses_without_lava_loihi():
     assert isinstance(err.value, BackendUnavailable)
 
 
+@pytest.mark.lava
 def test_lava_backend_routes_gains_and_rejects_per_neuron_parameters():
     lava = get_backend("lava", progress=False)
     assert lava.available()
@@ -72,6 +73,7 @@ def test_lava_backend_names_the_file_on_failure(tmp_path, netx_gt):
         lava.run(tmp_path / "missing.net", torch.zeros(1, 4, dtype=torch.long))
 
 
+@pytest.mark.lava
 def test_lava_backend_wraps_lava_errors(monkeypatch):
     """A failure inside Lava surfaces as one short BackendError, and the runtime stops."""
     import lava.magma.core.process.process as proc_mod
@@ -91,6 +93,7 @@ def test_lava_backend_wraps_lava_errors(monkeypatch):
     assert stopped, "the runtime must be stopped after a failure"
 
 
+@pytest.mark.lava
 def test_lava_and_sim_agree_through_the_interface():
     spec = dense_spec([12, 9, 5], seed=2, vth=(2, 40))
     bias = torch.as_tensor(np.random.default_rng(2).integers(0, 60, (3, 12)))

@@ -16,6 +16,8 @@ from rssnn_deploy.netx_io import read_netx
 from rssnn_deploy.sim import Simulator, layer_timing, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
+pytestmark = pytest.mark.lava   # the whole module runs Lava
+
 
 def lava():
     return get_backend("lava", progress=False)

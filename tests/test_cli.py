@@ -19,6 +19,7 @@ def test_every_subcommand_has_help(command, capsys):
     assert command in capsys.readouterr().out
 
 
+@pytest.mark.lava
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "rssnn_deploy.cli", "info"],
                          capture_output=True, text=True, timeout=120)

@@ -22,6 +22,8 @@ from rssnn_deploy.sim import Simulator, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 from test_bitexact_lava import assert_states_equal, rand_bias
 
+pytestmark = pytest.mark.lava   # the whole module runs Lava
+
 
 def lava():
     return get_backend("lava", progress=False)

@@ -1,5 +1,4 @@
 """netx HDF5 reader/writer: round trips, lava-dl's own files, stock netx, bad input."""
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -11,13 +10,16 @@ from rssnn_deploy.spec import CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
 
 
 
-def lava_dl_files():
-    import lava.lib.dl.netx as netx
-    site = Path(netx.__file__).resolve().parents[4]
-    root = site / "tests" / "lava" / "lib" / "dl" / "netx"
-    files = sorted([root / "tiny.net", root / "mnist.net", *root.glob("gts/*/*.net")])
-    assert len(files) >= 6 and all(f.is_file() for f in files), f"lava-dl test files missing in {root}"
-    return files
+#: the netx files lava-dl's wheel ships (under ``netx_gt``, see conftest)
+LAVA_DL_NETS = ("tiny.net", "mnist.net", "gts/ntidigits/ntidigits.net",
+                "gts/pilotnet_lif/network.net", "gts/pilotnet_sdnn/network.net",
+                "gts/pilotnet_sdnn/square_network.net")
+
+
+def test_lava_dl_ships_the_files_named_here(netx_gt):
+    shipped = {str(p.relative_to(netx_gt)) for p in [*netx_gt.glob("*.net"),
+                                                      *netx_gt.glob("gts/*/*.net")]}
+    assert shipped == set(LAVA_DL_NETS)
 
 
 def small_spec(gains=None) -> NetworkSpec:
@@ -48,26 +50,25 @@ def test_specs_equal_detects_a_changed_weight(tmp_path):
     assert "weight" in specs_equal(spec, back)
 
 
-@pytest.mark.parametrize("path", lava_dl_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_lava_dl_files_read_and_reexport_equivalently(path, tmp_path):
-    spec = read_netx(path)
+@pytest.mark.parametrize("name", LAVA_DL_NETS)
+def test_lava_dl_files_read_and_reexport_equivalently(name, netx_gt, tmp_path):
+    spec = read_netx(netx_gt / name)
     again = read_netx(write_netx(spec, tmp_path / "copy.net"))
     assert specs_equal(spec, again) is None
 
 
-def test_layer_order_is_numeric_not_lexical():
-    pilotnet = next(p for p in lava_dl_files() if p.parent.name == "pilotnet_lif")
-    kinds = [layer.kind for layer in read_netx(pilotnet).layers]
+def test_layer_order_is_numeric_not_lexical(netx_gt):
+    kinds = [layer.kind for layer in read_netx(netx_gt / "gts/pilotnet_lif/network.net").layers]
     assert kinds == ["input"] + ["conv"] * 5 + ["flatten"] + ["dense"] * 4
 
 
-def test_foreign_neurons_are_kept_not_simulated():
-    sdnn = next(p for p in lava_dl_files() if p.parent.name == "pilotnet_sdnn" and p.name == "network.net")
-    spec = read_netx(sdnn)
+def test_foreign_neurons_are_kept_not_simulated(netx_gt):
+    spec = read_netx(netx_gt / "gts/pilotnet_sdnn/network.net")
     assert all(isinstance(l.neuron, ForeignNeuron) for l in spec.layers if l.neuron is not None)
     assert all(l.is_foreign for l in spec.layers if l.neuron is not None)
 
 
+@pytest.mark.lava
 def test_stock_netx_loads_our_file(tmp_path):
     from lava.lib.dl import netx
     spec = small_spec(gains=(64,) * 8)  # our namespaced gains must not disturb netx

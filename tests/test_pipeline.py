@@ -61,6 +61,7 @@ def test_quantized_model_tracks_the_float_model(trained, exported, digits):
     assert abs(gap) <= 0.03, f"float vs chip accuracy gap {gap:+.1%}"
 
 
+@pytest.mark.lava
 def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, digits):
     """Issue 3's acceptance: stock netx + Loihi2SimCfg(fixed_pt) on the exported file."""
     path, _ = exported
@@ -72,6 +73,7 @@ def test_lava_run_of_the_file_equals_the_simulator_sample_by_sample(exported, di
     assert torch.equal(lava.long(), sim.long())
 
 
+@pytest.mark.lava
 def test_evaluate_deployment_of_both_exports(trained, digits, tmp_path):
     """Folded gains on stock netx and exact gains on the project's DLIF process."""
     model, _ = trained

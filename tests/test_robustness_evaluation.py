@@ -93,6 +93,7 @@ def test_every_threat_model_and_number_is_there(report):
                                     if r["eps"] == 25.5 and r["threat"] == "chip") + 1e-6
 
 
+@pytest.mark.lava
 def test_sanity_checks_pass_and_lava_agrees(report):
     _, record = report
     assert record["sanity"]["passed"], [c for c in record["sanity"]["checks"] if not c["passed"]]
@@ -114,6 +115,7 @@ def test_a_rerun_resumes_from_the_cache(report, files, monkeypatch):
     assert again["attacks"] == record["attacks"] and again["faults"] == record["faults"]
 
 
+@pytest.mark.lava
 def test_cli_evaluate(files, tmp_path, capsys):
     code = main(["evaluate", str(files[0]), str(files[1]), "--out", str(tmp_path),
                  *CLI_OPTIONS, "--threat-models", "float,chip", "--faults", "none"])

@@ -45,6 +45,7 @@ import torch
 import rssnn_deploy  # noqa: F401  (installs the Lava compatibility shim first)
 from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
                                         SpecOrPath, netx_file)
+from rssnn_deploy.dependencies import LAVA_INSTALL
 from rssnn_deploy.sim import SimResult, Simulator, SimulationError, layer_timing
 from rssnn_deploy.spec import CubaNeuron, NetworkSpec
 
@@ -86,7 +87,8 @@ class LavaBackend(Backend):
     def run(self, spec_or_path: SpecOrPath, inputs=None, steps: Optional[int] = None,
             record=None, *, spikes=None, reset: str = "staggered") -> SimResult:
         if not self.available():
-            raise BackendUnavailable("Lava (lava-nc, lava-dl) cannot be imported")
+            raise BackendUnavailable(f"Lava (lava-nc, lava-dl) cannot be imported; it runs on "
+                                     f"Python 3.10/3.11 and installs with: {LAVA_INSTALL}")
         if isinstance(spec_or_path, NetworkSpec):
             self._check_spec(spec_or_path, "the network spec")   # before writing a file
         with netx_file(spec_or_path) as (path, spec):

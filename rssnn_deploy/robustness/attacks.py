@@ -149,7 +149,8 @@ def describe_attack(name: str, eps_255: float, apgd_steps: int, square_queries: 
 
 def make_attack(model: nn.Module, spec: AttackSpec):
     """The torchattacks object for ``spec`` on ``model``."""
-    import torchattacks
+    from rssnn_deploy.dependencies import require_torchattacks
+    torchattacks = require_torchattacks(f"the {spec.name} attack")
     kind, steps = parse_attack(spec.name)
     if kind == "FGSM":
         return torchattacks.FGSM(model, eps=spec.eps)

@@ -240,6 +240,7 @@ def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], s
     at attack time.
     """
     from rssnn_deploy.backends import BackendError, get_backend
+    from rssnn_deploy.dependencies import LAVA_INSTALL
     if not files:
         return {"skipped": "no attacked inputs were saved", "passed": None}
     xs, saved = [], []
@@ -254,7 +255,8 @@ def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], s
     sim_pred = ChipPredictor(spec, device=device)(x).numpy()
     backend = get_backend("lava", progress=progress)
     if not backend.available():
-        return {"skipped": "Lava cannot be imported", "passed": None}
+        return {"skipped": f"Lava cannot be imported (to add it: {LAVA_INSTALL})",
+                "passed": None}
     try:
         lava_pred = np.asarray(backend.predict(net_path, encode_input(spec, x.numpy())))
     except BackendError as err:

@@ -88,7 +88,10 @@ def _cache_identity(subject: Subject, config: EvaluateConfig) -> str:
 def evaluate_subject(subject: Subject, config: EvaluateConfig, out: Path,
                      provenance: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Run (or resume) every cell, then on rank 0 write the report; other ranks get None."""
+    from rssnn_deploy.dependencies import require_torchattacks
     from rssnn_deploy.report import with_provenance
+    if config.attacks or config.grid_attacks:
+        require_torchattacks("evaluate's attacks (--attacks)")   # before any cell runs
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -8,7 +8,8 @@ copy ``x̃``:
         + \rho\,\mathrm{MPPD} \;[+\ \lambda_{sr} R]
 
 - :mod:`.objectives`: the cross-entropy terms, MPPD and the sparse-gradient regulariser;
-- :mod:`.perturbations`: how ``x̃`` is made (Gaussian noise, R+FGSM, PGD);
+- :mod:`.perturbations`: how ``x̃`` is made (Gaussian noise, R+FGSM, PGD; the last two
+  in :mod:`.adversarial`, loaded on use since torchattacks is optional);
 - :mod:`.orthogonality`: the Parseval retraction after each update;
 - :mod:`.config` and :mod:`.presets`: every coefficient, and the named settings;
 - :mod:`.loop`: float epochs, then optional Loihi-exact fine-tuning;
@@ -30,7 +31,7 @@ from rssnn_deploy.training.loop import (evaluate_accuracy, run_training, train,
 from rssnn_deploy.training.objectives import (LossTerms, mppd, robust_loss, runner_up_class,
                                               sparse_gradient_probe, two_class_probability)
 from rssnn_deploy.training.orthogonality import orthogonality_step
-from rssnn_deploy.training.perturbations import RandomStepFGSM, make_perturbation
+from rssnn_deploy.training.perturbations import make_perturbation
 from rssnn_deploy.training.presets import PRESETS
 
 __all__ = [
@@ -61,3 +62,11 @@ __all__ = [
     "train_digits_model",
     "train_main",
 ]
+
+
+def __getattr__(name: str):
+    """``RandomStepFGSM`` needs torchattacks, which is optional: loaded on first use."""
+    if name == "RandomStepFGSM":
+        from rssnn_deploy.training.adversarial import RandomStepFGSM
+        return RandomStepFGSM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
