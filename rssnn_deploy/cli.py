@@ -31,10 +31,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from rssnn_deploy.pipeline import export_model
     from rssnn_deploy.report import stability_table
-    from rssnn_deploy.training import load_checkpoint
-    model = load_checkpoint(_existing(args.checkpoint))
+    from rssnn_deploy.training import load_checkpoint, read_checkpoint
+    checkpoint = _existing(args.checkpoint)
+    model = load_checkpoint(checkpoint)
     result = export_model(model, args.out, profile=args.profile, gain_mode=args.gain_mode,
-                          gain_exp=args.gain_exp)
+                          gain_exp=args.gain_exp, input_mapping=args.input_mapping,
+                          dataset=read_checkpoint(checkpoint).get("dataset"))
     print(result.spec.describe())
     print(stability_table(result.to_dict()["layers"]))
     for warning in result.warnings:
@@ -44,23 +46,63 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    import numpy as np
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.report import write_npz
-    from rssnn_deploy.spec import encode_input
     net = _existing(args.net)
     spec = read_netx(net)
+    inputs, labels, described = _simulate_inputs(args, spec)
+    record = set(args.record)
+    result = get_backend(args.backend).simulate(net, spec, inputs, steps=args.steps,
+                                                record=record)
+    if labels is not None:
+        result["labels"] = labels
+    write_npz(args.out, result)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in result.items()))
+    if labels is not None:
+        from rssnn_deploy.report import confusion_text
+        print(f"\n{described}\n" + confusion_text(labels, result["predictions"]))
+    return 0
+
+
+def _simulate_inputs(args: argparse.Namespace, spec):
+    """(inputs for the backend, labels or None, what they are) from the options.
+
+    ``--input`` images in [0, 1] are encoded with the file's input scale; without
+    ``--input``, ``--labels`` takes the test split of the dataset the file records.
+    """
+    import numpy as np
+    from rssnn_deploy.spec import encode_input
+    if args.input is None:
+        if args.labels is None:
+            raise InputFileError("simulate: give --input X.npy, or --labels to run the test "
+                                 "split of the dataset the file records")
+        from rssnn_deploy.dataset_record import resolve_dataset
+        data, name = resolve_dataset(args.dataset, spec.meta.get("dataset"),
+                                     spec.input_layer.shape, str(args.net))
+        n = len(data.y_test) if args.samples is None else min(args.samples, len(data.y_test))
+        x = data.x_test[:n].numpy()
+        return encode_input(spec, x), data.y_test[:n].numpy(), f"{n} test samples of {name}"
     inputs = _load_inputs(_existing(args.input))
     if np.issubdtype(inputs.dtype, np.floating) and inputs.shape[1:] != ():
         if inputs.ndim == len(spec.input_layer.shape) + 1:  # static images in [0, 1]
             inputs = encode_input(spec, inputs)
-    record = set(args.record)
-    result = get_backend(args.backend).simulate(net, spec, inputs, steps=args.steps,
-                                                record=record)
-    write_npz(args.out, result)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in result.items()))
-    return 0
+    if args.samples is not None:
+        inputs = inputs[:args.samples]
+    labels = None
+    if args.labels is not None:
+        if args.labels == _RECORDED:
+            raise InputFileError("simulate: with --input, give the labels file: "
+                                 "--labels Y.npy")
+        labels = _load_inputs(_existing(args.labels))
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) < len(inputs):
+            raise InputFileError(f"{args.labels}: expected {len(inputs)} integer labels "
+                                 f"shaped (N,), got {labels.dtype} {labels.shape}")
+        labels = labels[:len(inputs)].astype(np.int64)
+    return inputs, labels, f"{len(inputs)} samples of {args.input}"
+
+
+_RECORDED = "recorded"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -170,10 +212,12 @@ def _info_inputs(args: argparse.Namespace, spec):
             return encode_input(spec, data), f"{len(data)} samples of {args.inputs}"
         return data.astype(np.int64), f"{len(data)} samples of {args.inputs} (bias mantissas)"
     shape = tuple(spec.input_layer.shape)
-    if "input_scale" in spec.meta and int(np.prod(shape)) == 64:
-        from rssnn_deploy.data import load_dataset
-        x = load_dataset("digits").x_test[:args.samples].numpy()
-        return encode_input(spec, x), f"{len(x)} digits test images"
+    if "input_scale" in spec.meta and ("dataset" in spec.meta or int(np.prod(shape)) == 64):
+        from rssnn_deploy.dataset_record import resolve_dataset
+        data, name = resolve_dataset(None, spec.meta.get("dataset"), shape, str(args.net))
+        x = data.x_test[:args.samples].numpy()
+        what = "digits test images" if name == "digits" else f"test samples of {name}"
+        return encode_input(spec, x), f"{len(x)} {what}"
     return None, "give --inputs X.npy (images in [0, 1] or integer bias mantissas)"
 
 
@@ -294,14 +338,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exact mode: gain = mantissa / 2**gain-exp for every DLIF layer "
                         "(default: per layer, the finest exponent up to 6 that holds its "
                         "largest gain)")
+    p.add_argument("--input-mapping", choices=("threshold", "membrane"), default="threshold",
+                   help="how pixels become the input layer's bias: 'threshold' makes the "
+                        "chip's first-step firing decision equal the float model's "
+                        "(gain·x ≥ Vth); 'membrane' maps gain·x to v in units of Vth")
 
     p = add("simulate", cmd_simulate, "run a netx file on inputs and save output spikes "
                                       "and recorded states")
     p.add_argument("net", help="netx .net file")
-    p.add_argument("--input", required=True,
+    p.add_argument("--input", default=None,
                    help=".npy: static images (N, ...) as floats in [0, 1] (encoded with the "
                         "file's input scale) or integer bias mantissas, or spike trains "
-                        "(N, T, ...)")
+                        "(N, T, ...); default with --labels: the recorded dataset's test "
+                        "split")
+    p.add_argument("--labels", nargs="?", const=_RECORDED, default=None,
+                   help="print accuracy and a confusion matrix: a labels .npy for --input, "
+                        "or no value for the test split of the dataset the file records")
+    p.add_argument("--dataset", default=None,
+                   help="with --labels and no --input: test data instead of the recorded "
+                        "dataset")
+    p.add_argument("--samples", type=ct.positive_int, default=None,
+                   help="first N samples (all)")
     p.add_argument("--steps", type=ct.positive_int, default=None,
                    help="time steps (default: file's T + depth)")
     p.add_argument("--backend", choices=("sim", "lava", "loihi"), default="sim")
@@ -335,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="loihi2", help="hw_profiles/<name>.toml or a path")
     p.add_argument("--inputs", default=None,
                    help=".npy inputs for the energy count: images in [0, 1] or integer bias "
-                        "mantissas (default: digits test images when the input fits)")
+                        "mantissas (default: test split of the dataset the file records, "
+                        "else digits test images when the input fits)")
     p.add_argument("--samples", type=ct.positive_int, default=100,
                    help="inputs counted for the estimate")
     p.add_argument("--steps", type=ct.positive_int, default=None,

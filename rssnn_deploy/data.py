@@ -8,7 +8,17 @@ handwritten digits (1,797 images); everything else comes from files the user has
 * CIFAR-10 "python version" batches: a directory with ``data_batch_1`` … ``data_batch_5``
   and ``test_batch`` (or its parent holding ``cifar-10-batches-py``);
 * a generic ``.npz`` with ``x`` (N, …; uint8, or float in [0, 1]) and ``y`` (N,)
-  integer labels, optionally ``x_test`` / ``y_test`` (otherwise a stratified split).
+  integer labels, optionally ``x_test`` / ``y_test`` (otherwise a stratified split);
+* the same arrays as ``.npy`` files in a directory (``x.npy`` + ``y.npy``, optionally
+  ``x_test.npy`` + ``y_test.npy``; or ``x_train.npy`` … ``y_test.npy``);
+* an image folder, one sub-directory per class (``root/<class>/*.png``), optionally
+  split as ``root/train/<class>/…`` and ``root/test/<class>/…`` (read with Pillow;
+  grey images give one channel, colour images three).
+
+:func:`detect_format` names the format a path holds, and ``subset`` keeps a seeded,
+stratified part of the training split for quick tries (the test split stays whole so
+accuracies stay comparable). What was loaded, and how, is described for checkpoints by
+:mod:`rssnn_deploy.dataset_record`.
 
 Bad input raises :class:`DatasetError` naming the file and what is wrong with it, so
 a user can fix the file instead of debugging a shape error deep inside training.
@@ -21,7 +31,7 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,6 +48,12 @@ __all__ = [
     "load_mnist_dir",
     "load_cifar10_dir",
     "load_npz_dataset",
+    "load_npy_dir",
+    "load_image_folder",
+    "image_folder_classes",
+    "detect_format",
+    "subset_train",
+    "DATASET_FORMATS",
     "read_idx",
     "MNIST_FILES",
     "CIFAR10_TRAIN_BATCHES",
@@ -57,6 +73,17 @@ CIFAR10_TEST_BATCH = "test_batch"
 
 #: IDX type code → big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+#: what :func:`detect_format` returns, and how each format's values become [0, 1].
+DATASET_FORMATS: Dict[str, str] = {
+    "digits": "pixels 0..16 / 16",
+    "idx": "uint8 / 255",
+    "cifar10": "uint8 / 255",
+    "npz": "uint8 / 255; float kept as stored (must lie in [0, 1])",
+    "npy": "uint8 / 255; float kept as stored (must lie in [0, 1])",
+    "image-folder": "uint8 / 255 (Pillow, mode L or RGB)",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
 
 #: dataset names that need a user-supplied path (we never download).
 _DOWNLOADABLE_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
@@ -89,14 +116,37 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.2,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0, subset: Optional[int] = None) -> Dataset:
     """Load ``"digits"`` or a user file/directory (format detected from its contents).
 
     ``test_fraction`` and ``seed`` set the stratified split for sources without their
-    own test set (digits, an ``.npz`` without ``x_test``).
+    own test set (digits, an ``.npz``/``.npy`` pair without a test part, an unsplit
+    image folder). ``subset`` keeps that many training samples (see :func:`subset_train`).
     """
+    kind = detect_format(name_or_path)
+    if kind == "digits":
+        data = load_digits_dataset(test_fraction=test_fraction, seed=seed)
+    else:
+        path = Path(name_or_path)
+        if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
+            path = path / "cifar-10-batches-py"
+        loaders: Dict[str, Callable[[], Dataset]] = {
+            "npz": lambda: load_npz_dataset(path, test_fraction=test_fraction, seed=seed),
+            "npy": lambda: load_npy_dir(path, test_fraction=test_fraction, seed=seed),
+            "image-folder": lambda: load_image_folder(path, test_fraction=test_fraction,
+                                                      seed=seed),
+            "cifar10": lambda: load_cifar10_dir(path),
+            "idx": lambda: load_mnist_dir(path),
+        }
+        data = loaders[kind]()
+    return data if subset is None else subset_train(data, subset, seed)
+
+
+def detect_format(name_or_path: PathLike) -> str:
+    """The format of a dataset source, one of :data:`DATASET_FORMATS` (from the files
+    present, never from a name alone); a one-line :class:`DatasetError` otherwise."""
     if str(name_or_path) == "digits":
-        return load_digits_dataset(test_fraction=test_fraction, seed=seed)
+        return "digits"
     path = Path(name_or_path)
     if not path.exists():
         if str(name_or_path).lower() in _DOWNLOADABLE_NAMES:
@@ -106,24 +156,44 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
                            f"dataset name; the only one is 'digits')")
     if path.is_file():
         if path.suffix == ".npz":
-            return load_npz_dataset(path, test_fraction=test_fraction, seed=seed)
+            return "npz"
         raise DatasetError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
-                           f"give a .npz file, an MNIST IDX directory or a CIFAR-10 "
-                           f"batches directory")
-    return _load_directory(path)
-
-
-def _load_directory(path: Path) -> Dataset:
+                           f"give a .npz file or a directory (MNIST IDX files, CIFAR-10 "
+                           f"batches, .npy arrays, or one folder of images per class)")
     if (path / "cifar-10-batches-py").is_dir():
         path = path / "cifar-10-batches-py"
     names = {p.name for p in path.iterdir()}
     if any(n.startswith("data_batch_") or n == CIFAR10_TEST_BATCH for n in names):
-        return load_cifar10_dir(path)
-    if any(n.startswith(stem) for stem in MNIST_FILES.values() for n in names):
-        return load_mnist_dir(path)
-    raise DatasetError(f"{path}: directory holds neither MNIST IDX files "
-                       f"({', '.join(MNIST_FILES.values())}, optionally .gz) nor CIFAR-10 "
-                       f"batches ({', '.join(CIFAR10_TRAIN_BATCHES)}, {CIFAR10_TEST_BATCH})")
+        return "cifar10"
+    if any(n.startswith(stem) or n.startswith(stem.replace("-idx", ".idx"))
+           for stem in MNIST_FILES.values() for n in names):
+        return "idx"
+    if _npy_names(path) is not None:
+        return "npy"
+    if _class_dirs(path):
+        return "image-folder"
+    raise DatasetError(f"{path}: directory holds no dataset rssnn-deploy reads: MNIST IDX "
+                       f"files ({', '.join(MNIST_FILES.values())}, optionally .gz), CIFAR-10 "
+                       f"batches ({', '.join(CIFAR10_TRAIN_BATCHES)}, {CIFAR10_TEST_BATCH}), "
+                       f"x.npy + y.npy, or one sub-directory of images per class")
+
+
+def subset_train(data: Dataset, n: int, seed: int = 0) -> Dataset:
+    """Keep ``n`` training samples, drawn stratified by a seeded shuffle; test untouched."""
+    total = len(data.y_train)
+    if n < 1:
+        raise DatasetError(f"subset must be >= 1, got {n}")
+    if n >= total:
+        return data
+    from sklearn.model_selection import train_test_split
+    y = data.y_train.numpy()
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    stratify = y if present.min() >= 2 and n >= len(present) else None
+    keep, _ = train_test_split(np.arange(total), train_size=n, random_state=seed,
+                               stratify=stratify)
+    keep = torch.from_numpy(np.sort(keep))
+    return Dataset(data.x_train[keep], data.y_train[keep], data.x_test, data.y_test)
 
 
 # ------------------------------------------------------------------------------- digits
@@ -321,7 +391,12 @@ def load_npz_dataset(path: PathLike, test_fraction: float = 0.2, seed: int = 0) 
     with C in {1, 3} is moved to channels-first.
     """
     path = Path(path)
-    arrays = _read_npz(path)
+    return _arrays_dataset(path, _read_npz(path), test_fraction, seed)
+
+
+def _arrays_dataset(path: Path, arrays: Dict[str, np.ndarray], test_fraction: float,
+                    seed: int) -> Dataset:
+    """``x``/``y`` (+ ``x_test``/``y_test``) arrays of one source → a checked Dataset."""
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"{path}: needs arrays 'x' and 'y', found "
                            f"{', '.join(sorted(arrays)) or 'none'}")
@@ -393,3 +468,105 @@ def _npz_labels(path: Path, y: np.ndarray, name: str) -> np.ndarray:
     if y.min() < 0:
         raise DatasetError(f"{path}: '{name}' has negative label {int(y.min())}")
     return y.astype(np.int64)
+
+
+# ------------------------------------------------------------------------ .npy arrays
+
+#: accepted file-name sets of a directory of ``.npy`` arrays → the keys they stand for.
+_NPY_LAYOUTS: Tuple[Dict[str, str], ...] = (
+    {"x_train.npy": "x", "y_train.npy": "y", "x_test.npy": "x_test", "y_test.npy": "y_test"},
+    {"x.npy": "x", "y.npy": "y", "x_test.npy": "x_test", "y_test.npy": "y_test"},
+)
+
+
+def _npy_names(path: Path) -> Optional[Dict[str, str]]:
+    """The layout whose ``x`` and ``y`` files both exist in ``path``, else None."""
+    for layout in _NPY_LAYOUTS:
+        present = {name: key for name, key in layout.items() if (path / name).is_file()}
+        if {"x", "y"} <= set(present.values()):
+            return present
+    return None
+
+
+def load_npy_dir(path: PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A directory of ``.npy`` arrays: ``x.npy`` + ``y.npy`` (or ``x_train.npy`` +
+    ``y_train.npy``), optionally ``x_test.npy`` + ``y_test.npy``; same rules as ``.npz``."""
+    path = Path(path)
+    names = _npy_names(path)
+    if names is None:
+        raise DatasetError(f"{path}: needs x.npy and y.npy (or x_train.npy and y_train.npy)")
+    arrays = {}
+    for name, key in names.items():
+        try:
+            arrays[key] = np.load(path / name, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise DatasetError(f"{path / name}: not a readable .npy array ({err})") from None
+    return _arrays_dataset(path, arrays, test_fraction, seed)
+
+
+# ----------------------------------------------------------------------- image folders
+
+
+def _class_dirs(path: Path) -> List[Path]:
+    """Class sub-directories of an image folder (of ``path/train`` when split), sorted."""
+    root = path / "train" if (path / "train").is_dir() and (path / "test").is_dir() else path
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [d for d in dirs if any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir())]
+
+
+def image_folder_classes(path: PathLike) -> List[str]:
+    """Class names of an image folder in label order (sorted directory names)."""
+    return [d.name for d in _class_dirs(Path(path))]
+
+
+def load_image_folder(path: PathLike, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """One sub-directory of images per class; label = index of the sorted class name.
+
+    ``root/train/<class>/`` + ``root/test/<class>/`` keep their split; a flat
+    ``root/<class>/`` is split stratified by ``test_fraction`` and ``seed``. All images
+    must share one size and one mode (L → 1 channel, RGB → 3).
+    """
+    path = Path(path)
+    classes = image_folder_classes(path)
+    if not classes:
+        raise DatasetError(f"{path}: no class sub-directories with images "
+                           f"({', '.join(IMAGE_SUFFIXES)})")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        x_tr, y_tr = _read_images(path / "train", classes)
+        x_te, y_te = _read_images(path / "test", classes)
+        if x_tr.shape[1:] != x_te.shape[1:]:
+            raise DatasetError(f"{path / 'test'}: images are {x_te.shape[1:]} but training "
+                               f"images are {x_tr.shape[1:]}")
+        return _as_dataset(x_tr, y_tr, x_te, y_te)
+    x, y = _read_images(path, classes)
+    return _split(x, y, test_fraction, seed, str(path))
+
+
+def _read_images(root: Path, classes: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels = [], []
+    first: Optional[Tuple[Path, Tuple[int, ...]]] = None
+    for label, name in enumerate(classes):
+        folder = root / name
+        files = sorted(f for f in folder.iterdir()
+                       if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        for file in files:
+            try:
+                with Image.open(file) as img:
+                    mode = "L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+                    array = np.asarray(img.convert(mode), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as err:
+                raise DatasetError(f"{file}: not a readable image ({err})") from None
+            array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+            if first is None:
+                first = (file, array.shape)
+            elif array.shape != first[1]:
+                raise DatasetError(f"{file}: image is {array.shape} (channels, height, "
+                                   f"width) but {first[0]} is {first[1]}; give all images "
+                                   f"one size and mode")
+            images.append(array)
+            labels.append(label)
+    if not images:
+        raise DatasetError(f"{root}: no images in the class folders {', '.join(classes)}")
+    return np.stack(images).astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)

@@ -27,14 +27,21 @@ from rssnn_deploy.spec import NetworkSpec, encode_input
 
 
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
-                 gain_mode: str = "fold", gain_exp: Optional[int] = None
-                 ) -> QuantizationResult:
+                 gain_mode: str = "fold", gain_exp: Optional[int] = None,
+                 input_mapping: str = QuantizeOptions.input_mapping,
+                 dataset: Optional[Mapping[str, Any]] = None) -> QuantizationResult:
     """Quantize ``model`` and write its netx file; the stability report rides along as JSON.
 
     ``gain_exp``: the exact-gain exponent for every DLIF layer (``None``: chosen per
-    layer from its gains)."""
+    layer from its gains). ``dataset`` (the checkpoint's dataset record) is stored in
+    the file's metadata so ``simulate --labels`` and ``info`` find the test data without
+    being told.
+    """
     result = quantize(model, load_profile(profile),
-                      QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp))
+                      QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp,
+                                      input_mapping=input_mapping))
+    if dataset is not None:
+        result.spec = result.spec.with_meta(dataset=dict(dataset))
     write_netx(result.spec, out_path)
     write_json(Path(out_path).with_suffix(".stability.json"), result.to_dict())
     return result

@@ -119,3 +119,17 @@ def format_accuracy_rows(groups: Mapping[str, Mapping[str, float]], series: List
                          ) -> List[List[Any]]:
     return [[condition] + [f"{100 * groups[condition][s]:.2f}" if s in groups[condition]
                            else "–" for s in series] for condition in groups]
+
+
+def confusion_text(labels: np.ndarray, predictions: np.ndarray) -> str:
+    """Accuracy and the confusion matrix (rows: true class, columns: predicted) as text."""
+    from sklearn.metrics import confusion_matrix
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    classes = int(max(labels.max(initial=0), predictions.max(initial=0))) + 1
+    matrix = confusion_matrix(labels, predictions, labels=list(range(classes)))
+    width = max(5, len(str(int(matrix.max(initial=0)))) + 1)
+    rows = ["true\\pred" + "".join(f"{c:>{width}}" for c in range(classes))]
+    rows += [f"{c:>9}" + "".join(f"{v:>{width}}" for v in row) for c, row in enumerate(matrix)]
+    correct = int(np.trace(matrix))
+    return (f"accuracy {100 * correct / max(len(labels), 1):.2f}% ({correct} of {len(labels)})"
+            "\n" + "\n".join(rows))

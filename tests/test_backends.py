@@ -33,8 +33,9 @@ def test_sim_backend_is_the_simulator(tmp_path):
     assert isinstance(res, SimResult) and torch.equal(res.output_v, ref.output_v)
     assert torch.equal(backend.predict(path, bias), ref.predictions("membrane"))
     arrays = backend.simulate(path, None, bias.numpy(), record={"v"})
-    assert set(arrays) == {"output_spikes", "output_v", "spike_counts",
+    assert set(arrays) == {"predictions", "output_spikes", "output_v", "spike_counts",
                            "layer0_v", "layer1_v", "layer2_v"}
+    assert np.array_equal(arrays["predictions"], ref.predictions("membrane").numpy())
     assert arrays["layer2_v"].shape == (spec.run_steps, 6, 4)
 
 

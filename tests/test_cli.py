@@ -207,3 +207,45 @@ def test_a_bug_prints_one_line_and_keeps_the_traceback_in_a_log(monkeypatch, cap
     log = err.rsplit(" ", 1)[-1]
     text = open(log).read()
     assert "ZeroDivisionError: boom" in text and "Traceback" in text
+
+
+def test_user_data_is_remembered_from_train_to_simulate(tmp_path, capsys):
+    """train records the dataset; export carries it; simulate --labels and info use it."""
+    import torch
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = (rng.random((60, 6, 6)) * 60 + 60 * y[:, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(tmp_path / "d.npz"), "--hidden", "8",
+                 "--epochs", "1", "--subset", "30", "--max-batches", "2", "--batch-size",
+                 "8", "--steps", "2", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "30 train (subset of 48), 12 test" in out
+    payload = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert payload["dataset"]["sizes"]["train"] == 30 and payload["dataset"]["subset"] == 30
+    assert main(["export", str(run / "checkpoint.pt"), "--out", str(run / "m.net")]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(run / "m.net"), "--labels", "--out", str(run / "p.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "12 test samples of" in out and "accuracy" in out and "true\\pred" in out
+    result = np.load(run / "p.npz")
+    assert result["predictions"].shape == (12,) and result["labels"].shape == (12,)
+    assert np.array_equal(result["predictions"], result["output_v"].argmax(axis=1))
+    shown = float(out.split("accuracy ")[1].split("%")[0])
+    assert shown == pytest.approx(100 * np.mean(result["predictions"] == result["labels"]),
+                                  abs=0.006)
+    assert main(["info", str(run / "m.net"), "--samples", "4"]) == 0
+    assert "4 test samples of" in capsys.readouterr().out
+
+
+def test_simulate_with_input_and_labels_files(tiny_net, tmp_path, capsys):
+    x = np.random.default_rng(0).random((5, 1, 4, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(5) % 2)
+    assert main(["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy"), "--labels",
+                 str(tmp_path / "y.npy"), "--out", str(tmp_path / "o.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "5 samples of" in out and "accuracy" in out and "of 5)" in out
+    assert main(["simulate", str(tiny_net), "--out", str(tmp_path / "o.npz")]) == 2
+    assert "give --input X.npy, or --labels" in capsys.readouterr().err

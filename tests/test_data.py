@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.data import (MNIST_FILES, Dataset, DatasetError, load_dataset,
+from rssnn_deploy.data import (MNIST_FILES, Dataset, DatasetError, detect_format,
+                               image_folder_classes, load_dataset, load_npy_dir, subset_train,
                                load_idx_dataset, read_idx)
 
 
@@ -85,7 +86,7 @@ def test_unknown_names_and_missing_paths(tmp_path):
     (tmp_path / "data.csv").write_text("1,2\n")
     with pytest.raises(DatasetError, match=r"data\.csv.*unsupported file type '\.csv'"):
         load_dataset(tmp_path / "data.csv")
-    with pytest.raises(DatasetError, match="directory holds neither MNIST IDX files"):
+    with pytest.raises(DatasetError, match="directory holds no dataset rssnn-deploy reads: MNIST IDX files"):
         load_dataset(tmp_path)
     assert issubclass(DatasetError, ValueError)
 
@@ -300,3 +301,95 @@ def test_npz_not_a_zip_and_object_arrays(tmp_path):
 def test_bad_test_fraction():
     with pytest.raises(DatasetError, match="test_fraction"):
         load_dataset("digits", test_fraction=1.5)
+
+
+# ------------------------------------------------------------- .npy pairs, image folders
+
+
+def _arrays(n=40, shape=(6, 6), classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8), np.arange(n) % classes
+
+
+@pytest.mark.parametrize("names", [("x", "y"), ("x_train", "y_train")])
+def test_npy_directory_with_and_without_test_part(tmp_path, names):
+    x, y = _arrays()
+    np.save(tmp_path / f"{names[0]}.npy", x)
+    np.save(tmp_path / f"{names[1]}.npy", y)
+    assert detect_format(tmp_path) == "npy"
+    split = load_dataset(tmp_path, test_fraction=0.25, seed=1)
+    assert (len(split.y_train), len(split.y_test)) == (30, 10)
+    np.save(tmp_path / "x_test.npy", x[:7])
+    np.save(tmp_path / "y_test.npy", y[:7])
+    own = load_dataset(tmp_path)
+    assert own.x_train.shape == (40, 1, 6, 6) and own.x_test.shape == (7, 1, 6, 6)
+    assert torch.equal(own.x_test[0, 0], torch.from_numpy(x[0] / 255.0).float())
+
+
+def test_npy_directory_errors(tmp_path):
+    x, y = _arrays()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y[:5])
+    with pytest.raises(DatasetError, match="40 samples but 'y' has 5"):
+        load_dataset(tmp_path)
+    np.save(tmp_path / "y.npy", np.array([object()], dtype=object), allow_pickle=True)
+    with pytest.raises(DatasetError, match="y.npy: not a readable .npy array"):
+        load_npy_dir(tmp_path)
+
+
+def _write_images(root, x, y, mode="L"):
+    from PIL import Image
+    for i, (img, label) in enumerate(zip(x, y)):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = img if mode == "L" else np.stack([img, 255 - img, img // 2], axis=-1)
+        Image.fromarray(data, mode=mode).save(folder / f"{i:03d}.png")
+
+
+def test_image_folder_flat_is_split_and_exact(tmp_path):
+    x, y = _arrays(n=20, classes=2)
+    _write_images(tmp_path, x, y)
+    assert detect_format(tmp_path) == "image-folder"
+    assert image_folder_classes(tmp_path) == ["class_0", "class_1"]
+    data = load_dataset(tmp_path, test_fraction=0.5)
+    assert data.x_train.shape == (10, 1, 6, 6) and len(data.y_test) == 10
+    pixels = sorted(np.round(data.x_train.numpy() * 255).astype(np.uint8).reshape(10, -1)
+                    .tolist() + np.round(data.x_test.numpy() * 255).astype(np.uint8)
+                    .reshape(10, -1).tolist())
+    assert pixels == sorted(x.reshape(20, -1).tolist())
+
+
+def test_image_folder_train_test_rgb(tmp_path):
+    x, y = _arrays(n=12, classes=3)
+    _write_images(tmp_path / "train", x, y, mode="RGB")
+    _write_images(tmp_path / "test", x[:6], y[:6], mode="RGB")
+    data = load_dataset(tmp_path)
+    assert data.x_train.shape == (12, 3, 6, 6) and data.x_test.shape == (6, 3, 6, 6)
+    assert data.num_classes == 3
+
+
+def test_image_folder_mixed_sizes_is_one_line(tmp_path):
+    from PIL import Image
+    x, y = _arrays(n=4, classes=2)
+    _write_images(tmp_path, x, y)
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "class_1" / "odd.png")
+    with pytest.raises(DatasetError, match="odd.png: image is"):
+        load_dataset(tmp_path)
+
+
+def test_unknown_directory_names_every_format(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match="x.npy \\+ y.npy, or one sub-directory"):
+        load_dataset(tmp_path)
+
+
+def test_subset_is_seeded_stratified_and_keeps_test(tmp_path):
+    data = load_dataset("digits")
+    small = load_dataset("digits", subset=100)
+    assert len(small.y_train) == 100 and torch.equal(small.y_test, data.y_test)
+    assert np.bincount(small.y_train.numpy()).min() >= 9   # every class present
+    again = subset_train(data, 100, seed=0)
+    assert torch.equal(again.x_train, small.x_train)
+    assert subset_train(data, 10 ** 6) is data
+    with pytest.raises(DatasetError, match="subset must be >= 1"):
+        subset_train(data, 0)

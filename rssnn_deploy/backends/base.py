@@ -67,14 +67,18 @@ class Backend(abc.ABC):
                  steps: Optional[int] = None, record=None) -> Dict[str, np.ndarray]:
         """Run ``inputs`` (bias or spikes, chosen by shape) and return named numpy arrays.
 
-        Keys: ``output_spikes`` (T, N, ...), ``output_v`` (N, ...), ``spike_counts``
-        (N, ...) and ``layer{i}_{u|v|s}`` (T, N, ...) for recorded layers.
+        Keys: ``predictions`` (N,) (argmax of the file's readout, ``meta["readout"]``,
+        default the output layer's final v), ``output_spikes`` (T, N, ...),
+        ``output_v`` (N, ...), ``spike_counts`` (N, ...) and ``layer{i}_{u|v|s}``
+        (T, N, ...) for recorded layers.
         """
         spec = spec if spec is not None else load_spec(net_path)
         inputs = np.asarray(inputs)
         bias, spikes = split_inputs(spec, inputs)
         result = self.run(net_path, bias, steps=steps, record=record or None, spikes=spikes)
-        out = {"output_spikes": result.output_spikes.cpu().numpy(),
+        kind = spec.meta.get("readout", "membrane")
+        out = {"predictions": result.predictions(kind).cpu().numpy(),
+               "output_spikes": result.output_spikes.cpu().numpy(),
                "output_v": result.output_v.cpu().numpy(),
                "spike_counts": result.spike_counts.cpu().numpy()}
         for idx, rec in result.states.items():

@@ -76,7 +76,9 @@ def add_evaluate_arguments(parser) -> None:
     """The options of ``rssnn-deploy evaluate`` (budgets in 1/255 units)."""
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train`")
     parser.add_argument("net", help="the netx file `export` wrote from it")
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--dataset", default=None,
+                        help="test data (default: the dataset the checkpoint records, "
+                             "else digits for 8×8 models)")
     parser.add_argument("--out", default="runs/evaluate", help="report directory")
     parser.add_argument("--samples", type=ct.positive_int, default=None, help="first N test samples (all)")
     parser.add_argument("--eps", type=_BUDGET, default=None,

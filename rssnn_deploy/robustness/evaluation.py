@@ -119,13 +119,14 @@ def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
     return values
 
 
-def evaluate(checkpoint: Path, net_path: Path, dataset: str = "digits",
+def evaluate(checkpoint: Path, net_path: Path, dataset: Optional[str] = None,
              out: Path = Path("runs/evaluate"), config: EvaluateConfig = EvaluateConfig()
              ) -> Optional[Dict[str, Any]]:
     """``rssnn-deploy evaluate``: a checkpoint and its exported netx file on a test set.
 
     The stability report ``NET.stability.json`` (written by ``export``) is picked up
-    when present. Returns the record on rank 0, None on other ranks.
+    when present. ``dataset`` defaults to the one the checkpoint records (its test
+    split). Returns the record on rank 0, None on other ranks.
     """
     subject, provenance = load_subject(checkpoint, net_path, dataset, config.samples)
     with distributed_from_env():
@@ -166,16 +167,19 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
         return record
 
 
-def load_subject(checkpoint: Path, net_path: Path, dataset: str, samples: Optional[int]
+def load_subject(checkpoint: Path, net_path: Path, dataset: Optional[str],
+                 samples: Optional[int]
                  ) -> Tuple[Subject, Dict[str, Any]]:
-    """The checkpoint, its netx file (and stability report) and the first test samples."""
-    from rssnn_deploy.data import load_dataset
+    """The checkpoint, its netx file (and stability report) and the first test samples
+    of ``dataset``, by default the one the checkpoint records."""
+    from rssnn_deploy.dataset_record import resolve_dataset
     from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.training import load_checkpoint
+    from rssnn_deploy.training import load_checkpoint, read_checkpoint
     checkpoint, net_path = Path(checkpoint), Path(net_path)
     model = load_checkpoint(checkpoint)
     spec = read_netx(net_path)
-    data = load_dataset(dataset)
+    data, dataset = resolve_dataset(dataset, read_checkpoint(checkpoint).get("dataset"),
+                                    spec.input_layer.shape, str(checkpoint))
     n = len(data.y_test) if samples is None else min(samples, len(data.y_test))
     stability_path = net_path.with_suffix(".stability.json")
     stability = json.loads(stability_path.read_text()) if stability_path.is_file() else None

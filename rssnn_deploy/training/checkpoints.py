@@ -79,10 +79,13 @@ def load_checkpoint(path: Union[str, Path], best: bool = True) -> SNN:
 def write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
               optimizer: torch.optim.Optimizer, scheduler: Any,
               history: List[Dict[str, float]],
-              best: Optional[Mapping[str, Any]] = None) -> None:
+              best: Optional[Mapping[str, Any]] = None,
+              dataset_record: Optional[Mapping[str, Any]] = None) -> None:
     """Write the run's checkpoint (resumable: optimiser and scheduler state included)
     and a human-readable ``metrics.json`` beside it. ``best``: the best epoch kept so
-    far (``epoch``, ``test_acc``, ``state_dict``), for ``keep_best`` runs."""
+    far (``epoch``, ``test_acc``, ``state_dict``), for ``keep_best`` runs;
+    ``dataset_record`` (what the run trains on, :mod:`rssnn_deploy.dataset_record`)
+    rides along under ``"dataset"``."""
     payload = {
         "model_config": model.describe(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -97,6 +100,8 @@ def write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
     if best is not None:
         payload["best"] = dict(best)
         summary["best"] = {"epoch": best["epoch"], "test_acc": best["test_acc"]}
+    if dataset_record is not None:
+        payload["dataset"] = summary["dataset"] = dict(dataset_record)
     save_checkpoint(out_dir / CHECKPOINT_NAME, payload)
     text = json.dumps(summary, indent=2)
     atomic_write_text(out_dir / METRICS_NAME, text)

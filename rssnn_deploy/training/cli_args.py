@@ -31,7 +31,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     default, so a preset only changes what the user did not set)."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="digits",
-                   help="'digits' (bundled) or a path: MNIST IDX dir, CIFAR-10 batches dir, .npz")
+                   help="'digits' (bundled) or a path: .npz, MNIST IDX dir, CIFAR-10 batches "
+                        "dir, dir of x.npy/y.npy, image folder (one sub-dir per class); "
+                        "recorded in the checkpoint for later commands")
+    g.add_argument("--subset", type=ct.positive_int, default=None,
+                   help="train on this many training samples (seeded, stratified; the "
+                        "test split stays whole) for a quick try")
+    g.add_argument("--max-batches", type=ct.positive_int, default=None,
+                   help="at most this many batches per epoch, for a quick try (all)")
+    g.add_argument("--test-fraction", type=ct.float_range(0.0, 1.0, low_open=True, high_open=True),
+                   default=0.2,
+                   help="test share for data without its own test set (stratified split)")
+    g.add_argument("--split-seed", type=ct.seed, default=0,
+                   help="seed of that split and of --subset")
     g.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
                    help="training defaults; 'auto' = 'digits' for the digits data, else "
                         "'paper-stable'. " + describe_presets().replace("\n", ". "))
@@ -134,7 +146,9 @@ def run_training_from_args(args: argparse.Namespace) -> Path:
     """Run the training the options of :func:`add_train_arguments` describe."""
     model_config, train_config = configs_from_args(args)
     return run_training(args.dataset, model_config, train_config, args.out,
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=args.resume, progress=not args.no_progress,
+                        subset=args.subset, test_fraction=args.test_fraction,
+                        split_seed=args.split_seed)
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> int:

@@ -69,6 +69,8 @@ class TrainConfig:
     #: of that export; defaults follow the quantizer's
     qat_gain_mode: str = QuantizeOptions.gain_mode
     qat_input_mapping: str = QuantizeOptions.input_mapping
+    #: train on at most this many batches per epoch (a quick try); None: all of them
+    max_batches: Optional[int] = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -84,6 +86,7 @@ class TrainConfig:
             (self.sr_h > 0 and self.pgd_steps >= 1 and self.eval_batch_size >= 1,
              "sr_h, pgd_steps and eval_batch_size must be positive"),
             (self.qat_epochs >= 0, "qat_epochs must be >= 0"),
+            (self.max_batches is None or self.max_batches >= 1, "max_batches must be >= 1"),
             (self.qat_lr is None or self.qat_lr > 0, "qat_lr must be > 0"),
             (self.qat_gain_mode in GAIN_MODES, f"qat_gain_mode must be one of {GAIN_MODES}"),
             (self.mppd_input in MPPD_INPUTS, f"mppd_input must be one of {MPPD_INPUTS}"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -25,7 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from rssnn_deploy.data import Dataset, load_dataset
+from rssnn_deploy.data import Dataset, load_dataset, subset_train
+from rssnn_deploy.dataset_record import describe_dataset, split_summary
 from rssnn_deploy.models import SNN, build_model, normalize_config, predict_classes
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
@@ -142,7 +144,8 @@ class _Epoch:
 
 def train(model: SNN, data: Union[Dataset, Sequence[Tensor]], config: TrainConfig,
           out_dir: Union[str, Path], resume: bool = False, progress: bool = True,
-          device: Optional[Union[str, torch.device]] = None) -> List[Dict[str, float]]:
+          device: Optional[Union[str, torch.device]] = None,
+          dataset_record: Optional[Mapping[str, Any]] = None) -> List[Dict[str, float]]:
     """Train ``model`` in place with the RSSNN objective; return the per-epoch metrics.
 
     Writes ``out_dir/checkpoint.pt`` (atomically, after every epoch) and
@@ -151,13 +154,15 @@ def train(model: SNN, data: Union[Dataset, Sequence[Tensor]], config: TrainConfi
     checkpoint is an error rather than silently overwritten. Under ``torchrun`` the
     batches are split across processes (DistributedSampler + DDP) and only rank 0
     writes files. Deterministic for a fixed ``config.seed`` and world size.
+    ``dataset_record`` (:func:`rssnn_deploy.dataset_record.describe_dataset`) is stored
+    in the checkpoint so later commands default to the same data.
     """
     x_train, y_train, x_test, y_test = data
     out_dir = Path(out_dir)
     ctx = start_distributed(device)
     try:
         return _train(model, (x_train, y_train, x_test, y_test), config, out_dir, resume,
-                      progress, ctx)
+                      progress, ctx, dataset_record)
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
@@ -198,8 +203,8 @@ def _qat_lr(config: TrainConfig, qat_epoch: int) -> float:
 
 
 def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: TrainConfig,
-           out_dir: Path, resume: bool, progress: bool, ctx: Distributed
-           ) -> List[Dict[str, float]]:
+           out_dir: Path, resume: bool, progress: bool, ctx: Distributed,
+           dataset_record: Optional[Mapping[str, Any]] = None) -> List[Dict[str, float]]:
     x_train, y_train, x_test, y_test = data
     model.to(ctx.device).train()
     optimizer, scheduler = _make_optimizer(model, config)
@@ -225,14 +230,18 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
         _seed_epoch(config.seed, epoch, ctx.rank)
         sampler.set_epoch(epoch)
         stats = _Epoch()
+        limit = config.max_batches
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.total_epochs}", leave=False,
+                   total=len(loader) if limit is None else min(limit, len(loader)),
                    disable=not (progress and ctx.is_main), dynamic_ncols=True)
-        for x, y in bar:
+        for batch, (x, y) in enumerate(bar):
             x, y = x.to(ctx.device), y.to(ctx.device)
             terms = _step(phase.net, phase.module, x, y, phase.perturb, phase.decay, config,
                           optimizer)
             stats.add(terms, y)
             bar.set_postfix(loss=f"{float(terms.total.detach()):.3f}")
+            if limit is not None and batch + 1 >= limit:
+                break
         lr = optimizer.param_groups[0]["lr"]
         if name == "float":
             scheduler.step()
@@ -249,7 +258,8 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
                 best = {"epoch": epoch + 1, "test_acc": metrics["test_acc"],
                         "state_dict": {k: v.detach().cpu().clone()
                                        for k, v in model.state_dict().items()}}
-            write_run(out_dir, model, config, epoch + 1, optimizer, scheduler, history, best)
+            write_run(out_dir, model, config, epoch + 1, optimizer, scheduler, history, best,
+                      dataset_record)
             _say(ctx, progress, _format_metrics(metrics))
         if ctx.active:
             dist.barrier()
@@ -316,17 +326,31 @@ def _say(ctx: Distributed, progress: bool, message: str) -> None:
 
 def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, Any],
                  train_config: TrainConfig, out_dir: Union[str, Path], resume: bool = False,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, subset: Optional[int] = None,
+                 test_fraction: float = 0.2, split_seed: int = 0) -> Path:
     """Load data, build the model (seeded), train, and return the checkpoint path.
 
     ``in_shape`` and ``num_classes`` default to the dataset's; given explicitly they
-    must match it.
+    must match it. A dataset given by name or path is recorded in the checkpoint
+    (source, format, split rule and seed, ``subset``, sizes, input shape) and its split
+    is printed; ``test_fraction`` and ``split_seed`` split sources without a test set.
     """
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    record = None
+    if isinstance(dataset, Dataset):
+        data = dataset if subset is None else subset_train(dataset, subset, split_seed)
+    else:
+        full = load_dataset(dataset, test_fraction=test_fraction, seed=split_seed)
+        data = full if subset is None else subset_train(full, subset, split_seed)
+        record = describe_dataset(dataset, data, test_fraction=test_fraction,
+                                  seed=split_seed, subset=subset,
+                                  full_train=len(full.y_train) if subset else None)
+        if progress and int(os.environ.get("RANK", "0")) == 0:
+            tqdm.write(split_summary(record))
     model_config = _fit_to_data(model_config, data)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    train(model, data, train_config, out_dir, resume=resume, progress=progress)
+    train(model, data, train_config, out_dir, resume=resume, progress=progress,
+          dataset_record=record)
     return Path(out_dir) / CHECKPOINT_NAME
 
 
