@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional
 import rssnn_deploy
 from rssnn_deploy import cli_types as ct
 from rssnn_deploy.errors import InputFileError, UserError
+from rssnn_deploy.fileio import check_output, check_output_dir
 
 
 # ------------------------------------------------------------------------ subcommands
@@ -32,11 +33,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rssnn_deploy.pipeline import export_model
     from rssnn_deploy.report import stability_table
     from rssnn_deploy.training import load_checkpoint, read_checkpoint
-    checkpoint = _existing(args.checkpoint)
+    from rssnn_deploy.training.checkpoints import checkpoint_digest, checkpoint_file
+    checkpoint = checkpoint_file(args.checkpoint)
+    for target in (Path(args.out), Path(args.out).with_suffix(".stability.json")):
+        check_output(target, [checkpoint])
     model = load_checkpoint(checkpoint)
     result = export_model(model, args.out, profile=args.profile, gain_mode=args.gain_mode,
                           gain_exp=args.gain_exp, input_mapping=args.input_mapping,
-                          dataset=read_checkpoint(checkpoint).get("dataset"))
+                          dataset=read_checkpoint(checkpoint).get("dataset"),
+                          provenance={"checkpoint_sha256": checkpoint_digest(checkpoint)})
     print(result.spec.describe())
     print(stability_table(result.to_dict()["layers"]))
     for warning in result.warnings:
@@ -50,6 +55,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.report import write_npz
     net = _existing(args.net)
+    check_output(args.out, [net] + [p for p in (args.input, args.labels)
+                                    if p and p != _RECORDED])
     spec = read_netx(net)
     inputs, labels, described = _simulate_inputs(args, spec)
     record = set(args.record)
@@ -94,7 +101,7 @@ def _simulate_inputs(args: argparse.Namespace, spec):
         if args.labels == _RECORDED:
             raise InputFileError("simulate: with --input, give the labels file: "
                                  "--labels Y.npy")
-        labels = _load_inputs(_existing(args.labels))
+        labels = _load_inputs(_existing(args.labels), min_ndim=1)
         if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) < len(inputs):
             raise InputFileError(f"{args.labels}: expected {len(inputs)} integer labels "
                                  f"shaped (N,), got {labels.dtype} {labels.shape}")
@@ -109,8 +116,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rssnn_deploy.robustness.cli_args import config_from_args
     from rssnn_deploy.robustness.evaluation import evaluate, exit_status
     from rssnn_deploy.robustness.tables import summary_text
-    record = evaluate(_existing(args.checkpoint), _existing(args.net), args.dataset,
-                      Path(args.out), config_from_args(args))
+    from rssnn_deploy.training.checkpoints import checkpoint_file
+    checkpoint, net = checkpoint_file(args.checkpoint), _existing(args.net)
+    check_output_dir(args.out, [checkpoint, net])
+    record = evaluate(checkpoint, net, args.dataset, Path(args.out), config_from_args(args),
+                      allow_mismatch=args.allow_mismatch)
     if record is None:  # a rank other than 0 of a sharded (torchrun) run
         return 0
     print(summary_text(record, Path(args.out)))
@@ -127,8 +137,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
                             certify_samples=args.certify_samples, seed=args.seed,
                             device=args.device, resume=not args.no_resume,
                             progress=not args.no_progress)
-    record = certify_files(_existing(args.checkpoint), _existing(args.net), args.dataset,
-                           Path(args.out), config)
+    from rssnn_deploy.training.checkpoints import checkpoint_file
+    checkpoint, net = checkpoint_file(args.checkpoint), _existing(args.net)
+    check_output_dir(args.out, [checkpoint, net])
+    record = certify_files(checkpoint, net, args.dataset, Path(args.out), config,
+                           allow_mismatch=args.allow_mismatch)
     if record is not None:
         print(certification_section(record))
         print(f"\nwrote {Path(args.out) / 'certify.md'}, certify.json, certified_accuracy.png")
@@ -157,12 +170,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     """Mapping, energy estimate and stability report of ``net``; optionally written out."""
-    import json
     from rssnn_deploy.energy import count_events, estimate_energy
     from rssnn_deploy.hw import load_profile
     from rssnn_deploy.mapping import map_network
     from rssnn_deploy.fileio import atomic_write_text
-    from rssnn_deploy.report import stability_table, write_json
+    from rssnn_deploy.report import read_stability, stability_table, write_json
+    if args.report:
+        check_output_dir(args.report, [net], option="--report")
     profile = load_profile(args.profile)
     mapping = map_network(spec, profile, max_chips=args.max_chips, skip_unmapped=True)
     sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]
@@ -186,8 +200,8 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
                             f"{estimate.table()}")
             record.update(events=counts.to_dict(), energy=estimate.to_dict(), inputs=described)
     stability_path = net.with_suffix(".stability.json")
-    if stability_path.is_file():
-        stability = json.loads(stability_path.read_text())
+    stability = read_stability(net)
+    if stability is not None:
         sections.append(f"## Stability report ({stability_path.name})\n\n"
                         + stability_table(stability.get("layers", [])))
         record["stability"] = stability
@@ -207,7 +221,7 @@ def _info_inputs(args: argparse.Namespace, spec):
     import numpy as np
     from rssnn_deploy.spec import encode_input
     if args.inputs:
-        data = np.load(_existing(args.inputs))[:args.samples]
+        data = _load_inputs(_existing(args.inputs))[:args.samples]
         if np.issubdtype(data.dtype, np.floating) and data.size and data.max() <= 1.0:
             return encode_input(spec, data), f"{len(data)} samples of {args.inputs}"
         return data.astype(np.int64), f"{len(data)} samples of {args.inputs} (bias mantissas)"
@@ -237,6 +251,7 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
     """netx file → NIR graph file (parameter mapping in ``nir_io``)."""
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.nir_io import write_nir
+    check_output(args.out, [args.net])
     spec = read_netx(_existing(args.net))
     return _guarded(args, lambda: _report_written(write_nir(spec, args.out, dt=args.dt)))
 
@@ -246,6 +261,8 @@ def cmd_import_nir(args: argparse.Namespace) -> int:
     from rssnn_deploy.hw import load_profile
     from rssnn_deploy.netx_io import write_netx
     from rssnn_deploy.nir_io import read_nir
+
+    check_output(args.out, [args.nir])
 
     def run() -> int:
         spec = read_nir(_existing(args.nir), dt=args.dt, profile=load_profile(args.profile))
@@ -274,13 +291,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if record["lava_mismatches"] == 0 else 1
 
 
-def _load_inputs(path: Path):
-    """An input array from .npy, with a one-line error for anything else."""
+def _load_inputs(path: Path, min_ndim: int = 2):
+    """A numeric (N, ...) array from .npy, with a one-line error for anything else:
+    archives, strings, records, complex or non-finite values are refused, not cast."""
     import numpy as np
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise InputFileError(f"{path}: not a readable .npy array ({err})") from None
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputFileError(f"{path}: not a readable .npy array "
+                             f"({' '.join(str(err).split())[:120]})") from None
+    if not isinstance(data, np.ndarray):
+        data.close()
+        raise InputFileError(f"{path}: a .npz archive; give one .npy array (N, ...)")
+    if data.dtype.kind not in "biuf":
+        raise InputFileError(f"{path}: dtype {data.dtype} is not a real number type; give "
+                             f"floats in [0, 1], integer bias mantissas or 0/1 spikes")
+    if data.ndim < min_ndim or data.shape[0] == 0:
+        raise InputFileError(f"{path}: shape {data.shape}; expected (N{', ...' * (min_ndim > 1)})"
+                             f" with N >= 1 samples")
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputFileError(f"{path}: holds {int((~np.isfinite(data)).sum())} NaN or "
+                             f"infinite values")
+    return data
 
 
 def _backend_status() -> List[str]:
@@ -380,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("net", help="the netx file `export` wrote from it")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--out", default="runs/certify", help="report directory")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="certify even when the netx file records the hash of another "
+                        "checkpoint than the one given")
     add_certify_arguments(p)
     p.add_argument("--seed", type=ct.seed, default=0)
     p.add_argument("--device", type=ct.device, default="cpu")

@@ -89,6 +89,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pg
 _DOWNLOADABLE_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
 
 
+#: the most classes a dataset may have: labels index the model's output layer, and a
+#: label of 2⁴⁰ would otherwise make ``bincount`` allocate terabytes.
+MAX_CLASSES = 1 << 16
+
+
 class DatasetError(UserError, ValueError):
     """A dataset file is missing or malformed; the message names file and problem."""
 
@@ -403,6 +408,7 @@ def _arrays_dataset(path: Path, arrays: Dict[str, np.ndarray], test_fraction: fl
     x, y = _npz_pair(path, arrays["x"], arrays["y"], "x", "y")
     has_test = ("x_test" in arrays, "y_test" in arrays)
     if has_test == (False, False):
+        _check_classes(path, y)
         return _split(x, y, test_fraction, seed, str(path))
     if has_test != (True, True):
         raise DatasetError(f"{path}: 'x_test' and 'y_test' must come together")
@@ -410,6 +416,7 @@ def _arrays_dataset(path: Path, arrays: Dict[str, np.ndarray], test_fraction: fl
     if x.shape[1:] != x_te.shape[1:]:
         raise DatasetError(f"{path}: 'x_test' samples are {x_te.shape[1:]} but 'x' samples "
                            f"are {x.shape[1:]}")
+    _check_classes(path, y)
     return _as_dataset(x, y, x_te, y_te)
 
 
@@ -467,6 +474,9 @@ def _npz_labels(path: Path, y: np.ndarray, name: str) -> np.ndarray:
                            f"{y.dtype}")
     if y.min() < 0:
         raise DatasetError(f"{path}: '{name}' has negative label {int(y.min())}")
+    if y.max() >= MAX_CLASSES:
+        raise DatasetError(f"{path}: '{name}' has label {int(y.max())}, beyond the limit "
+                           f"of {MAX_CLASSES} classes (labels are 0 .. classes - 1)")
     return y.astype(np.int64)
 
 
@@ -570,3 +580,9 @@ def _read_images(root: Path, classes: List[str]) -> Tuple[np.ndarray, np.ndarray
     if not images:
         raise DatasetError(f"{root}: no images in the class folders {', '.join(classes)}")
     return np.stack(images).astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def _check_classes(path: Path, y: np.ndarray) -> None:
+    if len(np.unique(y)) < 2:
+        raise DatasetError(f"{path}: 'y' holds a single class ({int(y[0])}); a classifier "
+                           f"needs at least 2")

@@ -17,6 +17,7 @@ rather than published, and every report prints that label next to them.
 from __future__ import annotations
 
 import importlib.resources
+import math
 from dataclasses import MISSING, dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
@@ -213,9 +214,44 @@ def load_profile(name_or_path: Union[str, Path] = "loihi2") -> HardwareProfile:
     if fields.get("partition", "slices") not in PARTITIONS:
         raise ProfileError(f"{path}: [core] partition = {fields['partition']!r}: use one of "
                            f"{list(PARTITIONS)}")
+    _check_ranges(path, fields)
     tables: Dict[str, Any] = {name: _table(path, data, name, cls)
                               for name, cls in tables_of.items() if name in data}
     return HardwareProfile(**fields, **tables)
+
+
+#: [fixed_point] bit widths, shifts and [core] counts: (low, high) each must lie in.
+_FIELD_RANGES: Dict[str, Tuple[int, int]] = {
+    **{k: (1, 62) for k in ("weight_bits", "decay_bits", "state_bits", "vth_mant_bits",
+                            "bias_mant_bits", "gain_bits")},
+    **{k: (0, 31) for k in ("threshold_shift", "bias_exp", "activation_shift")},
+    **{k: (-31, 31) for k in ("weight_exp_min", "weight_exp_max")},
+    **{k: (1, 1 << 62) for k in ("cores_per_chip", "neurons_per_core", "synaptic_memory_bits",
+                                 "max_fan_in_axons", "max_fan_out_axons")},
+}
+
+
+def _check_ranges(path: Path, fields: Dict[str, Any]) -> None:
+    """Integers where integers belong, within what a chip can mean (a negative bit width
+    or zero cores would otherwise surface as a crash deep in the quantizer or mapper)."""
+    for name, (low, high) in _FIELD_RANGES.items():
+        value = fields.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            limit = f"in [{low}, {high}]" if high < 1 << 62 else f">= {low}"
+            raise ProfileError(f"{path}: {name} = {value!r} must be an integer {limit}")
+    if fields["weight_exp_min"] > fields["weight_exp_max"]:
+        raise ProfileError(f"{path}: weight_exp_min {fields['weight_exp_min']} > "
+                           f"weight_exp_max {fields['weight_exp_max']}")
+
+
+def _check_table_numbers(path: Path, name: str, values: Dict[str, Any]) -> None:
+    """Every number of an optional table is finite and not negative."""
+    for key, value in values.items():
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and not (
+                    math.isfinite(item) and item >= 0):
+                raise ProfileError(f"{path}: [{name}] {key} = {value!r} must be finite "
+                                   f"and >= 0")
 
 
 def _check_keys(path: Path, table: str, values: Dict[str, Any], expected: set,
@@ -234,5 +270,6 @@ def _table(path: Path, data: Dict[str, Any], name: str, cls: Type[_T]) -> _T:
     values = dict(data[name])
     _check_keys(path, name, values, {f.name for f in dataclass_fields(cls)},
                 optional={f.name for f in dataclass_fields(cls) if f.default is not MISSING})
+    _check_table_numbers(path, name, values)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**values)

@@ -14,6 +14,11 @@ project does not simulate are kept as ``ForeignNeuron``, and every field netx ig
 kept in ``passthrough`` so a file re-exports to an equivalent one. A damaged or foreign
 file raises ``NetxFormatError`` naming the file, the layer and the field.
 
+Every field is checked before use for presence, type, shape and finiteness, and against
+sizes no network can have (``MAX_*`` below: values that would overflow the simulator's
+arithmetic or allocate without bound), so the simulator, the mapper and Lava can trust
+a spec read from disk. The tighter limits of a particular chip are the profile's.
+
 Writes are atomic (``fileio.atomic_path``): a failed export never leaves half a file.
 """
 from __future__ import annotations
@@ -44,6 +49,15 @@ _HANDLED = {"type", "shape", "neuron", "weight", "bias", "delay", "stride", "pad
             "dilation", "groups", "rssnn", *_CONV_DERIVED, *_DENSE_DERIVED}
 
 
+#: sizes beyond any deployable network: a value past these is a damaged file.
+MAX_STEPS = 1 << 16          #: rssnn/meta steps (T) per sample
+MAX_NEURONS = 1 << 26        #: neurons in one layer
+MAX_INT_FIELD = (1 << 31) - 1  #: |weight|, |bias|, neuron fields: Lava keeps them in int32
+MAX_GAIN_MANT = (1 << 16) - 1  #: |gainMant| (a profile allows 8 bits)
+MAX_GAIN_EXP = 31            #: gainExp in [0, 31]: gain = gainMant / 2**gainExp
+READOUTS = ("membrane", "spike_count")
+
+
 class NetxFormatError(UserError, ValueError):
     """A netx file (or a spec about to be written) that breaks the format."""
 
@@ -67,6 +81,7 @@ def read_netx(path: PathLike) -> NetworkSpec:
         meta = _read_meta(path, handle)
     spec = NetworkSpec(layers=layers, meta=meta)
     _check_structure(spec, path)
+    _check_gain_lengths(spec, path)
     return spec
 
 
@@ -89,9 +104,7 @@ def _read_layer(path: Path, index: int, group: h5py.Group) -> LayerSpec:
     kind = _read_str(group, "type", where)
     if kind not in LAYER_KINDS + FOREIGN_LAYER_KINDS:
         raise NetxFormatError(f"{where}/type: unknown layer type {kind!r}")
-    if "shape" not in group:
-        raise NetxFormatError(f"{where}/shape: missing")
-    shape = tuple(int(s) for s in np.atleast_1d(group["shape"][()]))
+    shape = _read_shape(group, where)
     fields: Dict[str, Any] = dict(kind=kind, shape=shape)
     if "neuron" in group:
         fields["neuron"] = _read_neuron(group["neuron"], f"{where}/neuron")
@@ -123,7 +136,7 @@ def _read_dense(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
     fields["weight"] = weight
     _read_optional_vector(group, "bias", where, fields, out_features)
     if "delay" in group:
-        fields["delay"] = np.asarray(group["delay"][()]).astype(np.int64)
+        fields["delay"] = _read_delay(group, where, weight.shape)
 
 
 def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
@@ -139,11 +152,14 @@ def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
     fields["weight"] = weight
     for name in ("stride", "padding", "dilation"):
         fields[name] = _read_pair(group, name, where, default=1 if name != "padding" else 0)
-    fields["groups"] = int(np.asarray(group["groups"][()]).item()) if "groups" in group else 1
+        if min(fields[name]) < (0 if name == "padding" else 1):
+            raise NetxFormatError(f"{where}/{name}: {list(fields[name])} must be "
+                                  f"{'>= 0' if name == 'padding' else '>= 1'}")
+    fields["groups"] = _read_scalar_int(group, "groups", where, low=1) if "groups" in group else 1
     _read_optional_vector(group, "bias", where, fields, int(np.prod(fields["shape"])),
                           allow=(fields["shape"][0],))
     if "delay" in group:
-        fields["delay"] = np.asarray(group["delay"][()]).astype(np.int64)
+        fields["delay"] = _read_delay(group, where, weight.shape)
 
 
 def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeuron]:
@@ -182,23 +198,93 @@ def _read_gains(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
     if "gainMant" not in ours or "gainExp" not in ours:
         raise NetxFormatError(f"{where}/rssnn: needs both gainMant and gainExp")
     mant = np.asarray(ours["gainMant"][()])
-    if mant.ndim != 1 or not np.issubdtype(mant.dtype, np.integer):
-        raise NetxFormatError(f"{where}/rssnn/gainMant: expected a 1-D integer array")
+    if mant.ndim != 1 or mant.size == 0 or not np.issubdtype(mant.dtype, np.integer):
+        raise NetxFormatError(f"{where}/rssnn/gainMant: expected a non-empty 1-D integer "
+                              f"array, found {mant.dtype} of shape {mant.shape}")
+    if np.abs(mant).max() > MAX_GAIN_MANT:
+        raise NetxFormatError(f"{where}/rssnn/gainMant: {int(np.abs(mant).max())} exceeds "
+                              f"the limit {MAX_GAIN_MANT}")
     fields["neuron"] = replace(neuron, gain_mant=tuple(int(g) for g in mant),
-                               gain_exp=_read_scalar_int(ours, "gainExp", where + "/rssnn"))
+                               gain_exp=_read_scalar_int(ours, "gainExp", where + "/rssnn",
+                                                         low=0, high=MAX_GAIN_EXP))
 
 
 def _read_meta(path: Path, handle: h5py.File) -> Dict[str, Any]:
     meta: Dict[str, Any] = {}
     if "rssnn" in handle and "meta" in handle["rssnn"].attrs:
         try:
-            meta.update(json.loads(handle["rssnn"].attrs["meta"]))
+            stored = json.loads(handle["rssnn"].attrs["meta"])
         except (TypeError, ValueError) as err:
             raise NetxFormatError(f"{path}: rssnn/meta is not valid JSON ({err})") from None
+        if not isinstance(stored, dict):
+            raise NetxFormatError(f"{path}: rssnn/meta must be a JSON object, found "
+                                  f"{type(stored).__name__}")
+        _check_meta(path, stored)
+        meta.update(stored)
     if "simulation" in handle:
         meta["simulation"] = {k: _read_raw(handle["simulation"][k])
                               for k in handle["simulation"].keys()}
     return meta
+
+
+def _check_meta(path: Path, meta: Dict[str, Any]) -> None:
+    """The metadata fields the project reads: steps, input_scale, readout."""
+    where = f"{path}: rssnn/meta"
+    if "steps" in meta:
+        steps = meta["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise NetxFormatError(f"{where}/steps: {steps!r} is not an integer in "
+                                  f"[1, {MAX_STEPS}]")
+    if "input_scale" in meta:
+        scale = meta["input_scale"]
+        if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                or not np.isfinite(scale) or not 0 < scale <= MAX_INT_FIELD):
+            raise NetxFormatError(f"{where}/input_scale: {scale!r} is not a finite number "
+                                  f"in (0, {MAX_INT_FIELD}]")
+    if "readout" in meta and meta["readout"] not in READOUTS:
+        raise NetxFormatError(f"{where}/readout: {meta['readout']!r} is not one of "
+                              f"{', '.join(READOUTS)}")
+
+
+def _check_gain_lengths(spec: NetworkSpec, path: Path) -> None:
+    """DLIF gains cover every one of the T steps (a shorter list would repeat its last)."""
+    for index, layer in enumerate(spec.layers):
+        neuron = layer.neuron
+        if isinstance(neuron, CubaNeuron) and neuron.gain_mant is not None:
+            if len(neuron.gain_mant) < spec.steps:
+                raise NetxFormatError(f"{path}: layer/{index}/rssnn/gainMant: "
+                                      f"{len(neuron.gain_mant)} gains for T = {spec.steps} "
+                                      f"steps (rssnn/meta steps)")
+
+
+def _read_shape(group: h5py.Group, where: str) -> Tuple[int, ...]:
+    if "shape" not in group:
+        raise NetxFormatError(f"{where}/shape: missing")
+    raw = np.atleast_1d(np.asarray(group["shape"][()]))
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise NetxFormatError(f"{where}/shape: expected integers, found {raw.dtype} {raw!r}")
+    if raw.ndim != 1 or not 1 <= raw.size <= 3:
+        raise NetxFormatError(f"{where}/shape: expected 1 to 3 sizes, found shape {raw.shape}")
+    if (np.issubdtype(raw.dtype, np.floating)
+            and not (np.all(np.isfinite(raw)) and np.array_equal(raw, np.round(raw)))):
+        raise NetxFormatError(f"{where}/shape: {raw.tolist()} are not whole numbers")
+    if np.any(raw < 1) or np.prod(raw.astype(np.float64)) > MAX_NEURONS:
+        raise NetxFormatError(f"{where}/shape: {raw.tolist()} needs sizes >= 1 and at most "
+                              f"{MAX_NEURONS} neurons")
+    return tuple(int(s) for s in raw)
+
+
+def _read_delay(group: h5py.Group, where: str, weight_shape: Tuple[int, ...]) -> np.ndarray:
+    """Synaptic delays: whole steps >= 0, one per output neuron, input or synapse."""
+    delay = _read_int_array(group, "delay", where, exact=True)
+    out_features = weight_shape[0]
+    in_features = int(np.prod(weight_shape[1:]))
+    if delay.size not in (1, out_features, in_features, out_features * in_features):
+        raise NetxFormatError(f"{where}/delay: {delay.size} values fit neither "
+                              f"{out_features} outputs nor {in_features} inputs")
+    if delay.size and delay.min() < 0:
+        raise NetxFormatError(f"{where}/delay: {int(delay.min())} is negative")
+    return delay
 
 
 def _read_str(group: h5py.Group, name: str, where: str) -> str:
@@ -216,28 +302,47 @@ def _read_str(group: h5py.Group, name: str, where: str) -> str:
     raise NetxFormatError(f"{where}/{name}: expected a string, found {type(value).__name__}")
 
 
-def _read_int_array(group: h5py.Group, name: str, where: str) -> np.ndarray:
+def _read_int_array(group: h5py.Group, name: str, where: str, exact: bool = False
+                    ) -> np.ndarray:
+    """Real numbers within ±MAX_INT_FIELD, as netx takes them (truncated toward zero);
+    ``exact``: whole numbers only (counts such as delays)."""
     if name not in group:
         raise NetxFormatError(f"{where}/{name}: missing")
     value = np.asarray(group[name][()])
-    if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
-        raise NetxFormatError(f"{where}/{name}: expected numbers, found {value.dtype}")
+    if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
+            or value.dtype == bool):
+        raise NetxFormatError(f"{where}/{name}: expected real numbers, found {value.dtype}")
     if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
         raise NetxFormatError(f"{where}/{name}: contains NaN or infinity")
+    if value.size and np.abs(value.astype(np.float64)).max() > MAX_INT_FIELD:
+        raise NetxFormatError(f"{where}/{name}: {np.abs(value.astype(np.float64)).max():.6g} "
+                              f"exceeds the limit {MAX_INT_FIELD} (int32)")
+    if exact and np.issubdtype(value.dtype, np.floating) and not np.array_equal(
+            value, np.trunc(value)):
+        raise NetxFormatError(f"{where}/{name}: expected whole numbers")
     return value.astype(np.int64)  # what netx does: astype(int), truncation toward zero
 
 
-def _read_scalar_int(group: h5py.Group, name: str, where: str) -> int:
+def _read_scalar_int(group: h5py.Group, name: str, where: str, low: int = -MAX_INT_FIELD,
+                     high: int = MAX_INT_FIELD) -> int:
+    """One finite number in [low, high], truncated toward zero as netx does."""
     value = np.asarray(group[name][()])
-    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+    if value.size != 1 or not (np.issubdtype(value.dtype, np.integer)
+                               or np.issubdtype(value.dtype, np.floating)
+                               or value.dtype == bool):
         raise NetxFormatError(f"{where}/{name}: expected one number, found {value!r}")
-    return int(value.reshape(-1)[0])
+    number = value.reshape(-1)[0]
+    if not np.isfinite(number):
+        raise NetxFormatError(f"{where}/{name}: {number} is not a finite number")
+    if not low <= number <= high:
+        raise NetxFormatError(f"{where}/{name}: {number} is outside [{low}, {high}]")
+    return int(number)
 
 
 def _read_pair(group: h5py.Group, name: str, where: str, default: int) -> Tuple[int, int]:
     if name not in group:
         return (default, default)
-    value = np.atleast_1d(np.asarray(group[name][()]).astype(np.int64))
+    value = np.atleast_1d(_read_int_array(group, name, where, exact=True))
     if value.size == 1:
         return (int(value[0]), int(value[0]))
     if value.size != 2:

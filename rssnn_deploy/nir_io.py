@@ -531,6 +531,20 @@ def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0) -> Path:
     return path
 
 
+def _check_finite(path: Path, graph: Any) -> None:
+    """Every numeric parameter of every node is a finite real array (NaN or ∞ in a
+    weight, a τ or a threshold has no integer counterpart)."""
+    for name, node in graph.nodes.items():
+        for field, value in vars(node).items():
+            if isinstance(value, (list, tuple)) or np.isscalar(value):
+                value = np.asarray(value)
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
+                continue
+            if value.dtype.kind == "c" or not np.all(np.isfinite(value)):
+                raise NIRConversionError(f"{path}: node {name!r} {field}: holds NaN, "
+                                         f"infinite or complex values")
+
+
 def read_nir(path: PathLike, dt: Optional[float] = None,
              profile: Optional[HardwareProfile] = None) -> NetworkSpec:
     """Read a NIR HDF5 file (ours or another library's) into a ``NetworkSpec``."""
@@ -539,8 +553,10 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
         raise NIRConversionError(f"{path}: no such file")
     try:
         graph = _nir().read(path)
-    except (OSError, KeyError, ValueError, AssertionError) as err:
-        raise NIRConversionError(f"{path}: not a readable NIR file ({err})") from None
+    except (OSError, KeyError, ValueError, AssertionError, TypeError) as err:
+        raise NIRConversionError(f"{path}: not a readable NIR file "
+                                 f"({' '.join(str(err).split())[:120]})") from None
+    _check_finite(path, graph)
     try:
         return nir_to_spec(graph, dt=dt, profile=profile)
     except NIRConversionError as err:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from rssnn_deploy.fileio import atomic_write_text
+from rssnn_deploy.fileio import atomic_files, atomic_write_text
 from rssnn_deploy.hw import load_profile
 from rssnn_deploy.netx_io import read_netx, write_netx
 from rssnn_deploy.quantize import QuantizationResult, QuantizeOptions, quantize
@@ -29,21 +29,28 @@ from rssnn_deploy.spec import NetworkSpec, encode_input
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
                  gain_mode: str = "fold", gain_exp: Optional[int] = None,
                  input_mapping: str = QuantizeOptions.input_mapping,
-                 dataset: Optional[Mapping[str, Any]] = None) -> QuantizationResult:
+                 dataset: Optional[Mapping[str, Any]] = None,
+                 provenance: Optional[Mapping[str, Any]] = None) -> QuantizationResult:
     """Quantize ``model`` and write its netx file; the stability report rides along as JSON.
 
     ``gain_exp``: the exact-gain exponent for every DLIF layer (``None``: chosen per
     layer from its gains). ``dataset`` (the checkpoint's dataset record) is stored in
     the file's metadata so ``simulate --labels`` and ``info`` find the test data without
-    being told.
+    being told; so is ``provenance`` (e.g. the checkpoint's ``checkpoint_sha256``), so
+    ``evaluate`` can tell whether a checkpoint and a netx file belong together. Both
+    files appear together or not at all (``fileio.atomic_files``).
     """
     result = quantize(model, load_profile(profile),
                       QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp,
                                       input_mapping=input_mapping))
     if dataset is not None:
         result.spec = result.spec.with_meta(dataset=dict(dataset))
-    write_netx(result.spec, out_path)
-    write_json(Path(out_path).with_suffix(".stability.json"), result.to_dict())
+    if provenance:
+        result.spec = result.spec.with_meta(**provenance)
+    out_path = Path(out_path)
+    with atomic_files([out_path, out_path.with_suffix(".stability.json")]) as (net, report):
+        write_netx(result.spec, net)
+        write_json(report, result.to_dict())
     return result
 
 

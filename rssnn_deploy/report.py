@@ -14,7 +14,51 @@ from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
+from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import atomic_path, atomic_write_text, jsonable
+
+#: fields of each layer of a stability report (``export`` writes them; ``info`` prints
+#: and ``evaluate`` reads them).
+STABILITY_FIELDS = ("index", "kind", "float_decay", "realised_decay", "v_decay", "vth_mant",
+                    "weight_norm_float", "weight_norm_quantized", "gain_bound_float",
+                    "gain_bound_quantized", "clipped_weights", "weight_rel_error",
+                    "weight_scale")
+
+
+class ReportError(UserError, ValueError):
+    """A report file next to an input (a stability report) that cannot be read."""
+
+
+def read_stability(net_path: Path) -> Any:
+    """``NET.stability.json`` beside a netx file, checked; None when there is none.
+
+    The report must be a JSON object whose ``layers`` is a list of objects with every
+    field of ``STABILITY_FIELDS``, numbers where numbers belong (``Infinity`` is valid:
+    an unbounded gain); anything else is a ``ReportError`` naming the file and field.
+    """
+    path = Path(net_path).with_suffix(".stability.json")
+    if not path.is_file():
+        return None
+    hint = "re-export the network or delete the file"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ReportError(f"{path}: not a readable JSON report "
+                          f"({' '.join(str(err).split())[:80]}); {hint}") from None
+    layers = record.get("layers") if isinstance(record, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(r, dict) for r in layers):
+        raise ReportError(f"{path}: expected an object with a list of 'layers'; {hint}")
+    for position, layer in enumerate(layers):
+        missing = [k for k in STABILITY_FIELDS if k not in layer]
+        if missing:
+            raise ReportError(f"{path}: layers[{position}] lacks {', '.join(missing)}; {hint}")
+        for key in STABILITY_FIELDS:
+            value = layer[key]
+            if key != "kind" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or math.isnan(value)):
+                raise ReportError(f"{path}: layers[{position}].{key} = {value!r} is not a "
+                                  f"number; {hint}")
+    return record
 
 
 def versions() -> Dict[str, str]:

@@ -133,6 +133,7 @@ import torch.nn.functional as F
 from rssnn_deploy.spec import (BIAS_EXP, DECAY_ONE, STATE_SHIFT, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec)
 from rssnn_deploy.errors import UserError
+from rssnn_deploy.memory import check_simulation_memory
 
 __all__ = [
     "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
@@ -549,7 +550,8 @@ class SimResult:
     output layer's v after the last step; ``spike_counts``: (N, *out_shape) int64,
     output spikes counted from the output layer's reset step on (its whole window for
     ``reset="staggered"``, all steps otherwise); ``states[spec_index][name]`` for
-    ``name`` in ``{"u", "v", "s"}``: (T, N, *shape) int64 / bool, recorded after the
+    ``name`` in ``{"u", "v", "s"}``: (T, N, *shape) int32 / bool (u and v are 24-bit
+    states shifted by 6, so they fit; half the memory of int64), recorded after the
     step (v after the spike reset), as Lava's ``Monitor`` sees them. In the
     differentiable mode ``states_float`` holds the same records as float64 tensors still
     in the autograd graph (spikes as 0/1), and ``output_v_float`` the final output v.
@@ -737,6 +739,9 @@ class Simulator:
             raise ValueError("reset must be 'staggered' or 'none'")
         bias_input, spikes = self._check_inputs(bias_input, spikes)
         record_map = self._record_map(record)
+        check_simulation_memory(self.spec, (bias_input if bias_input is not None
+                                            else spikes).shape[0], steps, record_map,
+                                self.device)
         paths = self._check_straight_through(straight_through)
         n = (bias_input if bias_input is not None else spikes).shape[0]
         if batch_size is None:
@@ -913,7 +918,7 @@ class Simulator:
     @staticmethod
     def _input_records(prev, names):
         """With spike input the input neuron idles (bias 0), as in Lava: zero u, v, s."""
-        return {name: torch.zeros(prev.shape, dtype=torch.bool if name == "s" else torch.int64,
+        return {name: torch.zeros(prev.shape, dtype=torch.bool if name == "s" else torch.int32,
                                   device=prev.device) for name in names}
 
     def _synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool,
@@ -994,7 +999,7 @@ class Simulator:
         u = torch.zeros(shape, dtype=torch.float64, device=dev)
         v = torch.zeros(shape, dtype=torch.float64, device=dev)
         s_all = torch.empty((steps,) + shape, dtype=torch.bool, device=dev)
-        rec = {k: torch.empty((steps,) + shape, dtype=torch.bool if k == "s" else torch.int64,
+        rec = {k: torch.empty((steps,) + shape, dtype=torch.bool if k == "s" else torch.int32,
                               device=dev) for k in names}
         # iDecay 4096 (the paper's LIF): u forgets everything, so u = a_in << 6 exactly
         u_is_input = _is(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
@@ -1068,7 +1073,7 @@ class Simulator:
                 if k in rec:
                     rec[k].append(val)
         floats = {k: torch.stack(x) for k, x in rec.items()}
-        out = {k: (x.detach() > 0.5) if k == "s" else x.detach().to(torch.int64)
+        out = {k: (x.detach() > 0.5) if k == "s" else x.detach().to(torch.int32)
                for k, x in floats.items()}
         return torch.stack(spikes), out, v, floats
 

@@ -212,7 +212,12 @@ def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
     if "input_scale" not in spec.meta:
         raise InputError("network has no meta['input_scale']; it was not produced by "
                          "rssnn-deploy, so pass integer bias mantissas directly")
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"inputs of dtype {x.dtype} are not real numbers in [0, 1]")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"inputs hold {int((~np.isfinite(x)).sum())} NaN or infinite values")
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise InputError(f"inputs must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]")
     expected = spec.input_layer.shape

@@ -412,8 +412,10 @@ def test_save_checkpoint_is_atomic(tmp_path):
 
 
 def test_read_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="a directory without checkpoint.pt"):
         read_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        read_checkpoint(tmp_path / "missing.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an rssnn-deploy checkpoint"):
         read_checkpoint(tmp_path / "other.pt")

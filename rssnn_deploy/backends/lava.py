@@ -47,6 +47,7 @@ from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailabl
                                         SpecOrPath, netx_file)
 from rssnn_deploy.dependencies import LAVA_INSTALL
 from rssnn_deploy.sim import SimResult, Simulator, SimulationError, layer_timing
+from rssnn_deploy.memory import check_simulation_memory
 from rssnn_deploy.spec import CubaNeuron, NetworkSpec
 
 
@@ -132,12 +133,21 @@ class LavaBackend(Backend):
             raise ValueError("reset must be 'staggered' or 'none'")
         steps = int(spec.run_steps if steps is None else steps)
         bias, spk = sim._check_inputs(inputs, spikes)
+        if spk is not None and _flattens_input_neuron(spec):
+            # netx wires the input block to layer 1 through transpose/flatten virtual
+            # ports; a second connection into that port makes Lava wait forever.
+            raise BackendError(
+                f"{path.name}: Lava cannot feed spike trains past this file's input neuron "
+                f"{tuple(spec.input_layer.shape)} (netx flattens it into layer 1, and a "
+                f"second input there never runs); give bias input (N, "
+                f"{', '.join(map(str, spec.input_layer.shape))}) or use the sim backend")
         bias = None if bias is None else bias.cpu().numpy().astype(np.int64)
         if spk is not None:   # binary spikes, or graded values for analog-input files
             spk = spk.cpu().numpy()
             spk = spk.astype(np.int64) if sim.input_message_bits else spk != 0
         n = len(bias) if bias is not None else len(spk)
         record_map = sim._record_map(record)
+        check_simulation_memory(spec, n, steps, record_map, torch.device("cpu"))
         timing = {t.spec_index: t for t in layer_timing(spec)}
         staggered = reset == "staggered"
         if staggered and steps <= timing[sim.stages[-1].spec_index].block_index:
@@ -244,7 +254,7 @@ class LavaBackend(Backend):
                 data = np.asarray(store.get()).reshape((n, steps) + tuple(block.neuron.v.shape))
                 data = _from_lava(data, len(block.neuron.v.shape)).swapaxes(0, 1)
                 arr = torch.as_tensor(data != 0) if name == "s" else \
-                    torch.as_tensor(data.astype(np.int64))
+                    torch.as_tensor(data.astype(np.int32))
                 states.setdefault(idx, {})[name] = arr
         finally:
             _stop(net)
@@ -254,6 +264,13 @@ class LavaBackend(Backend):
         counts = s[window - 1:].sum(dim=0).to(torch.int64)
         return SimResult(output_spikes=s, output_v=v, spike_counts=counts, steps=steps,
                          window_start=window, states=states)
+
+
+def _flattens_input_neuron(spec: NetworkSpec) -> bool:
+    """An input neuron with a (C, H, W) shape whose next layer is dense (or a flatten)."""
+    first = spec.layers[0]
+    return (first.neuron is not None and len(first.shape) > 1 and len(spec.layers) > 1
+            and spec.layers[1].kind in ("dense", "flatten"))
 
 
 def _stop(net) -> None:

@@ -135,6 +135,9 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--device", type=ct.device, default="cpu")
     parser.add_argument("--no-resume", action="store_true", help="ignore cached cells")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="evaluate even when the netx file records the hash of another "
+                             "checkpoint than the one given")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a sanity check fails (not only on a Lava mismatch)")
 

@@ -36,7 +36,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.fileio import atomic_write_text
+from rssnn_deploy.errors import UserError
+from rssnn_deploy.fileio import atomic_write_text, staged_directory
 from rssnn_deploy.report import write_json
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
@@ -120,22 +121,27 @@ def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
 
 
 def evaluate(checkpoint: Path, net_path: Path, dataset: Optional[str] = None,
-             out: Path = Path("runs/evaluate"), config: EvaluateConfig = EvaluateConfig()
-             ) -> Optional[Dict[str, Any]]:
+             out: Path = Path("runs/evaluate"), config: EvaluateConfig = EvaluateConfig(),
+             allow_mismatch: bool = False) -> Optional[Dict[str, Any]]:
     """``rssnn-deploy evaluate``: a checkpoint and its exported netx file on a test set.
 
     The stability report ``NET.stability.json`` (written by ``export``) is picked up
     when present. ``dataset`` defaults to the one the checkpoint records (its test
-    split). Returns the record on rank 0, None on other ranks.
+    split). A netx file that records the sha256 of the checkpoint it was exported from
+    must name this one (``allow_mismatch`` to evaluate a pair anyway). ``out`` is held
+    by one evaluation at a time (``fileio.directory_lock``) and is never the evaluation
+    folder of another pair. Returns the record on rank 0, None on other ranks.
     """
-    subject, provenance = load_subject(checkpoint, net_path, dataset, config.samples)
-    with distributed_from_env():
+    subject, provenance = load_subject(checkpoint, net_path, dataset, config.samples,
+                                       allow_mismatch)
+    with _locked(out, "evaluation directory"), distributed_from_env():
+        _check_previous_report(Path(out) / "report.json", provenance)
         return evaluate_subject(subject, config, out, provenance)
 
 
 def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
-                  out: Path = Path("runs/certify"), config: EvaluateConfig = EvaluateConfig()
-                  ) -> Optional[Dict[str, Any]]:
+                  out: Path = Path("runs/certify"), config: EvaluateConfig = EvaluateConfig(),
+                  allow_mismatch: bool = False) -> Optional[Dict[str, Any]]:
     """``rssnn-deploy certify``: randomized smoothing of a checkpoint and its netx file.
 
     Writes ``certify.json``, ``certify.md`` and ``certified_accuracy.png`` to ``out``;
@@ -145,9 +151,10 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
         raise ValueError("certify_files needs config.certify")
     subject, provenance = load_subject(checkpoint, net_path, dataset,
                                        min(config.samples or config.certify_samples,
-                                           config.certify_samples))
-    with distributed_from_env():
+                                           config.certify_samples), allow_mismatch)
+    with _locked(out, "certification directory"), distributed_from_env():
         out = Path(out)
+        _check_previous_report(out / "certify.json", provenance)
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         ev = Evaluator(subject, config, out)
@@ -160,39 +167,84 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
         record = certification_record(ev, results)
         record["wall_seconds"] = time.perf_counter() - start
         record = with_provenance(record, {**provenance, **_config_dict(config)})
-        record["plots"] = [str(plot_certified(out / "certified_accuracy.png", record))]
-        write_json(out / "certify.json", record)
-        atomic_write_text(out / "certify.md", "# Certified robustness of the deployed model\n\n"
-                          + certification_section(record) + "\n")
+        with staged_directory(out) as staging:
+            record["plots"] = [str(out / plot_certified(staging / "certified_accuracy.png",
+                                                        record).name)]
+            write_json(staging / "certify.json", record)
+            atomic_write_text(staging / "certify.md", "# Certified robustness of the deployed "
+                              "model\n\n" + certification_section(record) + "\n")
         return record
 
 
 def load_subject(checkpoint: Path, net_path: Path, dataset: Optional[str],
-                 samples: Optional[int]
+                 samples: Optional[int], allow_mismatch: bool = False
                  ) -> Tuple[Subject, Dict[str, Any]]:
     """The checkpoint, its netx file (and stability report) and the first test samples
-    of ``dataset``, by default the one the checkpoint records."""
+    of ``dataset``, by default the one the checkpoint records.
+
+    A netx file that records the sha256 of the checkpoint it was exported from must name
+    this checkpoint unless ``allow_mismatch``.
+    """
     from rssnn_deploy.dataset_record import resolve_dataset
     from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.report import read_stability
     from rssnn_deploy.training import load_checkpoint, read_checkpoint
-    checkpoint, net_path = Path(checkpoint), Path(net_path)
+    from rssnn_deploy.training.checkpoints import checkpoint_file
+    checkpoint, net_path = checkpoint_file(checkpoint), Path(net_path)
     model = load_checkpoint(checkpoint)
     spec = read_netx(net_path)
+    checkpoint_sha = file_digest(checkpoint)
+    exported_from = spec.meta.get("checkpoint_sha256")
+    if exported_from not in (None, checkpoint_sha) and not allow_mismatch:
+        raise EvaluationInputError(
+            f"{net_path}: exported from another checkpoint (sha256 {str(exported_from)[:12]}…) "
+            f"than {checkpoint} (sha256 {checkpoint_sha[:12]}…); pass --allow-mismatch to "
+            f"evaluate the pair anyway")
     data, dataset = resolve_dataset(dataset, read_checkpoint(checkpoint).get("dataset"),
                                     spec.input_layer.shape, str(checkpoint))
     n = len(data.y_test) if samples is None else min(samples, len(data.y_test))
-    stability_path = net_path.with_suffix(".stability.json")
-    stability = json.loads(stability_path.read_text()) if stability_path.is_file() else None
+    stability = read_stability(net_path)
+    net_sha = file_digest(net_path)
     subject = Subject(model, spec, net_path, data.x_test[:n], data.y_test[:n], stability,
-                      identity={"checkpoint": file_digest(_checkpoint_file(checkpoint)),
-                                "net": file_digest(net_path), "dataset": str(dataset)})
+                      identity={"checkpoint": checkpoint_sha, "net": net_sha,
+                                "dataset": str(dataset)})
     provenance = {"checkpoint": str(checkpoint), "net_file": str(net_path),
-                  "dataset": str(dataset)}
+                  "dataset": str(dataset), "checkpoint_sha256": checkpoint_sha,
+                  "net_sha256": net_sha, "pair_verified": exported_from == checkpoint_sha}
     return subject, provenance
 
 
-def _checkpoint_file(path: Path) -> Path:
-    return path / "checkpoint.pt" if path.is_dir() else path
+def _locked(out: Path, what: str):
+    """One writer per report folder; a torchrun run's shards share ``out``, so only a
+    single-process run locks it."""
+    from rssnn_deploy.fileio import directory_lock
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return directory_lock(out, what)
+    return contextlib.nullcontext()
+
+
+def _check_previous_report(path: Path, provenance: Mapping[str, Any]) -> None:
+    """A report folder belongs to one checkpoint and netx file: a run for another pair
+    would silently replace its report, so it is refused."""
+    out = path.parent
+    if not path.is_file():
+        return
+    try:
+        config = json.loads(path.read_text()).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        raise EvaluationInputError(f"{path}: an unreadable report is in the way; choose "
+                                   f"another --out or delete it") from None
+    for key in ("checkpoint_sha256", "net_sha256"):
+        previous = config.get(key) if isinstance(config, dict) else None
+        if previous is not None and previous != provenance[key]:
+            raise EvaluationInputError(
+                f"{out}: holds the evaluation of another {key.split('_')[0]} "
+                f"({config.get('checkpoint' if key.startswith('c') else 'net_file')}); "
+                f"choose another --out or delete it")
+
+
+class EvaluationInputError(UserError, ValueError):
+    """A checkpoint and netx file that do not belong together."""
 
 
 def exit_status(record: Mapping[str, Any], strict: bool = False) -> int:
@@ -206,10 +258,12 @@ def exit_status(record: Mapping[str, Any], strict: bool = False) -> int:
 
 
 def write_report(out: Path, record: Dict[str, Any]) -> List[str]:
-    """``report.json``, ``report.md`` and the PNGs; returns the plot paths."""
+    """``report.json``, ``report.md`` and the PNGs, moved into ``out`` together once all
+    are written (``fileio.staged_directory``); returns the plot paths."""
     out = Path(out)
-    plots = [str(p) for p in write_plots(out, record)]
-    record["plots"] = plots
-    write_json(out / "report.json", record)
-    atomic_write_text(out / "report.md", render_markdown(record))
+    with staged_directory(out) as staging:
+        plots = [str(out / Path(p).name) for p in write_plots(staging, record)]
+        record["plots"] = plots
+        write_json(staging / "report.json", record)
+        atomic_write_text(staging / "report.md", render_markdown(record))
     return plots

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from rssnn_deploy.fileio import atomic_write_text
+from rssnn_deploy.fileio import atomic_write_text, sha256_file
 
 __all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest"]
 
@@ -59,11 +59,7 @@ class Cell:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
@@ -105,6 +101,10 @@ class CellCache:
                 payload = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 warnings.warn(f"{path}: unreadable cache, ignored", stacklevel=2)
+                continue
+            if not isinstance(payload, dict) or not isinstance(payload.get("cells"), dict):
+                warnings.warn(f"{path}: not a cell cache (a JSON object with 'cells'), "
+                              "ignored", stacklevel=2)
                 continue
             if payload.get("fingerprint") != self.digest:
                 warnings.warn(f"{path}: cache of another model, data or configuration; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -143,12 +144,24 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainCo
 
 
 def run_training_from_args(args: argparse.Namespace) -> Path:
-    """Run the training the options of :func:`add_train_arguments` describe."""
+    """Run the training the options of :func:`add_train_arguments` describe.
+
+    The run directory is checked before any work (not a file, not the dataset's own
+    folder, writable) and, in a single-process run, locked: a second training into the
+    same ``--out`` is refused instead of overwriting the first one's checkpoint. (Under
+    torchrun every rank shares the directory and only rank 0 writes.)
+    """
+    from rssnn_deploy.fileio import check_output_dir, directory_lock
     model_config, train_config = configs_from_args(args)
-    return run_training(args.dataset, model_config, train_config, args.out,
-                        resume=args.resume, progress=not args.no_progress,
-                        subset=args.subset, test_fraction=args.test_fraction,
-                        split_seed=args.split_seed)
+    inputs = [] if args.dataset == "digits" else [args.dataset]
+    check_output_dir(args.out, inputs, beside_inputs=True)
+    lock = (directory_lock(args.out, "training run directory")
+            if int(os.environ.get("WORLD_SIZE", "1")) == 1 else contextlib.nullcontext())
+    with lock:
+        return run_training(args.dataset, model_config, train_config, args.out,
+                            resume=args.resume, progress=not args.no_progress,
+                            subset=args.subset, test_fraction=args.test_fraction,
+                            split_seed=args.split_seed)
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> int:

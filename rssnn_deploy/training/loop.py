@@ -31,7 +31,8 @@ from rssnn_deploy.dataset_record import describe_dataset, split_summary
 from rssnn_deploy.models import SNN, build_model, normalize_config, predict_classes
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
-                                               load_checkpoint, read_checkpoint, write_run)
+                                               check_resumable_fields, load_checkpoint,
+                                               read_checkpoint, write_run)
 from rssnn_deploy.training.config import TrainConfig
 from rssnn_deploy.training.distributed import Distributed, all_sum, start_distributed
 from rssnn_deploy.training.objectives import LossTerms, robust_loss, sparse_gradient_probe
@@ -277,10 +278,16 @@ def _restore(checkpoint: Path, resume: bool, model: SNN, config: TrainConfig,
         raise CheckpointError(f"{checkpoint} exists: resume it (resume=True, --resume) "
                               f"or choose another output directory")
     payload = read_checkpoint(checkpoint)
+    check_resumable_fields(checkpoint, payload)
     _check_resumable(payload, model, config, checkpoint)
-    model.load_state_dict(payload["state_dict"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint}: cannot resume: its model or optimiser state "
+                              f"does not fit this run ({' '.join(str(err).split())[:160]})"
+                              ) from None
     _extend_schedule(optimizer, scheduler, config.epochs)
     return int(payload["epoch"]), list(payload.get("metrics", [])), payload.get("best")
 
