@@ -117,13 +117,17 @@ def count_events(spec: NetworkSpec, bias_inputs: Union[np.ndarray, torch.Tensor]
     """Run ``spec`` bit-exactly on ``bias_inputs`` (N, *input_shape) and count its events.
 
     ``bias_inputs`` are the input layer's bias mantissas (``spec.encode_input(spec, x)``
-    for images in [0, 1]); each sample runs ``steps`` chip steps (default
+    for images in [0, 1]), or for an analog-input file (no input neuron, graded input
+    messages) the graded values the host sends each of the file's T steps; each
+    non-zero one costs the first layer one synaptic op per synapse, priced like a
+    binary spike's (Loihi 2's cost of a graded payload is not published); each sample runs ``steps`` chip steps (default
     ``spec.run_steps``, what one inference takes on the chip). Samples are simulated
     ``batch_size`` at a time so recording every layer stays within memory.
     """
     from rssnn_deploy.sim import Simulator
     sim = Simulator(spec, device=device)
-    if not sim.has_input_neuron:
+    graded = not sim.has_input_neuron and bool(sim.input_message_bits)
+    if not sim.has_input_neuron and not graded:
         raise EnergyError("this network's input layer has no neuron: it takes spike "
                           "trains from the host, not bias input, so there is nothing to count")
     bias = torch.as_tensor(np.asarray(bias_inputs))
@@ -141,7 +145,12 @@ def count_events(spec: NetworkSpec, bias_inputs: Union[np.ndarray, torch.Tensor]
             totals[nl.index].add(result.states[nl.index])
     samples = int(bias.shape[0])
     events = []
-    feeding: Optional[np.ndarray] = None    # spikes of the layer feeding this one
+    # spikes of the layer feeding this one; for an analog-input file, the host's graded
+    # messages: every non-zero input value, sent on each of the file's T steps
+    feeding: Optional[np.ndarray] = None
+    if graded:
+        feeding = ((bias.reshape(samples, -1) != 0).sum(dim=0).numpy().astype(np.int64)
+                   * int(spec.steps))
     for nl in layers:
         tally = totals[nl.index]
         synops = 0

@@ -175,3 +175,19 @@ def test_pilotnet_calibrated_figures_rederive(pilotnet):
     assert estimate.inferences_per_second[1] == pytest.approx(408.91, rel=0.01)
     # the whole energy per inference at the low end: measured 1.661103 mJ
     assert estimate.total_mj[0] == pytest.approx(1.661103, rel=0.20)
+
+
+def test_analog_input_messages_are_counted_as_synaptic_ops():
+    """An analog-input file (no input neuron, graded messages of input_message_bits):
+    the host sends each non-zero input value on every one of the T = 3 steps, and each
+    costs the first layer one op per non-zero synapse. Input 0 (value 3) has 2 synapses,
+    input 1 (value 0) sends nothing: 2 samples × 3 steps × 2 = 12 ops."""
+    spec = tiny_spec()
+    spec.layers[0].neuron = None
+    spec.meta["input_message_bits"] = 4
+    counts = count_events(spec, np.array([[3, 0], [3, 0]]))
+    first = counts.layers[0]
+    assert first.index == 1 and first.synaptic_ops == 2 * 3 * 2
+    profile = load_profile("loihi2")
+    estimate = estimate_energy(counts, map_network(spec, profile), profile)
+    assert estimate.events["synaptic ops"] == pytest.approx(counts.total("synaptic_ops") / 2)
