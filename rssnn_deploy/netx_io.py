@@ -74,11 +74,18 @@ def read_netx(path: PathLike) -> NetworkSpec:
     except OSError as err:
         raise NetxFormatError(f"{path}: not a readable HDF5 file ({err})") from None
     with handle:
-        if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
-            raise NetxFormatError(f"{path}: no 'layer' group; not a netx network file")
-        layers = [_read_layer(path, index, group)
-                  for index, group in _ordered_layers(path, handle["layer"])]
-        meta = _read_meta(path, handle)
+        try:
+            if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
+                raise NetxFormatError(f"{path}: no 'layer' group; not a netx network file")
+            layers = [_read_layer(path, index, group)
+                      for index, group in _ordered_layers(path, handle["layer"])]
+            meta = _read_meta(path, handle)
+        except NetxFormatError:
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
+            # h5py on a damaged file fails wherever the damage is hit
+            raise NetxFormatError(f"{path}: damaged HDF5 file ({type(err).__name__}: "
+                                  f"{' '.join(str(err).split())[:120]})") from None
     spec = NetworkSpec(layers=layers, meta=meta)
     _check_structure(spec, path)
     _check_gain_lengths(spec, path)

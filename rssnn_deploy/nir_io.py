@@ -534,6 +534,15 @@ def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0) -> Path:
 def _check_finite(path: Path, graph: Any) -> None:
     """Every numeric parameter of every node is a finite real array (NaN or ∞ in a
     weight, a τ or a threshold has no integer counterpart)."""
+    meta = getattr(graph, "metadata", None) or {}
+    if "dt" in meta:
+        try:
+            value = float(np.asarray(meta["dt"]).item())
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (np.isfinite(value) and value > 0):
+            raise NIRConversionError(f"{path}: metadata dt = {meta['dt']!r} is not a finite "
+                                     f"positive number")
     for name, node in graph.nodes.items():
         for field, value in vars(node).items():
             if isinstance(value, (list, tuple)) or np.isscalar(value):
@@ -543,6 +552,9 @@ def _check_finite(path: Path, graph: Any) -> None:
             if value.dtype.kind == "c" or not np.all(np.isfinite(value)):
                 raise NIRConversionError(f"{path}: node {name!r} {field}: holds NaN, "
                                          f"infinite or complex values")
+            if field.startswith("tau") and value.size and not np.all(value > 0):
+                raise NIRConversionError(f"{path}: node {name!r} {field}: time constants "
+                                         f"must be > 0")
 
 
 def read_nir(path: PathLike, dt: Optional[float] = None,
@@ -561,3 +573,7 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
         return nir_to_spec(graph, dt=dt, profile=profile)
     except NIRConversionError as err:
         raise NIRConversionError(f"{path}: {err}") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError,
+            OverflowError) as err:   # malformed graph content the checks above let through
+        raise NIRConversionError(f"{path}: cannot convert the graph ({type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:120]})") from None
