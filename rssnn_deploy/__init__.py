@@ -2,9 +2,72 @@
 
 Importing the package installs the Lava-on-Python-3.11 fixes (see ``_compat``) so
 that ``lava.lib.dl.netx`` and ``lava.lib.dl.slayer`` import afterwards.
+
+The public Python API (README, "Python API") is reached as attributes of the package
+and imported on first use, so ``import rssnn_deploy`` itself stays light: each name
+lives in the module that owns it, listed in ``_PUBLIC``. ``quantize`` is both a
+function and a module (``rssnn_deploy/quantize.py``); the package attribute is always
+the function, the module stays importable as ``rssnn_deploy.quantize`` through
+``from rssnn_deploy.quantize import …``.
 """
+import importlib
+import sys
+import types
+from typing import Any, List
+
 from rssnn_deploy import _compat
 
 _compat.install()
 
 __version__ = "0.1.0"
+
+#: public name → module that defines it. Kept stable: tests/test_api.py imports each.
+_PUBLIC = {
+    "load_dataset": "rssnn_deploy.data",
+    "Dataset": "rssnn_deploy.data",
+    "TrainConfig": "rssnn_deploy.training",
+    "PRESETS": "rssnn_deploy.training",
+    "run_training": "rssnn_deploy.training",
+    "load_checkpoint": "rssnn_deploy.training",
+    "quantize": "rssnn_deploy.quantize",
+    "QuantizeOptions": "rssnn_deploy.quantize",
+    "load_profile": "rssnn_deploy.hw",
+    "export_model": "rssnn_deploy.pipeline",
+    "write_netx": "rssnn_deploy.netx_io",
+    "read_netx": "rssnn_deploy.netx_io",
+    "NetworkSpec": "rssnn_deploy.spec",
+    "Simulator": "rssnn_deploy.sim",
+    "encode": "rssnn_deploy.inference",
+    "predict": "rssnn_deploy.inference",
+    "evaluate": "rssnn_deploy.robustness.evaluation",
+    "EvaluateConfig": "rssnn_deploy.robustness.config",
+    "UserError": "rssnn_deploy.errors",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rssnn_deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+class _Package(types.ModuleType):
+    """Keeps a public function when the import system binds a submodule of the same
+    name (importing ``rssnn_deploy.quantize`` would otherwise replace ``quantize``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -165,6 +165,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"\n{args.net}: {len(spec.layers)} layers, pipeline depth {spec.pipeline_depth}, "
           f"T = {spec.steps}, {spec.run_steps} steps per sample on chip")
     print(spec.describe())
+    if spec.input_scale is not None:
+        print(f"input: bias mantissa = floor(x · {spec.input_scale:g} + 0.5) for pixels x in "
+              f"[0, 1] (rssnn_deploy.encode)")
     return _guarded(args, lambda: _info_deployment(args, net, spec))
 
 
@@ -347,16 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: Dict[str, Callable[[argparse.Namespace], int]] = {}
 
+    from rssnn_deploy.run_config import COMMANDS as CONFIG_COMMANDS, DefaultsHelpFormatter
+
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str
             ) -> argparse.ArgumentParser:
         handlers[name] = handler
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=DefaultsHelpFormatter)
         p.set_defaults(handler=handler)
+        if name in CONFIG_COMMANDS:
+            p.add_argument("--config", default=None, metavar="FILE.toml",
+                           help="options from a TOML file (top level or a "
+                                f"[{name}] table); command-line flags override it")
         return p
 
     p = add("train", cmd_train, "train a robust SNN (RSSNN recipe) and write a checkpoint")
+    from rssnn_deploy.run_config import annotate_train_defaults
     from rssnn_deploy.training import add_train_arguments
     add_train_arguments(p)
+    annotate_train_defaults(p)
 
     p = add("export", cmd_export, "quantize a checkpoint to Loihi fixed point and write a "
                                   "netx HDF5 file plus its stability report")
@@ -467,9 +479,14 @@ DEMO_EPOCHS = 30
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one subcommand: user errors end in one line and exit 2, bugs in a log file."""
-    args = build_parser().parse_args(argv)
+    from rssnn_deploy.run_config import parse_with_config
     try:
-        return args.handler(args)
+        args = parse_with_config(build_parser(), argv)
+    except UserError as err:   # a --config file that cannot be used
+        return _fail("config", _one_line(err))
+    try:
+        with _recorded(args):
+            return args.handler(args)
     except UserError as err:
         return _fail(args.command, _one_line(err))
     except FileNotFoundError as err:
@@ -479,6 +496,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception:  # a bug: keep the traceback in a file, print one line
         return _fail(args.command, f"internal error, please report it with the log "
                                    f"{_write_crash_log(args)}", status=3)
+
+
+def _recorded(args: argparse.Namespace):
+    """``train``, ``export`` and ``evaluate`` keep their resolved options and a log in
+    their run folder (``run_config.record_run``); other commands run as they are."""
+    import contextlib
+    from rssnn_deploy.run_config import COMMANDS, record_run
+    if args.command not in COMMANDS:
+        return contextlib.nullcontext()
+    folder = Path(args.out).parent if args.command == "export" else Path(args.out)
+    return record_run(args, folder)
 
 
 def _one_line(err: object) -> str:

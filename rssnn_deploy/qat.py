@@ -210,7 +210,7 @@ class LoihiExact(nn.Module):
         """Integer membrane units per float unit of spiking layer ``index``.
 
         ``K/V_th = (64·vth + 1)/V_th`` for a hidden layer (the quantizer's threshold
-        mapping); the encoder's bias is ``round(x·input_scale)`` for a current
+        mapping); the encoder's bias is ``floor(x·input_scale + 0.5)`` for a current
         ``gain·x``, so there it is ``64·input_scale/gain``.
         """
         if index == 0:

@@ -27,7 +27,7 @@ runs, keeping what makes the model robust:
   a layer with gains up to 3.98 keeps steps of 1/64 and one with larger gains trades
   precision for range; only a gain above ``2^gain_bits − 1`` (``e = 0``) cannot be held.
   ``QuantizeOptions.gain_exp`` fixes ``e`` for every layer instead.
-* **Input.** The encoding layer receives ``round(x·input_scale)`` as bias mantissa.
+* **Input.** The encoding layer receives ``floor(x·input_scale + 0.5)`` as bias mantissa.
   ``input_mapping="threshold"`` (default) makes the chip's first-step firing decision
   equal the float one; ``"membrane"`` puts the bias in the membrane's units,
   ``K/64`` per ``Vth``; the rounding then drops an input *exactly at* threshold
@@ -228,7 +228,7 @@ def _quantize_analog_first(desc: Any, gain: float, steps: int, profile: Hardware
 
 def _quantize_encoder(encoder: Any, profile: HardwareProfile, mapping: str = "membrane"
                       ) -> Tuple[LayerSpec, float]:
-    r"""The on-chip input layer: LIF neurons driven by bias = round(x·input_scale).
+    r"""The on-chip input layer: LIF neurons driven by bias = floor(x·input_scale + 0.5).
 
     vth is chosen so x = 1 maps to the largest bias mantissa: the finest input
     resolution the 13-bit bias allows. On its first step the neuron's v is ``64·b``, so

@@ -147,7 +147,8 @@ class NetworkSpec:
 
     * ``steps``: time steps T of the float model; a deployed sample runs
       ``steps + pipeline_depth`` steps so every layer sees all T of its inputs.
-    * ``input_scale``: bias mantissa per unit of input (x in [0, 1] → round(x·scale)).
+    * ``input_scale``: bias mantissa per unit of input: pixel x in [0, 1] enters as
+      ``floor(x·input_scale + 0.5)`` (round half up; see :func:`encode_input`).
     * ``readout``: ``"membrane"`` (argmax of the last layer's v after the run, the
       paper's mean-over-T readout) or ``"spike_count"``.
     * ``source``: where the network came from (checkpoint, recipe, quantizer options).
@@ -168,6 +169,13 @@ class NetworkSpec:
     def pipeline_depth(self) -> int:
         """Number of synaptic hops; each adds one step of latency on Loihi and in Lava."""
         return sum(layer.is_synaptic for layer in self.layers)
+
+    @property
+    def input_scale(self) -> Optional[float]:
+        """Bias mantissa per unit of pixel value (``floor(x·input_scale + 0.5)`` is what
+        the chip receives), or None for a file not written by rssnn-deploy."""
+        scale = self.meta.get("input_scale")
+        return None if scale is None else float(scale)
 
     @property
     def steps(self) -> int:
@@ -204,10 +212,14 @@ class InputError(UserError, ValueError):
 
 
 def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
-    """Pixels x in [0, 1] → the input layer's bias mantissas, round half up.
+    """Pixels x in [0, 1] → the input layer's bias mantissas ``floor(x·s + 0.5)``.
 
-    This is the only place an analog value becomes an integer on its way to the chip:
-    every backend (our simulator, Lava, Loihi) feeds exactly these numbers.
+    Round half *up* (``s = meta["input_scale"]``), not numpy's round-half-to-even:
+    ``np.round`` differs wherever ``x·s`` ends in exactly .5, which happens for real
+    image data (e.g. uint8 pixels with a half-integer scale). This is the only place an
+    analog value becomes an integer on its way to the chip: every backend (our
+    simulator, Lava, Loihi) feeds exactly these numbers; ``rssnn_deploy.encode`` is the
+    public name for it.
     """
     if "input_scale" not in spec.meta:
         raise InputError("network has no meta['input_scale']; it was not produced by "

@@ -39,7 +39,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="train on this many training samples (seeded, stratified; the "
                         "test split stays whole) for a quick try")
     g.add_argument("--max-batches", type=ct.positive_int, default=None,
-                   help="at most this many batches per epoch, for a quick try (all)")
+                   help="at most this many batches per epoch, for a quick try")
     g.add_argument("--test-fraction", type=ct.float_range(0.0, 1.0, low_open=True, high_open=True),
                    default=0.2,
                    help="test share for data without its own test set (stratified split)")
@@ -119,7 +119,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--qat-gain-mode", choices=list(GAIN_MODES), default=None,
                    help="DLIF gain mode of that export (fold)")
     g.add_argument("--qat-input-mapping", choices=list(INPUT_MAPPINGS), default=None,
-                   help="input mapping of that export (membrane)")
+                   help="input mapping of that export (as export --input-mapping)")
     g = parser.add_argument_group("output")
     g.add_argument("--out", default="runs/train", help="run directory (checkpoint.pt)")
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
