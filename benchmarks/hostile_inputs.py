@@ -56,7 +56,8 @@ class Outcome:
 
     @property
     def kept_promise(self) -> bool:
-        return self.status in (0, 2) and not self.changed and "\n" not in self.message
+        one_line = self.status != 2 or "\n" not in self.message
+        return self.status in (0, 2) and not self.changed and one_line
 
 
 # ----------------------------------------------------------------------------- files
@@ -377,7 +378,7 @@ def run_case(case: Case, work: Path) -> Outcome:
     changed = sorted(k for k, v in before.items()
                      if after.get(k) != v and k not in case.may_change)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
-    message = lines[-1] if len(lines) == 1 else "\n".join(lines) if lines else ""
+    message = "\n".join(lines).replace(f"{work}/", "").replace(str(work), ".")
     return Outcome(status, message, changed)
 
 
@@ -391,11 +392,18 @@ def run_all(cases: Sequence[Case], scratch: Path) -> List[Outcome]:
     return outcomes
 
 
+#: the issue's failure classes, as the table names them.
+GROUPS = {"traceback": "traceback", "wrong": "wrong result, exit 0", "hang": "hang",
+          "lost": "lost file", "unclear": "unclear message", "ok": "control"}
+
+
 def table(cases: Sequence[Case], outcomes: Sequence[Outcome]) -> str:
-    rows = ["| class | case | exit | message | inputs changed |", "|---|---|---|---|---|"]
+    rows = ["| before (issue) | case | exit | message now | inputs changed |",
+            "|---|---|---|---|---|"]
     for case, out in zip(cases, outcomes):
         message = out.message.replace("|", "\\|").replace("\n", " ⏎ ")
-        rows.append(f"| {case.group} | {case.name} | {out.status} | {message[:220]} | "
+        rows.append(f"| {GROUPS.get(case.group, case.group)} | {case.name} | {out.status} | "
+                    f"{message[:260]} | "
                     f"{', '.join(out.changed) or 'no'} |")
     return "\n".join(rows)
 

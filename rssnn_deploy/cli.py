@@ -479,13 +479,15 @@ DEMO_EPOCHS = 30
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one subcommand: user errors end in one line and exit 2, bugs in a log file."""
+    import warnings
     from rssnn_deploy.run_config import parse_with_config
     try:
         args = parse_with_config(build_parser(), argv)
     except UserError as err:   # a --config file that cannot be used
         return _fail("config", _one_line(err))
     try:
-        with _recorded(args):
+        with warnings.catch_warnings(), _recorded(args):
+            warnings.showwarning = _show_warning
             return args.handler(args)
     except UserError as err:
         return _fail(args.command, _one_line(err))
@@ -505,8 +507,27 @@ def _recorded(args: argparse.Namespace):
     from rssnn_deploy.run_config import COMMANDS, record_run
     if args.command not in COMMANDS:
         return contextlib.nullcontext()
+    _check_outputs(args)
     folder = Path(args.out).parent if args.command == "export" else Path(args.out)
     return record_run(args, folder)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output paths are checked before anything is written there (the run log
+    included): never an input, never a file where a folder is meant, writable."""
+    if args.command == "export":
+        for target in (Path(args.out), Path(args.out).with_suffix(".stability.json")):
+            check_output(target, [args.checkpoint])
+    elif args.command in ("evaluate", "certify"):
+        check_output_dir(args.out, [args.checkpoint, args.net])
+    elif args.command == "train":
+        check_output_dir(args.out, [] if args.dataset == "digits" else [args.dataset],
+                         beside_inputs=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line for the user (Python's default adds a line of source)."""
+    print(f"rssnn-deploy: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _one_line(err: object) -> str:
