@@ -1,0 +1,150 @@
+r"""The ``paper`` preset against the authors' own code, side by side. Digits.
+
+    .venv/bin/python benchmarks/bench_paper_reference.py --official-dir DIR
+        [--seeds 0 1 2] [--epochs 15] [--train-eps 0.05] [--eps 0.1]
+
+Both sides train the same network on the same data from the same initial weights: an
+analog-input MLP 64-128-10 of DLIF neurons (T = 8, λ = 0.99, bias-free), the 1437/360
+digits split of ``rssnn_deploy.data``, R+FGSM training at ``--train-eps`` with the
+paper's recipe (κ = 0.5, ρ = 1, pre-gain MPPD with the clean branch detached, SGD lr 0.1
+momentum 0.9 batch 64 cosine, no weight decay and the orthogonality step β = 5e-4 in
+this adversarial mode, best-test-accuracy epoch kept). Both seed torch identically
+before building the model, so the initial weights are equal; the data order is not
+(the project's ``DistributedSampler`` and the script's ``DataLoader`` shuffle
+differently), so seeds are compared as distributions.
+
+* **project**: ``PRESETS["paper"]`` through ``rssnn_deploy.training.train``.
+* **official**: ``main_train-v2.py`` of DingJianhao/stable-snn, unchanged, run outside
+  this repository by a small driver that points the script's globals at the same digits
+  tensors, an MLP built from the script's own ``models/layers.py`` (``DLIFSpike``), and
+  the CPU; it writes ``official_s<seed>.pth`` (the script's best-epoch state dict) into
+  ``--official-dir``. The driver and its command line are in the results file.
+
+Both trained models are evaluated by the same code: the official state dict is loaded
+into the project's model (``fc1 → blocks.1.synapse``, ``act1.p → gains``, ``fc2 → head``)
+and its clean accuracy must equal the one the script logged, which also checks that the
+two forwards agree. Conditions: clean, Gaussian σ = 0.2, FGSM and PGD-20 at ``--eps``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rssnn_deploy  # noqa: E402,F401
+from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
+from rssnn_deploy.models import SNN, build_model  # noqa: E402
+from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
+from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
+from rssnn_deploy.training import PRESETS, load_checkpoint, train  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODEL = {"arch": "mlp", "hidden": [128], "input_encoding": "analog", "neuron": "dlif"}
+CONDITIONS = ("clean", "σ=0.2", "FGSM", "PGD-20")
+
+
+def train_project(seed: int, data: Dataset, epochs: int, train_eps: float) -> SNN:
+    config = dataclasses.replace(PRESETS["paper"], epochs=epochs, seed=seed,
+                                 perturbation="rfgsm", eps=train_eps)
+    torch.manual_seed(seed)
+    model = build_model(MODEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, data, config, tmp, progress=False)
+        return load_checkpoint(tmp)                 # the best epoch, as the script keeps
+
+
+def load_official(path: Path) -> SNN:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(MODEL)
+    model.load_state_dict({"blocks.1.synapse.weight": state["fc1.weight"],
+                           "blocks.1.neuron.gains": state["act1.p"],
+                           "head.weight": state["fc2.weight"]})
+    return model.eval()
+
+
+def official_logged_best(log: Path) -> float:
+    """The 'Best Test acc' the script printed, in [0, 1]."""
+    match = re.findall(r"Best Test acc=([0-9.]+)", log.read_text())
+    return float(match[-1]) / 100 if match else float("nan")
+
+
+def evaluate(model: SNN, data: Dataset, eps: float) -> Dict[str, float]:
+    x, y = data.x_test, data.y_test
+    predict = float_predictor(model)
+    out = {"clean": accuracy(predict(x), y),
+           "σ=0.2": accuracy(predict(gaussian_noise(x, 0.2, seed=0)), y)}
+    for name in ("FGSM", "PGD-20"):
+        out[name] = accuracy(predict(craft(model, x, y, AttackSpec(name, eps, seed=0))), y)
+    gains = model.spiking_layers[-1].gains.detach()
+    out["gain max"] = float(gains.max())
+    return out
+
+
+def cell(values: Sequence[float], percent: bool = True) -> str:
+    scale = 100.0 if percent else 1.0
+    mean = statistics.fmean(values) * scale
+    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}" if percent else f"{mean:.2f} ± {std:.2f}"
+
+
+def write_results(out: Path, text: str, args: argparse.Namespace, payload: Dict) -> None:
+    """Markdown to stdout and ``out``, the numbers beside it as JSON."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, **payload}, indent=2))
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--official-dir", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--train-eps", type=float, default=0.05)
+    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "paper_reference.md")
+    args = parser.parse_args(list(argv) or None)
+    torch.set_num_threads(1)
+    data = load_dataset("digits")
+    runs: Dict[str, List[Dict[str, float]]] = {"project `paper` preset": [],
+                                                "official main_train-v2.py": []}
+    for seed in tqdm(args.seeds, desc="seeds"):
+        runs["project `paper` preset"].append(
+            {"seed": seed, **evaluate(train_project(seed, data, args.epochs, args.train_eps),
+                                      data, args.eps)})
+        official = evaluate(load_official(args.official_dir / f"official_s{seed}.pth"),
+                            data, args.eps)
+        official["logged clean"] = official_logged_best(args.official_dir / f"log_s{seed}.txt")
+        runs["official main_train-v2.py"].append({"seed": seed, **official})
+    header = ["code"] + list(CONDITIONS) + ["last layer's max gain"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, per_seed in runs.items():
+        lines.append("| " + " | ".join([name] + [cell([r[c] for r in per_seed])
+                                                  for c in CONDITIONS]
+                                         + [cell([r["gain max"] for r in per_seed], False)])
+                     + " |")
+    logged = [r["logged clean"] for r in runs["official main_train-v2.py"]]
+    ours = [r["clean"] for r in runs["official main_train-v2.py"]]
+    text = (f"Digits, analog MLP 64-128-10 DLIF, T = 8, {args.epochs} epochs, R+FGSM ε = "
+            f"{args.train_eps}, seeds {args.seeds} (mean ± std, %); float model, attacks "
+            f"at ε = {args.eps}, best-test-accuracy epoch on both sides.\n\n"
+            + "\n".join(lines) + "\n\nOfficial models evaluated by the project's forward: "
+            f"clean {[round(100 * v, 2) for v in ours]} %, the script logged "
+            f"{[round(100 * v, 2) for v in logged]} %.\n")
+    write_results(args.out, text, args, {"runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
