@@ -14,11 +14,16 @@ before building the model, so the initial weights are equal; the data order is n
 differently), so seeds are compared as distributions.
 
 * **project**: ``PRESETS["paper"]`` through ``rssnn_deploy.training.train``.
-* **official**: ``main_train-v2.py`` of DingJianhao/stable-snn, unchanged, run outside
-  this repository by a small driver that points the script's globals at the same digits
-  tensors, an MLP built from the script's own ``models/layers.py`` (``DLIFSpike``), and
-  the CPU; it writes ``official_s<seed>.pth`` (the script's best-epoch state dict) into
-  ``--official-dir``. The driver and its command line are in the results file.
+* **official**: ``main_train-v2.py`` of DingJianhao/stable-snn (commit 049dbbc),
+  unchanged, run outside this repository by a small driver (``runpy`` of the script,
+  then its ``main()``): ``cv2`` and ``torchvision``, imported but unused on this path,
+  are empty stand-ins; the script's globals ``device``, ``VGG`` and ``mnist`` are
+  pointed at the CPU, an MLP ``Linear(64, 128) → DLIFSpike(T=8) → Linear(128, 10)``
+  (bias-free, image repeated over T, the script's own ``models/layers.py``), and the
+  same digits tensors; arguments ``-data mnist -arch vgg-mlp -j 0 -sd <seed>
+  --epochs 15 -training_mode RAT_FGSM -eps 12.75`` (ε in /255 units = 0.05). The
+  driver copies the script's best-epoch state dict to ``official_s<seed>.pth`` in
+  ``--official-dir``, where the script's printed log is kept as ``log_s<seed>.txt``.
 
 Both trained models are evaluated by the same code: the official state dict is loaded
 into the project's model (``fc1 → blocks.1.synapse``, ``act1.p → gains``, ``fc2 → head``)
