@@ -110,9 +110,11 @@ def robust_loss(model: nn.Module, x: Tensor, y: Tensor, x_pert: Optional[Tensor]
     weight ``w`` and inputs ``s_c``, ``s_p`` the detached step multiplies ``w`` by
     ``1 + 2η(s_c − s_p)s_p``, which exceeds 1 whenever the clean input drives harder;
     the full gradient multiplies it by ``1 − 2η(s_c − s_p)² ≤ 1``. With batch-norm the
-    scale cannot run away; without it (every Loihi-mappable network) it does: on the
-    digits MLP the MPPD climbs from 0.4 to ~900 in 15 epochs and accuracy falls to
-    chance, with Adam or SGD, Gaussian noise or R+FGSM. ``detach_clean=False``
+    scale cannot run away; without it (every Loihi-mappable network) it can: on the
+    spiking-input digits MLP with post-gain MPPD the MPPD climbed from 0.4 to ~900 in
+    15 epochs and accuracy fell to chance, with Adam or SGD, Gaussian noise or R+FGSM
+    (with the paper preset's pre-gain MPPD and orthogonality step it rose to 11.5 and
+    came back). ``detach_clean=False``
     differentiates both branches and stays stable (MPPD 0.10 → 0.07, 95.6 % test).
 
     ``mppd_input`` picks the compared current: ``"post-gain"`` (``out.current``) or

@@ -40,9 +40,11 @@ PRESETS: Dict[str, TrainConfig] = {
 #: one line per preset: what it is for.
 PRESET_PURPOSES: Dict[str, str] = {
     "paper": "the authors' code, every detail",
-    "paper-stable": "the paper's recipe with MPPD trained on both branches: the detached "
-                    "clean branch diverges in networks without batch-norm, which is every "
-                    "network the project deploys (default for user data)",
+    "paper-stable": "the paper's recipe with MPPD trained on both branches: with the "
+                    "project's earlier post-gain MPPD the detached clean branch diverged "
+                    "in networks without batch-norm, which is every network the project "
+                    "deploys; with the paper's own recipe it did not on digits (default "
+                    "for user data)",
     "project": "the project's recipe before it matched the authors' code (post-gain "
                "MPPD, inputs clipped to [0, 1], sign R+FGSM start, last epoch kept)",
     "digits": "the project's recipe with Adam for the bundled 8x8 digits on a CPU "
