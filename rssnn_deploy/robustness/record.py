@@ -109,7 +109,10 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
         checks.append(sanity.check_monotone_in_eps(scope, curves, clean[model], tol))
         if threat == "transfer":
             continue
-        if gradient != "queries" or any(ev.config.large_eps in c for c in curves.values()):
+        swept = (ev.config.attacks if ev.config.grid_attacks is None
+                 else ev.config.grid_attacks)
+        # attacks run only at ε (Square, the adaptive attack) are not asked to reach zero
+        if any(ev.config.large_eps in c for c in curves.values()) or set(curves) & set(swept):
             checks.append(sanity.check_near_zero(scope, curves, ev.config.large_eps,
                                                  ev.config.zero_tolerance))
         at_eps = {a: c[ev.eps] for a, c in curves.items() if ev.eps in c}
