@@ -126,11 +126,14 @@ def main() -> int:
               "autoattack_default_eps": worst, "certification": certified}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "evaluation.json", json.dumps(result, indent=1))
+    runs = {"autoattack": f"AutoAttack protocol on {args.samples} images (APGD/FAB "
+                          f"{args.apgd_steps} iterations, Square {args.square_queries:,} "
+                          "queries; float, transfer and chip threat models)",
+            "certify": f"certification of {args.certify_samples} images at σ = {args.sigmas} "
+                       f"with n = {args.certify_n:,}"}
     lines = [f"# Evaluation cost (commit {commit}, {args.threads} threads)", "",
-             f"Model `{model_dir.name}/{args.net}`; AutoAttack protocol on {args.samples} "
-             f"images (APGD/FAB {args.apgd_steps} iterations, Square {args.square_queries:,} "
-             f"queries; float, transfer and chip threat models); certification of "
-             f"{args.certify_samples} images at σ = {args.sigmas} with n = {args.certify_n:,}.",
+             f"Model `{model_dir.name}/{args.net}`; "
+             + "; ".join(text for name, text in runs.items() if name in phases) + ".",
              "", "| phase | wall time (s) | images/s | share in simulator |", "|---|---|---|---|"]
     lines += [f"| {name} | {p['wall_s']:.0f} | {p['images_per_s']:.2f} | "
               f"{100 * p['sim_share']:.0f}% |" for name, p in phases.items()]
