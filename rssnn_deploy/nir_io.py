@@ -565,7 +565,9 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
         raise NIRConversionError(f"{path}: no such file")
     try:
         graph = _nir().read(path)
-    except (OSError, KeyError, ValueError, AssertionError, TypeError) as err:
+    except (OSError, KeyError, ValueError, AssertionError, TypeError, IndexError,
+            AttributeError, RuntimeError, ZeroDivisionError, OverflowError) as err:
+        # the nir library builds nodes as it parses: damage surfaces as any of these
         raise NIRConversionError(f"{path}: not a readable NIR file "
                                  f"({' '.join(str(err).split())[:120]})") from None
     _check_finite(path, graph)
