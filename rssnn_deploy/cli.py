@@ -256,7 +256,8 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
     from rssnn_deploy.nir_io import write_nir
     check_output(args.out, [args.net])
     spec = read_netx(_existing(args.net))
-    return _guarded(args, lambda: _report_written(write_nir(spec, args.out, dt=args.dt)))
+    return _guarded(args, lambda: _report_written(write_nir(spec, args.out, dt=args.dt,
+                                                            target=args.target)))
 
 
 def cmd_import_nir(args: argparse.Namespace) -> int:
@@ -462,7 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "Intermediate Representation)")
     p.add_argument("net", help="netx .net file")
     p.add_argument("--out", required=True, help="output .nir file")
-    p.add_argument("--dt", type=ct.positive_float, default=1.0, help="NIR time per chip step")
+    p.add_argument("--dt", type=ct.positive_float, default=1.0,
+                   help="NIR time per chip step (plain NIR; the snntorch form uses "
+                        "snnTorch's fixed 1e-4)")
+    p.add_argument("--for", dest="target", choices=("nir", "snntorch"), default="nir",
+                   help="plain NIR 1.0, or the form snnTorch 1.0 imports (LIF/CubaLIF "
+                        "only: readout and integrators as LIF; see nir_io)")
 
     p = add("import-nir", cmd_import_nir, "read a NIR graph (from rssnn-deploy, snntorch, …) "
                                           "and write it as a netx file")

@@ -46,6 +46,17 @@ input (one step per synaptic hop); NIR's continuous dynamics have none of these.
 vDecay = 0 with 0 < iDecay < 4096, graded spikes, DLIF per-step gains and synaptic delays
 have no finite NIR form here and raise ``NIRConversionError``.
 
+**snnTorch form** (``spec_to_nir(..., target="snntorch")``, ``export-nir --for
+snntorch``). snnTorch 1.0's importer knows ``LIF``/``CubaLIF``/``Linear``/``Affine``/
+``Conv2d``/``Flatten`` but no ``I``/``LI``/``CubaLI`` (it fails on a readout written as
+``nir.I``), reads ``IF`` with a fixed β = 0.9, and hard-codes dt = 1e-4 s (β = 1 − dt/τ).
+This form therefore uses dt = 1e-4 and writes every neuron as ``LIF``/``CubaLIF``: a
+vDecay = 0 layer gets τ = 2⁴⁰·dt (β rounds to exactly 1.0 in float32, a perfect
+integrator), and a non-spiking readout keeps its threshold ``2¹⁷ − 1`` mantissas, which
+is what the chip has too (v never reaches it). Our importer reads this form back to the
+same spec. What remains approximate in snnTorch is the rest of the table's caveats:
+float instead of truncated decays, no 24-bit wrap, no per-hop delay.
+
 Importing a graph another library wrote (snntorch, for instance, writes dt = 1e-4 s
 time constants with r = τ/dt and w_in = τ_syn/dt): ``dt`` comes from the argument, else
 the graph's ``metadata["dt"]``, else from the unit-gain convention ``τ/r`` the graph's
@@ -73,7 +84,7 @@ from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, N
 from rssnn_deploy.errors import UserError
 
 __all__ = ["NIRConversionError", "spec_to_nir", "nir_to_spec", "write_nir", "read_nir",
-           "NON_SPIKING_VTH"]
+           "NON_SPIKING_VTH", "TARGETS", "SNNTORCH_DT"]
 
 PathLike = Union[str, os.PathLike]
 #: the threshold mantissa that marks a non-spiking readout (17-bit maximum).
@@ -93,9 +104,24 @@ def _nir():
 
 # =========================================================================== export
 
-def spec_to_nir(spec: NetworkSpec, dt: float = 1.0) -> Any:
-    """A ``nir.NIRGraph`` equivalent to ``spec`` (see the module table), one chip step = ``dt``."""
+#: NIR dialects :func:`spec_to_nir` writes: plain NIR 1.0, or the subset snnTorch imports.
+TARGETS = ("nir", "snntorch")
+#: snnTorch's importer assumes this step (``snntorch/import_nir.py``: ``dt = 1e-4``).
+SNNTORCH_DT = 1e-4
+#: τ/dt of a vDecay = 0 neuron in the snnTorch form: 1 − 2⁻⁴⁰ is 1.0 in float32.
+_INTEGRATOR_TAU_STEPS = float(2 ** 40)
+
+
+def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
+    """A ``nir.NIRGraph`` equivalent to ``spec`` (see the module table), one chip step = ``dt``.
+
+    ``target="snntorch"`` writes the form snnTorch 1.0 imports (module notes; dt is then
+    snnTorch's fixed 1e-4)."""
     nir = _nir()
+    if target not in TARGETS:
+        raise NIRConversionError(f"target must be one of {TARGETS}, not {target!r}")
+    if target == "snntorch":
+        dt = SNNTORCH_DT
     if dt <= 0:
         raise NIRConversionError(f"dt must be positive, got {dt}")
     layers = spec.layers
@@ -105,7 +131,7 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0) -> Any:
     chain = ["input"]
     shape: Tuple[int, ...] = tuple(layers[0].shape)
     if layers[0].neuron is not None:
-        nodes["layer0"] = _input_neuron(layers[0], dt)
+        nodes["layer0"] = _input_neuron(layers[0], dt, target)
         chain.append("layer0")
     for index, layer in enumerate(layers[1:], start=1):
         where = f"layer {index} ({layer.kind})"
@@ -123,11 +149,11 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0) -> Any:
         nodes[f"layer{index}_synapse"] = _synapse_node(layer, shape, bias_into_synapse, where)
         shape = (int(np.prod(layer.shape)),) if layer.kind == "dense" else tuple(layer.shape)
         leak = None if bias_into_synapse else _bias_array(layer, shape)
-        nodes[f"layer{index}"] = _neuron_node(neuron, shape, dt, leak, where)
+        nodes[f"layer{index}"] = _neuron_node(neuron, shape, dt, leak, where, target)
         chain += [f"layer{index}_synapse", f"layer{index}"]
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     chain.append("output")
-    metadata = {"dt": float(dt), "source": "rssnn-deploy",
+    metadata = {"dt": float(dt), "source": "rssnn-deploy", "target": target,
                 "rssnn_meta": json.dumps(spec.meta, sort_keys=True, default=jsonable)}
     return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), metadata=metadata)
 
@@ -158,24 +184,26 @@ def _check_exportable(layer: LayerSpec, neuron: CubaNeuron, where: str) -> None:
         raise NIRConversionError(f"{where}: decays outside [0, 4096]")
 
 
-def _input_neuron(layer: LayerSpec, dt: float) -> Any:
+def _input_neuron(layer: LayerSpec, dt: float, target: str = "nir") -> Any:
     neuron = _cuba(layer, "layer 0 (input)")
     if neuron.graded_spike or neuron.gain_mant is not None:
         raise NIRConversionError("layer 0 (input): graded spikes or gains have no NIR form")
     shape = tuple(layer.shape)
     plain = CubaNeuron(DECAY_ONE, neuron.v_decay, neuron.vth_mant)
-    node = _neuron_node(plain, shape, dt, None, "layer 0 (input)")
+    node = _neuron_node(plain, shape, dt, None, "layer 0 (input)", target)
     node.metadata = {"loihi_i_decay": int(neuron.i_decay)}
     return node
 
 
 def _neuron_node(neuron: CubaNeuron, shape: Tuple[int, ...], dt: float,
-                 leak_bias: Optional[np.ndarray], where: str) -> Any:
+                 leak_bias: Optional[np.ndarray], where: str, target: str = "nir") -> Any:
     """The NIR neuron for one CUBA parameter set, arrays of ``shape``."""
     nir = _nir()
     ones = np.ones(shape)
     spiking = neuron.vth_mant != NON_SPIKING_VTH
     vth = ones * float(neuron.vth_mant)
+    if target == "snntorch":
+        return _snntorch_neuron(neuron, ones, dt, leak_bias, vth)
     if neuron.v_decay == 0:                       # i_decay is 4096 here (checked)
         return nir.IF(r=ones / dt, v_threshold=vth) if spiking else nir.I(r=ones / dt)
     tau_mem = ones * dt * DECAY_ONE / neuron.v_decay
@@ -190,6 +218,20 @@ def _neuron_node(neuron: CubaNeuron, shape: Tuple[int, ...], dt: float,
                            v_threshold=vth, w_in=tau_syn / dt)
     return nir.CubaLI(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
                       w_in=tau_syn / dt)
+
+
+def _snntorch_neuron(neuron: CubaNeuron, ones: np.ndarray, dt: float,
+                     leak_bias: Optional[np.ndarray], vth: np.ndarray) -> Any:
+    """``LIF`` / ``CubaLIF`` only, unit gains (the snnTorch form of the module notes)."""
+    nir = _nir()
+    steps = _INTEGRATOR_TAU_STEPS if neuron.v_decay == 0 else DECAY_ONE / neuron.v_decay
+    tau_mem = ones * dt * steps
+    v_leak = np.zeros(ones.shape) if leak_bias is None else leak_bias * tau_mem / dt
+    if neuron.i_decay == DECAY_ONE:
+        return nir.LIF(tau=tau_mem, r=tau_mem / dt, v_leak=v_leak, v_threshold=vth)
+    tau_syn = ones * dt * DECAY_ONE / neuron.i_decay
+    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
+                       v_threshold=vth, w_in=tau_syn / dt)
 
 
 def _synapse_node(layer: LayerSpec, in_shape: Tuple[int, ...], with_bias: bool, where: str
@@ -521,11 +563,13 @@ def _import_meta(graph: Any) -> Dict[str, Any]:
 
 # ============================================================================ files
 
-def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0) -> Path:
-    """Write ``spec`` as a NIR HDF5 file (``nir.write``), atomically."""
+def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0, target: str = "nir"
+              ) -> Path:
+    """Write ``spec`` as a NIR HDF5 file (``nir.write``), atomically; ``target`` as in
+    :func:`spec_to_nir`."""
     nir = _nir()
     path = Path(path)
-    graph = spec_to_nir(spec, dt)
+    graph = spec_to_nir(spec, dt, target)
     with atomic_path(path) as tmp:
         nir.write(str(tmp), graph)
     return path

@@ -19,11 +19,15 @@ import argparse
 import contextlib
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from rssnn_deploy.errors import InputFileError, OptionError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["COMMANDS", "annotate_train_defaults", "load_config", "config_tokens", "parse_with_config", "to_toml",
            "record_run", "DefaultsHelpFormatter"]

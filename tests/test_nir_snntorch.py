@@ -1,0 +1,128 @@
+"""NIR with snnTorch 1.0: our files import there, and a float snnTorch model survives the
+round trip snnTorch → NIR → our netx (integer) → NIR → snnTorch with its predictions."""
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import rssnn_deploy as rd
+from rssnn_deploy.nir_io import nir_to_spec, spec_to_nir
+
+import snntorch as snn  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
+from snntorch.export_nir import export_to_nir  # noqa: E402
+from snntorch.import_nir import import_from_nir  # noqa: E402
+from snntorch.utils import reset  # noqa: E402
+
+ROOT_MODEL = "models/digits_lif_natural/model.net"
+STEPS = 8
+
+
+def _quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()):   # the importer prints warnings
+        return fn(*args)
+
+
+def _spikes(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Rate-coded input: (N, STEPS, F) Bernoulli spikes with p = pixel value."""
+    rng = np.random.default_rng(seed)
+    flat = x.reshape(len(x), -1)
+    return (rng.random((len(x), STEPS, flat.shape[1])) < flat[:, None]).astype(np.float32)
+
+
+def _run_snntorch(net, spikes: np.ndarray, readout: str = "count") -> np.ndarray:
+    """Predictions of an snnTorch network stepped through the spike trains."""
+    reset(net)
+    counts, state = 0, None
+    for t in range(spikes.shape[1]):
+        out = net(torch.as_tensor(spikes[:, t]), state) if state is not None or \
+            _takes_state(net) else net(torch.as_tensor(spikes[:, t]))
+        if isinstance(out, tuple):
+            out, state = out
+        counts = counts + out.detach()
+    return counts.argmax(dim=1).numpy()
+
+
+def _takes_state(net) -> bool:
+    return type(net).__name__ == "GraphModule"
+
+
+def test_our_file_imports_in_snntorch_and_predicts_like_the_chip():
+    from pathlib import Path
+    path = Path(__file__).parents[1] / ROOT_MODEL
+    spec = rd.read_netx(path)
+    net = _quiet(import_from_nir, spec_to_nir(spec, target="snntorch"))
+    x = rd.load_dataset("digits").x_test[:100].numpy()
+    chip = rd.predict(path, x)
+    bias = torch.as_tensor(rd.encode(x, path), dtype=torch.float32)
+    readout = [m for m in net.modules() if isinstance(m, snn.Leaky)][-1]
+    ours = []
+    for b in bias:                      # Flatten(start_dim=0): one sample at a time
+        reset(net)
+        state = None
+        for _ in range(spec.steps):
+            _, state = net(b, state)
+        ours.append(int(readout.mem.argmax()))
+    print("snntorch import vs chip", int(np.sum(np.array(ours) == chip)), "of", len(chip))
+    assert np.mean(np.array(ours) == chip) >= 0.97
+    assert nir_to_spec(spec_to_nir(spec, target="snntorch")).describe() == spec.describe()
+
+
+def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
+    torch.manual_seed(0)
+    data = rd.load_dataset("digits")
+    # per-neuron β and threshold: snnTorch's exporter writes a scalar β as a 0-d τ, which
+    # nir 1.0.8's type inference rejects
+    def leaky(n):
+        return snn.Leaky(beta=torch.full((n,), 0.9), threshold=torch.ones(n),
+                         init_hidden=True, reset_mechanism="zero")
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), leaky(32), torch.nn.Linear(32, 10),
+                              leaky(10))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x_train = _spikes(data.x_train.numpy(), seed=1)
+    for epoch in range(3):
+        for start in range(0, len(x_train), 64):
+            reset(net)
+            xb = torch.as_tensor(x_train[start:start + 64])
+            counts = sum(net(xb[:, t]) for t in range(STEPS))
+            loss = torch.nn.functional.cross_entropy(counts, data.y_train[start:start + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    x_test, y_test = _spikes(data.x_test.numpy(), seed=2), data.y_test.numpy()
+    float_pred = _run_snntorch(net, x_test)
+
+    graph = _quiet(export_to_nir, net, torch.zeros(1, 64), "snntorch", [], [0])
+    spec = nir_to_spec(graph)                                 # 8-bit weights: approximate
+    # a NIR graph does not say how many steps a sample runs or how to read the output
+    spec = spec.with_meta(steps=STEPS, readout="spike_count")
+    path = rd.write_netx(spec, tmp_path / "from_snntorch.net")
+    chip_pred = rd.predict(path, x_test.astype(np.int64))
+    back = _quiet(import_from_nir, spec_to_nir(rd.read_netx(path), target="snntorch"))
+    back_pred = _run_snntorch(back, x_test)
+
+    accuracy = {k: float(np.mean(p == y_test)) for k, p in
+                (("float", float_pred), ("chip", chip_pred), ("back", back_pred))}
+    assert accuracy["float"] > 0.8, accuracy
+    assert np.mean(chip_pred == float_pred) >= 0.9, accuracy
+    assert np.mean(back_pred == chip_pred) >= 0.9, accuracy
+    assert abs(accuracy["back"] - accuracy["float"]) <= 0.05, accuracy
+    print("round trip", accuracy, "agreement float/chip",
+          float(np.mean(chip_pred == float_pred)), "chip/back", float(np.mean(back_pred == chip_pred)))
+
+
+def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
+    import nir
+    from pathlib import Path
+
+    from rssnn_deploy.cli import main
+    path = Path(__file__).parents[1] / ROOT_MODEL
+    assert main(["export-nir", str(path), "--out", str(tmp_path / "m.nir"),
+                 "--for", "snntorch"]) == 0
+    graph = nir.read(str(tmp_path / "m.nir"))
+    assert {type(n).__name__ for n in graph.nodes.values()} <= {
+        "Input", "Output", "LIF", "CubaLIF", "Linear", "Affine", "Conv2d", "Flatten"}
+    assert graph.metadata["dt"] == pytest.approx(1e-4)
+    _quiet(import_from_nir, graph)
+    assert nir_to_spec(graph).describe() == rd.read_netx(path).describe()
