@@ -89,6 +89,9 @@ def _simulate_inputs(args: argparse.Namespace, spec):
                                      spec.input_layer.shape, str(args.net))
         n = len(data.y_test) if args.samples is None else min(args.samples, len(data.y_test))
         x = data.x_test[:n].numpy()
+        if x.ndim == len(spec.input_layer.shape) + 2:      # event data: spike trains
+            return (x != 0).astype(np.int64), data.y_test[:n].numpy(), \
+                f"{n} test spike trains of {name}"
         return encode_input(spec, x), data.y_test[:n].numpy(), f"{n} test samples of {name}"
     inputs = _load_inputs(_existing(args.input))
     if np.issubdtype(inputs.dtype, np.floating) and inputs.shape[1:] != ():
@@ -119,6 +122,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rssnn_deploy.training.checkpoints import checkpoint_file
     checkpoint, net = checkpoint_file(args.checkpoint), _existing(args.net)
     check_output_dir(args.out, [checkpoint, net])
+    if _takes_events(checkpoint):
+        return _evaluate_events(args, checkpoint, net)
     record = evaluate(checkpoint, net, args.dataset, Path(args.out), config_from_args(args),
                       allow_mismatch=args.allow_mismatch)
     if record is None:  # a rank other than 0 of a sharded (torchrun) run
@@ -145,6 +150,21 @@ def cmd_certify(args: argparse.Namespace) -> int:
     if record is not None:
         print(certification_section(record))
         print(f"\nwrote {Path(args.out) / 'certify.md'}, certify.json, certified_accuracy.png")
+    return 0
+
+
+def _takes_events(checkpoint: Path) -> bool:
+    from rssnn_deploy.training import read_checkpoint
+    return read_checkpoint(checkpoint)["model_config"].get("input_encoding") == "events"
+
+
+def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> int:
+    """Event-data models: float and chip accuracy under event drop and timing jitter."""
+    from rssnn_deploy.event_evaluation import evaluate_events, event_summary
+    record = evaluate_events(checkpoint, net, args.dataset, Path(args.out),
+                             samples=args.samples)
+    print(event_summary(record))
+    print(f"\nFull report: {args.out}/report.md, report.json, event_noise.png")
     return 0
 
 

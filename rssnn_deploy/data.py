@@ -82,6 +82,8 @@ DATASET_FORMATS: Dict[str, str] = {
     "npz": "uint8 / 255; float kept as stored (must lie in [0, 1])",
     "npy": "uint8 / 255; float kept as stored (must lie in [0, 1])",
     "image-folder": "uint8 / 255 (Pillow, mode L or RGB)",
+    "events": "event recordings binned into T equal time bins per recording, 1 where any "
+              "event of that pixel and polarity falls (rssnn_deploy.events)",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
 
@@ -121,12 +123,13 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.2,
-                 seed: int = 0, subset: Optional[int] = None) -> Dataset:
+                 seed: int = 0, subset: Optional[int] = None, steps: int = 8) -> Dataset:
     """Load ``"digits"`` or a user file/directory (format detected from its contents).
 
     ``test_fraction`` and ``seed`` set the stratified split for sources without their
     own test set (digits, an ``.npz``/``.npy`` pair without a test part, an unsplit
     image folder). ``subset`` keeps that many training samples (see :func:`subset_train`).
+    Event recordings become spike trains of ``steps`` time bins, (N, steps, 2, H, W).
     """
     kind = detect_format(name_or_path)
     if kind == "digits":
@@ -142,6 +145,7 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
                                                       seed=seed),
             "cifar10": lambda: load_cifar10_dir(path),
             "idx": lambda: load_mnist_dir(path),
+            "events": lambda: load_events_dataset(path, steps, test_fraction, seed),
         }
         data = loaders[kind]()
     return data if subset is None else subset_train(data, subset, seed)
@@ -175,12 +179,16 @@ def detect_format(name_or_path: PathLike) -> str:
         return "idx"
     if _npy_names(path) is not None:
         return "npy"
+    from rssnn_deploy.events import is_event_folder
+    if is_event_folder(path):
+        return "events"
     if _class_dirs(path):
         return "image-folder"
     raise DatasetError(f"{path}: directory holds no dataset rssnn-deploy reads: MNIST IDX "
                        f"files ({', '.join(MNIST_FILES.values())}, optionally .gz), CIFAR-10 "
                        f"batches ({', '.join(CIFAR10_TRAIN_BATCHES)}, {CIFAR10_TEST_BATCH}), "
-                       f"x.npy + y.npy, or one sub-directory of images per class")
+                       f"x.npy + y.npy, or one sub-directory of images or event recordings "
+                       f"(.bin, .npz) per class")
 
 
 def subset_train(data: Dataset, n: int, seed: int = 0) -> Dataset:
@@ -586,3 +594,20 @@ def _check_classes(path: Path, y: np.ndarray) -> None:
     if len(np.unique(y)) < 2:
         raise DatasetError(f"{path}: 'y' holds a single class ({int(y[0])}); a classifier "
                            f"needs at least 2")
+
+
+# ------------------------------------------------------------------------------ events
+
+
+def load_events_dataset(path: PathLike, steps: int = 8, test_fraction: float = 0.2,
+                        seed: int = 0) -> Dataset:
+    """Event recordings by class folder (see :mod:`rssnn_deploy.events`) as spike trains
+    (N, steps, 2, H, W); an unsplit folder is split stratified like the other sources."""
+    from rssnn_deploy.events import EventFileError, load_event_folder
+    try:
+        (x_tr, y_tr, x_te, y_te), _ = load_event_folder(path, steps)
+    except EventFileError as err:
+        raise DatasetError(str(err)) from None
+    if x_te is None:
+        return _split(x_tr, y_tr, test_fraction, seed, str(path))
+    return _as_dataset(x_tr, y_tr, x_te, y_te)

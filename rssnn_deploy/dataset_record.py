@@ -36,7 +36,8 @@ def describe_dataset(source: PathLike, data: Dataset, *, test_fraction: float = 
     split = ({"rule": "the source's own test set"} if own_test else
              {"rule": "stratified", "test_fraction": test_fraction, "seed": seed})
     path = "digits" if kind == "digits" else str(Path(source).resolve())
-    return {
+    extra = {"steps": int(data.in_shape[0])} if kind == "events" else {}
+    return {**extra,
         "source": path,
         "format": kind,
         "split": split,
@@ -67,7 +68,8 @@ def load_recorded(record: Mapping[str, Any], where: str = "checkpoint") -> Datas
             raise DatasetError(f"{where}: dataset record lacks {key!r}; pass --dataset")
     split = record["split"]
     data = load_dataset(record["source"], test_fraction=split.get("test_fraction", 0.2),
-                        seed=split.get("seed", 0), subset=record.get("subset"))
+                        seed=split.get("seed", 0), subset=record.get("subset"),
+                        steps=int(record.get("steps", 8)))
     sizes = {"train": len(data.y_train), "test": len(data.y_test)}
     recorded = {k: int(record["sizes"][k]) for k in ("train", "test")}
     if sizes != recorded or list(data.in_shape) != list(record["input_shape"]):
@@ -113,7 +115,9 @@ def resolve_dataset(dataset: Optional[PathLike], record: Optional[Mapping[str, A
     else:
         raise DatasetError(f"{where}: records no dataset and its input {tuple(in_shape)} is "
                            f"not the bundled digits' (1, 8, 8); pass --dataset PATH")
-    if int(np.prod(data.in_shape)) != int(np.prod(in_shape)):
+    # event data: spike trains (T, *sample) for a network that takes the sample shape
+    sample = data.in_shape[1:] if len(data.in_shape) == len(in_shape) + 1 else data.in_shape
+    if int(np.prod(sample)) != int(np.prod(in_shape)):
         raise DatasetError(f"{name}: samples are {tuple(data.in_shape)} but {where} takes "
                            f"{tuple(in_shape)}; pass the dataset it was trained on")
     return data, name

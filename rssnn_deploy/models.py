@@ -6,6 +6,8 @@ consumes through :meth:`SNN.export_description`::
     x ∈ [0, 1], (N, C, H, W) or (N, F)
       → encoder   input_encoding="spiking": LIF per input element, I[t] = input_gain · x
                   every step (on Loihi the data enters as that layer's bias);
+                  "events": spike trains (N, T, *in_shape) from event data, no
+                  encoder, fed to the first synapse step by step;
                   "analog" (the paper's direct encoding): no encoder, the first
                   synapse receives input_gain · x itself every step (on Loihi as
                   graded spikes)
@@ -66,7 +68,7 @@ COMMON_DEFAULTS: Dict[str, Any] = {
 
 #: how the image reaches the first synapse: through a layer of LIF neurons ("spiking")
 #: or as the analog value itself every step ("analog", the paper's direct encoding).
-INPUT_ENCODINGS = ("spiking", "analog")
+INPUT_ENCODINGS = ("spiking", "analog", "events")
 
 #: architecture name → its own keys and their defaults.
 ARCHITECTURES: Dict[str, Dict[str, Any]] = {
@@ -307,8 +309,8 @@ class SNN(nn.Module):
         if len(shape) != 1:
             raise ValueError(f"the head needs flat features, got shape {shape}")
         if self.encoder is None and not any(isinstance(b, SpikingBlock) for b in self.blocks):
-            raise ValueError("input_encoding 'analog' needs at least one hidden spiking "
-                             "layer (the head alone would not spike)")
+            raise ValueError(f"input_encoding {self.input_encoding!r} needs at least one "
+                             "hidden spiking layer (the head alone would not spike)")
         self.head = nn.Linear(shape[0], cfg["num_classes"], bias=False)
         self.readout = Readout()
 
@@ -379,7 +381,13 @@ class SNN(nn.Module):
     # -- computation --------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
-        """Direct encoding: the current ``input_gain · x``, repeated over ``T`` steps."""
+        """Direct encoding: the current ``input_gain · x``, repeated over ``T`` steps;
+        for ``"events"``, ``x`` is already a spike train (N, T, *in_shape), fed as it is."""
+        if self.input_encoding == "events":
+            if tuple(x.shape[2:]) != self.in_shape or x.shape[1] != self.steps:
+                raise ValueError(f"expected spike trains shaped (N, {self.steps}, "
+                                 f"{', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+            return x.transpose(0, 1)
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"expected input shaped (N, {', '.join(map(str, self.in_shape))}),"
                              f" got {tuple(x.shape)}")

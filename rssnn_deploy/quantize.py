@@ -165,7 +165,7 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     steps = int(model.steps)
     result = QuantizationResult(spec=NetworkSpec(layers=[]))
     analog = encoder.encoding == "analog"
-    if analog:
+    if analog or encoder.encoding == "events":   # events: spike trains, no input neuron
         input_layer, input_scale = LayerSpec(kind="input", shape=tuple(encoder.shape)), 0.0
     else:
         input_layer, input_scale = _quantize_encoder(encoder, profile, options.input_mapping)
@@ -196,6 +196,8 @@ def quantize(model: torch.nn.Module, profile: Optional[HardwareProfile] = None,
     })
     if analog:
         result.spec.meta["input_message_bits"] = message_bits
+    if encoder.encoding == "events":              # no pixels to scale: spikes go in as they are
+        del result.spec.meta["input_scale"]
     return result
 
 

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from rssnn_deploy.data import Dataset, load_dataset, subset_train
 from rssnn_deploy.dataset_record import describe_dataset, split_summary
-from rssnn_deploy.models import SNN, build_model, normalize_config, predict_classes
+from rssnn_deploy.models import (COMMON_DEFAULTS, SNN, build_model, normalize_config,
+                                 predict_classes)
 from rssnn_deploy.qat import LoihiExact
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
                                                check_resumable_fields, load_checkpoint,
@@ -346,13 +347,17 @@ def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, 
     if isinstance(dataset, Dataset):
         data = dataset if subset is None else subset_train(dataset, subset, split_seed)
     else:
-        full = load_dataset(dataset, test_fraction=test_fraction, seed=split_seed)
+        steps = int(model_config.get("steps") or COMMON_DEFAULTS["steps"])  # event bins
+        full = load_dataset(dataset, test_fraction=test_fraction, seed=split_seed,
+                            steps=steps)
         data = full if subset is None else subset_train(full, subset, split_seed)
         record = describe_dataset(dataset, data, test_fraction=test_fraction,
                                   seed=split_seed, subset=subset,
                                   full_train=len(full.y_train) if subset else None)
         if progress and int(os.environ.get("RANK", "0")) == 0:
             tqdm.write(split_summary(record))
+        if record["format"] == "events":       # spike trains in: no input neuron
+            model_config = {**model_config, "input_encoding": "events", "steps": steps}
     model_config = _fit_to_data(model_config, data)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
@@ -364,9 +369,11 @@ def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, 
 def _fit_to_data(model_config: Mapping[str, Any], data: Dataset) -> Dict[str, Any]:
     """Fill ``in_shape`` / ``num_classes`` from the data, or check the given ones fit."""
     config = dict(model_config)
-    config.setdefault("in_shape", list(data.in_shape))
+    # event data: samples are spike trains (T, *in_shape) fed step by step
+    sample = data.in_shape[1:] if config.get("input_encoding") == "events" else data.in_shape
+    config.setdefault("in_shape", list(sample))
     config.setdefault("num_classes", data.num_classes)
-    if tuple(config["in_shape"]) != data.in_shape:
+    if tuple(config["in_shape"]) != tuple(sample):
         raise ValueError(f"model in_shape {tuple(config['in_shape'])} does not match the "
                          f"dataset's samples {data.in_shape}")
     if config["num_classes"] < data.num_classes:

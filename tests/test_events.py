@@ -1,0 +1,120 @@
+"""Event data: readers, binning, noise, and train → export → simulate → evaluate on events."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rssnn_deploy as rd
+from rssnn_deploy.cli import main
+from rssnn_deploy.data import DatasetError, detect_format, load_dataset
+from rssnn_deploy.events import (EventFileError, bin_events, drop_events, jitter_events,
+                                 read_event_npz, read_nmnist_bin, write_nmnist_bin)
+
+TINY = Path(__file__).parent / "data" / "events_tiny"
+
+
+def _events(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
+            "t": np.sort(rng.integers(0, 1 << 23, n)), "p": rng.integers(0, 2, n)}
+
+
+def test_nmnist_binary_round_trip_and_layout(tmp_path):
+    events = _events()
+    path = write_nmnist_bin(tmp_path / "a.bin", events)
+    raw = path.read_bytes()
+    assert len(raw) == 5 * 50 and raw[0] == events["x"][0] and raw[1] == events["y"][0]
+    assert raw[2] >> 7 == events["p"][0]                     # polarity is the top bit
+    back = read_nmnist_bin(path)
+    assert all(np.array_equal(back[k], events[k]) for k in "xytp")
+    (tmp_path / "bad.bin").write_bytes(b"\x00" * 7)
+    with pytest.raises(EventFileError, match="bad.bin: 7 bytes"):
+        read_nmnist_bin(tmp_path / "bad.bin")
+
+
+def test_npz_events_plain_and_structured(tmp_path):
+    events = _events()
+    np.savez(tmp_path / "a.npz", **events)
+    structured = np.zeros(50, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "<i1")])
+    for k in "xytp":
+        structured[k] = events[k]
+    np.savez(tmp_path / "b.npz", events=structured)
+    for name in ("a.npz", "b.npz"):
+        back = read_event_npz(tmp_path / name)
+        assert all(np.array_equal(back[k], events[k]) for k in "xytp")
+    np.savez(tmp_path / "c.npz", x=events["x"])
+    with pytest.raises(EventFileError, match="missing y, t, p"):
+        read_event_npz(tmp_path / "c.npz")
+
+
+def test_binning_puts_each_event_in_its_time_share():
+    events = {"x": np.array([0, 1, 2, 2]), "y": np.array([0, 0, 1, 1]),
+              "t": np.array([0, 50, 99, 98]), "p": np.array([1, 0, 1, 1])}
+    spikes = bin_events(events, steps=2, sensor=(2, 3))
+    assert spikes.shape == (2, 2, 2, 3) and spikes.sum() == 3     # two events merge
+    assert spikes[0, 1, 0, 0] == 1 and spikes[1, 0, 0, 1] == 1 and spikes[1, 1, 1, 2] == 1
+
+
+def test_drop_and_jitter():
+    x = (torch.rand(4, 10, 2, 5, 5, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    gen = torch.Generator().manual_seed(1)
+    assert torch.equal(drop_events(x, 0.0, gen), x)
+    dropped = drop_events(x, 0.5, gen)
+    assert (dropped <= x).all() and 0.3 < dropped.sum() / x.sum() < 0.7
+    moved = jitter_events(x, 2, gen)
+    assert set(moved.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(moved.amax(dim=1), x.amax(dim=1))   # spikes move in time only
+    assert moved.sum() <= x.sum() and not torch.equal(moved, x)
+    assert torch.equal(jitter_events(x, 0, gen), x)
+
+
+def test_event_folder_is_a_dataset():
+    assert detect_format(TINY) == "events"
+    data = load_dataset(TINY, steps=6)
+    assert data.x_train.shape == (36, 6, 2, 10, 10) and data.x_test.shape == (18, 6, 2, 10, 10)
+    assert data.num_classes == 3 and set(data.x_train.unique().tolist()) == {0.0, 1.0}
+
+
+def test_unreadable_recording_is_a_dataset_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"\x01\x02")
+    with pytest.raises(DatasetError, match="x.bin: 2 bytes"):
+        load_dataset(tmp_path)
+
+
+def test_train_export_simulate_evaluate_on_events(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(TINY), "--hidden", "16", "--epochs", "6",
+                 "--steps", "6", "--preset", "digits", "--out", str(run)]) == 0
+    assert "(events;" in capsys.readouterr().out
+    assert main(["export", str(run / "checkpoint.pt"), "--out", str(run / "m.net")]) == 0
+    spec = rd.read_netx(run / "m.net")
+    assert spec.input_layer.neuron is None and spec.input_scale is None   # spikes go in
+    capsys.readouterr()
+    assert main(["simulate", str(run / "m.net"), "--labels", "--out", str(run / "p.npz")]) == 0
+    assert "18 test spike trains" in capsys.readouterr().out
+    model = rd.load_checkpoint(run / "checkpoint.pt")
+    data = load_dataset(TINY, steps=6)
+    float_pred = model(data.x_test).argmax(dim=1).numpy()
+    chip_pred = np.load(run / "p.npz")["predictions"]
+    assert np.mean(chip_pred == data.y_test.numpy()) >= 0.8
+    assert np.mean(chip_pred == float_pred) >= 0.9
+    assert main(["evaluate", str(run / "checkpoint.pt"), str(run / "m.net"),
+                 "--out", str(run / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "| drop | p = 0.5 |" in out and "| jitter | ±3 steps |" in out
+    assert (run / "eval" / "event_noise.png").is_file()
+
+
+@pytest.mark.slow
+def test_event_file_runs_on_lava_like_the_simulator(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(TINY), "--hidden", "8", "--epochs", "1",
+                 "--steps", "4", "--preset", "digits", "--out", str(run), "--no-progress"]) == 0
+    assert main(["export", str(run / "checkpoint.pt"), "--out", str(run / "m.net")]) == 0
+    spikes = load_dataset(TINY, steps=4).x_test[:4].numpy().astype(np.int64)
+    sim = rd.Simulator(rd.read_netx(run / "m.net")).run(spikes=torch.as_tensor(spikes))
+    from rssnn_deploy.backends import get_backend
+    lava = get_backend("lava").run(run / "m.net", spikes=spikes)
+    assert torch.equal(lava.output_v, sim.output_v)
