@@ -168,6 +168,15 @@ def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> i
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Simulator vs Lava on one netx file, every state of every layer; exit 1 on a difference."""
+    from rssnn_deploy.verify import verify
+    result = verify(_existing(args.net), inputs=_existing(args.input) if args.input else None,
+                    samples=args.samples, steps=args.steps, seed=args.seed)
+    print(result.text())
+    return 0 if result.bit_exact else 1
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Versions and backends; with a file, its layers, core mapping, energy and stability."""
     from rssnn_deploy.report import versions
@@ -430,6 +439,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=ct.state_list(("u", "v", "s")), default=(),
                    help="comma list of states to record: u,v,s")
     p.add_argument("--out", required=True, help="output .npz")
+
+    p = add("verify", cmd_verify, "run a netx file (ours, slayer's, anyone's) in Lava and in "
+                                  "the simulator; compare every u, v, s of every layer at "
+                                  "every step (exit 1 on the first difference)")
+    p.add_argument("net", help="netx .net file")
+    p.add_argument("--input", default=None,
+                   help=".npy: integer bias mantissas (N, ...) or spike trains (N, T, ...); "
+                        "images in [0, 1] are encoded with the file's input scale "
+                        "(default: random inputs)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="samples to run (default: 2 random, or all of --input)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="chip steps (default: the file's T + depth, else depth + 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
 
     p = add("evaluate", cmd_evaluate, "robustness of the float model and of its deployed "
                                       "integer model: noise, attacks under three threat "

@@ -3,9 +3,17 @@
 The file format is handled here and nowhere else. Writing produces exactly what stock
 ``lava.lib.dl.netx.hdf5.Network`` reads (DESIGN §4): groups ``layer/0 … layer/n−1``,
 ``type`` as a one-element bytes array, ``shape`` in (C, H, W) order, CUBA neuron fields
-``iDecay``/``vDecay``/``vThMant``/``refDelay``/``gradedSpike``. Project-only fields live
-in ``rssnn`` groups (``/rssnn`` for network metadata, ``layer/i/rssnn`` for DLIF gains),
-which netx never opens.
+``iDecay``/``vDecay``/``vThMant``/``refDelay``/``gradedSpike``, a per-neuron conv bias in
+the block's (W, H, C) order. Network metadata lives in a ``/rssnn`` group, which netx
+never opens.
+
+A layer with exact DLIF per-step gains is written with the neuron type
+``RSSNN_DLIF`` (``spec.DLIF_NEURON_TYPE``: the CUBA fields plus ``gainMant`` and
+``gainExp``). Stock netx refuses that type when it builds the network, so such a file
+cannot run there with its gains silently dropped; the project's reader, simulator and
+Lava DLIF process run it. Files written before this type existed keep the gains in a
+``layer/i/rssnn`` group beside a CUBA neuron; they are still read (with a warning, since
+stock netx runs them without their gains).
 
 Reading accepts any netx file, ours or lava-dl's own: layer groups are ordered
 numerically (h5py lists ``10`` before ``2``), weights and biases are taken as netx takes
@@ -19,12 +27,21 @@ sizes no network can have (``MAX_*`` below: values that would overflow the simul
 arithmetic or allocate without bound), so the simulator, the mapper and Lava can trust
 a spec read from disk. The tighter limits of a particular chip are the profile's.
 
+The reader's limits are Lava's (checked by running Lava, see tests/test_bitexact_lava.py):
+decays outside [0, 4096] and negative or huge thresholds run in Lava and are read (within
+``spec.DECAY_LIMIT`` / ``spec.VTH_LIMIT``, where the simulator stays exact); conv biases
+follow netx's broadcasting rule and anything netx refuses is refused here. A CUBA neuron
+with ``messageBits`` (netx hands the HDF5 dataset itself to Lava, which then fails to
+build) or ``gradedSpike = True`` (netx ignores it; Lava's LIF sends binary spikes only)
+is refused rather than run as something the file did not ask for.
+
 Writes are atomic (``fileio.atomic_path``): a failed export never leaves half a file.
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -33,8 +50,10 @@ import h5py
 import numpy as np
 
 from rssnn_deploy.fileio import atomic_path, jsonable
-from rssnn_deploy.spec import (DECAY_ONE, FOREIGN_LAYER_KINDS, LAYER_KINDS, CubaNeuron,
-                               ForeignNeuron, LayerSpec, NetworkSpec)
+from rssnn_deploy.spec import (DECAY_LIMIT, DLIF_NEURON_TYPE, FOREIGN_LAYER_KINDS,
+                               LAYER_KINDS, VTH_LIMIT, BiasLayoutError, CubaNeuron,
+                               ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_from_netx,
+                               conv_bias_per_neuron, conv_bias_to_netx)
 from rssnn_deploy.errors import UserError
 
 PathLike = Union[str, os.PathLike]
@@ -43,9 +62,11 @@ PathLike = Union[str, os.PathLike]
 NETX_DEFAULT_NEURON = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=1 << 17)
 _CUBA_TYPES = ("CUBA", "LOIHI")
 _CUBA_FIELDS = ("type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike")
+_GAIN_FIELDS = ("gainMant", "gainExp")
 _CONV_DERIVED = ("inChannels", "outChannels", "kernelSize")
 _DENSE_DERIVED = ("inFeatures", "outFeatures")
-_HANDLED = {"type", "shape", "neuron", "weight", "bias", "delay", "stride", "padding",
+_HANDLED = {"type", "shape", "neuron", "weight", "weight_rec", "bias", "delay", "stride",
+            "padding",
             "dilation", "groups", "rssnn", *_CONV_DERIVED, *_DENSE_DERIVED}
 
 
@@ -117,8 +138,11 @@ def _read_layer(path: Path, index: int, group: h5py.Group) -> LayerSpec:
         fields["neuron"] = _read_neuron(group["neuron"], f"{where}/neuron")
     elif kind == "dense":
         fields["neuron"] = NETX_DEFAULT_NEURON
+    elif kind == "dense_rec":
+        raise NetxFormatError(f"{where}/neuron: missing (netx builds dense_rec layers "
+                              "from the neuron group)")
     readers: Dict[str, Callable[[h5py.Group, str, Dict[str, Any]], None]] = {
-        "dense": _read_dense, "conv": _read_conv}
+        "dense": _read_dense, "conv": _read_conv, "dense_rec": _read_dense}
     if kind in readers:
         readers[kind](group, where, fields)
     passthrough = {k: _read_raw(group[k]) for k in group.keys() if k not in _HANDLED}
@@ -141,9 +165,31 @@ def _read_dense(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
         raise NetxFormatError(f"{where}/weight: shape {weight.shape} does not match "
                               f"{out_features} output neurons (expected (out, in))")
     fields["weight"] = weight
+    if fields["kind"] == "dense_rec":
+        _read_recurrent(group, where, fields, out_features)
     _read_optional_vector(group, "bias", where, fields, out_features)
+    if "bias" in fields and np.ndim(group["bias"][()]) > 1:
+        raise NetxFormatError(f"{where}/bias: shape {np.shape(group['bias'][()])}; netx "
+                              f"hands a dense bias to Lava as is, so it must be 1-D "
+                              f"(1 or {out_features} values)")
     if "delay" in group:
         fields["delay"] = _read_delay(group, where, weight.shape)
+
+
+def _read_recurrent(group: h5py.Group, where: str, fields: Dict[str, Any],
+                    out_features: int) -> None:
+    """netx's ``dense_rec``: ``weight_rec`` (F, F), no delays (see ``create_dense``)."""
+    rec = _read_int_array(group, "weight_rec", where)
+    if rec.ndim == 1 and rec.size == out_features * out_features:
+        rec = rec.reshape(out_features, -1)
+    if rec.shape != (out_features, out_features):
+        raise NetxFormatError(f"{where}/weight_rec: shape {rec.shape}; a recurrent layer of "
+                              f"{out_features} neurons needs ({out_features}, {out_features})")
+    if "delay" in group:
+        raise NetxFormatError(f"{where}/delay: netx's RecurrentDense with delays drops the "
+                              "weight exponent and reuses the input delays for the recurrent "
+                              "synapses; dense_rec layers with delays are not supported")
+    fields["weight_rec"] = rec
 
 
 def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
@@ -163,15 +209,20 @@ def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
             raise NetxFormatError(f"{where}/{name}: {list(fields[name])} must be "
                                   f"{'>= 0' if name == 'padding' else '>= 1'}")
     fields["groups"] = _read_scalar_int(group, "groups", where, low=1) if "groups" in group else 1
-    _read_optional_vector(group, "bias", where, fields, int(np.prod(fields["shape"])),
-                          allow=(fields["shape"][0],))
+    if "bias" in group:
+        try:
+            fields["bias"] = conv_bias_from_netx(_read_int_array(group, "bias", where),
+                                                 fields["shape"])
+        except BiasLayoutError as err:
+            raise NetxFormatError(f"{where}/bias: {err}") from None
     if "delay" in group:
         fields["delay"] = _read_delay(group, where, weight.shape)
 
 
 def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeuron]:
     neuron_type = _read_str(group, "type", where)
-    if neuron_type not in _CUBA_TYPES:
+    is_dlif = neuron_type == DLIF_NEURON_TYPE
+    if neuron_type not in _CUBA_TYPES and not is_dlif:
         return ForeignNeuron(type=neuron_type,
                              fields={k: _read_raw(group[k]) for k in group.keys()
                                      if k != "type"})
@@ -180,40 +231,72 @@ def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeur
         if name not in group:
             raise NetxFormatError(f"{where}/{name}: missing from {neuron_type} neuron")
         values[name] = _read_scalar_int(group, name, where)
-    for name in ("iDecay", "vDecay"):
-        if not 0 <= values[name] <= DECAY_ONE:
-            raise NetxFormatError(f"{where}/{name}: {values[name]} outside [0, {DECAY_ONE}]")
-    if values["vThMant"] < 0:
-        raise NetxFormatError(f"{where}/vThMant: {values['vThMant']} is negative")
-    return CubaNeuron(
+    _check_cuba_limits(group, values, where)
+    neuron = CubaNeuron(
         i_decay=values["iDecay"], v_decay=values["vDecay"], vth_mant=values["vThMant"],
         ref_delay=_read_scalar_int(group, "refDelay", where) if "refDelay" in group else 1,
         graded_spike=bool(group["gradedSpike"][()]) if "gradedSpike" in group else False,
-        netx_type=neuron_type,
+        netx_type="CUBA" if is_dlif else neuron_type,
         passthrough=tuple((k, _read_raw(group[k])) for k in sorted(group.keys())
-                          if k not in _CUBA_FIELDS))
+                          if k not in _CUBA_FIELDS + _GAIN_FIELDS))
+    if is_dlif:
+        return _with_gains(neuron, group, where)
+    if any(k in group for k in _GAIN_FIELDS):
+        raise NetxFormatError(f"{where}: gainMant/gainExp in a {neuron_type} neuron, which "
+                              f"stock netx would run without them; gains belong to a "
+                              f"{DLIF_NEURON_TYPE!r} neuron")
+    return neuron
+
+
+def _check_cuba_limits(group: h5py.Group, values: Dict[str, int], where: str) -> None:
+    """The values Lava runs and the simulator reproduces exactly (module docstring)."""
+    for name in ("iDecay", "vDecay"):
+        if not -DECAY_LIMIT <= values[name] <= DECAY_LIMIT:
+            raise NetxFormatError(f"{where}/{name}: {values[name]} outside "
+                                  f"[-{DECAY_LIMIT}, {DECAY_LIMIT}], the range the "
+                                  "simulator reproduces Lava's decay products exactly")
+    if not -VTH_LIMIT - 1 <= values["vThMant"] <= VTH_LIMIT:
+        raise NetxFormatError(f"{where}/vThMant: {values['vThMant']} outside int32, "
+                              "which Lava's LIF holds vth in")
+    if "messageBits" in group:
+        raise NetxFormatError(f"{where}/messageBits: graded spikes from a CUBA neuron do not "
+                              "run on stock netx (lava-dl 0.6 passes the HDF5 dataset "
+                              "itself to Lava, which fails to build the network); remove "
+                              "the field for binary spikes")
+    if "gradedSpike" in group and bool(np.asarray(group["gradedSpike"][()]).reshape(-1)[0]):
+        raise NetxFormatError(f"{where}/gradedSpike: True, but netx ignores the field and "
+                              "Lava's LIF sends binary spikes only, so the file would run "
+                              "as something it did not ask for; set it to False")
+
+
+def _with_gains(neuron: CubaNeuron, group: h5py.Group, where: str) -> CubaNeuron:
+    """The DLIF gains of a ``RSSNN_DLIF`` neuron (or of an old file's ``rssnn`` group)."""
+    if "gainMant" not in group or "gainExp" not in group:
+        raise NetxFormatError(f"{where}: a DLIF neuron needs both gainMant and gainExp")
+    mant = np.asarray(group["gainMant"][()])
+    if mant.ndim != 1 or mant.size == 0 or not np.issubdtype(mant.dtype, np.integer):
+        raise NetxFormatError(f"{where}/gainMant: expected a non-empty 1-D integer array, "
+                              f"found {mant.dtype} of shape {mant.shape}")
+    if np.abs(mant).max() > MAX_GAIN_MANT:
+        raise NetxFormatError(f"{where}/gainMant: {int(np.abs(mant).max())} exceeds "
+                              f"the limit {MAX_GAIN_MANT}")
+    return replace(neuron, gain_mant=tuple(int(g) for g in mant),
+                   gain_exp=_read_scalar_int(group, "gainExp", where, low=0,
+                                             high=MAX_GAIN_EXP))
 
 
 def _read_gains(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
-    """Attach the project's DLIF gains (``layer/i/rssnn``) to the layer's CUBA neuron."""
+    """Gains of files written before ``RSSNN_DLIF`` existed: a ``layer/i/rssnn`` group."""
     if "rssnn" not in group:
         return
-    ours = group["rssnn"]
     neuron = fields.get("neuron")
-    if not isinstance(neuron, CubaNeuron):
-        raise NetxFormatError(f"{where}/rssnn: DLIF gains need a CUBA neuron")
-    if "gainMant" not in ours or "gainExp" not in ours:
-        raise NetxFormatError(f"{where}/rssnn: needs both gainMant and gainExp")
-    mant = np.asarray(ours["gainMant"][()])
-    if mant.ndim != 1 or mant.size == 0 or not np.issubdtype(mant.dtype, np.integer):
-        raise NetxFormatError(f"{where}/rssnn/gainMant: expected a non-empty 1-D integer "
-                              f"array, found {mant.dtype} of shape {mant.shape}")
-    if np.abs(mant).max() > MAX_GAIN_MANT:
-        raise NetxFormatError(f"{where}/rssnn/gainMant: {int(np.abs(mant).max())} exceeds "
-                              f"the limit {MAX_GAIN_MANT}")
-    fields["neuron"] = replace(neuron, gain_mant=tuple(int(g) for g in mant),
-                               gain_exp=_read_scalar_int(ours, "gainExp", where + "/rssnn",
-                                                         low=0, high=MAX_GAIN_EXP))
+    if not isinstance(neuron, CubaNeuron) or neuron.gain_mant is not None:
+        raise NetxFormatError(f"{where}/rssnn: DLIF gains need a CUBA neuron without "
+                              "gains of its own")
+    warnings.warn(f"{where}: DLIF gains in a layer/rssnn group (an older rssnn-deploy "
+                  "file): stock netx runs this file without its gains; re-export it to get "
+                  f"the {DLIF_NEURON_TYPE} neuron type netx refuses", stacklevel=4)
+    fields["neuron"] = _with_gains(neuron, group["rssnn"], f"{where}/rssnn")
 
 
 def _read_meta(path: Path, handle: h5py.File) -> Dict[str, Any]:
@@ -393,11 +476,14 @@ def _write_layer(group: h5py.Group, layer: LayerSpec) -> None:
     group.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
     if layer.weight is not None:
         group.create_dataset("weight", data=_file_dtype(layer.weight))
+    if layer.weight_rec is not None:
+        group.create_dataset("weight_rec", data=_file_dtype(layer.weight_rec))
     if layer.bias is not None:
-        group.create_dataset("bias", data=_file_dtype(layer.bias))
+        bias = conv_bias_to_netx(layer.bias, layer.shape) if layer.kind == "conv" else layer.bias
+        group.create_dataset("bias", data=_file_dtype(bias))
     if layer.delay is not None:
         group.create_dataset("delay", data=np.asarray(layer.delay))
-    if layer.kind == "dense" and layer.weight is not None:
+    if layer.kind in ("dense", "dense_rec") and layer.weight is not None:
         group.create_dataset("outFeatures", data=int(layer.weight.shape[0]))
         group.create_dataset("inFeatures", data=int(layer.weight.shape[1]))
     if layer.kind == "conv":
@@ -420,7 +506,8 @@ def _write_neuron(layer_group: h5py.Group, neuron: Union[CubaNeuron, ForeignNeur
         for name, value in neuron.fields.items():
             _write_raw(group, name, value)
         return
-    _write_string(group, "type", neuron.netx_type)
+    _write_string(group, "type",
+                  DLIF_NEURON_TYPE if neuron.gain_mant is not None else neuron.netx_type)
     group.create_dataset("iDecay", data=int(neuron.i_decay))
     group.create_dataset("vDecay", data=int(neuron.v_decay))
     group.create_dataset("vThMant", data=int(neuron.vth_mant))
@@ -429,9 +516,8 @@ def _write_neuron(layer_group: h5py.Group, neuron: Union[CubaNeuron, ForeignNeur
     for name, value in neuron.passthrough:
         _write_raw(group, name, value)
     if neuron.gain_mant is not None:
-        ours = layer_group.create_group("rssnn")
-        ours.create_dataset("gainMant", data=np.asarray(neuron.gain_mant, dtype=np.int64))
-        ours.create_dataset("gainExp", data=int(neuron.gain_exp))
+        group.create_dataset("gainMant", data=np.asarray(neuron.gain_mant, dtype=np.int64))
+        group.create_dataset("gainExp", data=int(neuron.gain_exp))
 
 
 def _write_meta(handle: h5py.File, meta: Dict[str, Any]) -> None:
@@ -481,7 +567,7 @@ def _check_structure(spec: NetworkSpec, path: Path) -> None:
     previous = spec.layers[0].shape
     for index, layer in enumerate(spec.layers[1:], start=1):
         where = f"{path}: layer/{index}"
-        if layer.kind == "dense" and layer.weight is not None:
+        if layer.kind in ("dense", "dense_rec") and layer.weight is not None:
             fan_in = int(np.prod(previous))
             if layer.weight.shape[1] != fan_in:
                 raise NetxFormatError(f"{where}/weight: {layer.weight.shape[1]} inputs, but "
@@ -495,6 +581,17 @@ def _check_structure(spec: NetworkSpec, path: Path) -> None:
             if expected != layer.shape:
                 raise NetxFormatError(f"{where}/shape: {layer.shape}, but the convolution "
                                       f"of {previous} gives {expected}")
+            if layer.bias is not None:
+                try:
+                    conv_bias_per_neuron(layer.bias, layer.shape)
+                except BiasLayoutError as err:
+                    raise NetxFormatError(f"{where}/bias: {err}") from None
+        if layer.kind == "dense_rec":
+            n = int(np.prod(layer.shape))
+            if layer.weight_rec is None or np.shape(layer.weight_rec) != (n, n):
+                raise NetxFormatError(f"{where}/weight_rec: a recurrent layer of {n} neurons "
+                                      f"needs ({n}, {n}) recurrent weights, found "
+                                      f"{None if layer.weight_rec is None else np.shape(layer.weight_rec)}")
         if layer.kind != "flatten" and not layer.is_foreign:
             previous = layer.shape
         elif layer.kind == "flatten":
@@ -520,7 +617,7 @@ def specs_equal(a: NetworkSpec, b: NetworkSpec) -> Optional[str]:
         for name in ("kind", "shape", "neuron", "stride", "padding", "dilation", "groups"):
             if _normalise(getattr(la, name)) != _normalise(getattr(lb, name)):
                 return f"layer {index} {name}: {getattr(la, name)!r} vs {getattr(lb, name)!r}"
-        for name in ("weight", "bias", "delay"):
+        for name in ("weight", "weight_rec", "bias", "delay"):
             va, vb = getattr(la, name), getattr(lb, name)
             if (va is None) != (vb is None) or (va is not None and not np.array_equal(va, vb)):
                 return f"layer {index} {name} differs"

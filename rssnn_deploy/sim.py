@@ -110,10 +110,22 @@ what an unmodified spec computes):
   its synapse, e.g. to drop spikes in transit (bool in the exact mode, float64 with
   ``differentiable=True``; any non-zero value counts as a spike in the exact mode).
 
+* **Recurrent dense** (netx ``dense_rec``): a second synapse feeds the layer's own spikes
+  of step t − 1 back into its ``a_in`` of step t, ``W_rec_eff·s[t−1]`` shifted by the
+  weight exponent netx chose for ``[W | W_rec]`` together (each part with its own Lava
+  sign mode, see ``effective_recurrent_weights``); every wrap and clip is checked.
+* **Biases** of conv layers are one per channel (C,) or one per neuron (C, H, W) in the
+  spec (the reader has already turned netx's (W, H, C) into that order); any other
+  layout is refused, since the writer could not store it in a layout netx reads.
+* **Neuron constants** outside the usual ranges run as in Lava: iDecay or vDecay above
+  4096 (the decay factor turns negative) or below 0 (the state grows), negative or huge
+  thresholds; every wrap and clip is then checked (``netx_io`` bounds the values to
+  where float64 stays exact).
+
 Not reproduced: Lava's Conv computes in torch float32, so a conv layer with
 ``Σ|w| ≥ 2²⁴`` per output channel could round inside Lava; the simulator stays exact
-there (float64). Sigma-delta, recurrent, complex, pooling and averaging layers are
-rejected with ``SimulationError``.
+there (float64). Sigma-delta, complex, pooling and averaging layers are rejected with
+``SimulationError``, and so are DLIF gains or delays on a recurrent layer.
 """
 from __future__ import annotations
 
@@ -130,15 +142,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rssnn_deploy.spec import (BIAS_EXP, DECAY_ONE, STATE_SHIFT, CubaNeuron,
-                               ForeignNeuron, LayerSpec, NetworkSpec)
+from rssnn_deploy.spec import (BIAS_EXP, DECAY_ONE, STATE_SHIFT, BiasLayoutError, CubaNeuron,
+                               ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_per_neuron)
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.memory import check_simulation_memory
 
 __all__ = [
     "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
     "encode_input_differentiable",
-    "effective_dense_weights", "expand_delays", "lava_default_neuron", "layer_timing",
+    "effective_dense_weights", "effective_recurrent_weights", "expand_delays", "lava_default_neuron", "layer_timing",
 ]
 
 #: the neuron netx builds for a dense layer whose file has no ``neuron`` group
@@ -201,8 +213,29 @@ def effective_dense_weights(weight: np.ndarray, layer: str = "dense layer"
     ``truncate_weights`` with the sign mode it determines from the optimised matrix. The
     accumulated sum is finally shifted by ``weight_exp``.
     """
-    from rssnn_deploy.loihi_weights import (clip_weights, determine_sign_mode,
-                                            optimize_weight_bits, truncate_weights)
+    w_opt, num_bits, weight_exp = _optimize_weight_bits(weight, layer)
+    return _lava_dense_weights(w_opt, num_bits), weight_exp
+
+
+def effective_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray,
+                                layer: str = "dense_rec layer"
+                                ) -> Tuple[np.ndarray, np.ndarray, int]:
+    """``(W_eff, W_rec_eff, weight_exp)`` of netx's ``dense_rec``, as Lava uses them.
+
+    netx optimises ``[W | W_rec]`` together (one exponent, one bit width) and splits the
+    result; each part then goes through its own Lava Dense synapse, which picks its sign
+    mode from its own matrix (``create_dense`` with ``rec=True``).
+    """
+    in_features = np.shape(weight)[1]
+    w_opt, num_bits, weight_exp = _optimize_weight_bits(
+        np.hstack([np.asarray(weight), np.asarray(weight_rec)]), layer)
+    return (_lava_dense_weights(w_opt[:, :in_features], num_bits),
+            _lava_dense_weights(w_opt[:, in_features:], num_bits), weight_exp)
+
+
+def _optimize_weight_bits(weight: np.ndarray, layer: str) -> Tuple[np.ndarray, int, int]:
+    """netx's ``optimize_weight_bits`` on file weights (truncated as netx reads them)."""
+    from rssnn_deploy.loihi_weights import optimize_weight_bits
 
     w = np.asarray(weight)
     w = w.astype(int) if np.issubdtype(w.dtype, np.floating) else w.astype(np.int64)
@@ -213,11 +246,18 @@ def effective_dense_weights(weight: np.ndarray, layer: str = "dense layer"
     with contextlib.redirect_stdout(printed), np.errstate(divide="ignore", invalid="ignore"):
         w_opt, num_bits, weight_exp, _ = optimize_weight_bits(w)
     if printed.getvalue().strip():
-        warnings.warn(f"{layer}: netx: {' '.join(printed.getvalue().split())}", stacklevel=2)
+        warnings.warn(f"{layer}: netx: {' '.join(printed.getvalue().split())}", stacklevel=3)
+    return w_opt, num_bits, int(weight_exp)
+
+
+def _lava_dense_weights(w_opt: np.ndarray, num_bits: int) -> np.ndarray:
+    """What one Lava Dense synapse makes of netx's optimised matrix (its own sign mode)."""
+    from rssnn_deploy.loihi_weights import clip_weights, determine_sign_mode, truncate_weights
+
     sign_mode = determine_sign_mode(w_opt)
     w_eff = clip_weights(w_opt, sign_mode, num_bits=8)
     w_eff = truncate_weights(w_eff, sign_mode, num_bits)
-    return np.asarray(w_eff, dtype=np.int64), int(weight_exp)
+    return np.asarray(w_eff, dtype=np.int64)
 
 
 def expand_delays(delay: np.ndarray, out_features: int, in_features: int) -> np.ndarray:
@@ -395,7 +435,13 @@ class _DenseSynapse:
         if w.shape != (out_features, in_features):
             raise SimulationError(f"layer {index} (dense): weight shape {w.shape} does not "
                                   f"match ({out_features}, {in_features})")
-        w_eff, self.exp = effective_dense_weights(w, f"layer {index} (dense)")
+        self.recurrent: Optional[_Recurrent] = None
+        if layer.kind == "dense_rec":
+            w_eff, w_rec, self.exp = effective_recurrent_weights(
+                w, _recurrent_weight(layer, index, out_features), f"layer {index} (dense_rec)")
+            self.recurrent = _Recurrent(w_rec, self.exp, device)
+        else:
+            w_eff, self.exp = effective_dense_weights(w, f"layer {index} (dense)")
         self.w_eff = w_eff
         self.out_features = out_features
         if layer.delay is not None:
@@ -432,6 +478,41 @@ class _DenseSynapse:
         elif self.exp < 0:
             a = _floor(a * self.scale, grad)      # power-of-two scaling: exact, then floor
         return a.reshape(a.shape[0], len(self.delays), self.out_features)
+
+
+def _recurrent_weight(layer: LayerSpec, index: int, n: int) -> np.ndarray:
+    w = layer.weight_rec
+    if w is None or np.shape(w) != (n, n):
+        raise SimulationError(f"layer {index} (dense_rec): needs recurrent weights of shape "
+                              f"({n}, {n}), got {None if w is None else np.shape(w)}")
+    if layer.delay is not None:
+        raise SimulationError(f"layer {index} (dense_rec): synaptic delays are not supported "
+                              "on recurrent layers (netx drops their weight exponent)")
+    return np.asarray(w)
+
+
+class _Recurrent:
+    """A ``dense_rec`` layer's own spikes back to itself: ``W_rec_eff·s[t−1]``, shifted.
+
+    A second Lava Dense synapse in netx's ``RecurrentDense``: the spikes of step t − 1
+    reach the neurons at step t (its one-step buffer), scaled by the shared weight
+    exponent (floor for a negative one) and added to the feed-forward ``a_in``. Sums
+    are formed in float64 (exact: |W_rec·s| ≤ 254·F ≪ 2⁵³).
+    """
+
+    def __init__(self, w_rec: np.ndarray, exp: int, device):
+        self.weight_t = torch.as_tensor(w_rec.T.copy(), dtype=torch.float64, device=device)
+        self.max_abs = float(np.abs(w_rec).sum(axis=1).max(initial=0)) * 2.0 ** max(exp, 0)
+        self.exp = exp
+
+    def __call__(self, s: torch.Tensor, grad: bool) -> torch.Tensor:
+        """s: (N, F) spikes of the previous step → (N, F) recurrent input (a_in units)."""
+        a = s.reshape(s.shape[0], -1).to(torch.float64) @ self.weight_t
+        if self.exp > 0:
+            return a * 2.0 ** self.exp
+        if self.exp < 0:
+            return _floor(a * 2.0 ** self.exp, grad)
+        return a
 
 
 class _ConvSynapse:
@@ -522,16 +603,20 @@ def _layer_bias(layer: LayerSpec, index: int, device) -> Optional[torch.Tensor]:
         return None
     b = np.asarray(layer.bias)
     b = b.astype(int) if np.issubdtype(b.dtype, np.floating) else b.astype(np.int64)
-    shape = tuple(layer.shape) if layer.kind == "conv" else (int(np.prod(layer.shape)),)
-    if b.size == 1:
-        b = np.full(shape, b.reshape(()))
-    elif layer.kind == "conv" and b.shape == (shape[0],):
-        b = np.broadcast_to(b.reshape(-1, 1, 1), shape)
-    elif b.size == int(np.prod(shape)):
-        b = b.reshape(shape)
+    if layer.kind == "conv":   # (C,) or (C, H, W): the layouts netx runs (spec.py)
+        try:
+            b = conv_bias_per_neuron(b, tuple(layer.shape))
+        except BiasLayoutError as err:
+            raise SimulationError(f"layer {index}: {err}") from None
     else:
-        raise SimulationError(f"layer {index}: bias of shape {b.shape} does not fit the "
-                              f"layer shape {shape}")
+        shape = (int(np.prod(layer.shape)),)
+        if b.size == 1:
+            b = np.full(shape, b.reshape(()))
+        elif b.ndim == 1 and b.size == shape[0]:
+            b = b.reshape(shape)
+        else:
+            raise SimulationError(f"layer {index}: bias of shape {b.shape} does not fit the "
+                                  f"layer shape {shape}")
     b = _wrap16(b) * (1 << BIAS_EXP)
     if not b.any():
         return None
@@ -644,7 +729,7 @@ class Simulator:
                 flatten = True
                 shape = (int(np.prod(shape)),)
                 continue
-            if layer.kind == "dense":
+            if layer.kind in ("dense", "dense_rec"):
                 if len(shape) != 1 and not flatten and self.stages:
                     raise SimulationError(f"layer {i} (dense) follows a {shape} layer "
                                           "without a flatten layer; netx cannot wire it")
@@ -663,10 +748,17 @@ class Simulator:
                 raise SimulationError(f"layer {i}: unsupported kind {layer.kind!r}")
             neuron = _neuron_of(layer, i)
             _check_neuron_arrays(neuron, tuple(out_shape), i)
-            stage = _Stage(i, layer.kind, tuple(out_shape), neuron, timings[i],
+            # a dense_rec layer is a dense stage whose synapse also feeds back its spikes
+            kind = "dense" if layer.kind == "dense_rec" else layer.kind
+            stage = _Stage(i, kind, tuple(out_shape), neuron, timings[i],
                            _layer_bias(layer, i, self.device), syn, flatten)
             self._set_gains(stage, neuron)
             stage.exact_wraps = self._needs_exact_wraps(stage, syn.max_abs)
+            if getattr(syn, "recurrent", None) is not None:
+                if stage.gains is not None:
+                    raise SimulationError(f"layer {i} (dense_rec): DLIF gains on a recurrent "
+                                          "layer are not supported")
+                stage.exact_wraps = True     # every wrap and clip checked each step
             self.stages.append(stage)
             shape, flatten = tuple(out_shape), False
         if not any(s.synapse is not None for s in self.stages):
@@ -811,6 +903,9 @@ class Simulator:
                 if st.kind == "dense" and syn.delays != [0]:
                     raise SimulationError(f"straight_through: layer {idx} has synaptic "
                                           "delays, which it does not support")
+                if getattr(syn, "recurrent", None) is not None:
+                    raise SimulationError(f"straight_through: layer {idx} is recurrent "
+                                          "(dense_rec), which it does not support")
             if path.gains is not None and (st.gains is None
                                            or tuple(path.gains.shape) != tuple(st.gains.shape)):
                 raise SimulationError(f"straight_through: layer {idx} gains must match its "
@@ -981,6 +1076,9 @@ class Simulator:
             gains = st.gains if gains_path is None else st.gains + _zero_with_grad(gains_path)
             g = gains[k].reshape((steps,) + (1,) * len(shape))
             a_in = _trunc(a_in * g * st.gain_scale, grad)
+        recurrent = getattr(st.synapse, "recurrent", None)
+        if a_in is None and recurrent is not None:   # no feed-forward input yet
+            a_in = torch.zeros((steps,) + shape, dtype=torch.float64, device=dev)
         a6 = None
         if a_in is not None:   # << 6: a power-of-two scaling, exact in float32 as well
             a6 = a_in * 64.0 if grad else a_in.mul_(64.0)
@@ -989,12 +1087,18 @@ class Simulator:
         if plan.wrap32 and a6 is not None:
             a6 = _wrap(a6.to(torch.float64), 32, grad)
         if grad:
-            return self._loop_grad(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names)
+            return self._loop_grad(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan,
+                                   names, recurrent)
         return (*self._loop_exact(a6, bias, shape, steps, cu, cv, theta, reset_steps, plan,
-                                  names), {})
+                                  names, recurrent), {})
 
-    def _loop_exact(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names):
-        """In-place integer dynamics on float64 (no autograd); spikes as bool."""
+    def _loop_exact(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names,
+                    recurrent=None):
+        """In-place integer dynamics on float64 (no autograd); spikes as bool.
+
+        ``recurrent`` (a ``dense_rec`` layer): ``a_in`` of step t also gets the layer's
+        own spikes of step t − 1 through ``recurrent``.
+        """
         dev = self.device
         u = torch.zeros(shape, dtype=torch.float64, device=dev)
         v = torch.zeros(shape, dtype=torch.float64, device=dev)
@@ -1016,6 +1120,8 @@ class Simulator:
                     u.mul_(cu).trunc_()
                 if a6 is not None:
                     u.add_(a6[t - 1])
+                if recurrent is not None and t > 1:
+                    u.add_(recurrent(s_all[t - 2], False), alpha=64.0)
                 if plan.wrap32:
                     u = _wrap(u, 32, False)
                 if plan.wrap_u:
@@ -1043,7 +1149,8 @@ class Simulator:
                 rec["s"][t - 1].copy_(s)
         return s_all, rec, v
 
-    def _loop_grad(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names):
+    def _loop_grad(self, a6, bias, shape, steps, cu, cv, theta, reset_steps, plan, names,
+                   recurrent=None):
         """Same dynamics, out of place, with straight-through and surrogate gradients."""
         dev = self.device
         u = torch.zeros(shape, dtype=torch.float64, device=dev)
@@ -1055,6 +1162,8 @@ class Simulator:
             u = u * 0.0 if _is(cu, 0.0) else (u if _is(cu, 1.0) else _trunc(u * cu, True))
             if a6 is not None:
                 u = u + a6[t - 1]
+            if recurrent is not None and spikes:
+                u = u + 64.0 * recurrent(spikes[-1], True)
             if plan.wrap32:
                 u = _wrap(u, 32, True)
             if plan.wrap_u:

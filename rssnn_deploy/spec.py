@@ -43,10 +43,21 @@ STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 
 #: layer kinds the project quantizes, simulates and runs.
-LAYER_KINDS = ("input", "dense", "conv", "flatten")
+LAYER_KINDS = ("input", "dense", "conv", "flatten", "dense_rec")
 #: further kinds netx files may hold; read and re-exported verbatim, never simulated.
-FOREIGN_LAYER_KINDS = ("average", "pool", "concat", "convT", "unpool", "dense_rec",
-                       "dense_comp")
+FOREIGN_LAYER_KINDS = ("average", "pool", "concat", "convT", "unpool", "dense_comp")
+
+#: The netx neuron type of a layer with exact DLIF per-step gains. Stock netx's
+#: ``get_neuron_params`` knows only CUBA/LOIHI, SDNN and RF types and refuses any other
+#: at load time, so such a file cannot run on stock netx with its gains silently dropped.
+DLIF_NEURON_TYPE = "RSSNN_DLIF"
+#: iDecay and vDecay the simulator reproduces exactly: Lava computes
+#: ``u·(4096 − iDecay)`` in int64 with |u| < 2³¹, the simulator in float64 (exact below
+#: 2⁵³), so |decay| ≤ 2²¹ keeps every product exact. Lava accepts any integer (a decay
+#: above 4096 flips the sign every step, a negative one grows the state).
+DECAY_LIMIT = 1 << 21
+#: vThMant: Lava's LIF holds ``vth`` as int32 and compares v > vth << 6 in int64.
+VTH_LIMIT = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,15 @@ class LayerSpec:
     ``shape`` is the layer's neuron array in (C, H, W) order for input and conv layers
     and (F,) for dense layers; a flatten layer has no neurons and repeats its input's
     shape flattened.
+
+    ``bias`` (the neurons' bias mantissas): dense layers hold one value or one per
+    neuron (F,); conv layers one per channel (C,) or one per neuron in the spec's
+    (C, H, W) order (netx files store the latter in the block's (W, H, C) order; the
+    reader and writer transpose, see :func:`conv_bias_per_neuron`).
+
+    ``dense_rec`` (netx's recurrent dense): ``weight`` (F, in) feeds the previous
+    layer's spikes, ``weight_rec`` (F, F) the layer's own spikes; both arrive one step
+    later, and netx optimises the two matrices together (one weight exponent).
     """
 
     kind: str
@@ -115,6 +135,8 @@ class LayerSpec:
     padding: Tuple[int, int] = (0, 0)
     dilation: Tuple[int, int] = (1, 1)
     groups: int = 1
+    #: ``dense_rec`` only: the recurrent weights (F, F), the layer's spikes back to itself.
+    weight_rec: Optional[np.ndarray] = None
     #: file datasets of this layer that the project does not interpret, kept verbatim.
     passthrough: Dict[str, Any] = field(default_factory=dict)
 
@@ -136,7 +158,64 @@ class LayerSpec:
     @property
     def is_synaptic(self) -> bool:
         """True for layers whose output arrives one time step after their input."""
-        return self.kind in ("dense", "conv")
+        return self.kind in ("dense", "conv", "dense_rec")
+
+
+class BiasLayoutError(ValueError):
+    """A conv bias that netx cannot broadcast to its block (the caller adds the place)."""
+
+
+def conv_bias_per_neuron(bias: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """A spec conv bias, (C,) or (C, H, W), as one value per neuron in (C, H, W) order.
+
+    Raises :class:`BiasLayoutError` for any other shape (a flat vector, a scalar): the
+    writer would store it in a layout netx refuses or reads in another order.
+    """
+    b = np.asarray(bias)
+    c, h, w = (int(s) for s in shape)
+    if b.shape == (c,):
+        return np.broadcast_to(b.reshape(c, 1, 1), (c, h, w)).copy()
+    if b.shape == (c, h, w):
+        return b.copy()
+    raise BiasLayoutError(f"conv bias of shape {b.shape}: expected one per channel {(c,)} "
+                          f"or one per neuron {(c, h, w)} (C, H, W)")
+
+
+def conv_bias_from_netx(bias: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """A conv bias as stored in a netx file → the spec's (C,) or (C, H, W).
+
+    Exactly netx's rule (``AbstractBlock._neuron``, block shape (W, H, C)): a bias shaped
+    like the block is per neuron in (W, H, C) order; otherwise one whose first axis has C
+    entries is broadcast into the block (numpy's rules, as ``bias_mant[:, :] = bias``);
+    anything else netx refuses with a RuntimeError, and so does this function
+    (:class:`BiasLayoutError`).
+    """
+    b = np.asarray(bias)
+    whc = tuple(int(s) for s in shape)[::-1]
+    if b.shape == whc:
+        return b.transpose(2, 1, 0).copy()
+    if b.ndim >= 1 and b.shape[0] == whc[-1]:
+        if b.shape == whc[-1:]:
+            return b.copy()
+        full = np.zeros(whc, dtype=b.dtype)
+        try:
+            full[:, :] = b
+        except ValueError:
+            raise BiasLayoutError(
+                f"conv bias of shape {b.shape} does not broadcast to the block's (W, H, C) "
+                f"= {whc}; netx accepts ({whc[-1]},) per channel or {whc} per neuron"
+            ) from None
+        return full.transpose(2, 1, 0).copy()
+    raise BiasLayoutError(f"conv bias of shape {b.shape}: netx accepts ({whc[-1]},) per "
+                          f"channel or the block's (W, H, C) = {whc} per neuron")
+
+
+def conv_bias_to_netx(bias: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """The spec's conv bias in the layout netx reads: (C,) as is, (C, H, W) → (W, H, C)."""
+    b = np.asarray(bias)
+    if b.shape == (int(shape[0]),):
+        return b
+    return conv_bias_per_neuron(b, shape).transpose(2, 1, 0)
 
 
 @dataclass

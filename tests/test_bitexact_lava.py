@@ -355,3 +355,107 @@ def test_analog_predictions_match_lava_sample_by_sample():
     ours = predict(spec, graded)
     assert torch.equal(ours, lava().predict(spec, graded))
     assert len(set(ours.tolist())) > 1, "degenerate test network"
+
+
+# ---------------------------------------------------------------- per-neuron conv bias
+
+def _conv_bias_spec(seed, in_shape, per_neuron: bool):
+    spec = conv_spec(seed=seed, in_shape=in_shape, convs=((3, 3, 1, 1, 1), (4, 3, 2, 0, 1)),
+                     dense=(5,))
+    rng = np.random.default_rng(seed + 10)
+    for layer in spec.layers:
+        if layer.kind == "conv":
+            shape = tuple(layer.shape) if per_neuron else (layer.shape[0],)
+            layer.bias = rng.integers(-30, 40, size=shape)
+    return spec
+
+
+@pytest.mark.parametrize("in_shape", [(2, 7, 9), (2, 6, 6)], ids=["rectangular", "square"])
+def test_per_neuron_conv_bias_in_netx_layout(in_shape, tmp_path):
+    """A per-neuron conv bias (spec (C, H, W), file (W, H, C)) runs identically in Lava
+    from the file and in the simulator from the file read back; the bias varies along
+    H and W, so any axis mix-up shows."""
+    from rssnn_deploy.netx_io import write_netx
+    spec = _conv_bias_spec(4, in_shape, per_neuron=True)
+    assert np.ptp(spec.layers[1].bias, axis=(1, 2)).min() > 0
+    ours, _ = both(write_netx(spec, tmp_path / "bias.net"), rand_bias(spec, 2, hi=60), steps=8)
+    assert ours.states[1]["s"].any() and ours.states[2]["s"].any()
+
+
+@pytest.mark.slow
+def test_channel_conv_bias():
+    spec = _conv_bias_spec(5, (2, 7, 9), per_neuron=False)
+    both(spec, rand_bias(spec, 2, hi=60), steps=8)
+
+
+# ------------------------------------------------ neuron constants beyond the usual range
+
+#: (iDecay, vDecay, vThMant) per hidden layer: decays above 4096 (the factor turns
+#: negative), below 0 (the state grows), far beyond (int32 wraps of u), negative and
+#: huge thresholds.
+UNUSUAL_NEURONS = [(5000, 100, -3), (-300, 5000, 40), (70000, -200, 500), (2048, 100, 1 << 26)]
+
+
+def test_decays_and_thresholds_lava_runs(tmp_path):
+    """Lava runs these values, the reader reads them, the simulator matches every state."""
+    from rssnn_deploy.netx_io import write_netx
+    rng = np.random.default_rng(11)
+    layers = [LayerSpec("input", (10,), neuron=CubaNeuron(4096, 0, 0))]
+    for i_decay, v_decay, vth in UNUSUAL_NEURONS:
+        layers.append(LayerSpec("dense", (8,), neuron=CubaNeuron(i_decay, v_decay, vth),
+                                weight=rng.integers(-100, 120, size=(8, layers[-1].shape[0])),
+                                bias=rng.integers(-50, 50, size=8)))
+    layers.append(LayerSpec("dense", (4,), neuron=CubaNeuron(1024, 200, 30),
+                            weight=rng.integers(-100, 120, size=(4, 8))))
+    spec = NetworkSpec(layers, meta={"steps": 12})
+    path = write_netx(spec, tmp_path / "limits.net")
+    ours, _ = both(path, rand_bias(spec, 2, hi=60), steps=12)
+    back = read_netx(path)
+    assert [l.neuron for l in back.layers] == [l.neuron for l in spec.layers]
+    assert ours.states[1]["s"].any() and ours.states[3]["s"].any()
+    assert ours.states[3]["u"].abs().max() > (1 << 23)     # u beyond 24 bits (int32 wrap)
+
+
+# ------------------------------------------------------------------- recurrent dense
+
+def rec_spec(seed: int, sizes=(12, 10, 4), wmax: int = 70, rec_range=(-60, 61)) -> NetworkSpec:
+    rng = np.random.default_rng(seed)
+    a, b, c = sizes
+    layers = [LayerSpec("input", (a,), neuron=CubaNeuron(4096, 300, 25)),
+              LayerSpec("dense_rec", (b,), neuron=CubaNeuron(int(rng.integers(1, 4097)),
+                                                             int(rng.integers(0, 2000)), 30),
+                        weight=rng.integers(-wmax, wmax + 1, size=(b, a)),
+                        weight_rec=rng.integers(*rec_range, size=(b, b)),
+                        bias=rng.integers(-20, 21, size=b)),
+              LayerSpec("dense", (c,), neuron=INTEGRATOR,
+                        weight=rng.integers(-wmax, wmax + 1, size=(c, b)))]
+    return NetworkSpec(layers, meta={"steps": 10})
+
+
+def test_dense_rec_every_state(tmp_path):
+    """From the file, as stock netx builds it (RecurrentDense)."""
+    from rssnn_deploy.netx_io import write_netx
+    spec = rec_spec(0)
+    ours, _ = both(write_netx(spec, tmp_path / "rec.net"), rand_bias(spec, 2), steps=14)
+    assert ours.states[1]["s"].sum() > 4, "the recurrence should carry spikes"
+
+
+def test_dense_rec_shared_exponent_and_own_sign_modes():
+    """Small feed-forward weights with large recurrent ones: netx's joint optimisation
+    gives both one exponent; an all-inhibitory recurrent matrix takes Lava's own sign
+    mode (its −256 edge case included)."""
+    spec = rec_spec(3, wmax=6, rec_range=(-256, -100))
+    spec.layers[1].weight_rec[0, 0] = -256
+    both(spec, rand_bias(spec, 2, seed=3), steps=12)
+
+
+def test_dense_rec_streamed_with_staggered_resets():
+    spec = rec_spec(4)
+    both(spec, rand_bias(spec, 3, seed=4), reset="staggered")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6, 10))
+def test_dense_rec_sweep(seed):
+    spec = rec_spec(seed, sizes=(16, 24, 5))
+    both(spec, rand_bias(spec, 2, seed=seed), steps=16)

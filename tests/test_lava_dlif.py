@@ -153,18 +153,18 @@ def test_quantized_digits_model_exact_gain_mode():
     assert not torch.equal(predict(without_gains(spec), bias), ours), "gains had no effect"
 
 
-def test_exact_mode_file_loads_in_stock_netx_without_gains(tmp_path):
-    """Stock netx loads a gain file and builds plain LIF neurons: it would silently run
-    the network without its gains. The backend therefore routes it to the DLIF builder
-    (whose result is the simulator's with gains), and gain-free files still to netx."""
+def test_exact_mode_file_fails_on_stock_netx_and_runs_on_the_dlif_process(tmp_path):
+    """Stock netx refuses a gain file (its RSSNN_DLIF neuron type is unknown to netx), so
+    it cannot run without its gains. The backend routes it to the DLIF builder (whose
+    result is the simulator's with gains), and gain-free files still to netx."""
     from lava.lib.dl import netx
     from lava.proc.lif.process import LIF
 
     spec = with_gains(dense_spec([12, 10, 4], seed=6, steps=6), (1,), seed=6)
     path = write_netx(spec, tmp_path / "gains.net")
     assert read_netx(path).layers[1].neuron.gain_mant == spec.layers[1].neuron.gain_mant
-    net = netx.hdf5.Network(net_config=str(path))
-    assert [type(block.neuron) for block in net.layers] == [LIF, LIF, LIF]
+    with pytest.raises(AttributeError):
+        netx.hdf5.Network(net_config=str(path))
     built = build_network(read_netx(path))
     assert [type(block.neuron) for block in built.layers] == [LIF, DLIF, LIF]
 

@@ -71,10 +71,85 @@ def test_foreign_neurons_are_kept_not_simulated(netx_gt):
 @pytest.mark.lava
 def test_stock_netx_loads_our_file(tmp_path):
     from lava.lib.dl import netx
-    spec = small_spec(gains=(64,) * 8)  # our namespaced gains must not disturb netx
+    spec = small_spec()
     net = netx.hdf5.Network(net_config=str(write_netx(spec, tmp_path / "net.net")))
     assert [type(l).__name__ for l in net.layers] == ["Input", "Conv", "Dense"]
     assert net.layers[2].neuron.vth.init == 131071
+
+
+def test_stock_netx_refuses_an_exact_gain_file(tmp_path):
+    """Exact DLIF gains are a neuron type stock netx does not know: it fails to build
+    the network (its own error), instead of running it with the gains dropped."""
+    from lava.lib.dl import netx
+    path = write_netx(small_spec(gains=(64, 70, 60, 64, 64, 64, 64, 64)), tmp_path / "x.net")
+    with h5py.File(path, "r") as handle:
+        assert handle["layer/3/neuron/type"][()] == b"RSSNN_DLIF"
+        assert "rssnn" not in handle["layer/3"]
+    with pytest.raises(AttributeError, match="NoneType"):
+        netx.hdf5.Network(net_config=str(path))
+
+
+def test_old_namespaced_gain_files_still_read_with_a_warning(tmp_path):
+    spec = small_spec(gains=(64, 70, 60, 64, 64, 64, 64, 64))
+    path = write_netx(spec, tmp_path / "old.net")
+    with h5py.File(path, "r+") as handle:      # the layout written before RSSNN_DLIF
+        neuron = handle["layer/3/neuron"]
+        ours = handle["layer/3"].create_group("rssnn")
+        for name in ("gainMant", "gainExp"):
+            ours[name] = neuron[name][()]
+            del neuron[name]
+        del neuron["type"]
+        neuron.create_dataset("type", data=b"CUBA", dtype=h5py.string_dtype("ascii"))
+    with pytest.warns(UserWarning, match="stock netx runs this file without its gains"):
+        back = read_netx(path)
+    assert specs_equal(spec, back) is None
+
+
+def test_gain_fields_in_a_cuba_neuron_are_refused(tmp_path):
+    def edit(h):
+        h["layer/3/neuron/gainMant"] = np.full(8, 64)
+    with pytest.raises(NetxFormatError, match="layer/3/neuron: gainMant/gainExp in a CUBA"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def conv_bias_spec(bias) -> NetworkSpec:
+    spec = small_spec()
+    spec.layers[1].bias = bias
+    return spec
+
+
+def test_per_neuron_conv_bias_is_stored_in_netx_whc_order(tmp_path):
+    bias = np.arange(16).reshape(4, 2, 2)                 # spec order (C, H, W)
+    path = write_netx(conv_bias_spec(bias), tmp_path / "b.net")
+    with h5py.File(path, "r") as handle:
+        stored = handle["layer/1/bias"][()]
+    assert stored.shape == (2, 2, 4) and np.array_equal(stored, bias.transpose(2, 1, 0))
+    assert np.array_equal(read_netx(path).layers[1].bias, bias)
+
+
+def test_channel_conv_bias_round_trips(tmp_path):
+    back = read_netx(write_netx(conv_bias_spec(np.array([1, -2, 3, 4])), tmp_path / "b.net"))
+    assert np.array_equal(back.layers[1].bias, [1, -2, 3, 4])
+
+
+@pytest.mark.parametrize("shape", [(16,), (1,), (4, 2, 2), ()])
+def test_conv_bias_layouts_netx_refuses_are_refused(tmp_path, shape):
+    """A flat per-neuron vector, a scalar, or a (C, H, W) block whose (W, H, C) differs:
+    netx raises (or would read another order) so the reader refuses, naming the rule."""
+    def edit(h):
+        h["layer/1/bias"] = np.ones(shape, dtype=np.float32)
+    if shape == (4, 2, 2):   # first axis C: netx broadcasts it into (W, H, C) = (2, 2, 4)
+        with pytest.raises(NetxFormatError, match=r"layer/1/bias: .*does not broadcast"):
+            read_netx(_damage(tmp_path, edit))
+        return
+    with pytest.raises(NetxFormatError, match=r"layer/1/bias: conv bias of shape .* netx "
+                                              r"accepts \(4,\) per channel"):
+        read_netx(_damage(tmp_path, edit))
+
+
+def test_writer_refuses_a_flat_conv_bias(tmp_path):
+    with pytest.raises(NetxFormatError, match=r"layer/1/bias: conv bias of shape \(16,\)"):
+        write_netx(conv_bias_spec(np.arange(16)), tmp_path / "b.net")
 
 
 def test_missing_file(tmp_path):
@@ -117,12 +192,40 @@ def test_missing_neuron_field(tmp_path):
         read_netx(_damage(tmp_path, lambda h: h.__delitem__("layer/1/neuron/vThMant")))
 
 
-def test_decay_out_of_range(tmp_path):
-    def edit(h):
-        del h["layer/1/neuron/vDecay"]
-        h["layer/1/neuron/vDecay"] = 5000
-    with pytest.raises(NetxFormatError, match=r"layer/1/neuron/vDecay: 5000 outside \[0, 4096\]"):
-        read_netx(_damage(tmp_path, edit))
+def _set_neuron(h, name, value, layer=1):
+    if name in h[f"layer/{layer}/neuron"]:
+        del h[f"layer/{layer}/neuron/{name}"]
+    h[f"layer/{layer}/neuron/{name}"] = value
+
+
+@pytest.mark.parametrize("name,value", [("iDecay", 5000), ("iDecay", -300), ("vDecay", 5000),
+                                        ("vDecay", -200), ("vThMant", -3),
+                                        ("vThMant", 1 << 26)])
+def test_values_lava_runs_are_read(tmp_path, name, value):
+    """Lava runs these (tests/test_bitexact_lava.py compares them bit by bit)."""
+    spec = read_netx(_damage(tmp_path, lambda h: _set_neuron(h, name, value)))
+    field = {"iDecay": "i_decay", "vDecay": "v_decay", "vThMant": "vth_mant"}[name]
+    assert getattr(spec.layers[1].neuron, field) == value
+
+
+@pytest.mark.parametrize("name,value,limit", [("vDecay", (1 << 21) + 1, "2097152"),
+                                              ("iDecay", -(1 << 22), "2097152"),
+                                              ("vThMant", 1 << 31, "2147483647")])
+def test_values_beyond_the_exact_range_are_refused(tmp_path, name, value, limit):
+    with pytest.raises(NetxFormatError,
+                       match=rf"layer/1/neuron/{name}: {value} (is )?outside.*{limit}"):
+        read_netx(_damage(tmp_path, lambda h: _set_neuron(h, name, value)))
+
+
+def test_message_bits_are_refused(tmp_path):
+    with pytest.raises(NetxFormatError, match="layer/1/neuron/messageBits: graded spikes"):
+        read_netx(_damage(tmp_path, lambda h: _set_neuron(h, "messageBits", 8)))
+
+
+def test_graded_spike_true_is_refused_false_is_read(tmp_path):
+    read_netx(_damage(tmp_path, lambda h: _set_neuron(h, "gradedSpike", False)))
+    with pytest.raises(NetxFormatError, match="layer/1/neuron/gradedSpike: True.*binary"):
+        read_netx(_damage(tmp_path / "x", lambda h: _set_neuron(h, "gradedSpike", True)))
 
 
 def test_unknown_layer_type(tmp_path):

@@ -314,3 +314,50 @@ def test_graded_input_uses_the_values_and_a_static_input_is_every_step():
     assert torch.equal(a.states[1]["u"][1].double(), 64.0 * (static.double() @ w.T))
     with pytest.raises(SimulationError, match="graded input must hold integers"):
         sim.run(spikes=trains + 0.5)
+
+
+def _recurrent_spec(seed: int = 0) -> NetworkSpec:
+    rng = np.random.default_rng(seed)
+    return NetworkSpec([
+        LayerSpec("input", (6,), neuron=CubaNeuron(4096, 300, 20)),
+        LayerSpec("dense_rec", (5,), neuron=CubaNeuron(2048, 500, 30),
+                  weight=rng.integers(-60, 61, size=(5, 6)),
+                  weight_rec=rng.integers(-80, 81, size=(5, 5))),
+        LayerSpec("dense", (3,), neuron=INTEGRATOR, weight=rng.integers(-60, 61, size=(3, 5)))],
+        meta={"steps": 8})
+
+
+def test_dense_rec_feeds_back_the_previous_steps_spikes():
+    """With iDecay 4096 (u holds only this step's input), u[t] of a dense_rec layer is
+    64·(W_eff·s_in[t−1] + W_rec_eff·s_own[t−1]), each part shifted by the shared exponent."""
+    spec = _recurrent_spec()
+    spec.layers[1].neuron = CubaNeuron(4096, 500, 30)
+    bias = torch.as_tensor(np.random.default_rng(1).integers(0, 50, size=(3, 6)))
+    states = Simulator(spec).run(bias, steps=10, record="all", reset="none").states
+    w_eff, w_rec, exp = sim_mod.effective_recurrent_weights(spec.layers[1].weight,
+                                                            spec.layers[1].weight_rec)
+
+    def synapse(s, w):
+        a = s.double() @ torch.as_tensor(w, dtype=torch.float64).T
+        return a * 2.0 ** exp if exp >= 0 else torch.floor(a * 2.0 ** exp)
+    s_in, s_own, u = states[0]["s"], states[1]["s"], states[1]["u"]
+    expected = 64 * (synapse(s_in[:-1], w_eff) + synapse(s_own[:-1], w_rec))
+    assert torch.equal(u[1:], expected.to(torch.int64)) and not u[0].any()
+    assert s_own.sum() > 3 and (synapse(s_own[:-1], w_rec) != 0).any()
+
+
+def test_dense_rec_differentiable_forward_is_bit_exact():
+    spec = _recurrent_spec(2)
+    bias = torch.as_tensor(np.random.default_rng(2).integers(0, 50, size=(4, 6)))
+    exact = Simulator(spec).run(bias, record="all")
+    diff = Simulator(spec, differentiable=True).run(bias.double().requires_grad_(), record="all")
+    for name in ("u", "v", "s"):
+        assert torch.equal(exact.states[1][name], diff.states[1][name]), name
+    assert torch.equal(exact.output_v, diff.output_v)
+
+
+def test_conv_bias_layouts_the_writer_cannot_store_are_refused():
+    spec = conv_spec(seed=0)
+    spec.layers[1].bias = np.arange(int(np.prod(spec.layers[1].shape)))   # flat
+    with pytest.raises(SimulationError, match=r"layer 1: conv bias of shape \(\d+,\)"):
+        Simulator(spec)

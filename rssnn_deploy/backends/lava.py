@@ -2,8 +2,9 @@
 
 The netx file is loaded by Lava's own ``hdf5.Network``; nothing of the project's
 simulator is involved in computing results. Files with DLIF gains (exact gain mode) are
-the exception: stock netx would load them and silently drop the gains, so their network
-is built from the spec by ``rssnn_deploy.backends.lava_dlif`` instead (netx's own block
+the exception: stock netx refuses their ``RSSNN_DLIF`` neuron type (and would drop the
+gains of an older file that kept them in a ``rssnn`` group), so their network is built
+from the spec by ``rssnn_deploy.backends.lava_dlif`` instead (netx's own block
 processes and weight optimisation, with the ``DLIF`` neuron process where a layer has
 gains); ``last_builder`` says which path ran. Samples run one after another through one
 compiled network:
@@ -14,9 +15,10 @@ compiled network:
   and the output layer's v is read right after it. Stale activity of the previous sample
   is always wiped by the staggered resets (measured; see tests/test_bitexact_lava.py),
   so each sample equals a fresh run of the simulator with the same reset semantics.
-  Networks with synaptic delays are the exception: spikes still in flight would cross
-  the sample boundary, so for them every state (u, v, synaptic and delay buffers) is
-  also cleared explicitly before each sample.
+  Networks with synaptic delays or recurrent (``dense_rec``) layers are the exception:
+  spikes still in flight (or fed back) would cross the sample boundary, so for them
+  every state (u, v, synaptic, recurrent and delay buffers) is also cleared explicitly
+  before each sample.
 * ``reset="none"``: no LIF resets inside a run; between samples every neuron's u, v and
   every synapse's activation buffer are set to zero explicitly (Var.set), so each sample
   is a fresh run.
@@ -86,14 +88,21 @@ class LavaBackend(Backend):
         return True
 
     def run(self, spec_or_path: SpecOrPath, inputs=None, steps: Optional[int] = None,
-            record=None, *, spikes=None, reset: str = "staggered") -> SimResult:
+            record=None, *, spikes=None, reset: str = "staggered",
+            num_layers: Optional[int] = None) -> SimResult:
+        """See ``Backend.run``. ``num_layers``: build only the file's first that many
+        layer entries (netx's own ``num_layers``), e.g. to leave out a trailing layer
+        kind netx cannot build; the results are those of that prefix."""
         if not self.available():
             raise BackendUnavailable(f"Lava (lava-nc, lava-dl) cannot be imported; it runs on "
                                      f"Python 3.10/3.11 and installs with: {LAVA_INSTALL}")
         if isinstance(spec_or_path, NetworkSpec):
             self._check_spec(spec_or_path, "the network spec")   # before writing a file
         with netx_file(spec_or_path) as (path, spec):
-            return self._run_file(path, spec, inputs, steps, record, spikes, reset)
+            if num_layers is not None:
+                spec = NetworkSpec(spec.layers[:num_layers], spec.meta)
+            return self._run_file(path, spec, inputs, steps, record, spikes, reset,
+                                  num_layers)
 
     @staticmethod
     def _check_spec(spec: NetworkSpec, name: str) -> Simulator:
@@ -126,7 +135,7 @@ class LavaBackend(Backend):
 
     # ------------------------------------------------------------------------------
     def _run_file(self, path: Path, spec: NetworkSpec, inputs, steps, record, spikes,
-                  reset) -> SimResult:
+                  reset, num_layers: Optional[int] = None) -> SimResult:
         sim = self._check_spec(spec, path.name)
         self._check_gains(spec, path.name)
         if reset not in ("staggered", "none"):
@@ -158,7 +167,8 @@ class LavaBackend(Backend):
         t0 = time.perf_counter()
         self.last_timing = {}
         try:
-            return self._simulate(path, spec, sim, bias, spk, n, steps, record_map, staggered)
+            return self._simulate(path, spec, sim, bias, spk, n, steps, record_map, staggered,
+                                  num_layers)
         except (BackendError, ValueError):
             raise
         except Exception as err:  # Lava's own failures: short, with the file name
@@ -168,7 +178,8 @@ class LavaBackend(Backend):
         finally:
             self.last_timing.update(seconds=time.perf_counter() - t0, samples=n, steps=steps)
 
-    def _simulate(self, path, spec, sim, bias, spk, n, steps, record_map, staggered):
+    def _simulate(self, path, spec, sim, bias, spk, n, steps, record_map, staggered,
+                  num_layers=None):
         from lava.lib.dl import netx
         from lava.magma.core.run_conditions import RunSteps
         from lava.proc import io as lava_io
@@ -187,7 +198,7 @@ class LavaBackend(Backend):
         else:
             self.last_builder = "netx"
             with contextlib.redirect_stdout(io.StringIO()):
-                net = netx.hdf5.Network(net_config=str(path),
+                net = netx.hdf5.Network(net_config=str(path), num_layers=num_layers,
                                         reset_interval=steps if staggered else None,
                                         input_message_bits=sim.input_message_bits)
         blocks = list(net.layers)
@@ -230,7 +241,8 @@ class LavaBackend(Backend):
         run_cfg = self._run_config()
         # Delay buffers carry spikes across the sample boundary, which the staggered
         # resets cannot wipe: clear every state explicitly there too.
-        has_delays = any(l.delay is not None for l in spec.layers)
+        # So do a recurrent layer's own spikes (its second synapse's buffer).
+        has_delays = any(l.delay is not None or l.kind == "dense_rec" for l in spec.layers)
         zero_between = not staggered or has_delays
         out_v, out_s, sample_s = [], [], []
         self.last_timing["sample_s"] = sample_s   # per sample; the first includes compiling
@@ -286,10 +298,10 @@ def _zero_state(blocks) -> None:
     for block in blocks:
         for var in (block.neuron.u, block.neuron.v):
             var.set(np.zeros(var.shape, dtype=np.int32))
-        synapse = getattr(block, "synapse", None)
-        if synapse is None:
-            continue
-        for name in ("a_buff", "a_buf"):
-            buf = getattr(synapse, name, None)
-            if buf is not None:
-                buf.set(np.zeros(buf.shape, dtype=np.int32))
+        for synapse in (getattr(block, "synapse", None), getattr(block, "synapse_rec", None)):
+            if synapse is None:
+                continue
+            for name in ("a_buff", "a_buf"):
+                buf = getattr(synapse, name, None)
+                if buf is not None:
+                    buf.set(np.zeros(buf.shape, dtype=np.int32))

@@ -3,8 +3,8 @@
 Why this exists: stock ``lava.lib.dl.netx`` builds every CUBA layer from Lava's ``LIF``,
 which has no per-step input gain. The project's exact gain mode
 (``QuantizeOptions(gain_mode="exact")``) stores the RSSNN DLIF gains a_l[t] as integer
-mantissas in a namespaced ``rssnn`` group of the netx file; stock netx ignores that group
-and would silently run the network *without* gains. This module gives Lava a neuron
+mantissas in a neuron of type ``RSSNN_DLIF`` (``spec.DLIF_NEURON_TYPE``), which stock
+netx refuses to build. This module gives Lava a neuron
 that applies them, bit for bit as ``rssnn_deploy.sim`` defines them, and builds the Lava
 network of such a spec from the same pieces netx uses (netx's own block processes and
 ``optimize_weight_bits``, Lava's ``Dense`` / ``DelayDense`` / ``Conv`` synapses), with
@@ -54,7 +54,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import PyLifModelBitAcc
 from lava.proc.lif.process import LIF, LIFReset
 
-from rssnn_deploy.spec import BIAS_EXP, CubaNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.spec import BIAS_EXP, CubaNeuron, LayerSpec, NetworkSpec, conv_bias_to_netx
 
 __all__ = ["DLIF", "PyDlifModelBitAcc", "SpecNetwork", "build_network", "apply_gain",
            "has_gains"]
@@ -232,14 +232,8 @@ def _conv_block(layer: LayerSpec, input_shape_whc: tuple, neuron_params: dict,
                   stride=np.asarray(layer.stride)[::-1], padding=np.asarray(layer.padding)[::-1],
                   dilation=np.asarray(layer.dilation)[::-1], groups=int(layer.groups),
                   input_message_bits=input_message_bits)
-    if layer.bias is not None:
-        b = np.asarray(layer.bias)
-        c = int(layer.shape[0])
-        if b.size == 1:
-            b = np.full(c, b.reshape(()))
-        elif b.size != c:     # per neuron, (C, H, W) → Lava's (W, H, C)
-            b = b.reshape(tuple(layer.shape)).transpose(2, 1, 0)
-        params["bias"] = b
+    if layer.bias is not None:   # (C,) as is, per neuron (C, H, W) → netx's (W, H, C)
+        params["bias"] = conv_bias_to_netx(layer.bias, tuple(layer.shape))
     return Conv(**params)
 
 
