@@ -448,11 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npy: integer bias mantissas (N, ...) or spike trains (N, T, ...); "
                         "images in [0, 1] are encoded with the file's input scale "
                         "(default: random inputs)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=ct.positive_int, default=None,
                    help="samples to run (default: 2 random, or all of --input)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=ct.positive_int, default=None,
                    help="chip steps (default: the file's T + depth, else depth + 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=ct.seed, default=0, help="seed of the random inputs")
 
     p = add("evaluate", cmd_evaluate, "robustness of the float model and of its deployed "
                                       "integer model: noise, attacks under three threat "
