@@ -14,7 +14,7 @@ Each sample is a fresh run from zero state (``reset="none"``: no netx resets; La
 states and synaptic buffers are zeroed between samples). Inputs are the file's own kind:
 bias mantissas for an input layer with a neuron (random integers in ``[0, 2·vThMant]``
 of the input neuron unless given), spike trains (Bernoulli, density 0.2) for one
-without. Layer kinds netx cannot build (``average``, ``pool``, …) are allowed only at
+without (graded values up to ``2^b − 1`` where the file sends ``b``-bit graded input). Layer kinds netx cannot build (``average``, ``pool``, …) are allowed only at
 the end of a file: the layers before them are verified (netx's ``num_layers``) and the
 skipped ones are named. A file whose first neuron layers cannot be simulated (sigma-delta
 networks) is refused with a one-line error.
@@ -135,11 +135,16 @@ def default_steps(spec: NetworkSpec) -> int:
 def random_inputs(spec: NetworkSpec, samples: int, steps: int, seed: int = 0
                   ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """``(bias, spikes)``: bias mantissas in ``[0, 2·vThMant]`` of the input neuron, or
-    spike trains of density 0.2 when the input layer has no neuron."""
+    spike trains of density 0.2 when the input layer has no neuron (graded values for a
+    file with ``meta["input_message_bits"]``)."""
     rng = np.random.default_rng(seed)
     shape = tuple(spec.input_layer.shape)
     neuron = spec.input_layer.neuron
     if neuron is None:
+        bits = int(spec.meta.get("input_message_bits", 0))
+        if bits:     # graded input (an analog-input file): values up to 2^bits − 1
+            active = rng.random((samples, steps) + shape) < SPIKE_DENSITY
+            return None, active * rng.integers(1, 1 << bits, size=active.shape)
         return None, rng.random((samples, steps) + shape) < SPIKE_DENSITY
     top = int(np.clip(2 * int(np.max(neuron.vth_mant)), 1, 4095))
     return rng.integers(0, top + 1, size=(samples,) + shape), None

@@ -41,6 +41,8 @@ def test_random_inputs_follow_the_input_layer():
     spec.layers[0].neuron = None
     bias, spikes = random_inputs(spec, 3, 7)
     assert bias is None and spikes.shape == (3, 7, 5) and spikes.dtype == bool
+    _, graded = random_inputs(spec.with_meta(input_message_bits=4), 3, 7)
+    assert graded.max() > 1 and graded.max() <= 15 and graded.min() == 0
 
 
 def test_lava_dl_tiny_net_is_bit_exact(netx_gt, capsys):
