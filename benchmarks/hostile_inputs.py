@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "digits_dlif_robust"
-EXACT = "model_exact.net"     # the same model with exact DLIF gains (layer/2/rssnn)
+EXACT = "model_exact.net"     # the same model with exact DLIF gains (RSSNN_DLIF neuron of layer/2)
 
 __all__ = ["Case", "CASES", "Outcome", "prepare", "run_case", "main"]
 
@@ -251,14 +251,14 @@ def _cases() -> List[Case]:
                 h["layer/2"], "weight",
                 np.full(h["layer/2/weight"].shape, 1e30, dtype=np.float32))))),
         Case("wrong", ".net DLIF gains shorter than T", info(lambda k: _edit_net(
-            k, "short_gains.net", lambda h: _replace(h["layer/2/rssnn"], "gainMant",
+            k, "short_gains.net", lambda h: _replace(h["layer/2/neuron"], "gainMant",
                                                      np.ones(2, dtype=np.int64)), EXACT))),
         Case("wrong", ".net DLIF gain 2^40", info(lambda k: _edit_net(
             k, "big_gain.net", lambda h: _replace(
-                h["layer/2/rssnn"], "gainMant",
-                np.full(h["layer/2/rssnn/gainMant"].shape, 1 << 40, dtype=np.int64)), EXACT))),
+                h["layer/2/neuron"], "gainMant",
+                np.full(h["layer/2/neuron/gainMant"].shape, 1 << 40, dtype=np.int64)), EXACT))),
         Case("wrong", ".net DLIF gainExp -70", info(lambda k: _edit_net(
-            k, "gain_exp.net", lambda h: _replace(h["layer/2/rssnn"], "gainExp", -70), EXACT))),
+            k, "gain_exp.net", lambda h: _replace(h["layer/2/neuron"], "gainExp", -70), EXACT))),
         Case("unclear", ".net negative delay", info(lambda k: _edit_net(
             k, "delay.net", lambda h: h["layer/2"].create_dataset(
                 "delay", data=-np.ones(h["layer/2/weight"].shape[0]))))),
