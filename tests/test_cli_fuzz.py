@@ -213,12 +213,13 @@ def _fuzz_dataset(work: Path, data: st.DataObject) -> None:
     y = data.draw(st.sampled_from([y, y.reshape(-1, 1), y[:-1]]))
     path = _fresh(work, "ds", ".npz")
     np.savez(path, x=x, y=y)
-    _note("dataset: load", 0)
     try:
         loaded = load_dataset(path)
     except DatasetError as err:
+        _note("dataset: load", 2)
         assert "\n" not in str(err)
         return
+    _note("dataset: load", 0)
     for xs, ys in ((loaded.x_train, loaded.y_train), (loaded.x_test, loaded.y_test)):
         assert bool(((xs >= 0) & (xs <= 1)).all()) and xs.isfinite().all()
         assert int(ys.max()) < MAX_CLASSES and int(ys.min()) >= 0
