@@ -186,6 +186,10 @@ def protocol_section(record: Mapping[str, Any]) -> str:
                                 (config.get("pgd_alpha_factor") or {}).get(a, 2.5), classes)]
             for a in attacks]
     gradients = ", ".join(config.get("gradients", ["bptt"]))
+    if config.get("adaptive"):
+        gradients += (f"; the adaptive {config['adaptive']} also with the surrogate sweep "
+                      "(every surrogate at ½, 1 and 2 × its default scale, per sample the "
+                      "strongest)")
     stochastic = record.get("stochastic") or {}
     eot = ("a model's forward pass was random, so gradients were averaged over "
            f"{config.get('eot_samples', 20)} passes (EOT)" if any(stochastic.values()) else
