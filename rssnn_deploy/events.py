@@ -165,8 +165,8 @@ def load_event_folder(path: PathLike, steps: int = 8, sensor: Optional[Tuple[int
     """
     path = Path(path)
     split = _split_dirs(path)
-    root = split[0] if split else path
-    classes = [d.name for d in _classes(root)] if root.is_dir() else []
+    roots = split if split else ((path,) if path.is_dir() else ())
+    classes = sorted({d.name for root in roots for d in _classes(root)})   # union of splits
     if not classes:
         raise EventFileError(f"{path}: no class sub-directories with .bin or .npz recordings")
     if steps < 1:

@@ -118,3 +118,16 @@ def test_event_file_runs_on_lava_like_the_simulator(tmp_path):
     from rssnn_deploy.backends import get_backend
     lava = get_backend("lava").run(run / "m.net", spikes=spikes)
     assert torch.equal(lava.output_v, sim.output_v)
+
+
+def test_saccade_conversion_gives_events_of_both_polarities(tmp_path):
+    import importlib.util
+    path = Path(__file__).parents[1] / "benchmarks" / "make_saccade_events.py"
+    spec = importlib.util.spec_from_file_location("make_saccade_events", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main("digits", tmp_path, 4, 2)
+    data = load_dataset(tmp_path, steps=5)
+    assert data.x_train.shape[:3] == (4, 5, 2) and len(data.y_test) == 2
+    spikes = data.x_train.sum(dim=(0, 1, 3, 4))
+    assert spikes[0] > 0 and spikes[1] > 0            # OFF and ON events
