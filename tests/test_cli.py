@@ -79,6 +79,7 @@ def test_export_exact_gains_chooses_the_exponent_or_takes_gain_exp(tmp_path, cap
     assert not (tmp_path / "n.net").exists()
 
 
+@pytest.mark.lava
 def test_analog_file_exports_and_simulates_alike_on_sim_and_lava(tmp_path):
     import torch
 

@@ -77,8 +77,23 @@ def runs(tmp_path_factory) -> Dict:
         "evaluate": ["evaluate", str(MODEL / "checkpoint.pt"), net, "--samples", "4",
                      "--out", str(tmp / "eval")],
     }
+    argvs.update({f"help_{name}": [name, "--help"] for name in _subcommands()})
     child = _run_without_optional(list(argvs.values()), cwd=tmp)
     return {"loaded": child["loaded"], **dict(zip(argvs, child["results"]))}
+
+
+def _subcommands() -> List[str]:
+    import argparse
+
+    from rssnn_deploy.cli import build_parser
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(actions[0].choices)
+
+
+def test_every_subcommand_builds_its_options_without_them(runs):
+    helps = {k: v for k, v in runs.items() if k.startswith("help_")}
+    assert len(helps) == len(_subcommands()) >= 8
+    assert all(v["rc"] == 0 and "usage:" in v["out"] for v in helps.values()), helps
 
 
 @pytest.mark.parametrize("case", ["version", "info", "export", "simulate",
