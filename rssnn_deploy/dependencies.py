@@ -21,7 +21,7 @@ from types import ModuleType
 from rssnn_deploy.errors import UserError
 
 __all__ = ["MissingDependency", "LAVA_INSTALL", "TORCHATTACKS_INSTALL", "lava_installed",
-           "require_lava", "require_torchattacks"]
+           "require_torchattacks"]
 
 #: the one command that adds Lava as ``make env`` does (Python 3.10 or 3.11)
 LAVA_INSTALL = ("pip install --no-deps --ignore-requires-python lava-nc==0.10.0 "
@@ -39,18 +39,10 @@ def _missing(err: ModuleNotFoundError, top: str) -> bool:
 
 
 def lava_installed() -> bool:
-    """True when lava-nc and lava-dl's netx import (with the project's compatibility fixes)."""
-    try:
-        require_lava("")
-    except MissingDependency:
-        return False
-    return True
+    """True when lava-nc and lava-dl's netx import (with the project's compatibility fixes).
 
-
-def require_lava(purpose: str) -> None:
-    """Import Lava's netx and fixed-point run configs, or say in one line how to add them.
-
-    ``purpose`` names what needs Lava (``"the lava backend"``); empty for a probe.
+    The ``lava`` backend's ``available()`` makes the same imports; when they fail its
+    ``BackendUnavailable`` carries ``LAVA_INSTALL``.
     """
     import rssnn_deploy  # noqa: F401  (the Lava compatibility fixes come first)
     try:
@@ -59,9 +51,8 @@ def require_lava(purpose: str) -> None:
     except ModuleNotFoundError as err:
         if not _missing(err, "lava"):
             raise
-        raise MissingDependency(
-            f"{purpose or 'this'} needs Lava (lava-nc 0.10, lava-dl 0.6, Python 3.10/3.11), "
-            f"which is not installed; add it with: {LAVA_INSTALL}") from None
+        return False
+    return True
 
 
 def require_torchattacks(purpose: str) -> ModuleType:
