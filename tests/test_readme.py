@@ -25,6 +25,7 @@ def _run(code: str, cwd: Path) -> str:
     return out.stdout
 
 
+@pytest.mark.lava
 def test_stock_netx_snippet_is_bit_exact(tmp_path):
     """The README's script as written predicts what ``predict`` does, and every output
     v it reads from stock netx equals our simulator's."""
