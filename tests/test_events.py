@@ -107,6 +107,7 @@ def test_train_export_simulate_evaluate_on_events(tmp_path, capsys):
     assert (run / "eval" / "event_noise.png").is_file()
 
 
+@pytest.mark.lava
 @pytest.mark.slow
 def test_event_file_runs_on_lava_like_the_simulator(tmp_path):
     run = tmp_path / "run"

@@ -33,6 +33,7 @@ def test_predict_matches_the_simulator_for_pixels_bias_and_files(make_dense, tmp
     assert predict(path, x).dtype == np.int64
 
 
+@pytest.mark.lava
 @pytest.mark.slow
 def test_predict_on_lava_equals_sim(make_dense, tmp_path):
     spec = _with_scale(make_dense((4, 6, 3), seed=3), 700.0)
