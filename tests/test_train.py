@@ -493,3 +493,20 @@ def test_train_digits_model_reuses_a_finished_run(tmp_path, tiny_data):
     again = train_digits_model(tiny_data, tmp_path, hidden=[8], epochs=1, progress=False)
     assert (tmp_path / CHECKPOINT_NAME).stat().st_mtime_ns == stamp  # nothing retrained
     assert torch.equal(again(tiny_data.x_test), model(tiny_data.x_test))
+
+
+def test_deploy_stock_is_fold_aware_fine_tuning():
+    """``--deploy stock``: the measured deployment step (benchmarks/results/deploy_stock.md)
+    = 10 QAT epochs on the folded forward at 0.4·lr, unless set explicitly."""
+    from rssnn_deploy.errors import OptionError
+    _, config = configs_from_args(parse(["--deploy", "stock"]))
+    assert (config.qat_epochs, config.qat_gain_mode) == (10, "fold")
+    assert config.qat_lr == pytest.approx(0.4 * PRESETS["digits"].lr)
+    _, config = configs_from_args(parse(["--deploy", "stock", "--qat-epochs", "3",
+                                         "--qat-lr", "1e-3"]))
+    assert (config.qat_epochs, config.qat_lr) == (3, 1e-3)
+    assert configs_from_args(parse([]))[1].qat_epochs == 0
+    with pytest.raises(OptionError, match="--deploy stock .* --qat-gain-mode exact"):
+        configs_from_args(parse(["--deploy", "stock", "--qat-gain-mode", "exact"]))
+    with pytest.raises(OptionError, match="--qat-epochs of at least 1"):
+        configs_from_args(parse(["--deploy", "stock", "--qat-epochs", "0"]))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rssnn_deploy import cli_types as ct
+from rssnn_deploy.errors import OptionError
 from rssnn_deploy.models import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
 from rssnn_deploy.neurons import SURROGATES
 from rssnn_deploy.quantize import INPUT_MAPPINGS
@@ -120,11 +121,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="DLIF gain mode of that export (fold)")
     g.add_argument("--qat-input-mapping", choices=list(INPUT_MAPPINGS), default=None,
                    help="input mapping of that export (as export --input-mapping)")
+    g.add_argument("--deploy", choices=list(DEPLOY_STEPS), default=None,
+                   help="the recipe's deployment step: 'stock' fine-tunes the robust "
+                        f"objective for --qat-epochs ({DEPLOY_STOCK_QAT_EPOCHS}) more epochs "
+                        "on the Loihi-exact forward with DLIF gains folded, as stock netx "
+                        f"and a chip run them (lr {DEPLOY_STOCK_LR_FACTOR:g}·lr unless "
+                        "--qat-lr; benchmarks/results/deploy_stock.md)")
     g = parser.add_argument_group("output")
     g.add_argument("--out", default="runs/train", help="run directory (checkpoint.pt)")
     g.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bars or logs")
     return parser
+
+
+#: ``--deploy`` choices; "stock" = fold-aware fine-tuning (``qat.LoihiExact``, gains folded).
+DEPLOY_STEPS = ("stock",)
+#: the settings ``benchmarks/bench_deploy_stock.py`` measured (digits: lr 5e-3 → 2e-3).
+DEPLOY_STOCK_QAT_EPOCHS = 10
+DEPLOY_STOCK_LR_FACTOR = 0.4
 
 
 _MODEL_OPTIONS = ("arch", "hidden", "channels", "strides", "kernel_size", "variant", "width",
@@ -140,7 +154,24 @@ def configs_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], TrainCo
         preset = "digits" if args.dataset == "digits" else "paper-stable"
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
-    return model_config, dataclasses.replace(PRESETS[preset], **overrides)
+    config = dataclasses.replace(PRESETS[preset], **overrides)
+    if getattr(args, "deploy", None) == "stock":
+        config = _deploy_stock(config, overrides)
+    return model_config, config
+
+
+def _deploy_stock(config: TrainConfig, given: Dict[str, Any]) -> TrainConfig:
+    """``--deploy stock``: fold-aware robust fine-tuning on the folded Loihi forward."""
+    if given.get("qat_gain_mode", "fold") != "fold":
+        raise OptionError("--deploy stock fine-tunes the folded-gain forward that stock netx "
+                          f"runs; it cannot be combined with --qat-gain-mode "
+                          f"{given['qat_gain_mode']}")
+    if given.get("qat_epochs") == 0:
+        raise OptionError("--deploy stock needs --qat-epochs of at least 1")
+    return dataclasses.replace(
+        config, qat_gain_mode="fold",
+        qat_epochs=given.get("qat_epochs", DEPLOY_STOCK_QAT_EPOCHS),
+        qat_lr=given.get("qat_lr", config.lr * DEPLOY_STOCK_LR_FACTOR))
 
 
 def run_training_from_args(args: argparse.Namespace) -> Path:
