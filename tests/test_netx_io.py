@@ -77,6 +77,7 @@ def test_stock_netx_loads_our_file(tmp_path):
     assert net.layers[2].neuron.vth.init == 131071
 
 
+@pytest.mark.lava
 def test_stock_netx_refuses_an_exact_gain_file(tmp_path):
     """Exact DLIF gains are a neuron type stock netx does not know: it fails to build
     the network (its own error), instead of running it with the gains dropped."""

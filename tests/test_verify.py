@@ -51,6 +51,7 @@ def test_lava_dl_tiny_net_is_bit_exact(netx_gt, capsys):
     assert "bit-exact: 3 layers × 8 steps" in out and "stock netx" in out
 
 
+@pytest.mark.lava
 def test_a_wrong_simulator_is_caught_with_both_values(tmp_path, monkeypatch, capsys):
     """Shift one layer's bias by one mantissa in the simulator only: verify names that
     layer's v at step 1 (the bias enters v there) and exits 1."""
@@ -71,6 +72,7 @@ def test_a_wrong_simulator_is_caught_with_both_values(tmp_path, monkeypatch, cap
     assert int(found.group(1)) - int(found.group(2)) == 64
 
 
+@pytest.mark.lava
 def test_given_integer_input_and_exact_gain_file(tmp_path, capsys):
     from test_lava_dlif import with_gains
     spec = with_gains(dense_spec([8, 6, 3], seed=3, steps=5), (1,), seed=3)
