@@ -1,15 +1,23 @@
-"""Build configuration that pyproject.toml cannot express: the hardware profiles.
+"""Build configuration that pyproject.toml cannot express: the hardware profiles and the
+fused neuron kernel.
 
 The profiles live in the top-level ``hw_profiles/`` (the source of truth, next to the
 sources their numbers come from); they are installed as the package
 ``rssnn_deploy.hw_profiles`` so a wheel carries them and ``rssnn_deploy.hw`` reads them
 through ``importlib.resources``, whether installed, editable or not.
+
+The kernel (C, see rssnn_deploy/_fused_cuba.c and rssnn_deploy/fastsim.py) is an
+optional extension: without a C compiler the package still installs and the simulator
+runs its reference torch path (``rssnn-deploy info`` says which one is used).
 """
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     packages=find_packages(include=["rssnn_deploy", "rssnn_deploy.*"])
     + ["rssnn_deploy.hw_profiles"],
     package_dir={"rssnn_deploy.hw_profiles": "hw_profiles"},
     package_data={"rssnn_deploy": ["py.typed"], "rssnn_deploy.hw_profiles": ["*.toml"]},
+    ext_modules=[Extension(
+        "rssnn_deploy._fused_cuba", sources=["rssnn_deploy/_fused_cuba.c"],
+        extra_compile_args=["-O3", "-fno-math-errno"], optional=True)],
 )

@@ -54,6 +54,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.netx_io import read_netx
     from rssnn_deploy.report import write_npz
+    _set_threads(args)
     net = _existing(args.net)
     check_output(args.out, [net] + [p for p in (args.input, args.labels)
                                     if p and p != _RECORDED])
@@ -119,6 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rssnn_deploy.robustness.cli_args import config_from_args
     from rssnn_deploy.robustness.evaluation import evaluate, exit_status
     from rssnn_deploy.robustness.tables import summary_text
+    _set_threads(args)
     from rssnn_deploy.training.checkpoints import checkpoint_file
     checkpoint, net = checkpoint_file(args.checkpoint), _existing(args.net)
     check_output_dir(args.out, [checkpoint, net])
@@ -184,6 +186,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, version in versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'backends':>14}: {', '.join(_backend_status())}")
+    from rssnn_deploy.fastsim import engine_status
+    print(f"{'simulator':>14}: {engine_status()}")
     loihi = lava_loihi_installed()
     print(f"{'lava-loihi':>14}: {'installed' if loihi else 'not installed (no real Loihi runs)'}")
     if not args.net:
@@ -362,6 +366,18 @@ def _backend_status() -> List[str]:
     return status
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """``--threads``: CPU threads of the simulator's fused engine (default: free cores)."""
+    from rssnn_deploy.fastsim import set_threads
+    set_threads(args.threads)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=ct.positive_int, default=None,
+                   help="CPU threads for the simulator (default: the cores other processes "
+                        "leave free, from the load average; 1 on a busy machine)")
+
+
 def _existing(path: str) -> Path:
     found = Path(path)
     if not found.is_file():
@@ -439,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=ct.state_list(("u", "v", "s")), default=(),
                    help="comma list of states to record: u,v,s")
     p.add_argument("--out", required=True, help="output .npz")
+    _add_threads(p)
 
     p = add("verify", cmd_verify, "run a netx file (ours, slayer's, anyone's) in Lava and in "
                                   "the simulator; compare every u, v, s of every layer at "
@@ -459,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "models, hardware faults, sanity checks, Lava cross-check")
     from rssnn_deploy.robustness.cli_args import add_evaluate_arguments
     add_evaluate_arguments(p)
+    _add_threads(p)
 
     p = add("certify", cmd_certify, "certified L2 robustness of the deployed integer model by "
                                     "randomized smoothing (Cohen et al. CERTIFY), float model "

@@ -80,6 +80,11 @@ exactly representable integer) and float64 otherwise; on CUDA always float64 wit
 round, since cuDNN may pick Winograd/FFT algorithms. int32 overflow emulation is switched
 on per layer only where a bound shows it can occur.
 
+Engines: on CPU outside the differentiable mode, ``run`` hands the neuron loop to the
+fused integer kernel of ``rssnn_deploy.fastsim`` (int32 state, all steps of a layer in one
+C call; tested equal to this module's loop array by array), when it is built;
+``Simulator(..., engine="reference")`` forces the loop below, which stays the reference.
+
 ``differentiable=True`` keeps the forward values bit-exact and adds gradients:
 straight-through estimators around every rounding, wrap and clip, and a triangle
 surrogate for the spike, ``∂s/∂v = max(0, 1 − |v − θ|/θ)/θ`` with ``θ = vThMant << 6``
@@ -688,7 +693,11 @@ class Simulator:
     """
 
     def __init__(self, spec: Union[NetworkSpec, str, Path], device: Union[str, torch.device] = "cpu",
-                 differentiable: bool = False, spike_transform: Optional[SpikeTransform] = None):
+                 differentiable: bool = False, spike_transform: Optional[SpikeTransform] = None,
+                 engine: str = "auto"):
+        if engine not in ("auto", "fused", "reference"):
+            raise ValueError("engine must be 'auto', 'fused' or 'reference'")
+        self.engine = engine     # fused CPU kernel (rssnn_deploy.fastsim) or the loop below
         if isinstance(spec, (str, Path)):
             from rssnn_deploy.netx_io import read_netx
             spec = read_netx(spec)
@@ -836,6 +845,10 @@ class Simulator:
                                 self.device)
         paths = self._check_straight_through(straight_through)
         n = (bias_input if bias_input is not None else spikes).shape[0]
+        if self._fused_engine():
+            from rssnn_deploy import fastsim
+            return fastsim.run(self, bias_input, spikes, steps, record_map, reset,
+                               reset_interval, batch_size)
         if batch_size is None:
             batch_size = self._auto_batch(steps, record_map)
         ctx = contextlib.nullcontext() if self.differentiable else torch.inference_mode()
@@ -848,6 +861,17 @@ class Simulator:
                     None if spikes is None else spikes[lo:hi], steps, record_map, reset,
                     reset_interval, paths))
         return parts[0] if len(parts) == 1 else _concat_results(parts)
+
+    def _fused_engine(self) -> bool:
+        """True when ``rssnn_deploy.fastsim``'s fused kernel runs this simulator (same
+        results; the loop below stays the reference and the differentiable path)."""
+        if self.engine == "reference":
+            return False
+        from rssnn_deploy import fastsim
+        why = fastsim.unsupported(self)
+        if why and self.engine == "fused":
+            raise SimulationError(f"engine='fused' cannot run this network: {why}")
+        return why is None
 
     def _check_inputs(self, bias_input, spikes):
         if (bias_input is None) == (spikes is None):

@@ -117,6 +117,24 @@ def test_simulate_sim_backend_writes_outputs(tiny_net, tmp_path):
     assert arrays["layer2_v"].shape[1:] == (5, 6)
 
 
+def test_simulate_threads_option(tiny_net, tmp_path, capsys):
+    from rssnn_deploy import fastsim
+    np.save(tmp_path / "x.npy", np.arange(5 * 16).reshape(5, 1, 4, 4) % 4096)
+    args = ["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy")]
+    try:
+        assert main(args + ["--out", str(tmp_path / "a.npz"), "--threads", "2"]) == 0
+        assert fastsim.engine_status().endswith("threads 2 (set)")
+    finally:
+        fastsim.set_threads(None)
+    assert main(args + ["--out", str(tmp_path / "b.npz")]) == 0
+    assert np.array_equal(np.load(tmp_path / "a.npz")["output_v"],
+                          np.load(tmp_path / "b.npz")["output_v"])
+    assert main(args + ["--out", str(tmp_path / "c.npz"), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    assert main(["info"]) == 0
+    assert "simulator: fused C kernel" in capsys.readouterr().out
+
+
 def test_simulate_encodes_float_images_like_the_deployment(tiny_net, tmp_path):
     """Floats in [0, 1] go through the file's input scale, as the pipeline feeds them."""
     x = np.random.default_rng(3).random((4, 1, 4, 4))

@@ -1,0 +1,163 @@
+/* Fused integer CUBA neuron loop: every chip step of one layer in one call.
+ *
+ * The arithmetic is Lava 0.10 fixed_pt's CUBA update as documented in
+ * rssnn_deploy/sim.py (the reference, checked array by array against Lava):
+ *
+ *   u = trunc(u * (4096 - iDecay) / 4096) + (a_in << 6)       int32, wraps mod 2^32
+ *   u = u - 2^24 if u > 2^23;  u = u + 2^24 if u <= -2^23      one wrap only
+ *   v = clip(trunc(v * (4096 - vDecay) / 4096) + u + (bias << 6), -(2^23-1), 2^23-1)
+ *   s = v > (vThMant << 6);  v = 0 where s
+ *
+ * Every wrap and clip is applied unconditionally: where sim.py's bounds show that
+ * one cannot trigger, applying it is the identity, so the result is the same.
+ * Truncating division by 4096 is branch-free: (p + ((p >> 63) & 4095)) >> 12.
+ *
+ * The module is also a (function-less) CPython extension so that setuptools builds it
+ * for the running interpreter at install time; Python calls the kernel through ctypes
+ * (rssnn_deploy/fastsim.py), which releases the GIL for the duration of the call.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define U_LIMIT (1 << 23)
+#define V_LIMIT ((1 << 23) - 1)
+#define BLOCK_NEURONS 4096
+
+static inline int32_t wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
+
+static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 12; }
+
+/* a_in for one element, already wrapped to int32 (Lava's int32 channel). */
+static inline int64_t load_a(const void *a, int a_kind, int64_t idx) {
+    if (a_kind == 1) {
+        return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+    }
+    double x = ((const double *)a)[idx];
+    x -= 4294967296.0 * floor((x + 2147483648.0) / 4294967296.0);
+    return (int64_t)x;
+}
+
+/* One step of a block of neurons. Separate function so the compiler vectorises it. */
+__attribute__((target_clones("avx2", "default")))
+static void step_block(int64_t count, int64_t f, const int32_t *restrict a6,
+                       const int32_t *restrict bias6, int64_t bias_stride,
+                       const int32_t *restrict cu, const int32_t *restrict cv,
+                       const int32_t *restrict theta, int32_t *restrict u,
+                       int32_t *restrict v, uint8_t *restrict s) {
+    for (int64_t n = 0; n < count; n++) {
+        const int32_t *ar = a6 + n * f;
+        const int32_t *br = bias6 + n * bias_stride;
+        int32_t *ur = u + n * f, *vr = v + n * f;
+        uint8_t *sr = s + n * f;
+        for (int64_t j = 0; j < f; j++) {
+            int32_t uu = wrap32(tdiv4096((int64_t)ur[j] * cu[j]) + ar[j]);
+            uu -= ((uu > U_LIMIT) - (uu <= -U_LIMIT)) * (2 * U_LIMIT);
+            int32_t vv = wrap32(tdiv4096((int64_t)vr[j] * cv[j]) + (int64_t)uu + br[j]);
+            vv = vv > V_LIMIT ? V_LIMIT : (vv < -V_LIMIT ? -V_LIMIT : vv);
+            int32_t spike = vv > theta[j];
+            ur[j] = uu;
+            vr[j] = spike ? 0 : vv;
+            sr[j] = (uint8_t)spike;
+        }
+    }
+}
+
+/*
+ * Run samples [n0, n1) of one layer for chip steps 1..steps.
+ *
+ * steps, n, f  : chip steps, samples in the arrays, neurons per sample
+ * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64;
+ *                row r is what the neurons receive at chip step a_first + r, other steps 0
+ * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
+ *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
+ * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
+ * cu, cv       : (f,) 4096 - iDecay, 4096 - vDecay;  theta: (f,) vThMant << 6 (clamped)
+ * reset_mask   : (steps + 1,) non-zero at chip steps that zero u and v first
+ * s_out        : (steps, n, f) spikes;  u_rec, v_rec: (steps, n, f) int64 or NULL
+ * v_final      : (n, f) int64, v after the last step
+ * Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
+                   const void *a, int a_kind, int64_t a_rows, int64_t a_first,
+                   const int32_t *gain, int64_t gain_len, int gain_exp, int64_t hops,
+                   const int16_t *bias, int bias_per_sample,
+                   const int32_t *cu, const int32_t *cv, const int32_t *theta,
+                   const uint8_t *reset_mask, uint8_t *s_out, int64_t *u_rec,
+                   int64_t *v_rec, int64_t *v_final, int64_t n0, int64_t n1) {
+    int64_t block = BLOCK_NEURONS / (f > 0 ? f : 1);
+    if (block < 1) block = 1;
+    if (block > n1 - n0) block = n1 - n0;
+    if (block < 1) return 0;
+    int64_t width = block * f;
+    int64_t bias_rows = bias_per_sample ? block : 1;
+    int32_t *u = malloc(sizeof(int32_t) * width);
+    int32_t *v = malloc(sizeof(int32_t) * width);
+    int32_t *a6 = calloc((size_t)width, sizeof(int32_t));
+    int32_t *bias6 = calloc((size_t)(bias_rows * f), sizeof(int32_t));
+    if (!u || !v || !a6 || !bias6) {
+        free(u); free(v); free(a6); free(bias6);
+        return -1;
+    }
+    const int64_t row = n * f;
+    if (bias && !bias_per_sample)
+        for (int64_t j = 0; j < f; j++) bias6[j] = (int32_t)bias[j] * 64;
+    for (int64_t b0 = n0; b0 < n1; b0 += block) {
+        int64_t count = (n1 - b0 < block) ? n1 - b0 : block;
+        int64_t w = count * f;
+        memset(u, 0, sizeof(int32_t) * w);
+        memset(v, 0, sizeof(int32_t) * w);
+        if (bias && bias_per_sample)
+            for (int64_t i = 0; i < w; i++) bias6[i] = (int32_t)bias[b0 * f + i] * 64;
+        for (int64_t t = 1; t <= steps; t++) {
+            if (reset_mask[t]) {
+                memset(u, 0, sizeof(int32_t) * w);
+                memset(v, 0, sizeof(int32_t) * w);
+            }
+            int64_t r = t - a_first;
+            if (a_kind && r >= 0 && r < a_rows) {
+                int64_t base = r * row + b0 * f;
+                if (gain) {
+                    int64_t k = t - hops - 1;
+                    k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
+                    int64_t g = gain[k];
+                    for (int64_t i = 0; i < w; i++) {
+                        int64_t p = load_a(a, a_kind, base + i) * g;
+                        int64_t q = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
+                        a6[i] = wrap32(q * 64);
+                    }
+                } else if (a_kind == 1) {
+                    const float *af = (const float *)a + base;
+                    for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)af[i] * 64;
+                } else {
+                    for (int64_t i = 0; i < w; i++) a6[i] = wrap32(load_a(a, a_kind, base + i) * 64);
+                }
+            } else {
+                memset(a6, 0, sizeof(int32_t) * w);
+            }
+            uint8_t *s = s_out + (t - 1) * row + b0 * f;
+            step_block(count, f, a6, bias6, bias_per_sample ? f : 0, cu, cv, theta, u, v, s);
+            if (u_rec) {
+                int64_t *dst = u_rec + (t - 1) * row + b0 * f;
+                for (int64_t i = 0; i < w; i++) dst[i] = u[i];
+            }
+            if (v_rec) {
+                int64_t *dst = v_rec + (t - 1) * row + b0 * f;
+                for (int64_t i = 0; i < w; i++) dst[i] = v[i];
+            }
+        }
+        for (int64_t i = 0; i < w; i++) v_final[b0 * f + i] = v[i];
+    }
+    free(u); free(v); free(a6); free(bias6);
+    return 0;
+}
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fused_cuba",
+    "Fused integer CUBA neuron kernel; called through ctypes by rssnn_deploy.fastsim.",
+    -1, NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__fused_cuba(void) { return PyModule_Create(&module); }

@@ -1,0 +1,191 @@
+"""The fused CPU engine (rssnn_deploy.fastsim) against the reference loop of sim.py.
+
+Every recorded u, v and s of every layer, the output spikes, final v and spike counts
+must be identical, array by array and dtype by dtype, on random networks that reach
+each rule of the update: u wrap, v saturation, int32 overflow, delays, DLIF gains,
+per-neuron parameters, spike input, staggered resets with and without an interval.
+(The fused engine is also what test_bitexact_lava.py checks against Lava itself, since
+it is the default CPU engine.)
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import INTEGRATOR, conv_spec, dense_spec
+from rssnn_deploy import fastsim
+from rssnn_deploy.sim import SimulationError, Simulator
+from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+
+
+def assert_same(spec: NetworkSpec, **run) -> None:
+    """Run both engines with ``record="all"`` and compare everything they return."""
+    ref = Simulator(spec, engine="reference").run(record="all", **run)
+    fused = Simulator(spec, engine="fused").run(record="all", **run)
+    for name in ("output_spikes", "output_v", "spike_counts"):
+        a, b = getattr(ref, name), getattr(fused, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert (ref.steps, ref.window_start) == (fused.steps, fused.window_start)
+    assert ref.states.keys() == fused.states.keys()
+    for idx, rec in ref.states.items():
+        assert rec.keys() == fused.states[idx].keys()
+        for k, a in rec.items():
+            b = fused.states[idx][k]
+            assert a.dtype == b.dtype and a.shape == b.shape, (idx, k)
+            assert torch.equal(a, b), f"layer {idx} {k}: {(a != b).sum()} values differ"
+
+
+def bias(spec: NetworkSpec, n: int, lo: int = -60, hi: int = 60, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.as_tensor(rng.integers(lo, hi + 1, (n,) + tuple(spec.layers[0].shape)))
+
+
+def test_kernel_is_built():
+    # make env builds the extension; without it every simulation silently takes the slow path
+    assert fastsim.available(), fastsim.engine_status()
+    assert fastsim.engine_status().startswith("fused C kernel")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_dense_nets(seed):
+    spec = dense_spec([23, 17, 9, 4], seed=seed, steps=7)
+    assert_same(spec, bias_input=bias(spec, 9, seed=seed))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_conv_nets(seed):
+    spec = conv_spec(seed=seed, groups_last=2 if seed % 2 else 1)
+    assert_same(spec, bias_input=bias(spec, 5, seed=seed))
+
+
+def _single(neuron: CubaNeuron, weight, n_in=6, n_out=5, bias=None, steps=40) -> NetworkSpec:
+    w = np.broadcast_to(np.asarray(weight), (n_out, n_in)).copy()
+    return NetworkSpec([LayerSpec("input", (n_in,), neuron=CubaNeuron(4096, 0, 1)),
+                        LayerSpec("dense", (n_out,), neuron=neuron, weight=w, bias=bias),
+                        LayerSpec("dense", (3,), neuron=INTEGRATOR,
+                                  weight=np.arange(-7, 8)[:3 * n_out].reshape(3, n_out))],
+                       meta={"steps": steps})
+
+
+def test_u_wraps_and_v_saturates():
+    # iDecay 0 keeps u, so 254-weight input pushes it past 2²³ (one asymmetric wrap);
+    # vDecay 0 with a huge threshold saturates v at ±(2²³ − 1)
+    spec = _single(CubaNeuron(0, 0, 131071), [[254, 200, -3, 254, 254, 100]], steps=200)
+    ref = Simulator(spec, engine="reference").run(bias_input=bias(spec, 4, 20, 120),
+                                                  record="all")
+    u, v = ref.states[1]["u"], ref.states[1]["v"]
+    assert (u.diff(dim=0) < 0).any() and (v.abs() == (1 << 23) - 1).any()
+    assert_same(spec, bias_input=bias(spec, 4, 20, 120))
+
+
+def test_int32_and_24_bit_wraps_of_large_conv_weights():
+    # conv weights are used as stored (no 8-bit clipping): sums wrap signed 24-bit, and
+    # a_in << 6 then needs int32 wrap-around emulation in the reference
+    rng = np.random.default_rng(2)
+    spec = NetworkSpec([
+        LayerSpec("input", (1, 5, 5), neuron=CubaNeuron(4096, 0, 1)),
+        LayerSpec("conv", (2, 3, 3), neuron=CubaNeuron(100, 0, 131071),
+                  weight=rng.integers(-3_000_000, 3_000_000, (2, 1, 3, 3))),
+        LayerSpec("flatten", (18,)),
+        LayerSpec("dense", (3,), neuron=INTEGRATOR, weight=rng.integers(-50, 50, (3, 18)))],
+        meta={"steps": 12})
+    sim = Simulator(spec, engine="reference")
+    assert sim.stages[1].exact_wraps and sim.stages[1].synapse.needs_wrap24
+    assert_same(spec, bias_input=bias(spec, 3, 20, 120))
+
+
+def test_bias_and_input_wrap_in_int16():
+    spec = _single(CubaNeuron(300, 200, 50), [[40, -30, 20, 10, 5, -5]],
+                   bias=np.array([70000, -40000, 5, 32767, -32768]))
+    x = bias(spec, 6, -100000, 100000)
+    assert_same(spec, bias_input=x)
+    assert_same(spec, bias_input=x.to(torch.float64))     # integers held in floats
+
+
+def test_delays():
+    spec = dense_spec([12, 10, 6, 3], seed=3, delay_max=4, steps=9)
+    assert_same(spec, bias_input=bias(spec, 5))
+
+
+def test_dlif_gains():
+    base = dense_spec([15, 11, 4], seed=4, steps=6)
+    layers = list(base.layers)
+    n = layers[1].neuron
+    layers[1] = LayerSpec("dense", layers[1].shape, weight=layers[1].weight, bias=layers[1].bias,
+                          neuron=CubaNeuron(n.i_decay, n.v_decay, n.vth_mant,
+                                            gain_mant=(-700, 300, 1500, 4095, 9, 2000),
+                                            gain_exp=10))
+    spec = NetworkSpec(layers, meta=base.meta)
+    assert_same(spec, bias_input=bias(spec, 6))
+
+
+def test_per_neuron_parameters():
+    rng = np.random.default_rng(5)
+    base = dense_spec([14, 12, 5], seed=5, steps=8)
+    layers = list(base.layers)
+    layers[1] = LayerSpec("dense", (12,), weight=layers[1].weight, bias=layers[1].bias,
+                          neuron=CubaNeuron(rng.integers(0, 4097, 12), rng.integers(0, 4097, 12),
+                                            rng.integers(1, 90, 12)))
+    spec = NetworkSpec(layers, meta=base.meta)
+    assert_same(spec, bias_input=bias(spec, 7))
+
+
+@pytest.mark.parametrize("input_neuron", [True, False])
+def test_spike_train_input(input_neuron):
+    spec = dense_spec([16, 12, 4], seed=6, input_neuron=input_neuron, steps=6)
+    spikes = torch.as_tensor(np.random.default_rng(6).random((5, 5, 16)) < 0.3)
+    assert_same(spec, spikes=spikes)
+    assert_same(spec, spikes=spikes.to(torch.float32) * 3.0)   # any non-zero is a spike
+
+
+@pytest.mark.parametrize("reset,interval", [("staggered", None), ("staggered", 4),
+                                            ("none", None)])
+def test_resets(reset, interval):
+    spec = dense_spec([10, 9, 7, 3], seed=7, steps=5)
+    assert_same(spec, bias_input=bias(spec, 4), reset=reset, reset_interval=interval,
+                steps=17)
+
+
+def test_chunks_threads_and_short_runs():
+    spec = conv_spec(seed=8)
+    x = bias(spec, 7)
+    whole = Simulator(spec, engine="fused").run(x, record="all")
+    try:
+        fastsim.set_threads(2)
+        chunked = Simulator(spec, engine="fused").run(x, record="all", batch_size=3)
+    finally:
+        fastsim.set_threads(None)
+    for idx, rec in whole.states.items():
+        for k, a in rec.items():
+            assert torch.equal(a, chunked.states[idx][k])
+    assert_same(spec, bias_input=x, steps=1)              # no synaptic input at all
+    assert_same(spec, bias_input=x[:0])                   # empty batch
+
+
+def test_spike_transform_is_applied_alike():
+    spec = dense_spec([12, 10, 4], seed=9, steps=6)
+
+    def drop(idx, s):
+        return s * (torch.arange(s.shape[-1]) % 3 != 0)
+
+    x = bias(spec, 4)
+    ref = Simulator(spec, engine="reference", spike_transform=drop).run(x, record="all")
+    fused = Simulator(spec, engine="fused", spike_transform=drop).run(x, record="all")
+    for idx, rec in ref.states.items():
+        for k, a in rec.items():
+            assert torch.equal(a, fused.states[idx][k])
+
+
+def test_engine_choice():
+    spec = dense_spec([8, 6, 3], seed=1)
+    assert Simulator(spec)._fused_engine()
+    assert not Simulator(spec, differentiable=True)._fused_engine()
+    assert not Simulator(spec, engine="reference")._fused_engine()
+    with pytest.raises(SimulationError, match="differentiable"):
+        Simulator(spec, engine="fused", differentiable=True).run(bias(spec, 1))
+    with pytest.raises(ValueError):
+        Simulator(spec, engine="fast")
+    with pytest.raises(ValueError):
+        fastsim.set_threads(0)
+    assert 1 <= fastsim.auto_threads()
