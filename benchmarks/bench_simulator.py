@@ -1,34 +1,61 @@
-"""Lava CPU (stock netx, fixed_pt) vs the project's batched simulator, side by side.
+"""Lava CPU fixed_pt vs the simulator's reference loop vs its fused engine, side by side.
 
-    .venv/bin/python benchmarks/bench_simulator.py [--lava-samples 6] [--device cpu]
+    .venv/bin/python benchmarks/bench_simulator.py [--rounds 3] [--quick]
 
-For each network (dense 784-128-10 and a small conv net) and batch size (1, 256) the
-same integer inputs run on both; the outputs (output layer's final v and spike counts)
-must be identical for every sample Lava ran. Lava runs samples one after another, so it
-runs only ``--lava-samples`` of a batch and its rate is extrapolated from the steady
-state (median time per sample after the first, which includes compiling); the simulator
-runs the whole batch (best of a few repeats after a warm-up). Rates are samples × steps
-per second, steps = ``spec.run_steps`` per sample.
+Contenders alternate inside every round (Lava, then each simulator configuration, then
+the next round), so a machine whose load changes during the run slows all of them
+alike; each contender's statistics are min / median / max over the rounds, and ratios
+are ratios of medians. Rates are samples × chip steps per second.
+
+* Lava (stock netx, ``Loihi2SimCfg(select_tag="fixed_pt")``) runs one sample at a time
+  (samples streamed through one network with ``reset_interval``); each of its samples
+  is one measurement (the first of a run, which compiles, is dropped). Lava's rate does
+  not depend on the batch, so the simulator's rate at every batch is compared with it.
+  Lava's outputs (final v, spike counts) must equal the simulator's for every sample it
+  ran, and the fused engine's must equal the reference's; the script exits 1 otherwise.
+* The simulator runs whole batches (1, 64, 256, 1024, 4096; the reference only where
+  affordable) with 1 thread and with every core (``fastsim.set_threads`` and torch's
+  intra-op threads), and for dense 784-128-10 with T up to 256.
+* Peak memory: the largest resident-set growth seen during a run (sampled every 2 ms).
+* Machine limits, measured in the same run: float32 GEMM throughput (2048² ``torch.mm``)
+  and memory bandwidth (a 256 MiB copy), with 1 thread and every core. A run's
+  "GEMM %" is its synaptic multiply-adds (2 · M · K · N per dense/conv layer) per second
+  over the GEMM peak; "BW %" is the bytes the fused design must move (spikes 9 B per
+  input value-step as bool → float32 → GEMM, synaptic sums 8 B and spikes 1 B per
+  neuron-step) per second over the copy bandwidth. Both apply the same work to both
+  engines, so they read as "how far from the machine's limit".
+
+Writes ``benchmarks/results/simulator.{json,md,png}``.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
+from rssnn_deploy import fastsim  # noqa: E402
 from rssnn_deploy.backends import get_backend  # noqa: E402
+from rssnn_deploy.netx_io import read_netx  # noqa: E402
+from rssnn_deploy.report import markdown_table, save_figure, write_json  # noqa: E402
+from rssnn_deploy.fileio import atomic_write_text  # noqa: E402
 from rssnn_deploy.sim import Simulator  # noqa: E402
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec  # noqa: E402
 
 INTEGRATOR = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=131071)
 LIF = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=64)   # paper LIF, λ = 0.99
+RESULTS = Path(__file__).resolve().parent / "results"
+ENGINES = ("reference", "fused")
 
 
 def dense_net(rng) -> NetworkSpec:
@@ -54,61 +81,314 @@ def conv_net(rng) -> NetworkSpec:
     return NetworkSpec(layers, meta={"steps": 8, "readout": "membrane"})
 
 
-def bench_sim(spec, bias, device, repeats=3):
-    sim = Simulator(spec, device=device)
-    b = bias.to(device)
-    sim.run(b)                                      # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        res = sim.run(b)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return res, best
+def pilotnet() -> Tuple[NetworkSpec, np.ndarray]:
+    """lava-dl's PilotNet-LIF (gts/pilotnet_lif/network.net) and its test image."""
+    import lava.lib.dl.netx as netx
+    root = (Path(netx.__file__).resolve().parents[4] / "tests" / "lava" / "lib" / "dl" / "netx"
+            / "gts" / "pilotnet_lif")
+    image = np.load(root / "image.npy").transpose(2, 1, 0).astype(np.int64)
+    return read_netx(root / "network.net"), image
+
+
+# ---------------------------------------------------------------------------- measuring
+
+class PeakRSS:
+    """Largest resident-set growth while the block runs (sampled every 2 ms)."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2 ** 20
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n)
+    fastsim.set_threads(n)
+
+
+def machine_limits(threads: List[int], reps: int = 5) -> Dict[int, Dict[str, float]]:
+    out = {}
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a8 = torch.randint(-128, 128, (2048, 2048), dtype=torch.int8)
+    src = torch.ones(2 ** 26)            # 256 MiB of float32
+    dst = torch.empty_like(src)
+    for n in threads:
+        torch.set_num_threads(n)
+        gemm, gemm8, copy = [], [], []
+        for _ in range(reps):            # alternate the probes as well
+            t = time.perf_counter()
+            torch.mm(a, b)
+            gemm.append(2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9)
+            t = time.perf_counter()
+            torch._int_mm(a8, a8)
+            gemm8.append(2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9)
+            t = time.perf_counter()
+            dst.copy_(src)
+            copy.append(2 * src.numel() * 4 / (time.perf_counter() - t) / 1e9)
+        out[n] = {"gemm_gflops_max": max(gemm), "gemm_gflops_median": statistics.median(gemm),
+                  "int8_gops_max": max(gemm8), "int8_gops_median": statistics.median(gemm8),
+                  "copy_gbs_max": max(copy), "copy_gbs_median": statistics.median(copy)}
+    return out
+
+
+def work(sim: Simulator, steps: int, n: int) -> Tuple[float, float]:
+    """(multiply-adds × 2, bytes the fused design moves) for one run of n samples."""
+    flops, nbytes = 0.0, 0.0
+    in_width = int(np.prod(sim.input_shape))
+    for st in sim.stages:
+        f = int(np.prod(st.shape))
+        if st.synapse is not None:
+            w = st.synapse.w_eff
+            per_out = int(np.prod(w.shape[1:])) if st.kind == "conv" else in_width
+            flops += 2.0 * f * per_out * (steps - 1) * n
+            nbytes += 9.0 * in_width * (steps - 1) * n
+        nbytes += 9.0 * f * steps * n
+        in_width = f
+    return flops, nbytes
+
+
+def stats(xs: List[float]) -> Optional[Dict[str, float]]:
+    if not xs:
+        return None
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
+
+
+# ---------------------------------------------------------------------------- the run
+
+def lava_round(lava, spec, inputs, steps, fused_ref) -> Tuple[List[float], bool]:
+    """Per-sample rates of one Lava run (first sample dropped) and whether outputs match."""
+    res = lava.run(spec, inputs, steps=steps)
+    same = (torch.equal(res.output_v, fused_ref.output_v[:len(inputs)])
+            and torch.equal(res.spike_counts, fused_ref.spike_counts[:len(inputs)]))
+    return [steps / s for s in lava.last_timing["sample_s"][1:]], same
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lava-samples", type=int, default=10)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batches", default="1,256")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="few batches and rounds (smoke run)")
+    ap.add_argument("--nets", default="dense,conv,pilotnet",
+                    help="comma list of networks: dense, conv, pilotnet")
+    ap.add_argument("--t-values", default="8,32,128,256", help="T for the scaling run ('' = none)")
+    ap.add_argument("--out", default=str(RESULTS / "simulator"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
+    cores = len(os.sched_getaffinity(0))
+    threads = sorted({1, cores})
+    rounds = 1 if args.quick else args.rounds
+    all_batches = [1, 64] if args.quick else [1, 64, 256, 1024, 4096]
+    pn_spec, pn_image = pilotnet()
+
+    def pn_inputs(n):   # the test image with per-pixel jitter, one per sample
+        jitter = rng.integers(-8, 9, (n,) + pn_image.shape)
+        return torch.as_tensor(np.clip(pn_image[None] + jitter, 0, None))
+
+    # name: spec, steps, inputs, Lava samples per round, max batch per engine
+    nets = {
+        "dense 784-128-10": (dense_net(rng), 10, None, 12, {"reference": 4096, "fused": 4096}),
+        "conv 1x28x28-8c3-16c3s2-10": (conv_net(rng), 10, None, 4,
+                                       {"reference": 1024, "fused": 4096}),
+        "PilotNet-LIF (lava-dl)": (pn_spec, 17, pn_inputs, 3, {"reference": 64, "fused": 1024}),
+    }
+    dense_spec = nets["dense 784-128-10"][0]
+    wanted = [w.strip().lower() for w in args.nets.split(",") if w.strip()]
+    nets = {k: v for k, v in nets.items() if any(w in k.lower() for w in wanted)}
+    print(f"machine limits ({cores} cores) ...", flush=True)
+    limits = machine_limits(threads)
     lava = get_backend("lava", progress=False)
-    rows, ok = [], True
-    batches = [int(b) for b in args.batches.split(",")]
-    nets = (("dense 784-128-10", dense_net(rng)), ("conv 1x28x28-8c3-16c3s2-10", conv_net(rng)))
-    for name, spec in nets:
-        steps = spec.run_steps
-        bias = torch.as_tensor(rng.integers(0, 40, (max(batches),) + spec.layers[0].shape))
-        n_lava = max(2, min(max(batches), args.lava_samples))
-        lres = lava.run(spec, bias[:n_lava])
-        per_sample = lava.last_timing["sample_s"]
-        rate_lava = steps / statistics.median(per_sample[1:])
-        for batch in batches:
-            res, sim_s = bench_sim(spec, bias[:batch], args.device)
-            n = min(batch, n_lava)
-            same = (torch.equal(lres.output_v[:n], res.output_v[:n].cpu())
-                    and torch.equal(lres.spike_counts[:n], res.spike_counts[:n].cpu()))
+    ok = True
+    records = []
+
+    for name, (spec, steps, make, n_lava, max_batch) in nets.items():
+        batches = [b for b in all_batches if b <= max(max_batch.values())]
+        top = max(batches + [n_lava])
+        x = make(top) if make else torch.as_tensor(
+            rng.integers(0, 40, (top,) + tuple(spec.layers[0].shape)))
+        sims = {e: Simulator(spec, engine=e) for e in ENGINES}
+        check = {e: sims[e].run(x[:min(top, 64)], steps=steps) for e in ENGINES}
+        same_engines = all(torch.equal(getattr(check["reference"], k), getattr(check["fused"], k))
+                           for k in ("output_v", "spike_counts", "output_spikes"))
+        ok &= same_engines
+        lava_rates, lava_same = [], True
+        runs: Dict[Tuple[str, int, int], List[float]] = {}
+        mem: Dict[Tuple[str, int, int], float] = {}
+        for r in range(rounds):
+            print(f"{name}: round {r + 1}/{rounds}: Lava ...", flush=True)
+            rates, same = lava_round(lava, spec, x[:n_lava], steps, check["fused"])
+            lava_rates += rates
+            lava_same &= same
+            for n_thr in threads:
+                set_threads(n_thr)
+                for batch in batches:
+                    for engine in ENGINES:
+                        if batch > max_batch[engine]:
+                            continue
+                        key = (engine, n_thr, batch)
+                        with PeakRSS() as peak:
+                            t = time.perf_counter()
+                            sims[engine].run(x[:batch], steps=steps)
+                            dt = time.perf_counter() - t
+                        runs.setdefault(key, []).append(batch * steps / dt)
+                        mem[key] = max(mem.get(key, 0.0), peak.mib)
+                print(f"  threads {n_thr}: done", flush=True)
+        set_threads(cores)
+        ok &= lava_same
+        lava_stats = stats(lava_rates)
+        for (engine, n_thr, batch), rates in sorted(runs.items()):
+            s = stats(rates)
+            flops, nbytes = work(sims[engine], steps, batch)
+            sec = batch * steps / s["median"]
+            records.append({
+                "network": name, "engine": engine, "threads": n_thr, "batch": batch,
+                "steps": steps, "rate": s, "lava_rate": lava_stats,
+                "ratio_of_medians": s["median"] / lava_stats["median"],
+                "peak_mib": mem[(engine, n_thr, batch)],
+                "gemm_fraction": flops / sec / 1e9 / limits[n_thr]["gemm_gflops_max"],
+                "int8_fraction": flops / sec / 1e9 / limits[n_thr]["int8_gops_max"],
+                "bw_fraction": nbytes / sec / 1e9 / limits[n_thr]["copy_gbs_max"],
+                "lava_outputs_identical": lava_same, "engines_identical": same_engines,
+                "lava_samples_checked": n_lava})
+        print(f"{name}: Lava {lava_stats['median']:.0f} sa*st/s, outputs identical: "
+              f"{lava_same}; engines identical: {same_engines}", flush=True)
+
+    # T scaling, dense 784-128-10, batch 256, every core
+    t_values = [int(t) for t in args.t_values.split(",") if t.strip()]
+    spec = dense_spec
+    x = torch.as_tensor(rng.integers(0, 40, (256,) + tuple(spec.layers[0].shape)))
+    sims = {e: Simulator(spec, engine=e) for e in ENGINES}
+    t_runs: Dict[Tuple[str, int], List[float]] = {}
+    t_mem: Dict[Tuple[str, int], float] = {}
+    set_threads(cores)
+    for r in range(rounds):
+        print(f"T scaling: round {r + 1}/{rounds}", flush=True)
+        for T in t_values:
+            steps = T + spec.pipeline_depth
+            ref = sims["fused"].run(x[:3], steps=steps)
+            rates, same = lava_round(lava, spec, x[:3], steps, ref)
             ok &= same
-            rate_sim = batch * steps / sim_s
-            rows.append((name, batch, n, rate_lava, rate_sim, rate_sim / rate_lava, same,
-                         lava.last_timing["seconds"]))
-    print(f"\nsteps per sample = spec.run_steps (T=8 + pipeline depth); device={args.device}, "
-          f"torch threads={torch.get_num_threads()}")
-    print(f"{'network':<28}{'batch':>6}{'checked':>8}{'Lava sa*st/s':>14}{'sim sa*st/s':>14}"
-          f"{'ratio':>9}  identical  Lava wall for {args.lava_samples} samples")
-    for name, batch, n, rl, rs, ratio, same, wall in rows:
-        print(f"{name:<28}{batch:>6}{n:>8}{rl:>14.0f}{rs:>14.0f}{ratio:>9.0f}  {str(same):<9}  "
-              f"{wall:.1f} s")
-    print("Lava: stock netx, Loihi2SimCfg(fixed_pt), samples streamed one after another "
-          "(reset_interval); its rate is the steady state (median time per sample after the "
-          "first, which compiles), extrapolated to every batch size. 'checked': samples whose "
-          "final v and spike counts were compared (all identical = True).")
+            t_runs.setdefault(("lava", T), []).extend(rates)
+            for engine in ENGINES:
+                with PeakRSS() as peak:
+                    t = time.perf_counter()
+                    sims[engine].run(x, steps=steps)
+                    dt = time.perf_counter() - t
+                t_runs.setdefault((engine, T), []).append(256 * steps / dt)
+                t_mem[(engine, T)] = max(t_mem.get((engine, T), 0.0), peak.mib)
+    t_records = [{"T": T, "engine": e, "rate": stats(t_runs[(e, T)]),
+                  "peak_mib": t_mem.get((e, T))} for T in t_values
+                 for e in ("lava",) + ENGINES]
+    for rec in t_records:
+        rec["ratio_of_medians"] = (rec["rate"]["median"]
+                                   / stats(t_runs[("lava", rec["T"])])["median"])
+
+    load = os.getloadavg()
+    meta = {"cores": cores, "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "engine": fastsim.engine_status(),
+            "load_average_at_end": load, "rounds": rounds, "limits": limits,
+            "shared_machine_note": "the machine was shared with other jobs during the run; "
+                                   "contenders alternate within each round",
+            "all_outputs_identical": ok}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), {"meta": meta, "runs": records, "t_scaling": t_records})
+    atomic_write_text(out.with_suffix(".md"), markdown(meta, records, t_records))
+    plot(records, t_records, out.with_suffix(".png"))
+    print(markdown(meta, records, t_records))
     return 0 if ok else 1
+
+
+def _r(s: Dict[str, float]) -> str:
+    return f"{s['min']:,.0f} / **{s['median']:,.0f}** / {s['max']:,.0f}"
+
+
+def markdown(meta, records, t_records) -> str:
+    lim = meta["limits"]
+    lines = ["# Simulator speed: Lava CPU fixed_pt vs reference loop vs fused engine", "",
+             f"{meta['cores']} cores ({meta['cpu']}), torch {meta['torch']}, "
+             f"{meta['rounds']} rounds; engine: {meta['engine']}. "
+             f"Load average at the end: {', '.join(f'{v:.1f}' for v in meta['load_average_at_end'])} "
+             f"({meta['shared_machine_note']}). All outputs identical (Lava vs simulator on "
+             f"every sample Lava ran, fused vs reference): **{meta['all_outputs_identical']}**.",
+             "", "Machine limits measured in the same run (max of 5): " + "; ".join(
+                 f"{n} thread{'s' if n > 1 else ''}: float32 GEMM {v['gemm_gflops_max']:.0f} "
+                 f"GFLOP/s, int8 GEMM {v['int8_gops_max']:.0f} GOP/s, "
+                 f"copy {v['copy_gbs_max']:.1f} GB/s" for n, v in lim.items()), "",
+             "Rates: samples × chip steps per second, min / **median** / max over rounds; "
+             "ratio = median / Lava's median (Lava runs one sample at a time; its rate "
+             "does not depend on the batch). GEMM %: synaptic multiply-adds per second over "
+             "the measured peak (dense layers use the int8 GEMM in the fused engine, conv "
+             "layers float32). BW %: bytes the fused design must move per second over the "
+             "measured copy bandwidth of a 256 MiB buffer (above 100 % the working set "
+             "stayed in cache).", ""]
+    rows = []
+    for r in records:
+        rows.append([r["network"], r["batch"], r["threads"], r["engine"], _r(r["rate"]),
+                     f"{r['lava_rate']['median']:,.0f}", f"{r['ratio_of_medians']:,.0f}×",
+                     f"{r['peak_mib']:.0f}", f"{100 * r['gemm_fraction']:.1f}",
+                     f"{100 * r['int8_fraction']:.1f}", f"{100 * r['bw_fraction']:.1f}"])
+    lines.append(markdown_table(["network", "batch", "threads", "engine", "rate", "Lava",
+                                 "ratio", "peak MiB", "f32 GEMM %", "int8 GEMM %", "BW %"],
+                                rows))
+    lines += ["", f"## T scaling (dense 784-128-10, batch 256, {meta['cores']} threads)", ""]
+    rows = [[r["T"], r["engine"], _r(r["rate"]), f"{r['ratio_of_medians']:,.1f}×",
+             "" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"] for r in t_records]
+    lines.append(markdown_table(["T", "contender", "rate", "ratio to Lava", "peak MiB"], rows))
+    return "\n".join(lines) + "\n"
+
+
+def plot(records, t_records, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    nets = list(dict.fromkeys(r["network"] for r in records))
+    fig, axes = plt.subplots(1, len(nets) + 1, figsize=(5 * (len(nets) + 1), 4.2))
+    for ax, net in zip(axes, nets):
+        rs = [r for r in records if r["network"] == net]
+        for engine, n_thr in sorted({(r["engine"], r["threads"]) for r in rs}):
+            sel = sorted((r for r in rs if (r["engine"], r["threads"]) == (engine, n_thr)),
+                         key=lambda r: r["batch"])
+            b = [r["batch"] for r in sel]
+            ax.plot(b, [r["rate"]["median"] for r in sel], marker="o",
+                    linestyle="-" if engine == "fused" else "--",
+                    label=f"{engine}, {n_thr} thr")
+            ax.fill_between(b, [r["rate"]["min"] for r in sel], [r["rate"]["max"] for r in sel],
+                            alpha=0.15)
+        ax.axhline(rs[0]["lava_rate"]["median"], color="k", linestyle=":", label="Lava fixed_pt")
+        ax.set(xscale="log", yscale="log", xlabel="batch (samples)",
+               ylabel="samples × steps / s", title=net)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    for engine in ("lava",) + ENGINES:
+        sel = [r for r in t_records if r["engine"] == engine]
+        ax.plot([r["T"] for r in sel], [r["rate"]["median"] for r in sel], marker="o",
+                label=engine)
+    ax.set(xscale="log", yscale="log", xlabel="T (steps per sample)",
+           ylabel="samples × steps / s", title="dense 784-128-10, batch 256")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,20 @@ static inline int32_t wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x;
 
 static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 12; }
 
-/* a_in for one element, already wrapped to int32 (Lava's int32 channel). */
-static inline int64_t load_a(const void *a, int a_kind, int64_t idx) {
+/* a_in for one element, already wrapped to int32 (Lava's int32 channel).
+ * Kinds: 1 float32 (exact integers below 2^24), 2 float64, 3 int32 sums of an int8 GEMM
+ * with the weights split as 2 hi + lo (hi sums in columns [0, f), lo sums in [f, 2f) of
+ * each row), to which the weight exponent (shift) still applies. */
+static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, int shift) {
     if (a_kind == 1) {
         return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+    }
+    if (a_kind == 3) {
+        int64_t row = idx / f, j = idx - row * f;
+        const int32_t *r = (const int32_t *)a + row * 2 * f;
+        int64_t x = 2 * (int64_t)r[j] + r[f + j];
+        x = shift >= 0 ? x << shift : x >> (-shift);      /* floor shift, as Lava's */
+        return wrap32(x);
     }
     double x = ((const double *)a)[idx];
     x -= 4294967296.0 * floor((x + 2147483648.0) / 4294967296.0);
@@ -70,24 +80,32 @@ static void step_block(int64_t count, int64_t f, const int32_t *restrict a6,
  * Run samples [n0, n1) of one layer for chip steps 1..steps.
  *
  * steps, n, f  : chip steps, samples in the arrays, neurons per sample
- * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64;
+ * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64,
+ *                3 int32 hi/lo pairs (a_rows, n, 2f);
  *                row r is what the neurons receive at chip step a_first + r, other steps 0
+ * a_shift      : weight exponent for kind 3 (left, or floor right when negative)
  * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
  *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
  * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
  * cu, cv       : (f,) 4096 - iDecay, 4096 - vDecay;  theta: (f,) vThMant << 6 (clamped)
  * reset_mask   : (steps + 1,) non-zero at chip steps that zero u and v first
- * s_out        : (steps, n, f) spikes;  u_rec, v_rec: (steps, n, f) int64 or NULL
+ * s_out, s_kind: (steps, n, f) spikes as 0/1 in uint8 (s_kind 0), float32 (1) or
+ *                float64 (2): the dtype the next layer's GEMM takes, so no conversion pass
+ * u_rec, v_rec: (steps, n, f) int64 or NULL
  * v_final      : (n, f) int64, v after the last step
+ * a_perm, s_perm: NULL, or (f,) positions of neuron j inside a sample's row of a / of
+ *                s_out (conv layers keep channels-last (H, W, C) order there, which
+ *                torch's conv runs fastest on, while the state stays in (C, H, W) order)
  * Returns 0, or -1 when scratch memory could not be allocated.
  */
 int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
-                   const void *a, int a_kind, int64_t a_rows, int64_t a_first,
+                   const void *a, int a_kind, int64_t a_rows, int64_t a_first, int a_shift,
                    const int32_t *gain, int64_t gain_len, int gain_exp, int64_t hops,
                    const int16_t *bias, int bias_per_sample,
                    const int32_t *cu, const int32_t *cv, const int32_t *theta,
-                   const uint8_t *reset_mask, uint8_t *s_out, int64_t *u_rec,
-                   int64_t *v_rec, int64_t *v_final, int64_t n0, int64_t n1) {
+                   const uint8_t *reset_mask, void *s_out, int s_kind, int64_t *u_rec,
+                   int64_t *v_rec, int64_t *v_final, const int32_t *a_perm,
+                   const int32_t *s_perm, int64_t n0, int64_t n1) {
     int64_t block = BLOCK_NEURONS / (f > 0 ? f : 1);
     if (block < 1) block = 1;
     if (block > n1 - n0) block = n1 - n0;
@@ -98,8 +116,9 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
     int32_t *v = malloc(sizeof(int32_t) * width);
     int32_t *a6 = calloc((size_t)width, sizeof(int32_t));
     int32_t *bias6 = calloc((size_t)(bias_rows * f), sizeof(int32_t));
-    if (!u || !v || !a6 || !bias6) {
-        free(u); free(v); free(a6); free(bias6);
+    uint8_t *s = malloc((size_t)width);
+    if (!u || !v || !a6 || !bias6 || !s) {
+        free(u); free(v); free(a6); free(bias6); free(s);
         return -1;
     }
     const int64_t row = n * f;
@@ -120,26 +139,69 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
             int64_t r = t - a_first;
             if (a_kind && r >= 0 && r < a_rows) {
                 int64_t base = r * row + b0 * f;
+                int64_t g = 1;
                 if (gain) {
                     int64_t k = t - hops - 1;
                     k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
-                    int64_t g = gain[k];
-                    for (int64_t i = 0; i < w; i++) {
-                        int64_t p = load_a(a, a_kind, base + i) * g;
-                        int64_t q = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
-                        a6[i] = wrap32(q * 64);
+                    g = gain[k];
+                }
+                if (gain || (a_perm && a_kind != 3)) {
+                    const int permuted = a_perm && a_kind != 3;
+                    for (int64_t c = 0; c < count; c++) {
+                        for (int64_t j = 0; j < f; j++) {
+                            int64_t idx = base + c * f + (permuted ? a_perm[j] : j);
+                            int64_t p = load_a(a, a_kind, idx, f, a_shift);
+                            if (gain) {
+                                p *= g;
+                                p = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
+                            }
+                            a6[c * f + j] = wrap32(p * 64);
+                        }
+                    }
+                } else if (a_kind == 3) {
+                    const int32_t *ai = (const int32_t *)a + (r * n + b0) * 2 * f;
+                    for (int64_t c = 0; c < count; c++) {
+                        const int32_t *hi = ai + c * 2 * f;
+                        const int32_t *lo = hi + f;
+                        int32_t *dst = a6 + c * f;
+                        for (int64_t j = 0; j < f; j++) {
+                            int64_t x = 2 * (int64_t)hi[j] + lo[j];
+                            x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
+                            dst[j] = wrap32(x * 64);
+                        }
                     }
                 } else if (a_kind == 1) {
                     const float *af = (const float *)a + base;
                     for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)af[i] * 64;
                 } else {
-                    for (int64_t i = 0; i < w; i++) a6[i] = wrap32(load_a(a, a_kind, base + i) * 64);
+                    for (int64_t i = 0; i < w; i++)
+                        a6[i] = wrap32(load_a(a, a_kind, base + i, f, a_shift) * 64);
                 }
             } else {
                 memset(a6, 0, sizeof(int32_t) * w);
             }
-            uint8_t *s = s_out + (t - 1) * row + b0 * f;
             step_block(count, f, a6, bias6, bias_per_sample ? f : 0, cu, cv, theta, u, v, s);
+            int64_t at = (t - 1) * row + b0 * f;
+            if (s_perm) {
+                for (int64_t c = 0; c < count; c++) {
+                    int64_t o = at + c * f;
+                    const uint8_t *sc = s + c * f;
+                    if (s_kind == 0)
+                        for (int64_t j = 0; j < f; j++) ((uint8_t *)s_out)[o + s_perm[j]] = sc[j];
+                    else if (s_kind == 1)
+                        for (int64_t j = 0; j < f; j++) ((float *)s_out)[o + s_perm[j]] = sc[j];
+                    else
+                        for (int64_t j = 0; j < f; j++) ((double *)s_out)[o + s_perm[j]] = sc[j];
+                }
+            } else if (s_kind == 0) {
+                memcpy((uint8_t *)s_out + at, s, (size_t)w);
+            } else if (s_kind == 1) {
+                float *dst = (float *)s_out + at;
+                for (int64_t i = 0; i < w; i++) dst[i] = (float)s[i];
+            } else {
+                double *dst = (double *)s_out + at;
+                for (int64_t i = 0; i < w; i++) dst[i] = (double)s[i];
+            }
             if (u_rec) {
                 int64_t *dst = u_rec + (t - 1) * row + b0 * f;
                 for (int64_t i = 0; i < w; i++) dst[i] = u[i];
@@ -151,7 +213,7 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
         }
         for (int64_t i = 0; i < w; i++) v_final[b0 * f + i] = v[i];
     }
-    free(u); free(v); free(a6); free(bias6);
+    free(u); free(v); free(a6); free(bias6); free(s);
     return 0;
 }
 

@@ -30,13 +30,16 @@ through ``ctypes``, which releases the GIL, so several Python threads run disjoi
 sample ranges in parallel. ``target_clones`` compiles an AVX2 and a baseline version
 and picks one at load time, so the build stays portable.
 
-Threads that cannot collapse: a kernel thread owns its samples for every step, so no
-thread ever waits for another inside the time loop (OpenMP's per-step barriers are
-what made the reference 3–100× slower on a loaded machine). The number of threads
-(kernel workers and torch's intra-op threads for the GEMMs, restored afterwards) is
-``threads`` given to :func:`set_threads` / the CLI's ``--threads``, or by default the
-cores this process may use (``os.sched_getaffinity``) minus the 1-minute load of the
-others (``os.getloadavg``), at least one.
+Threads that cannot collapse: the batch is cut into pieces and each worker thread runs
+whole pieces through every layer (GEMM with torch single-threaded, then the kernel), so
+no thread ever waits for another inside a run; only the final join does. OpenMP's
+barriers (one per torch op and step, spinning while a core is taken by another
+process) are what made the reference, and torch's own multi-threaded GEMMs, 3–100×
+slower on a loaded machine. The number of worker threads is ``threads`` given to
+:func:`set_threads` / the CLI's ``--threads``, or by default the cores this process may
+use (``os.sched_getaffinity``) minus the 1-minute load of the others
+(``os.getloadavg``), at least one. A single sample is one piece, so batch 1 runs on
+one core.
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -78,12 +81,25 @@ def _load() -> Tuple[Optional[ctypes._CFuncPtr], str]:
     except (OSError, AttributeError) as err:
         return None, f"extension {_fused_cuba.__file__} unusable: {err}"
     fn.restype = ctypes.c_int
-    fn.argtypes = [_I64, _I64, _I64, _P, ctypes.c_int, _I64, _I64, _P, _I64, ctypes.c_int, _I64,
-                   _P, ctypes.c_int, _P, _P, _P, _P, _P, _P, _P, _P, _I64, _I64]
+    fn.argtypes = [_I64, _I64, _I64, _P, ctypes.c_int, _I64, _I64, ctypes.c_int, _P, _I64, ctypes.c_int, _I64,
+                   _P, ctypes.c_int, _P, _P, _P, _P, _P, ctypes.c_int, _P, _P, _P, _P, _P,
+                   _I64, _I64]
     return fn, _fused_cuba.__file__
 
 
 _KERNEL, _WHERE = _load()
+
+
+def _has_int_mm() -> bool:
+    """torch's int8 × int8 → int32 GEMM (oneDNN; VNNI where the CPU has it)."""
+    try:
+        x = torch.ones((17, 8), dtype=torch.int8)
+        return bool(torch._int_mm(x, x.t().contiguous()).eq(8).all())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_INT_MM = _has_int_mm()
 _THREADS: Optional[int] = None
 
 
@@ -100,7 +116,7 @@ def engine_status() -> str:
 
 
 def set_threads(threads: Optional[int]) -> None:
-    """Threads for fused runs (kernel workers and torch GEMM threads); ``None`` = automatic."""
+    """Worker threads for fused runs (see the module notes); ``None`` = automatic."""
     global _THREADS
     if threads is not None and int(threads) < 1:
         raise ValueError("threads must be at least 1")
@@ -168,6 +184,23 @@ class _Layer:
             self.gains = np.ascontiguousarray(st.gains.cpu().numpy().astype(np.int32))
             self.gain_exp = int(st.neuron.gain_exp)
         self.hops = int(st.timing.hops)
+        # position of neuron (c, h, w) in a channels-last (h, w, c) row, for conv layouts
+        self.hwc = None
+        if len(st.shape) == 3:
+            c, h, w = st.shape
+            self.hwc = np.ascontiguousarray(
+                np.arange(f).reshape(h, w, c).transpose(2, 0, 1).reshape(f), dtype=np.int32)
+        self.int_w: Optional[torch.Tensor] = None    # int8 GEMM weights (K, 2N): hi | lo
+        self.shift = 0
+        syn = st.synapse
+        if st.kind == "dense" and syn.delays == [0] and _INT_MM:
+            w = np.asarray(syn.w_eff, dtype=np.int64)           # (out, in)
+            if w.size and -256 <= w.min() and w.max() <= 255 and w.shape[1] < (1 << 23):
+                # Lava's 8-bit mantissas span [−256, 254]: w = 2·hi + lo, hi int8, lo ∈ {0, 1}
+                hi = np.floor_divide(w, 2)
+                w = np.concatenate([hi, w - 2 * hi], axis=0)
+                self.int_w = _row_major(torch.as_tensor(w.T, dtype=torch.int8))
+                self.shift = int(syn.exp)
 
     def problem(self, st) -> Optional[str]:
         for name, arr in (("i_decay", self.cu), ("v_decay", self.cv)):
@@ -244,20 +277,33 @@ def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
 def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor], steps: int,
         record_map: Dict[int, Set[str]], reset: str, reset_interval: Optional[int],
         batch_size: Optional[int]):
-    """``Simulator.run``'s work on the fused engine (inputs already checked by ``sim``)."""
+    """``Simulator.run``'s work on the fused engine (inputs already checked by ``sim``).
+
+    The batch is cut into pieces (``batch_size``, else by MEMORY_BUDGET shared by the
+    threads, and at most n / threads samples so every thread gets work); each worker
+    thread takes whole pieces through every layer, torch running single-threaded in it.
+    """
     from rssnn_deploy.sim import _concat_results
     threads = _THREADS or auto_threads()
     n = (bias_input if bias_input is not None else spikes).shape[0]
-    chunk = batch_size or _chunk_size(sim, steps, record_map)
-    parts = []
-    with torch.inference_mode(), _torch_threads(threads), \
-            ThreadPoolExecutor(max_workers=threads) as pool:
-        for lo in range(0, max(n, 1), max(chunk, 1)):
-            hi = min(n, lo + chunk)
-            parts.append(_run_chunk(
-                sim, None if bias_input is None else bias_input[lo:hi],
-                None if spikes is None else spikes[lo:hi], steps, record_map, reset,
-                reset_interval, pool, threads))
+    chunk = batch_size or max(1, min(_chunk_size(sim, steps, record_map) // threads,
+                                     -(-n // threads)))
+    ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
+
+    def piece(bounds: Tuple[int, int]):
+        lo, hi = bounds
+        torch.set_num_threads(1)       # per thread: OpenMP's thread count is thread-local
+        with torch.inference_mode():
+            return _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
+                              None if spikes is None else spikes[lo:hi], steps, record_map,
+                              reset, reset_interval)
+
+    with _torch_threads(1):
+        if threads == 1 or len(ranges) == 1:
+            parts = [piece(r) for r in ranges]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = list(pool.map(piece, ranges))
     return parts[0] if len(parts) == 1 else _concat_results(parts)
 
 
@@ -269,15 +315,21 @@ def _wrap16_input(b: torch.Tensor) -> torch.Tensor:
     return b.to(torch.int16).contiguous()   # two's-complement truncation = the wrap
 
 
-def _synaptic(sim, st, prev: torch.Tensor, steps: int):
-    """(a, a_first): synaptic sums as rows starting at chip step ``a_first``."""
+def _synaptic(sim, st, layer: _Layer, prev: torch.Tensor, steps: int):
+    """(a, a_kind, a_rows, a_first): synaptic sums, rows from chip step ``a_first`` on."""
     syn = st.synapse
-    if steps < 2:
-        return None, 0
-    if st.kind == "dense" and syn.delays != [0]:
-        a = sim._synaptic_input(st, prev, steps, False)      # rows for chip steps 1..steps
-        return a.contiguous(), 1
     n = prev.shape[1]
+    if steps < 2:
+        return None, 0, 0, 0
+    if st.kind == "dense" and syn.delays != [0]:
+        a = sim._synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
+        return a.contiguous(), _KIND[a.dtype], steps, 1
+    if layer.int_w is not None:    # exact: 0/1 × int8 summed in int32 (|Σ| < 2³¹)
+        x = prev[:steps - 1].reshape((steps - 1) * n, layer.int_w.shape[0])
+        x = _row_major(x if x.dtype == torch.int8 else (x != 0).to(torch.int8))
+        a = torch._int_mm(x, layer.int_w)
+        return a, 3, steps - 1, 2
+    prev = prev if prev.dtype == syn.dtype else (prev != 0).to(syn.dtype)
     x = prev[:steps - 1]
     if st.flatten_input or st.kind == "dense":
         x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))
@@ -286,11 +338,26 @@ def _synaptic(sim, st, prev: torch.Tensor, steps: int):
     a = syn(x, False)
     if st.kind == "dense" and syn.needs_wrap32 and a.dtype != torch.float64:
         a = a.to(torch.float64)                             # the kernel wraps float64 input
-    return a.contiguous(), 2
+    if st.kind == "conv":         # a channels-last conv output is read in place
+        a = a.squeeze(1)
+        if not (a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last)):
+            a = a.contiguous()
+        return a, _KIND[a.dtype], steps - 1, 2
+    return a.contiguous(), _KIND[a.dtype], steps - 1, 2
 
 
-def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval, pool,
-               threads):
+_KIND = {torch.float32: 1, torch.float64: 2}
+
+
+def _row_major(x: torch.Tensor) -> torch.Tensor:
+    """x with strides (K, 1): torch._int_mm reads garbage from a size-1 dimension
+    whose stride is not the row-major one (torch 2.13 CPU), which .contiguous() keeps."""
+    if x.stride() == (x.shape[1], 1):
+        return x
+    return torch.empty(x.shape, dtype=x.dtype).copy_(x)
+
+
+def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval):
     from rssnn_deploy.sim import SimResult, _reset_steps
     layers: Dict[int, _Layer] = sim._fused_layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
@@ -298,11 +365,12 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
     if not sim.has_input_neuron or spikes is not None:
         prev = sim._spike_train(spikes, steps)
     v_final = None
-    for st in sim.stages:
+    stages = sim.stages
+    for pos, st in enumerate(stages):
         names = record_map.get(st.spec_index, set())
         layer = layers[st.spec_index]
         bias, per_sample = layer.bias, 0
-        a, a_first = None, 0
+        a, a_kind, a_rows, a_first = None, 0, 0, 0
         if st.kind == "input":
             if spikes is not None:
                 if names:
@@ -314,10 +382,18 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
             n = prev.shape[1]
             if sim.spike_transform is not None:
                 prev = sim.spike_transform(st.spec_index, prev) != 0
-            a, a_first = _synaptic(sim, st, prev, steps)
-        prev, rec, v_final = _neuron_layer(layer, st, a, a_first, bias, per_sample, n, steps,
-                                           names, reset, reset_interval, pool, threads,
-                                           copy_spikes=sim.spike_transform is not None)
+            a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
+        nxt = stages[pos + 1] if pos + 1 < len(stages) else None
+        # spikes in the dtype the next GEMM takes (bool for the output or a transform)
+        s_dtype = (torch.bool if nxt is None or sim.spike_transform is not None
+                   else torch.int8 if layers[nxt.spec_index].int_w is not None
+                   else nxt.synapse.dtype)
+        # spikes for a following conv in channels-last order (torch's fastest conv layout)
+        hwc = (nxt is not None and nxt.kind == "conv" and layer.hwc is not None
+               and sim.spike_transform is None)
+        prev, rec, v_final = _neuron_layer(layer, st, (a, a_kind, a_rows, a_first), bias,
+                                           per_sample, n, steps, names, reset, reset_interval,
+                                           s_dtype, hwc)
         if rec:
             states[st.spec_index] = rec
     out = sim.stages[-1]
@@ -327,33 +403,35 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                      window_start=window, states=states)
 
 
-def _neuron_layer(layer: _Layer, st, a, a_first, bias, per_sample, n, steps, names, reset,
-                  reset_interval, pool, threads, copy_spikes: bool):
+def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names, reset,
+                  reset_interval, s_dtype: torch.dtype, hwc: bool = False):
     from rssnn_deploy.sim import _reset_steps
     shape = (steps, n) + tuple(st.shape)
-    s = torch.empty(shape, dtype=torch.bool)
+    if hwc:     # (steps, n, C, H, W) view of channels-last memory
+        c, h, w = st.shape
+        s = torch.empty((steps, n, h, w, c), dtype=s_dtype).permute(0, 1, 4, 2, 3)
+    else:
+        s = torch.empty(shape, dtype=s_dtype)
+    s_kind = {torch.bool: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}[s_dtype]
     rec = {k: torch.empty(shape, dtype=torch.int64) for k in ("u", "v") if k in names}
     v_final = torch.empty((n,) + tuple(st.shape), dtype=torch.int64)
     mask = np.zeros(steps + 1, dtype=np.uint8)
     for t in _reset_steps(st.timing.block_index + 1, steps, reset, reset_interval):
         if t <= steps:
             mask[t] = 1
-    a_kind = 0 if a is None else (1 if a.dtype == torch.float32 else 2)
-    a_rows = 0 if a is None else a.numel() // max(n * layer.f, 1)
+    a, a_kind, a_rows, a_first = synaptic
+    shift = layer.shift if a_kind >= 3 else 0
+    a_perm = None
+    if a is not None and not a.is_contiguous():      # channels-last conv output
+        a_perm = layer.hwc
     gains = layer.gains if a is not None else None
-    args = (steps, n, layer.f, _ptr(a), a_kind, a_rows, a_first,
+    args = (steps, n, layer.f, _ptr(a), a_kind, a_rows, a_first, shift,
             _ptr(gains), 0 if gains is None else gains.size, layer.gain_exp, layer.hops,
             _ptr(bias), per_sample, _ptr(layer.cu), _ptr(layer.cv), _ptr(layer.theta),
-            _ptr(mask), _ptr(s), _ptr(rec.get("u")), _ptr(rec.get("v")), _ptr(v_final))
-    workers = max(1, min(threads, n))
-    bounds = [n * k // workers for k in range(workers + 1)]
-    if workers == 1:
-        codes = [_KERNEL(*args, 0, n)]
-    else:
-        codes = list(pool.map(lambda k: _KERNEL(*args, bounds[k], bounds[k + 1]),
-                              range(workers)))
-    if any(codes):
+            _ptr(mask), _ptr(s), s_kind, _ptr(rec.get("u")), _ptr(rec.get("v")), _ptr(v_final),
+            _ptr(a_perm), _ptr(layer.hwc if hwc else None))
+    if _KERNEL(*args, 0, n):
         raise MemoryError("fused neuron kernel: could not allocate its scratch state")
     if "s" in names:
-        rec["s"] = s.clone() if copy_spikes else s
+        rec["s"] = torch.empty(shape, dtype=torch.bool).copy_(s)   # (C, H, W) order
     return s, rec, v_final

@@ -53,6 +53,17 @@ def test_random_dense_nets(seed):
     assert_same(spec, bias_input=bias(spec, 9, seed=seed))
 
 
+def test_dense_layers_without_the_int8_gemm(monkeypatch):
+    # the int8 GEMM (weights split 2·hi + lo) is the default for dense layers where torch
+    # has it; the float32 GEMM path must agree as well
+    spec = dense_spec([23, 17, 9, 4], seed=11, steps=7)
+    fused = Simulator(spec, engine="fused")
+    fastsim.unsupported(fused)
+    assert all(layer.int_w is not None for i, layer in fused._fused_layers.items() if i > 0)
+    monkeypatch.setattr(fastsim, "_INT_MM", False)
+    assert_same(spec, bias_input=bias(spec, 9, seed=11))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_conv_nets(seed):
     spec = conv_spec(seed=seed, groups_last=2 if seed % 2 else 1)
@@ -118,6 +129,21 @@ def test_dlif_gains():
                                             gain_exp=10))
     spec = NetworkSpec(layers, meta=base.meta)
     assert_same(spec, bias_input=bias(spec, 6))
+
+
+def test_dlif_gains_on_conv_layers():
+    base = conv_spec(seed=12)
+    layers = list(base.layers)
+    for i in (1, 2):
+        n = layers[i].neuron
+        layers[i] = LayerSpec("conv", layers[i].shape, weight=layers[i].weight,
+                              bias=layers[i].bias, stride=layers[i].stride,
+                              padding=layers[i].padding, dilation=layers[i].dilation,
+                              groups=layers[i].groups,
+                              neuron=CubaNeuron(n.i_decay, n.v_decay, n.vth_mant,
+                                                gain_mant=(900, -300, 2500, 77), gain_exp=9))
+    spec = NetworkSpec(layers, meta=base.meta)
+    assert_same(spec, bias_input=bias(spec, 4))
 
 
 def test_per_neuron_parameters():
