@@ -160,7 +160,7 @@ def _torch_threads(n: int) -> Iterator[None]:
 class _Layer:
     """One neuron layer's constants as the kernel takes them (contiguous numpy)."""
 
-    def __init__(self, st) -> None:
+    def __init__(self, st, graded_input: bool = False) -> None:
         f = int(np.prod(st.shape))
         n = st.neuron
 
@@ -193,7 +193,8 @@ class _Layer:
         self.int_w: Optional[torch.Tensor] = None    # int8 GEMM weights (K, 2N): hi | lo
         self.shift = 0
         syn = st.synapse
-        if st.kind == "dense" and syn.delays == [0] and _INT_MM:
+        # the int8 GEMM takes 0/1 spikes; graded input values go through the float GEMM
+        if st.kind == "dense" and syn.delays == [0] and _INT_MM and not graded_input:
             w = np.asarray(syn.w_eff, dtype=np.int64)           # (out, in)
             if w.size and -256 <= w.min() and w.max() <= 255 and w.shape[1] < (1 << 23):
                 # Lava's 8-bit mantissas span [−256, 254]: w = 2·hi + lo, hi int8, lo ∈ {0, 1}
@@ -236,7 +237,9 @@ def unsupported(sim) -> Optional[str]:
         if st.kind != "input" and type(st.synapse) not in (_DenseSynapse, _ConvSynapse):
             reason = f"layer {st.spec_index}: synapse {type(st.synapse).__name__}"
             break
-        layer = _Layer(st)
+        first_synaptic = st.synapse is not None and not any(
+            s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
+        layer = _Layer(st, bool(getattr(sim, "input_message_bits", 0)) and first_synaptic)
         reason = layer.problem(st)
         if reason:
             break
@@ -329,7 +332,7 @@ def _synaptic(sim, st, layer: _Layer, prev: torch.Tensor, steps: int):
         x = _row_major(x if x.dtype == torch.int8 else (x != 0).to(torch.int8))
         a = torch._int_mm(x, layer.int_w)
         return a, 3, steps - 1, 2
-    prev = prev if prev.dtype == syn.dtype else (prev != 0).to(syn.dtype)
+    prev = prev if prev.dtype == syn.dtype else prev.to(syn.dtype)   # 0/1 or graded values
     x = prev[:steps - 1]
     if st.flatten_input or st.kind == "dense":
         x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))

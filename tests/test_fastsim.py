@@ -165,6 +165,17 @@ def test_spike_train_input(input_neuron):
     assert_same(spec, spikes=spikes.to(torch.float32) * 3.0)   # any non-zero is a spike
 
 
+@pytest.mark.parametrize("conv", [False, True])
+def test_graded_input(conv):
+    # analog-input files: the first layer multiplies its weights by the input values
+    base = conv_spec(seed=13) if conv else dense_spec([16, 12, 4], seed=13, steps=6)
+    layers = [LayerSpec("input", base.layers[0].shape)] + list(base.layers[1:])
+    spec = NetworkSpec(layers, meta={**base.meta, "input_message_bits": 8})
+    assert_same(spec, bias_input=bias(spec, 5, 0, 255))
+    x = np.random.default_rng(13).integers(0, 256, (4, 3) + tuple(spec.layers[0].shape))
+    assert_same(spec, spikes=torch.as_tensor(x))
+
+
 @pytest.mark.parametrize("reset,interval", [("staggered", None), ("staggered", 4),
                                             ("none", None)])
 def test_resets(reset, interval):
