@@ -120,8 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rssnn_deploy.robustness.cli_args import config_from_args
     from rssnn_deploy.robustness.evaluation import evaluate, exit_status
     from rssnn_deploy.robustness.tables import summary_text
-    _set_threads(args)
     from rssnn_deploy.training.checkpoints import checkpoint_file
+    _set_threads(args)
     checkpoint, net = checkpoint_file(args.checkpoint), _existing(args.net)
     check_output_dir(args.out, [checkpoint, net])
     if _takes_events(checkpoint):
