@@ -91,7 +91,7 @@ static void step_block(int64_t count, int64_t f, const int32_t *restrict a6,
  * reset_mask   : (steps + 1,) non-zero at chip steps that zero u and v first
  * s_out, s_kind: (steps, n, f) spikes as 0/1 in uint8 (s_kind 0), float32 (1) or
  *                float64 (2): the dtype the next layer's GEMM takes, so no conversion pass
- * u_rec, v_rec: (steps, n, f) int64 or NULL
+ * u_rec, v_rec: (steps, n, f) int32 or NULL
  * v_final      : (n, f) int64, v after the last step
  * a_perm, s_perm: NULL, or (f,) positions of neuron j inside a sample's row of a / of
  *                s_out (conv layers keep channels-last (H, W, C) order there, which
@@ -103,8 +103,8 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                    const int32_t *gain, int64_t gain_len, int gain_exp, int64_t hops,
                    const int16_t *bias, int bias_per_sample,
                    const int32_t *cu, const int32_t *cv, const int32_t *theta,
-                   const uint8_t *reset_mask, void *s_out, int s_kind, int64_t *u_rec,
-                   int64_t *v_rec, int64_t *v_final, const int32_t *a_perm,
+                   const uint8_t *reset_mask, void *s_out, int s_kind, int32_t *u_rec,
+                   int32_t *v_rec, int64_t *v_final, const int32_t *a_perm,
                    const int32_t *s_perm, int64_t n0, int64_t n1) {
     int64_t block = BLOCK_NEURONS / (f > 0 ? f : 1);
     if (block < 1) block = 1;
@@ -203,12 +203,10 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                 for (int64_t i = 0; i < w; i++) dst[i] = (double)s[i];
             }
             if (u_rec) {
-                int64_t *dst = u_rec + (t - 1) * row + b0 * f;
-                for (int64_t i = 0; i < w; i++) dst[i] = u[i];
+                memcpy(u_rec + (t - 1) * row + b0 * f, u, sizeof(int32_t) * w);
             }
             if (v_rec) {
-                int64_t *dst = v_rec + (t - 1) * row + b0 * f;
-                for (int64_t i = 0; i < w; i++) dst[i] = v[i];
+                memcpy(v_rec + (t - 1) * row + b0 * f, v, sizeof(int32_t) * w);
             }
         }
         for (int64_t i = 0; i < w; i++) v_final[b0 * f + i] = v[i];

@@ -272,7 +272,7 @@ def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
         per_sample = max(per_sample, in_width * 4 + f * (a_bytes + 2))
         in_width = f
     per_sample *= steps
-    per_sample += steps * sum(int(np.prod(st.shape)) * 8 * len(record_map.get(st.spec_index, ()))
+    per_sample += steps * sum(int(np.prod(st.shape)) * 4 * len(record_map.get(st.spec_index, ()))
                               for st in sim.stages)
     return max(1, MEMORY_BUDGET // max(per_sample, 1))
 
@@ -288,6 +288,8 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     """
     from rssnn_deploy.sim import _concat_results
     threads = _THREADS or auto_threads()
+    if sim.spike_transform is not None:
+        threads = 1       # a transform may hold state (a fault's random generator)
     n = (bias_input if bias_input is not None else spikes).shape[0]
     chunk = batch_size or max(1, min(_chunk_size(sim, steps, record_map) // threads,
                                      -(-n // threads)))
@@ -416,7 +418,7 @@ def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names
     else:
         s = torch.empty(shape, dtype=s_dtype)
     s_kind = {torch.bool: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}[s_dtype]
-    rec = {k: torch.empty(shape, dtype=torch.int64) for k in ("u", "v") if k in names}
+    rec = {k: torch.empty(shape, dtype=torch.int32) for k in ("u", "v") if k in names}
     v_final = torch.empty((n,) + tuple(st.shape), dtype=torch.int64)
     mask = np.zeros(steps + 1, dtype=np.uint8)
     for t in _reset_steps(st.timing.block_index + 1, steps, reset, reset_interval):
