@@ -237,6 +237,9 @@ def unsupported(sim) -> Optional[str]:
         if st.kind != "input" and type(st.synapse) not in (_DenseSynapse, _ConvSynapse):
             reason = f"layer {st.spec_index}: synapse {type(st.synapse).__name__}"
             break
+        if getattr(st.synapse, "recurrent", None) is not None:   # needs s[t−1] inside the loop
+            reason = f"layer {st.spec_index}: recurrent (dense_rec)"
+            break
         first_synaptic = st.synapse is not None and not any(
             s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
         layer = _Layer(st, bool(getattr(sim, "input_message_bits", 0)) and first_synaptic)
