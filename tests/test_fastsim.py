@@ -216,14 +216,8 @@ def test_spike_transform_is_applied_alike():
 
 def test_recurrent_layers_run_on_the_reference():
     # dense_rec needs the previous step's spikes inside the time loop: not fused
-    rng = np.random.default_rng(0)
-    spec = NetworkSpec([
-        LayerSpec("input", (6,), neuron=CubaNeuron(4096, 300, 20)),
-        LayerSpec("dense_rec", (5,), neuron=CubaNeuron(2048, 500, 30),
-                  weight=rng.integers(-60, 61, size=(5, 6)),
-                  weight_rec=rng.integers(-80, 81, size=(5, 5))),
-        LayerSpec("dense", (3,), neuron=INTEGRATOR, weight=rng.integers(-60, 61, size=(3, 5)))],
-        meta={"steps": 8})
+    from test_sim import _recurrent_spec
+    spec = _recurrent_spec()
     assert not Simulator(spec)._fused_engine()
     with pytest.raises(SimulationError, match="recurrent"):
         Simulator(spec, engine="fused").run(bias(spec, 2))
