@@ -26,7 +26,7 @@ from rssnn_deploy.backends import get_backend  # noqa: E402
 from rssnn_deploy.data import load_dataset  # noqa: E402
 from rssnn_deploy.models import build_model  # noqa: E402
 from rssnn_deploy.netx_io import read_netx, write_netx  # noqa: E402
-from rssnn_deploy.quantize import QuantizeOptions, quantize  # noqa: E402
+from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.sim import Simulator  # noqa: E402
 from rssnn_deploy.spec import encode_input  # noqa: E402
 from rssnn_deploy.training import PRESETS, train  # noqa: E402

@@ -54,7 +54,7 @@ import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
 from rssnn_deploy.neurons import LIF  # noqa: E402
-from rssnn_deploy.quantize import QuantizeOptions, quantize  # noqa: E402
+from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.robustness.chip_model import (ChipModel, ChipPredictor,  # noqa: E402

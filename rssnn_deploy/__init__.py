@@ -5,14 +5,10 @@ that ``lava.lib.dl.netx`` and ``lava.lib.dl.slayer`` import afterwards.
 
 The public Python API (README, "Python API") is reached as attributes of the package
 and imported on first use, so ``import rssnn_deploy`` itself stays light: each name
-lives in the module that owns it, listed in ``_PUBLIC``. ``quantize`` is both a
-function and a module (``rssnn_deploy/quantize.py``); the package attribute is always
-the function, the module stays importable as ``rssnn_deploy.quantize`` through
-``from rssnn_deploy.quantize import …``.
+lives in the module that owns it, listed in ``_PUBLIC`` (the quantizer's module is
+``quantization``, so no submodule shadows the public function ``quantize``).
 """
 import importlib
-import sys
-import types
 from typing import Any, List
 
 from rssnn_deploy import _compat
@@ -29,8 +25,8 @@ _PUBLIC = {
     "PRESETS": "rssnn_deploy.training",
     "run_training": "rssnn_deploy.training",
     "load_checkpoint": "rssnn_deploy.training",
-    "quantize": "rssnn_deploy.quantize",
-    "QuantizeOptions": "rssnn_deploy.quantize",
+    "quantize": "rssnn_deploy.quantization",
+    "QuantizeOptions": "rssnn_deploy.quantization",
     "load_profile": "rssnn_deploy.hw",
     "export_model": "rssnn_deploy.pipeline",
     "write_netx": "rssnn_deploy.netx_io",
@@ -58,16 +54,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_PUBLIC))
-
-
-class _Package(types.ModuleType):
-    """Keeps a public function when the import system binds a submodule of the same
-    name (importing ``rssnn_deploy.quantize`` would otherwise replace ``quantize``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

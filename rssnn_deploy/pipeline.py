@@ -18,7 +18,7 @@ import torch
 from rssnn_deploy.fileio import atomic_files, atomic_write_text
 from rssnn_deploy.hw import load_profile
 from rssnn_deploy.netx_io import read_netx, write_netx
-from rssnn_deploy.quantize import QuantizationResult, QuantizeOptions, quantize
+from rssnn_deploy.quantization import QuantizationResult, QuantizeOptions, quantize
 from rssnn_deploy.report import (format_accuracy_rows, markdown_table, plot_accuracy_groups,
                                  stability_table, with_provenance, write_json)
 from rssnn_deploy.robustness import CheckConfig, accuracy, float_predictor, run_checks

@@ -23,7 +23,7 @@ unit), ``s_out`` the readout's. The readout integrates ``64·w_file·s[t]`` over
 input steps, so ``z ≈ mean_t W·s[t]``, the float logits.
 
 The forward values are the integer simulation of the exported model, exactly: the
-weights come from :func:`rssnn_deploy.quantize.quantize` and the dynamics from
+weights come from :func:`rssnn_deploy.quantization.quantize` and the dynamics from
 :class:`rssnn_deploy.sim.Simulator`, the same code that exports and checks the netx
 file, so there is no second implementation of Loihi's arithmetic to drift apart. The
 backward pass is the simulator's differentiable mode (straight-through estimators around
@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from rssnn_deploy.hw import HardwareProfile, load_profile
 from rssnn_deploy.models import SNN, LayerDescription, SNNOutput
-from rssnn_deploy.quantize import (QuantizationResult, QuantizeOptions, quantize,
+from rssnn_deploy.quantization import (QuantizationResult, QuantizeOptions, quantize,
                                    stable_v_decay)
 from rssnn_deploy.sim import (Simulator, StraightThrough, encode_input_differentiable,
                               layer_timing)

@@ -27,12 +27,18 @@ def test_readme_lists_exactly_the_public_names():
         w.strip("`,. \n") for w in listed.split("`")[1::2])
 
 
-def test_quantize_stays_the_function_after_its_module_is_imported():
+def test_no_submodule_shadows_a_public_name():
+    """Importing every module of the package leaves each public name what _PUBLIC says."""
     import importlib
-    importlib.import_module("rssnn_deploy.quantize")
-    assert callable(rssnn_deploy.quantize)
-    from rssnn_deploy.quantize import QuantizeOptions  # the module stays importable
-    assert rssnn_deploy.QuantizeOptions is QuantizeOptions
+    import pkgutil
+    import types
+    for info in pkgutil.walk_packages(rssnn_deploy.__path__, "rssnn_deploy."):
+        if not info.name.startswith(("rssnn_deploy.backends", "rssnn_deploy._")):
+            importlib.import_module(info.name)
+    for name in PUBLIC:
+        assert not isinstance(getattr(rssnn_deploy, name), types.ModuleType), name
+    from rssnn_deploy.quantization import QuantizeOptions, quantize
+    assert rssnn_deploy.quantize is quantize and rssnn_deploy.QuantizeOptions is QuantizeOptions
 
 
 def test_unknown_attribute_is_an_attribute_error():

@@ -307,7 +307,7 @@ def test_random_sweep(seed):
 def analog_model_spec(gain_mode: str, arch: dict, seed: int = 0) -> NetworkSpec:
     """An analog-input model with time-varying gains, quantized as the exporter does."""
     from rssnn_deploy.models import build_model
-    from rssnn_deploy.quantize import QuantizeOptions, quantize
+    from rssnn_deploy.quantization import QuantizeOptions, quantize
     torch.manual_seed(seed)
     model = build_model({**arch, "input_encoding": "analog"})
     with torch.no_grad():

@@ -203,7 +203,7 @@ def test_every_module_error_is_a_user_error():
     from rssnn_deploy.mapping import MappingError
     from rssnn_deploy.netx_io import NetxFormatError
     from rssnn_deploy.nir_io import NIRConversionError
-    from rssnn_deploy.quantize import QuantizationError
+    from rssnn_deploy.quantization import QuantizationError
     from rssnn_deploy.sim import SimulationError
     from rssnn_deploy.spec import InputError
     from rssnn_deploy.training import CheckpointError

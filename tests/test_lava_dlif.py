@@ -129,7 +129,7 @@ def test_quantized_digits_model_exact_gain_mode():
     from rssnn_deploy.data import load_digits_dataset
     from rssnn_deploy.models import build_model
     from rssnn_deploy.neurons import DLIF as FloatDLIF
-    from rssnn_deploy.quantize import QuantizeOptions, quantize
+    from rssnn_deploy.quantization import QuantizeOptions, quantize
     from rssnn_deploy.spec import encode_input
 
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from rssnn_deploy.models import build_model
 from rssnn_deploy.netx_io import read_netx, specs_equal, write_netx
 from rssnn_deploy.nir_io import (NON_SPIKING_VTH, NIRConversionError, nir_to_spec, read_nir,
                                  spec_to_nir, write_nir)
-from rssnn_deploy.quantize import QuantizeOptions, quantize
+from rssnn_deploy.quantization import QuantizeOptions, quantize
 from rssnn_deploy.sim import Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 

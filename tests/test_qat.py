@@ -18,7 +18,7 @@ from rssnn_deploy.data import Dataset, load_dataset
 from rssnn_deploy.models import build_model
 from rssnn_deploy.netx_io import read_netx, write_netx
 from rssnn_deploy.qat import LoihiExact
-from rssnn_deploy.quantize import QuantizeOptions, quantize
+from rssnn_deploy.quantization import QuantizeOptions, quantize
 from rssnn_deploy.sim import (SimulationError, Simulator, StraightThrough,
                               encode_input_differentiable, layer_timing)
 from rssnn_deploy.spec import encode_input

@@ -9,7 +9,7 @@ import torch
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.quantize import quantize
+from rssnn_deploy.quantization import quantize
 from rssnn_deploy.robustness import (CheckConfig, Predictor, accuracy, float_predictor,
                                      gaussian_noise, pgd_examples, run_checks)
 from rssnn_deploy.robustness.attacks import (ATTACKS, SWEEP_SCALES, AttackSpec, SurrogateEnsemble,

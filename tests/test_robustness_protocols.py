@@ -10,7 +10,7 @@ import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.quantize import quantize
+from rssnn_deploy.quantization import quantize
 from rssnn_deploy.robustness.attacks import AUTOATTACK
 from rssnn_deploy.robustness.certify import CertifyConfig
 from rssnn_deploy.robustness.cli_args import add_evaluate_arguments, config_from_args

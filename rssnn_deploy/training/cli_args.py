@@ -13,7 +13,7 @@ from rssnn_deploy import cli_types as ct
 from rssnn_deploy.errors import OptionError
 from rssnn_deploy.models import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
 from rssnn_deploy.neurons import SURROGATES
-from rssnn_deploy.quantize import INPUT_MAPPINGS
+from rssnn_deploy.quantization import INPUT_MAPPINGS
 from rssnn_deploy.training.config import (GAIN_MODES, MPPD_INPUTS, OPTIMIZERS, ORTHO_ROWS,
                                           PERTURBATIONS, RFGSM_STARTS, SCHEDULES,
                                           TrainConfig)

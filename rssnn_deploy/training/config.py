@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
-from rssnn_deploy.quantize import INPUT_MAPPINGS, QuantizeOptions
+from rssnn_deploy.quantization import INPUT_MAPPINGS, QuantizeOptions
 
 __all__ = ["TrainConfig", "PERTURBATIONS", "OPTIMIZERS", "SCHEDULES", "GAIN_MODES",
            "MPPD_INPUTS", "RFGSM_STARTS", "ORTHO_ROWS"]
