@@ -114,3 +114,21 @@ def make_dense():
 @pytest.fixture
 def make_conv():
     return conv_spec
+
+
+@pytest.fixture(scope="session")
+def natural_lif_files(tmp_path_factory):
+    """A naturally trained LIF MLP on digits (5 epochs), its checkpoint and its exported
+    netx file: the small real model the evaluation and certification tests share."""
+    import dataclasses
+    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.pipeline import export_model
+    from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
+    out = tmp_path_factory.mktemp("natural_lif")
+    config = dataclasses.replace(PRESETS["digits"], epochs=5, rho=0.0, perturbation="none")
+    checkpoint = run_training(load_dataset("digits"), {"arch": "mlp", "hidden": [32],
+                                                       "neuron": "lif"}, config, out,
+                              progress=False)
+    net = out / "model.net"
+    export_model(load_checkpoint(checkpoint), net)
+    return checkpoint, net

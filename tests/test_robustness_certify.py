@@ -2,7 +2,6 @@
 the deployed integer model side by side, and the `certify` subcommand."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -12,12 +11,11 @@ from scipy.stats import norm
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli import main
 from rssnn_deploy.data import load_dataset
-from rssnn_deploy.pipeline import export_model
 from rssnn_deploy.robustness.certify import (CertifyConfig, certified_accuracy, certify,
                                              certify_one, lower_confidence_bound)
 from rssnn_deploy.robustness.checks import float_predictor
 from rssnn_deploy.robustness.chip_model import ChipPredictor
-from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
+from rssnn_deploy.training import load_checkpoint
 
 
 def test_clopper_pearson_lower_bound():
@@ -67,15 +65,8 @@ def test_certified_accuracy_counts_abstentions_as_wrong():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    config = dataclasses.replace(PRESETS["digits"], epochs=4, rho=0.0, perturbation="none")
-    checkpoint = run_training(load_dataset("digits"), {"arch": "mlp", "hidden": [32],
-                                                       "neuron": "lif"}, config, out,
-                              progress=False)
-    net = out / "model.net"
-    export_model(load_checkpoint(checkpoint), net)
-    return checkpoint, net
+def files(natural_lif_files):
+    return natural_lif_files
 
 
 def test_float_and_chip_share_the_noise_draws(files):

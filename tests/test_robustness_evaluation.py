@@ -2,7 +2,6 @@
 Lava cross-check, resume, CLI, and (slow) a torchrun-sharded run equal to a single one."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -12,13 +11,10 @@ import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli import main
-from rssnn_deploy.data import load_dataset
 from rssnn_deploy.robustness.cells import Evaluator as _Evaluator
 from rssnn_deploy.robustness.cli_args import parse_levels
 from rssnn_deploy.robustness.config import EvaluateConfig, default_eps_255, eps_grid_255
 from rssnn_deploy.robustness.evaluation import evaluate
-from rssnn_deploy.pipeline import export_model
-from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
 
 SMALL = EvaluateConfig(samples=40, attacks=("FGSM", "PGD-7", "PGD-10"), grid_attacks=("FGSM",),
                        noise={"gaussian": (0.1, 0.3), "salt_pepper": (0.1,)},
@@ -32,16 +28,8 @@ CLI_OPTIONS = ["--samples", "40", "--attacks", "FGSM,PGD-7,PGD-10", "--grid-atta
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """A naturally trained LIF MLP, its checkpoint and its exported netx file."""
-    out = tmp_path_factory.mktemp("model")
-    config = dataclasses.replace(PRESETS["digits"], epochs=5, rho=0.0, perturbation="none")
-    checkpoint = run_training(load_dataset("digits"), {"arch": "mlp", "hidden": [32],
-                                                       "neuron": "lif"}, config, out,
-                              progress=False)
-    net = out / "model.net"
-    export_model(load_checkpoint(checkpoint), net)
-    return checkpoint, net
+def files(natural_lif_files):
+    return natural_lif_files
 
 
 @pytest.fixture(scope="module")
