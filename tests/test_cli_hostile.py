@@ -52,10 +52,10 @@ def test_hostile_input_gets_one_line_and_keeps_inputs(case, originals, tmp_path)
         assert "internal error" not in outcome.message and len(outcome.message) < 400
 
 
+@pytest.mark.lava
 def test_lava_spike_trains_into_an_input_neuron_end_instead_of_hanging(originals, tmp_path):
     """Before: Lava waited forever (netx flattens the input neuron into layer 1 and a
     second connection there never runs). Now: one line, exit 2, well within the limit."""
-    pytest.importorskip("lava.lib.dl.netx")
     spikes = (np.random.default_rng(0).random((2, 4, 1, 8, 8)) < 0.3).astype(np.int8)
     np.save(tmp_path / "spikes.npy", spikes)
     argv = [sys.executable, "-m", "rssnn_deploy.cli", "simulate", str(originals / "model.net"),
