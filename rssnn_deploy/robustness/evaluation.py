@@ -31,7 +31,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -44,7 +44,8 @@ from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.plots import plot_certified, write_plots
 from rssnn_deploy.robustness.record import build_record, certification_record
 from rssnn_deploy.robustness.tables import certification_section, render_markdown
-from rssnn_deploy.robustness.sweep import CellCache, dist_info, file_digest, fingerprint, run_cells
+from rssnn_deploy.robustness.sweep import (Cell, CellCache, dist_info, file_digest, fingerprint,
+                                           run_cells)
 
 __all__ = ["evaluate", "evaluate_subject", "certify_files", "load_subject", "distributed_from_env", "exit_status", "write_report"]
 
@@ -90,26 +91,37 @@ def evaluate_subject(subject: Subject, config: EvaluateConfig, out: Path,
                      provenance: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Run (or resume) every cell, then on rank 0 write the report; other ranks get None."""
     from rssnn_deploy.dependencies import require_torchattacks
-    from rssnn_deploy.report import with_provenance
     if config.attacks or config.grid_attacks:
         require_torchattacks("evaluate's attacks (--attacks)")   # before any cell runs
     out = Path(out)
+    record = _run_cells(subject, config, out, provenance, build_record,
+                        lambda ev: [(ev.cells(), config.progress, "evaluate"),
+                                    (ev.lava_cells(), False, "Lava cross-check")])
+    if record is not None:
+        record["plots"] = write_report(out, record)
+    return record
+
+
+def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
+               provenance: Optional[Mapping[str, Any]],
+               build: Callable[[Evaluator, Dict[str, Any]], Dict[str, Any]],
+               phases: Callable[[Evaluator], Sequence[Tuple[Sequence[Cell], bool, str]]]
+               ) -> Optional[Dict[str, Any]]:
+    """Run (or resume from ``out/cells.json``) each phase's cells, in order; on rank 0
+    return ``build(evaluator, results)`` with wall time and provenance, else None."""
+    from rssnn_deploy.report import with_provenance
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     ev = Evaluator(subject, config, out)
     cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
-    results = run_cells(ev.cells(), ev.compute, cache, progress=config.progress,
-                        desc="evaluate")
-    results.update(run_cells(ev.lava_cells(), ev.compute, cache, progress=False,
-                             desc="Lava cross-check"))
-    rank, _ = dist_info()
-    if rank != 0:
+    results: Dict[str, Any] = {}
+    for cells, progress, desc in phases(ev):
+        results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc))
+    if dist_info()[0] != 0:
         return None
-    record = build_record(ev, results)
+    record = build(ev, results)
     record["wall_seconds"] = time.perf_counter() - start
-    record = with_provenance(record, {**(provenance or {}), **_config_dict(config)})
-    record["plots"] = write_report(out, record)
-    return record
+    return with_provenance(record, {**(provenance or {}), **_config_dict(config)})
 
 
 def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
@@ -139,13 +151,14 @@ def evaluate(checkpoint: Path, net_path: Path, dataset: Optional[str] = None,
         return evaluate_subject(subject, config, out, provenance)
 
 
-def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
+def certify_files(checkpoint: Path, net_path: Path, dataset: Optional[str] = None,
                   out: Path = Path("runs/certify"), config: EvaluateConfig = EvaluateConfig(),
                   allow_mismatch: bool = False) -> Optional[Dict[str, Any]]:
     """``rssnn-deploy certify``: randomized smoothing of a checkpoint and its netx file.
 
     Writes ``certify.json``, ``certify.md`` and ``certified_accuracy.png`` to ``out``;
-    cells are cached in ``out/cells.json`` like ``evaluate``'s.
+    cells are cached in ``out/cells.json`` like ``evaluate``'s. ``dataset`` defaults to
+    the one the checkpoint records, as for ``evaluate``.
     """
     if config.certify is None:
         raise ValueError("certify_files needs config.certify")
@@ -155,18 +168,10 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: str = "digits",
     with _locked(out, "certification directory"), distributed_from_env():
         out = Path(out)
         _check_previous_report(out / "certify.json", provenance)
-        out.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        ev = Evaluator(subject, config, out)
-        cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
-        results = run_cells(ev.certify_cells(), ev.compute, cache, progress=config.progress,
-                            desc="certify")
-        if dist_info()[0] != 0:
+        record = _run_cells(subject, config, out, provenance, certification_record,
+                            lambda ev: [(ev.certify_cells(), config.progress, "certify")])
+        if record is None:
             return None
-        from rssnn_deploy.report import with_provenance
-        record = certification_record(ev, results)
-        record["wall_seconds"] = time.perf_counter() - start
-        record = with_provenance(record, {**provenance, **_config_dict(config)})
         with staged_directory(out) as staging:
             record["plots"] = [str(out / plot_certified(staging / "certified_accuracy.png",
                                                         record).name)]
