@@ -9,7 +9,8 @@ import rssnn_deploy as rd
 from rssnn_deploy.cli import main
 from rssnn_deploy.data import DatasetError, detect_format, load_dataset
 from rssnn_deploy.events import (EventFileError, bin_events, drop_events, jitter_events,
-                                 read_event_npz, read_nmnist_bin, write_nmnist_bin)
+                                 read_event_npz, read_events, read_nmnist_bin,
+                                 write_nmnist_bin)
 
 TINY = Path(__file__).parent / "data" / "events_tiny"
 
@@ -132,3 +133,25 @@ def test_saccade_conversion_gives_events_of_both_polarities(tmp_path):
     assert data.x_train.shape[:3] == (4, 5, 2) and len(data.y_test) == 2
     spikes = data.x_train.sum(dim=(0, 1, 3, 4))
     assert spikes[0] > 0 and spikes[1] > 0            # OFF and ON events
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"t": np.array([0.0, np.nan])}, r"field t = nan at event 1 is not a finite integer"),
+    ({"t": np.array([0, -5])}, r"field t = -5 at event 1 is below 0"),
+    ({"x": np.array([0, -1])}, r"field x = -1 at event 1 is below 0"),
+    ({"p": np.array([0, 2])}, r"field p = 2 at event 1 exceeds 1"),
+    ({"p": np.array([0, -1])}, r"field p mixes 0 and -1"),
+    ({"x": np.array([], dtype=int), "y": np.array([], dtype=int), "t": np.array([], dtype=int),
+      "p": np.array([], dtype=int)}, r"no events"),
+    ({"t": np.array([0, 1, 2])}, r"x, y, t, p have different lengths \(x 2, y 2, t 3, p 2\)")])
+def test_npz_values_are_checked_at_the_boundary(tmp_path, fields, message):
+    events = {"x": np.array([1, 2]), "y": np.array([0, 1]), "t": np.array([0, 9]),
+              "p": np.array([1, 0]), **fields}
+    np.savez(tmp_path / "bad.npz", **events)
+    with pytest.raises(EventFileError, match=r"bad\.npz: " + message):
+        read_events(tmp_path / "bad.npz")
+
+
+def test_minus_one_polarity_maps_to_zero(tmp_path):
+    np.savez(tmp_path / "a.npz", x=[1, 2], y=[0, 1], t=[0, 9], p=[-1, 1])
+    assert read_events(tmp_path / "a.npz")["p"].tolist() == [0, 1]
