@@ -526,10 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .nir file")
     p.add_argument("--dt", type=ct.positive_float, default=1.0,
                    help="NIR time per chip step (plain NIR; the snntorch form uses "
-                        "snnTorch's fixed 1e-4)")
-    p.add_argument("--for", dest="target", choices=("nir", "snntorch"), default="nir",
-                   help="plain NIR 1.0, or the form snnTorch 1.0 imports (LIF/CubaLIF "
-                        "only: readout and integrators as LIF; see nir_io)")
+                        "snnTorch's fixed 1e-4, the norse form Norse's default 1e-3)")
+    p.add_argument("--for", dest="target", choices=("nir", "snntorch", "norse"),
+                   default="nir",
+                   help="plain NIR 1.0, or the form snnTorch 1.0 / Norse 1.1 imports "
+                        "(see nir_targets)")
 
     p = add("import-nir", cmd_import_nir, "read a NIR graph (from rssnn-deploy, snntorch, …) "
                                           "and write it as a netx file")

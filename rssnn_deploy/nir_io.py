@@ -46,16 +46,12 @@ input (one step per synaptic hop); NIR's continuous dynamics have none of these.
 vDecay = 0 with 0 < iDecay < 4096, graded spikes, DLIF per-step gains and synaptic delays
 have no finite NIR form here and raise ``NIRConversionError``.
 
-**snnTorch form** (``spec_to_nir(..., target="snntorch")``, ``export-nir --for
-snntorch``). snnTorch 1.0's importer knows ``LIF``/``CubaLIF``/``Linear``/``Affine``/
-``Conv2d``/``Flatten`` but no ``I``/``LI``/``CubaLI`` (it fails on a readout written as
-``nir.I``), reads ``IF`` with a fixed β = 0.9, and hard-codes dt = 1e-4 s (β = 1 − dt/τ).
-This form therefore uses dt = 1e-4 and writes every neuron as ``LIF``/``CubaLIF``: a
-vDecay = 0 layer gets τ = 2⁴⁰·dt (β rounds to exactly 1.0 in float32, a perfect
-integrator), and a non-spiking readout keeps its threshold ``2¹⁷ − 1`` mantissas, which
-is what the chip has too (v never reaches it). Our importer reads this form back to the
-same spec. What remains approximate in snnTorch is the rest of the table's caveats:
-float instead of truncated decays, no 24-bit wrap, no per-hop delay.
+**Consumer forms** (``spec_to_nir(..., target="snntorch" | "norse")``, ``export-nir
+--for``): the same graph written with only the nodes and parameters snnTorch 1.0 or
+Norse 1.1 import as NIR means them (``rssnn_deploy/nir_targets.py`` says what each
+consumer does and why each form looks as it does). Our importer reads every form back
+to the same spec. What remains approximate in a consumer is the rest of the table's
+caveats: float instead of truncated decays, no 24-bit wrap, no per-hop delay.
 
 Importing a graph another library wrote (snntorch, for instance, writes dt = 1e-4 s
 time constants with r = τ/dt and w_in = τ_syn/dt): ``dt`` comes from the argument, else
@@ -80,21 +76,17 @@ import numpy as np
 
 from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.hw import HardwareProfile, load_profile
+from rssnn_deploy.nir_targets import (NON_SPIKING_VTH, NORSE_DT, SNNTORCH_DT, TARGET_DT,
+                                      TARGETS, NIRConversionError, affine_only,
+                                      check_target_layer, target_neuron)
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
-from rssnn_deploy.errors import UserError
 
 __all__ = ["NIRConversionError", "spec_to_nir", "nir_to_spec", "write_nir", "read_nir",
-           "NON_SPIKING_VTH", "TARGETS", "SNNTORCH_DT"]
+           "NON_SPIKING_VTH", "TARGETS", "SNNTORCH_DT", "NORSE_DT"]
 
 PathLike = Union[str, os.PathLike]
-#: the threshold mantissa that marks a non-spiking readout (17-bit maximum).
-NON_SPIKING_VTH = (1 << 17) - 1
 _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "I", "LI", "CubaLI")
 _SYNAPSE_TYPES = ("Linear", "Affine", "Conv2d")
-
-
-class NIRConversionError(UserError, ValueError):
-    """A spec or NIR graph that has no faithful counterpart on the other side."""
 
 
 def _nir():
@@ -104,24 +96,15 @@ def _nir():
 
 # =========================================================================== export
 
-#: NIR dialects :func:`spec_to_nir` writes: plain NIR 1.0, or the subset snnTorch imports.
-TARGETS = ("nir", "snntorch")
-#: snnTorch's importer assumes this step (``snntorch/import_nir.py``: ``dt = 1e-4``).
-SNNTORCH_DT = 1e-4
-#: τ/dt of a vDecay = 0 neuron in the snnTorch form: 1 − 2⁻⁴⁰ is 1.0 in float32.
-_INTEGRATOR_TAU_STEPS = float(2 ** 40)
-
-
 def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
     """A ``nir.NIRGraph`` equivalent to ``spec`` (see the module table), one chip step = ``dt``.
 
-    ``target="snntorch"`` writes the form snnTorch 1.0 imports (module notes; dt is then
-    snnTorch's fixed 1e-4)."""
+    ``target="snntorch"`` / ``"norse"`` writes the form that consumer imports
+    (``nir_targets``; dt is then its step, 1e-4 / 1e-3, whatever ``dt`` says)."""
     nir = _nir()
     if target not in TARGETS:
         raise NIRConversionError(f"target must be one of {TARGETS}, not {target!r}")
-    if target == "snntorch":
-        dt = SNNTORCH_DT
+    dt = TARGET_DT.get(target, dt)
     if dt <= 0:
         raise NIRConversionError(f"dt must be positive, got {dt}")
     layers = spec.layers
@@ -145,8 +128,12 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
             raise NIRConversionError(f"{where}: no NIR export for this layer kind")
         neuron = _cuba(layer, where)
         _check_exportable(layer, neuron, where)
+        if target != "nir":
+            check_target_layer(neuron, layer.bias is not None and np.any(layer.bias != 0),
+                               target, where)
         bias_into_synapse = neuron.i_decay == DECAY_ONE
-        nodes[f"layer{index}_synapse"] = _synapse_node(layer, shape, bias_into_synapse, where)
+        nodes[f"layer{index}_synapse"] = _synapse_node(layer, shape, bias_into_synapse, where,
+                                                       affine_only(target))
         shape = (int(np.prod(layer.shape)),) if layer.kind == "dense" else tuple(layer.shape)
         leak = None if bias_into_synapse else _bias_array(layer, shape)
         nodes[f"layer{index}"] = _neuron_node(neuron, shape, dt, leak, where, target)
@@ -199,11 +186,11 @@ def _neuron_node(neuron: CubaNeuron, shape: Tuple[int, ...], dt: float,
                  leak_bias: Optional[np.ndarray], where: str, target: str = "nir") -> Any:
     """The NIR neuron for one CUBA parameter set, arrays of ``shape``."""
     nir = _nir()
+    if target != "nir":
+        return target_neuron(neuron, shape, dt, leak_bias, target)
     ones = np.ones(shape)
     spiking = neuron.vth_mant != NON_SPIKING_VTH
     vth = ones * float(neuron.vth_mant)
-    if target == "snntorch":
-        return _snntorch_neuron(neuron, ones, dt, leak_bias, vth)
     if neuron.v_decay == 0:                       # i_decay is 4096 here (checked)
         return nir.IF(r=ones / dt, v_threshold=vth) if spiking else nir.I(r=ones / dt)
     tau_mem = ones * dt * DECAY_ONE / neuron.v_decay
@@ -220,28 +207,17 @@ def _neuron_node(neuron: CubaNeuron, shape: Tuple[int, ...], dt: float,
                       w_in=tau_syn / dt)
 
 
-def _snntorch_neuron(neuron: CubaNeuron, ones: np.ndarray, dt: float,
-                     leak_bias: Optional[np.ndarray], vth: np.ndarray) -> Any:
-    """``LIF`` / ``CubaLIF`` only, unit gains (the snnTorch form of the module notes)."""
-    nir = _nir()
-    steps = _INTEGRATOR_TAU_STEPS if neuron.v_decay == 0 else DECAY_ONE / neuron.v_decay
-    tau_mem = ones * dt * steps
-    v_leak = np.zeros(ones.shape) if leak_bias is None else leak_bias * tau_mem / dt
-    if neuron.i_decay == DECAY_ONE:
-        return nir.LIF(tau=tau_mem, r=tau_mem / dt, v_leak=v_leak, v_threshold=vth)
-    tau_syn = ones * dt * DECAY_ONE / neuron.i_decay
-    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
-                       v_threshold=vth, w_in=tau_syn / dt)
-
-
-def _synapse_node(layer: LayerSpec, in_shape: Tuple[int, ...], with_bias: bool, where: str
-                  ) -> Any:
+def _synapse_node(layer: LayerSpec, in_shape: Tuple[int, ...], with_bias: bool, where: str,
+                  affine: bool = False) -> Any:
+    """``Linear``/``Affine``/``Conv2d``; ``affine``: a dense synapse is always ``Affine``."""
     nir = _nir()
     weight = np.asarray(layer.weight, dtype=np.float64)
     if layer.kind == "dense":
         weight = weight.reshape(int(np.prod(layer.shape)), -1)
         if layer.bias is not None and with_bias:
             return nir.Affine(weight=weight, bias=_bias_array(layer, (weight.shape[0],)))
+        if affine:
+            return nir.Affine(weight=weight, bias=np.zeros(weight.shape[0]))
         return nir.Linear(weight=weight)
     if weight.ndim == 5 and weight.shape[-1] == 1:
         weight = weight[..., 0]

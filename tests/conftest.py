@@ -132,3 +132,26 @@ def natural_lif_files(tmp_path_factory):
     net = out / "model.net"
     export_model(load_checkpoint(checkpoint), net)
     return checkpoint, net
+
+
+def rate_spikes(x: np.ndarray, steps: int, seed: int = 0) -> np.ndarray:
+    """Rate-coded input for the NIR consumer round trips: (N, steps, F) Bernoulli spikes
+    with p = pixel value."""
+    rng = np.random.default_rng(seed)
+    flat = x.reshape(len(x), -1)
+    return (rng.random((len(x), steps, flat.shape[1])) < flat[:, None]).astype(np.float32)
+
+
+def check_nir_round_trip(y: np.ndarray, float_pred: np.ndarray, chip_pred: np.ndarray,
+                         back_pred: np.ndarray) -> None:
+    """A consumer's float model → NIR → our netx → NIR → consumer keeps its predictions:
+    the chip agrees with the float model, the re-imported model with the chip (≥ 90 %),
+    and the accuracy moves by ≤ 5 points."""
+    accuracy = {k: float(np.mean(p == y)) for k, p in
+                (("float", float_pred), ("chip", chip_pred), ("back", back_pred))}
+    agree = {"float/chip": float(np.mean(chip_pred == float_pred)),
+             "chip/back": float(np.mean(back_pred == chip_pred))}
+    print("round trip", accuracy, "agreement", agree, "on", len(y))
+    assert accuracy["float"] > 0.8, accuracy
+    assert min(agree.values()) >= 0.9, agree
+    assert abs(accuracy["back"] - accuracy["float"]) <= 0.05, accuracy

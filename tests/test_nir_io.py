@@ -134,6 +134,25 @@ def _set_neuron(spec: NetworkSpec, **fields) -> None:
     spec.layers[2].neuron = replace(spec.layers[2].neuron, **fields)
 
 
+def test_consumer_forms_read_back_exactly_and_refuse_what_their_consumer_misreads(make_conv):
+    """Every consumer form is NIR with the plain form's meaning (our importer reads it back
+    to the same spec); a bias on a CubaLIF layer needs v_leak, which Norse also feeds into
+    the synaptic current, so the Norse form refuses it and names why."""
+    spec = exportable_conv(make_conv)
+    for target in ("snntorch", "norse"):
+        if target == "norse":
+            with pytest.raises(NIRConversionError, match="Norse's CubaLIF"):
+                spec_to_nir(spec, target=target)
+            for layer in spec.layers:
+                if isinstance(layer.neuron, CubaNeuron) and layer.neuron.i_decay < 4096:
+                    layer.bias = None
+        assert specs_equal(spec, nir_to_spec(spec_to_nir(spec, target=target))) is None
+    kinds = {type(n).__name__ for n in spec_to_nir(spec, target="norse").nodes.values()}
+    assert kinds <= {"Input", "Output", "CubaLIF", "IF", "Affine", "Conv2d", "Flatten"}
+    with pytest.raises(NIRConversionError, match="target must be one of"):
+        spec_to_nir(spec, target="sinabs")
+
+
 def test_snntorch_export_file_loads():
     """tests/data/snntorch_mlp.nir was written by snntorch 1.0.0's ``export_to_nir`` (with
     nirtorch 2.6) for Linear(16→12) → Leaky(β 0.875) → Linear(12→4) → Leaky(β 0.9375),

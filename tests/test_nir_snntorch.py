@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import rssnn_deploy as rd
+from conftest import check_nir_round_trip, rate_spikes
 from rssnn_deploy.nir_io import nir_to_spec, spec_to_nir
 
 import snntorch as snn  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
@@ -22,13 +23,6 @@ STEPS = 8
 def _quiet(fn, *args):
     with contextlib.redirect_stdout(io.StringIO()):   # the importer prints warnings
         return fn(*args)
-
-
-def _spikes(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Rate-coded input: (N, STEPS, F) Bernoulli spikes with p = pixel value."""
-    rng = np.random.default_rng(seed)
-    flat = x.reshape(len(x), -1)
-    return (rng.random((len(x), STEPS, flat.shape[1])) < flat[:, None]).astype(np.float32)
 
 
 def _run_snntorch(net, spikes: np.ndarray, readout: str = "count") -> np.ndarray:
@@ -80,7 +74,7 @@ def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
     net = torch.nn.Sequential(torch.nn.Linear(64, 32), leaky(32), torch.nn.Linear(32, 10),
                               leaky(10))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    x_train = _spikes(data.x_train.numpy(), seed=1)
+    x_train = rate_spikes(data.x_train.numpy(), STEPS, seed=1)
     for epoch in range(3):
         for start in range(0, len(x_train), 64):
             reset(net)
@@ -90,7 +84,7 @@ def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    x_test, y_test = _spikes(data.x_test.numpy(), seed=2), data.y_test.numpy()
+    x_test, y_test = rate_spikes(data.x_test.numpy(), STEPS, seed=2), data.y_test.numpy()
     float_pred = _run_snntorch(net, x_test)
 
     graph = _quiet(export_to_nir, net, torch.zeros(1, 64), "snntorch", [], [0])
@@ -102,14 +96,7 @@ def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
     back = _quiet(import_from_nir, spec_to_nir(rd.read_netx(path), target="snntorch"))
     back_pred = _run_snntorch(back, x_test)
 
-    accuracy = {k: float(np.mean(p == y_test)) for k, p in
-                (("float", float_pred), ("chip", chip_pred), ("back", back_pred))}
-    assert accuracy["float"] > 0.8, accuracy
-    assert np.mean(chip_pred == float_pred) >= 0.9, accuracy
-    assert np.mean(back_pred == chip_pred) >= 0.9, accuracy
-    assert abs(accuracy["back"] - accuracy["float"]) <= 0.05, accuracy
-    print("round trip", accuracy, "agreement float/chip",
-          float(np.mean(chip_pred == float_pred)), "chip/back", float(np.mean(back_pred == chip_pred)))
+    check_nir_round_trip(y_test, float_pred, chip_pred, back_pred)
 
 
 def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
