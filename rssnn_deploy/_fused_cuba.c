@@ -46,13 +46,18 @@ static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, 
         x = shift >= 0 ? x << shift : x >> (-shift);      /* floor shift, as Lava's */
         return wrap32(x);
     }
+    if (a_kind == 4) {
+        int64_t x = ((const int32_t *)a)[idx];
+        x = shift >= 0 ? x << shift : x >> (-shift);
+        return wrap32(x);
+    }
     double x = ((const double *)a)[idx];
     x -= 4294967296.0 * floor((x + 2147483648.0) / 4294967296.0);
     return (int64_t)x;
 }
 
 /* One step of a block of neurons. Separate function so the compiler vectorises it. */
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static void step_block(int64_t count, int64_t f, const int32_t *restrict a6,
                        const int32_t *restrict bias6, int64_t bias_stride,
                        const int32_t *restrict cu, const int32_t *restrict cv,
@@ -76,26 +81,42 @@ static void step_block(int64_t count, int64_t f, const int32_t *restrict a6,
     }
 }
 
+/* Copy one block's step result into a (steps, n, f) record: in the state's own order,
+ * or through perm (state neuron j goes to position perm[j] of the sample's row). */
+#define STORE(TYPE, DST, SRC)                                                          \
+    do {                                                                               \
+        TYPE *d_ = (TYPE *)(DST);                                                      \
+        for (int64_t c_ = 0; c_ < count; c_++) {                                       \
+            TYPE *dr_ = d_ + c_ * f;                                                   \
+            const __typeof__(*(SRC)) *sr_ = (SRC) + c_ * f;                            \
+            if (perm)                                                                  \
+                for (int64_t j_ = 0; j_ < f; j_++) dr_[perm[j_]] = (TYPE)sr_[j_];      \
+            else                                                                       \
+                for (int64_t j_ = 0; j_ < f; j_++) dr_[j_] = (TYPE)sr_[j_];            \
+        }                                                                              \
+    } while (0)
+
 /*
  * Run samples [n0, n1) of one layer for chip steps 1..steps.
  *
  * steps, n, f  : chip steps, samples in the arrays, neurons per sample
  * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64,
- *                3 int32 hi/lo pairs (a_rows, n, 2f);
+ *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums;
  *                row r is what the neurons receive at chip step a_first + r, other steps 0
- * a_shift      : weight exponent for kind 3 (left, or floor right when negative)
+ * a_shift      : weight exponent for kinds 3 and 4 (left, or floor right when negative)
  * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
  *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
  * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
  * cu, cv       : (f,) 4096 - iDecay, 4096 - vDecay;  theta: (f,) vThMant << 6 (clamped)
  * reset_mask   : (steps + 1,) non-zero at chip steps that zero u and v first
  * s_out, s_kind: (steps, n, f) spikes as 0/1 in uint8 (s_kind 0), float32 (1) or
- *                float64 (2): the dtype the next layer's GEMM takes, so no conversion pass
- * u_rec, v_rec: (steps, n, f) int32 or NULL
+ *                float64 (2): the dtype the next layer's synapse takes
+ * u_rec, v_rec : (steps, n, f) int32 or NULL
  * v_final      : (n, f) int64, v after the last step
- * a_perm, s_perm: NULL, or (f,) positions of neuron j inside a sample's row of a / of
- *                s_out (conv layers keep channels-last (H, W, C) order there, which
- *                torch's conv runs fastest on, while the state stays in (C, H, W) order)
+ * perm, s_perm : NULL, or (f,) position of state neuron j in the (C, H, W) order of a
+ *                sample's row. Conv layers keep their state, a and spikes in channels-last
+ *                (H, W, C) order, which their synapses produce and read; records and
+ *                v_final always go out in (C, H, W) order, s_out only when s_perm.
  * Returns 0, or -1 when scratch memory could not be allocated.
  */
 int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
@@ -104,8 +125,8 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                    const int16_t *bias, int bias_per_sample,
                    const int32_t *cu, const int32_t *cv, const int32_t *theta,
                    const uint8_t *reset_mask, void *s_out, int s_kind, int32_t *u_rec,
-                   int32_t *v_rec, int64_t *v_final, const int32_t *a_perm,
-                   const int32_t *s_perm, int64_t n0, int64_t n1) {
+                   int32_t *v_rec, int64_t *v_final, const int32_t *perm, int s_perm,
+                   int64_t n0, int64_t n1) {
     int64_t block = BLOCK_NEURONS / (f > 0 ? f : 1);
     if (block < 1) block = 1;
     if (block > n1 - n0) block = n1 - n0;
@@ -139,24 +160,14 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
             int64_t r = t - a_first;
             if (a_kind && r >= 0 && r < a_rows) {
                 int64_t base = r * row + b0 * f;
-                int64_t g = 1;
                 if (gain) {
                     int64_t k = t - hops - 1;
                     k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
-                    g = gain[k];
-                }
-                if (gain || (a_perm && a_kind != 3)) {
-                    const int permuted = a_perm && a_kind != 3;
-                    for (int64_t c = 0; c < count; c++) {
-                        for (int64_t j = 0; j < f; j++) {
-                            int64_t idx = base + c * f + (permuted ? a_perm[j] : j);
-                            int64_t p = load_a(a, a_kind, idx, f, a_shift);
-                            if (gain) {
-                                p *= g;
-                                p = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
-                            }
-                            a6[c * f + j] = wrap32(p * 64);
-                        }
+                    int64_t g = gain[k];
+                    for (int64_t i = 0; i < w; i++) {
+                        int64_t p = load_a(a, a_kind, base + i, f, a_shift) * g;
+                        p = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
+                        a6[i] = wrap32(p * 64);
                     }
                 } else if (a_kind == 3) {
                     const int32_t *ai = (const int32_t *)a + (r * n + b0) * 2 * f;
@@ -168,6 +179,17 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                             int64_t x = 2 * (int64_t)hi[j] + lo[j];
                             x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
                             dst[j] = wrap32(x * 64);
+                        }
+                    }
+                } else if (a_kind == 4) {
+                    const int32_t *ai = (const int32_t *)a + base;
+                    if (a_shift == 0) {
+                        for (int64_t i = 0; i < w; i++) a6[i] = wrap32((int64_t)ai[i] * 64);
+                    } else {
+                        for (int64_t i = 0; i < w; i++) {
+                            int64_t x = ai[i];
+                            x = a_shift > 0 ? x << a_shift : x >> (-a_shift);
+                            a6[i] = wrap32(x * 64);
                         }
                     }
                 } else if (a_kind == 1) {
@@ -182,17 +204,10 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
             }
             step_block(count, f, a6, bias6, bias_per_sample ? f : 0, cu, cv, theta, u, v, s);
             int64_t at = (t - 1) * row + b0 * f;
-            if (s_perm) {
-                for (int64_t c = 0; c < count; c++) {
-                    int64_t o = at + c * f;
-                    const uint8_t *sc = s + c * f;
-                    if (s_kind == 0)
-                        for (int64_t j = 0; j < f; j++) ((uint8_t *)s_out)[o + s_perm[j]] = sc[j];
-                    else if (s_kind == 1)
-                        for (int64_t j = 0; j < f; j++) ((float *)s_out)[o + s_perm[j]] = sc[j];
-                    else
-                        for (int64_t j = 0; j < f; j++) ((double *)s_out)[o + s_perm[j]] = sc[j];
-                }
+            if (s_perm && perm) {
+                if (s_kind == 0) STORE(uint8_t, (uint8_t *)s_out + at, s);
+                else if (s_kind == 1) STORE(float, (float *)s_out + at, s);
+                else STORE(double, (double *)s_out + at, s);
             } else if (s_kind == 0) {
                 memcpy((uint8_t *)s_out + at, s, (size_t)w);
             } else if (s_kind == 1) {
@@ -202,18 +217,15 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                 double *dst = (double *)s_out + at;
                 for (int64_t i = 0; i < w; i++) dst[i] = (double)s[i];
             }
-            if (u_rec) {
-                memcpy(u_rec + (t - 1) * row + b0 * f, u, sizeof(int32_t) * w);
-            }
-            if (v_rec) {
-                memcpy(v_rec + (t - 1) * row + b0 * f, v, sizeof(int32_t) * w);
-            }
+            if (u_rec) STORE(int32_t, u_rec + at, u);
+            if (v_rec) STORE(int32_t, v_rec + at, v);
         }
-        for (int64_t i = 0; i < w; i++) v_final[b0 * f + i] = v[i];
+        STORE(int64_t, v_final + b0 * f, v);
     }
     free(u); free(v); free(a6); free(bias6); free(s);
     return 0;
 }
+
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_fused_cuba",

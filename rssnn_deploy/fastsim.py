@@ -2,9 +2,8 @@
 
 ``sim.Simulator`` stays the reference (float64 state, one torch op per rule and step,
 differentiable). On CPU, outside the differentiable mode, ``Simulator.run`` hands the
-work to :func:`run` here, which keeps the reference's synapses (float32 GEMM/conv where
-provably exact, float64 otherwise; Lava's effective weights, delays, channel wraps) and
-replaces the neuron loop by ``rssnn_cuba_run`` in ``_fused_cuba.c``:
+work to :func:`run` here: exact integer synapses (below) and, instead of the neuron
+loop, ``rssnn_cuba_run`` in ``_fused_cuba.c``:
 
 * int32 ``u`` and ``v`` (4 bytes a neuron instead of float64's 8), every chip step of
   a layer in one call, the sample range cut into blocks of ≈ 4096 neurons whose state
@@ -18,6 +17,30 @@ replaces the neuron loop by ``rssnn_cuba_run`` in ``_fused_cuba.c``:
 * DLIF gains ``sgn(a·g)(|a·g| >> e)`` and the int16 wrap of biases and bias input in
   the kernel (an int16 cast, no int64 ``%``); per-neuron decays and thresholds as
   arrays; staggered resets as a per-step mask.
+* (C, H, W) layers keep state, synaptic sums and spikes in channels-last (H, W, C)
+  order, the order the im2col GEMM produces and reads, with their per-neuron constants
+  permuted to match; records and the final v are written back in (C, H, W) order, and a
+  dense layer after a flatten takes its weight columns in channels-last order. (Reading
+  the sums through a permutation instead cost ≈ 3× the kernel time on PilotNet's
+  first conv layer.)
+
+Synapses. 0/1 spikes times integer weights, summed in int32, is exact while the sum
+stays below 2³¹, so dense and conv layers with binary input use torch's int8 × int8 →
+int32 GEMM (``torch._int_mm``, oneDNN/VNNI): the weights as ``2^k · m`` with int8 ``m``
+(Lava's 8-bit mixed-sign mantissas are even, so ``k = 1``), else ``2·hi + lo`` (hi int8,
+lo ∈ {0, 1}, two GEMM halves); conv layers as im2col (a strided view of the
+channels-last spikes, copied into (pixels, kH·kW·C) rows) times the (kH·kW·C, OC)
+weights, block-diagonal over groups, used while the sums stay below Lava's 24-bit wrap.
+Graded (multi-bit) input, larger weights or sums, and delays keep the reference's
+synapses (float32 where provably exact, float64 otherwise; channels-last conv output).
+Measured on this 2-core AVX-512 machine (CPU time of one thread, PilotNet-LIF, per
+layer and frame; conv 2–5 have ≈ 10 % of their inputs spiking): im2col + int8 GEMM
+0.31 / 0.084 / 0.030 / 0.032 / 0.014 ms for conv 1–5, float32 channels-last conv
+0.31 / 0.24 / 0.095 / 0.075 / 0.057 ms, an event-driven C synapse (adding the weight
+rows of the inputs that spiked, as Loihi does) 1.3 / 0.32 / 0.11 / 0.059 / 0.034 ms.
+On 784-128 dense rows the event-driven sum beat the int8 GEMM only below ≈ 10 %
+input density (2.2 vs 2.4 ms for 2,304 rows at 10 %, 5.3 vs 2.3 ms at 30 %; the
+benchmark's input layer spikes at ≈ 30 %), so it was not kept.
 
 Why a C file and not something else: the loop is a dozen integer operations per
 neuron-step, which no library provides fused (torch has no integer neuron op).
@@ -27,19 +50,25 @@ torch's OpenMP) for 60 lines of C. The C file is built by setuptools at install 
 (``setup.py``, part of ``pip install -e .`` in ``make env``) as a function-less CPython
 extension, so it is compiled for the running interpreter; the kernel is then called
 through ``ctypes``, which releases the GIL, so several Python threads run disjoint
-sample ranges in parallel. ``target_clones`` compiles an AVX2 and a baseline version
-and picks one at load time, so the build stays portable.
+sample ranges in parallel. ``target_clones`` compiles AVX-512, AVX2 and baseline
+versions and picks one at load time, so the build stays portable.
 
-Threads that cannot collapse: the batch is cut into pieces and each worker thread runs
-whole pieces through every layer (GEMM with torch single-threaded, then the kernel), so
-no thread ever waits for another inside a run; only the final join does. OpenMP's
+Pieces and threads that cannot collapse: the batch is cut into pieces sized so that
+one layer's intermediates of a piece stay near ``CACHE_BUDGET`` (twice a core's L2;
+larger pieces were slower per sample once they left the caches, smaller ones pay the
+per-piece Python work), and worker threads pull whole pieces from one queue and take
+each through every layer (torch single-threaded in them), so no thread waits for
+another inside a run, and one slowed by another process takes fewer pieces. OpenMP's
 barriers (one per torch op and step, spinning while a core is taken by another
 process) are what made the reference, and torch's own multi-threaded GEMMs, 3–100×
 slower on a loaded machine. The number of worker threads is ``threads`` given to
-:func:`set_threads` / the CLI's ``--threads``, or by default the cores this process may
-use (``os.sched_getaffinity``) minus the 1-minute load of the others
-(``os.getloadavg``), at least one. A single sample is one piece, so batch 1 runs on
-one core.
+:func:`set_threads` / the CLI's ``--threads``, or by default the free cores: the cores
+this process may use (``os.sched_getaffinity``) minus the other threads ready to run at
+that moment (``/proc/loadavg``'s running count, not the 1-minute load, which lags and
+counts this process's own earlier runs), at least one. On a machine whose cores are
+all busy, one thread measured faster than two (threads waiting for the GIL between
+pieces while the other holds it, descheduled). Batches up to ``MIN_PIECE`` samples
+run on one thread.
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -47,14 +76,15 @@ When the extension is missing (no compiler at install time) the reference path r
 from __future__ import annotations
 
 import ctypes
-import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rssnn_deploy.spec import DECAY_ONE, STATE_SHIFT
 
@@ -82,8 +112,8 @@ def _load() -> Tuple[Optional[ctypes._CFuncPtr], str]:
         return None, f"extension {_fused_cuba.__file__} unusable: {err}"
     fn.restype = ctypes.c_int
     fn.argtypes = [_I64, _I64, _I64, _P, ctypes.c_int, _I64, _I64, ctypes.c_int, _P, _I64, ctypes.c_int, _I64,
-                   _P, ctypes.c_int, _P, _P, _P, _P, _P, ctypes.c_int, _P, _P, _P, _P, _P,
-                   _I64, _I64]
+                   _P, ctypes.c_int, _P, _P, _P, _P, _P, ctypes.c_int, _P, _P, _P, _P,
+                   ctypes.c_int, _I64, _I64]
     return fn, _fused_cuba.__file__
 
 
@@ -123,22 +153,38 @@ def set_threads(threads: Optional[int]) -> None:
     _THREADS = None if threads is None else int(threads)
 
 
-def auto_threads() -> int:
-    """Cores this process may use minus the others' 1-minute load, at least 1."""
+def _cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover
-        load = 0.0
-    return max(1, min(cores, int(math.floor(cores - load + 0.5))))
+        return os.cpu_count() or 1
+
+
+def _runnable_others() -> int:
+    """Threads of the whole machine ready to run now, besides the one asking: the median
+    of five reads of /proc/loadavg's running count, 1 ms apart (0 where unavailable)."""
+    counts = []
+    for k in range(5):
+        try:
+            with open("/proc/loadavg") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        if k < 4:
+            time.sleep(0.001)
+    return max(0, sorted(counts)[2])
+
+
+def auto_threads() -> int:
+    """Worker threads by default: the free cores, i.e. the cores this process may use
+    minus the threads of other processes ready to run now, at least 1."""
+    cores = _cores()
+    return max(1, min(cores, cores - _runnable_others()))
 
 
 def _describe_threads() -> str:
     return (f"{_THREADS} (set)" if _THREADS is not None
-            else f"automatic, now {auto_threads()} of {len(os.sched_getaffinity(0))} cores")
+            else f"automatic, now {auto_threads()} of {_cores()} cores")
 
 
 @contextmanager
@@ -157,16 +203,55 @@ def _torch_threads(n: int) -> Iterator[None]:
 # What the fused engine accepts (everything else runs on the reference path)
 # ----------------------------------------------------------------------------------
 
-class _Layer:
-    """One neuron layer's constants as the kernel takes them (contiguous numpy)."""
+def _chw_order(shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+    """For a (C, H, W) layer: the (C, H, W) index of each position of the channels-last
+    (H, W, C) order its state, spikes and synaptic sums are kept in; else ``None``."""
+    if len(shape) != 3:
+        return None
+    c, h, w = shape
+    return np.ascontiguousarray(np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0)
+                                .reshape(-1), dtype=np.int32)
 
-    def __init__(self, st, graded_input: bool = False) -> None:
+
+def _int8_weights(w: np.ndarray) -> Optional[Tuple[torch.Tensor, int, bool]]:
+    """Exact int8 GEMM weights for integer weights ``w`` (K, N): ``(matrix, shift,
+    split)`` with ``w = 2^shift · m`` for int8 ``m`` (matrix (K, N)), or, when that
+    does not exist but ``w`` lies in [−256, 255] (Lava's 8-bit mantissas), ``w = 2·hi +
+    lo`` with int8 ``hi`` and ``lo`` ∈ {0, 1} (matrix (K, 2N), hi | lo); ``None`` else."""
+    if not _INT_MM or not w.size:
+        return None
+    shift = 0
+    while shift < 8 and not np.any(w & ((2 << shift) - 1)):
+        shift += 1
+    m = w >> shift
+    if -128 <= m.min() and m.max() <= 127:
+        return _row_major(torch.as_tensor(m, dtype=torch.int8)), shift, False
+    if -256 <= w.min() and w.max() <= 255:
+        hi = np.floor_divide(w, 2)
+        return (_row_major(torch.as_tensor(np.concatenate([hi, w - 2 * hi], axis=1),
+                                           dtype=torch.int8)), 0, True)
+    return None
+
+
+class _Layer:
+    """One neuron layer's constants as the kernel takes them (contiguous numpy), in the
+    order of its state: channels-last (H, W, C) for (C, H, W) layers.
+
+    ``mode`` says how its synaptic sums are formed: ``"int8"`` (torch's exact int8 GEMM
+    on 0/1 spikes, im2col for conv; see the module notes), ``"torch"`` (float32
+    GEMM/conv where exact, float64 otherwise) or ``"delays"`` (the reference's delay
+    slots); ``None`` for the input layer.
+    """
+
+    def __init__(self, st, in_shape: Tuple[int, ...], input_max: float = 1.0) -> None:
         f = int(np.prod(st.shape))
         n = st.neuron
+        self.order = _chw_order(tuple(st.shape))
+        order = self.order
 
         def per_neuron(value, fn) -> np.ndarray:
             arr = np.broadcast_to(np.asarray(value).astype(np.int64), st.shape).reshape(f)
-            return fn(arr)
+            return fn(arr if order is None else arr[order])
 
         self.f = f
         self.cu = per_neuron(n.i_decay, lambda d: DECAY_ONE - d)
@@ -176,32 +261,53 @@ class _Layer:
         self.theta = np.ascontiguousarray(np.clip(theta, -(1 << 30), 1 << 30), dtype=np.int32)
         self.bias = None
         if st.bias is not None:   # the reference holds wrap16(b) << 6 as float64
-            b = torch.broadcast_to(st.bias, st.shape).reshape(f) / float(1 << 6)
-            self.bias = np.ascontiguousarray(b.cpu().numpy().astype(np.int16))
+            b = (torch.broadcast_to(st.bias, st.shape).reshape(f) / float(1 << 6)).cpu().numpy()
+            self.bias = np.ascontiguousarray((b if order is None else b[order]).astype(np.int16))
         self.gains = None
         self.gain_exp = 0
         if st.gains is not None:
             self.gains = np.ascontiguousarray(st.gains.cpu().numpy().astype(np.int32))
             self.gain_exp = int(st.neuron.gain_exp)
         self.hops = int(st.timing.hops)
-        # position of neuron (c, h, w) in a channels-last (h, w, c) row, for conv layouts
-        self.hwc = None
-        if len(st.shape) == 3:
-            c, h, w = st.shape
-            self.hwc = np.ascontiguousarray(
-                np.arange(f).reshape(h, w, c).transpose(2, 0, 1).reshape(f), dtype=np.int32)
-        self.int_w: Optional[torch.Tensor] = None    # int8 GEMM weights (K, 2N): hi | lo
-        self.shift = 0
+        self.mode: Optional[str] = None
+        self.shift = 0                                 # added to the sums' exponent
+        self.int_w: Optional[torch.Tensor] = None      # int8 GEMM weights (K, N or 2N)
+        self.split = False                             # int_w holds hi | lo halves
+        self.conv: Optional[Tuple[int, ...]] = None    # kH, kW, stride, padding, dilation
         syn = st.synapse
-        # the int8 GEMM takes 0/1 spikes; graded input values go through the float GEMM
-        if st.kind == "dense" and syn.delays == [0] and _INT_MM and not graded_input:
-            w = np.asarray(syn.w_eff, dtype=np.int64)           # (out, in)
-            if w.size and -256 <= w.min() and w.max() <= 255 and w.shape[1] < (1 << 23):
-                # Lava's 8-bit mantissas span [−256, 254]: w = 2·hi + lo, hi int8, lo ∈ {0, 1}
-                hi = np.floor_divide(w, 2)
-                w = np.concatenate([hi, w - 2 * hi], axis=0)
-                self.int_w = _row_major(torch.as_tensor(w.T, dtype=torch.int8))
-                self.shift = int(syn.exp)
+        if syn is None:
+            return
+        in_order = _chw_order(tuple(in_shape))         # input rows arrive channels-last
+        w = np.asarray(syn.w_eff, dtype=np.int64)
+        int8 = None
+        if st.kind == "dense" and syn.delays != [0]:
+            self.mode = "delays"
+            return
+        if st.kind == "dense":
+            if in_order is not None:
+                w = w[:, in_order]
+            if input_max == 1.0 and w.shape[1] < (1 << 23):    # |Σ| ≤ 256·K < 2³¹
+                int8 = _int8_weights(w.T)
+            base_shift = int(syn.exp)
+        else:   # conv (OC, C/g, kH, kW); rows of the im2col matrix are (kH, kW, C)
+            oc, cg, kh, kw = w.shape
+            g = syn.groups
+            bound = float(np.abs(w).reshape(oc, -1).sum(axis=1).max(initial=0))
+            if input_max == 1.0 and bound < (1 << 23):      # below Lava's 24-bit wrap
+                full = np.zeros((kh, kw, cg * g, oc), dtype=np.int64)
+                for k in range(g):      # block-diagonal over the groups
+                    blk = w[k * (oc // g):(k + 1) * (oc // g)]
+                    full[:, :, k * cg:(k + 1) * cg, k * (oc // g):(k + 1) * (oc // g)] = \
+                        blk.transpose(2, 3, 1, 0)
+                int8 = _int8_weights(full.reshape(kh * kw * cg * g, oc))
+                self.conv = (kh, kw, *syn.stride, *syn.padding, *syn.dilation)
+            base_shift = 0
+        if int8 is None:
+            self.mode = "torch"
+            return
+        self.int_w, extra, self.split = int8
+        self.shift = base_shift + extra
+        self.mode = "int8"
 
     def problem(self, st) -> Optional[str]:
         for name, arr in (("i_decay", self.cu), ("v_decay", self.cv)):
@@ -230,6 +336,7 @@ def unsupported(sim) -> Optional[str]:
     if layers is not None:
         return layers if isinstance(layers, str) else None
     out: Dict[int, _Layer] = {}
+    in_shape = tuple(sim.input_shape)
     for st in sim.stages:
         if st.kind not in ("input", "dense", "conv"):
             reason = f"layer {st.spec_index}: kind {st.kind!r}"
@@ -242,7 +349,8 @@ def unsupported(sim) -> Optional[str]:
             break
         first_synaptic = st.synapse is not None and not any(
             s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
-        layer = _Layer(st, bool(getattr(sim, "input_message_bits", 0)) and first_synaptic)
+        layer = _Layer(st, in_shape, sim._input_max(first_synaptic))
+        in_shape = tuple(st.shape)
         reason = layer.problem(st)
         if reason:
             break
@@ -265,19 +373,56 @@ def _ptr(x) -> Optional[int]:
     return x.data_ptr()
 
 
+def _cache_bytes() -> int:
+    """Per-core cache a chunk's intermediates should fit: the L2 size (sysfs), else 1 MiB."""
+    try:
+        base = "/sys/devices/system/cpu/cpu0/cache"
+        for entry in sorted(os.listdir(base)):
+            with open(f"{base}/{entry}/level") as fh:
+                if fh.read().strip() != "2":
+                    continue
+            with open(f"{base}/{entry}/size") as fh:
+                text = fh.read().strip().upper()
+            mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * mult
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
+
+
+#: bytes of one piece's per-layer intermediates (input spikes, im2col patches, synaptic
+#: sums, output spikes) the fused engine aims for: twice a core's L2 (measured fastest
+#: on 784-128-10: 64–512 samples a piece ≈ 450 k sample-steps/s of CPU time, 2048 a
+#: piece 355 k as the intermediates leave the caches, 8 a piece 260 k as the
+#: per-piece Python work no longer amortises)
+CACHE_BUDGET = 2 * _cache_bytes()
+
+#: pieces per worker thread at least (when the batch allows), so that a thread slowed
+#: by another process hands its share to the others instead of holding up the join
+PIECES_PER_THREAD = 4
+
+#: smallest piece when the batch is cut for the threads' sake
+MIN_PIECE = 16
+
+
 def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
-    """Samples per chunk so that one chunk's intermediates stay near MEMORY_BUDGET."""
+    """Samples per chunk so that one layer's intermediates stay near CACHE_BUDGET and
+    one chunk's records near MEMORY_BUDGET."""
+    layers = sim._fused_layers
     per_sample = 0
     in_width = int(np.prod(sim.input_shape))
     for st in sim.stages:
         f = int(np.prod(st.shape))
-        a_bytes = 0 if st.synapse is None else (8 if st.synapse.dtype == torch.float64 else 4)
-        per_sample = max(per_sample, in_width * 4 + f * (a_bytes + 2))
+        layer = layers[st.spec_index]
+        a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1)}.get(layer.mode, 8)
+        patches = 0 if layer.int_w is None or layer.conv is None else \
+            layer.int_w.shape[0] * f // layer.int_w.shape[1] * (2 if layer.split else 1)
+        per_sample = max(per_sample, (in_width + patches + f * (a_bytes + 1)) * steps)
         in_width = f
-    per_sample *= steps
-    per_sample += steps * sum(int(np.prod(st.shape)) * 4 * len(record_map.get(st.spec_index, ()))
-                              for st in sim.stages)
-    return max(1, MEMORY_BUDGET // max(per_sample, 1))
+    records = steps * sum(int(np.prod(st.shape)) * 4 * len(record_map.get(st.spec_index, ()))
+                          for st in sim.stages)
+    return max(1, min(CACHE_BUDGET // max(per_sample, 1),
+                      MEMORY_BUDGET // max(records, 1)))
 
 
 def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor], steps: int,
@@ -285,17 +430,18 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         batch_size: Optional[int]):
     """``Simulator.run``'s work on the fused engine (inputs already checked by ``sim``).
 
-    The batch is cut into pieces (``batch_size``, else by MEMORY_BUDGET shared by the
-    threads, and at most n / threads samples so every thread gets work); each worker
-    thread takes whole pieces through every layer, torch running single-threaded in it.
+    The batch is cut into cache-sized pieces (``batch_size``, else ``_chunk_size``, and
+    at most n / (threads · PIECES_PER_THREAD) samples but not below MIN_PIECE); worker
+    threads pull pieces from one queue and take each through every layer, torch
+    single-threaded in them, so a thread slowed by another process takes fewer pieces.
     """
     from rssnn_deploy.sim import _concat_results
-    threads = _THREADS or auto_threads()
+    n = (bias_input if bias_input is not None else spikes).shape[0]
+    threads = _THREADS or (auto_threads() if n > MIN_PIECE else 1)
     if sim.spike_transform is not None:
         threads = 1       # a transform may hold state (a fault's random generator)
-    n = (bias_input if bias_input is not None else spikes).shape[0]
-    chunk = batch_size or max(1, min(_chunk_size(sim, steps, record_map) // threads,
-                                     -(-n // threads)))
+    chunk = batch_size or min(_chunk_size(sim, steps, record_map),
+                              max(MIN_PIECE, -(-n // (threads * PIECES_PER_THREAD))))
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
 
     def piece(bounds: Tuple[int, int]):
@@ -310,7 +456,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         if threads == 1 or len(ranges) == 1:
             parts = [piece(r) for r in ranges]
         else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
+            with ThreadPoolExecutor(max_workers=min(threads, len(ranges))) as pool:
                 parts = list(pool.map(piece, ranges))
     return parts[0] if len(parts) == 1 else _concat_results(parts)
 
@@ -319,42 +465,72 @@ def _wrap16_input(b: torch.Tensor) -> torch.Tensor:
     """Lava stores the input neuron's bias in int16: wrap modulo 2¹⁶ (a cast for integers)."""
     if b.is_floating_point():   # integers held in floats (checked by the simulator)
         b = torch.remainder(b.to(torch.float64) + 32768.0, 65536.0) - 32768.0
-        return b.to(torch.int16).contiguous()
     return b.to(torch.int16).contiguous()   # two's-complement truncation = the wrap
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(rows, N, C, H, W) → contiguous (rows, N, H, W, C): no copy when the memory
+    already is channels-last (as the kernel writes a conv layer's spikes)."""
+    return x.permute(0, 1, 3, 4, 2).contiguous() if x.dim() == 5 else x.contiguous()
+
+
 def _synaptic(sim, st, layer: _Layer, prev: torch.Tensor, steps: int):
-    """(a, a_kind, a_rows, a_first): synaptic sums, rows from chip step ``a_first`` on."""
+    """(a, a_kind, a_rows, a_first): synaptic sums in the layer's state order, rows from
+    chip step ``a_first`` on."""
     syn = st.synapse
     n = prev.shape[1]
     if steps < 2:
         return None, 0, 0, 0
-    if st.kind == "dense" and syn.delays != [0]:
+    if layer.mode == "delays":
         a = sim._synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
         return a.contiguous(), _KIND[a.dtype], steps, 1
-    if layer.int_w is not None:    # exact: 0/1 × int8 summed in int32 (|Σ| < 2³¹)
-        x = prev[:steps - 1].reshape((steps - 1) * n, layer.int_w.shape[0])
-        x = _row_major(x if x.dtype == torch.int8 else (x != 0).to(torch.int8))
-        a = torch._int_mm(x, layer.int_w)
-        return a, 3, steps - 1, 2
+    rows = steps - 1
+    if layer.mode == "int8":    # exact: 0/1 × int8 summed in int32
+        x = _channels_last(prev[:rows])
+        x = x.view(torch.int8) if x.dtype in (torch.int8, torch.uint8, torch.bool) \
+            else (x != 0).to(torch.int8)
+        if layer.conv is None:
+            x = x.reshape(rows * n, layer.int_w.shape[0])
+        else:
+            x = _im2col(x.reshape((rows * n,) + tuple(x.shape[2:])), layer.conv)
+        a = torch._int_mm(_row_major(x), layer.int_w)
+        if layer.conv is None:
+            return a, 3 if layer.split else 4, rows, 2
+        if layer.split:     # per pixel hi | lo: combine here (the kernel pairs per sample)
+            half = layer.int_w.shape[1] // 2
+            a = torch.add(a[:, half:], a[:, :half], alpha=2)
+        return a, 4, rows, 2
     prev = prev if prev.dtype == syn.dtype else prev.to(syn.dtype)   # 0/1 or graded values
-    x = prev[:steps - 1]
+    x = prev[:rows]
     if st.flatten_input or st.kind == "dense":
-        x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))
+        x = x.reshape(rows * n, int(np.prod(x.shape[2:])))           # (C, H, W) order
     else:
-        x = x.reshape(((steps - 1) * n,) + tuple(x.shape[2:]))
+        x = x.reshape((rows * n,) + tuple(x.shape[2:]))
     a = syn(x, False)
     if st.kind == "dense" and syn.needs_wrap32 and a.dtype != torch.float64:
         a = a.to(torch.float64)                             # the kernel wraps float64 input
-    if st.kind == "conv":         # a channels-last conv output is read in place
-        a = a.squeeze(1)
-        if not (a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last)):
-            a = a.contiguous()
-        return a, _KIND[a.dtype], steps - 1, 2
-    return a.contiguous(), _KIND[a.dtype], steps - 1, 2
+    if st.kind == "conv":         # the state order is channels-last
+        a = a.squeeze(1).contiguous(memory_format=torch.channels_last)
+    else:
+        a = a.contiguous()
+    return a, _KIND[a.dtype], rows, 2
 
 
 _KIND = {torch.float32: 1, torch.float64: 2}
+
+
+def _im2col(x: torch.Tensor, conv: Tuple[int, ...]) -> torch.Tensor:
+    """(M, H, W, C) int8 → (M·OH·OW, kH·kW·C) patches, rows in channels-last order."""
+    kh, kw, sy, sx, py, px, dy, dx = conv
+    if py or px:
+        x = F.pad(x, (0, 0, px, px, py, py))
+    m, h, w, c = x.shape
+    oh = (h - dy * (kh - 1) - 1) // sy + 1
+    ow = (w - dx * (kw - 1) - 1) // sx + 1
+    s = x.stride()
+    p = x.as_strided((m, oh, ow, kh, kw, c), (s[0], s[1] * sy, s[2] * sx, s[1] * dy,
+                                               s[2] * dx, s[3]))
+    return p.reshape(m * oh * ow, kh * kw * c)
 
 
 def _row_major(x: torch.Tensor) -> torch.Tensor:
@@ -366,7 +542,7 @@ def _row_major(x: torch.Tensor) -> torch.Tensor:
 
 
 def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval):
-    from rssnn_deploy.sim import SimResult, _reset_steps
+    from rssnn_deploy.sim import SimResult
     layers: Dict[int, _Layer] = sim._fused_layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
     prev = None
@@ -384,24 +560,25 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                 if names:
                     states[st.spec_index] = sim._input_records(prev, names)
                 continue
-            bias, per_sample = _wrap16_input(bias_input), 1
+            b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
+            bias, per_sample = _wrap16_input(b), 1
             n = bias_input.shape[0]
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
                 prev = sim.spike_transform(st.spec_index, prev) != 0
             a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
-        nxt = stages[pos + 1] if pos + 1 < len(stages) else None
-        # spikes in the dtype the next GEMM takes (bool for the output or a transform)
-        s_dtype = (torch.bool if nxt is None or sim.spike_transform is not None
-                   else torch.int8 if layers[nxt.spec_index].int_w is not None
-                   else nxt.synapse.dtype)
-        # spikes for a following conv in channels-last order (torch's fastest conv layout)
-        hwc = (nxt is not None and nxt.kind == "conv" and layer.hwc is not None
-               and sim.spike_transform is None)
+        nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
+        if nxt is None or sim.spike_transform is not None:
+            s_dtype = torch.bool
+        elif nxt.mode == "int8":
+            s_dtype = torch.int8
+        else:
+            s_dtype = stages[pos + 1].synapse.dtype
+        # the last layer's spikes (and those a transform sees) go out in (C, H, W) order
         prev, rec, v_final = _neuron_layer(layer, st, (a, a_kind, a_rows, a_first), bias,
                                            per_sample, n, steps, names, reset, reset_interval,
-                                           s_dtype, hwc)
+                                           s_dtype, chw=nxt is None or sim.spike_transform is not None)
         if rec:
             states[st.spec_index] = rec
     out = sim.stages[-1]
@@ -412,15 +589,16 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
 
 
 def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names, reset,
-                  reset_interval, s_dtype: torch.dtype, hwc: bool = False):
+                  reset_interval, s_dtype: torch.dtype, chw: bool):
     from rssnn_deploy.sim import _reset_steps
     shape = (steps, n) + tuple(st.shape)
-    if hwc:     # (steps, n, C, H, W) view of channels-last memory
+    if layer.order is not None and not chw:   # (steps, n, C, H, W) view of (H, W, C) memory
         c, h, w = st.shape
         s = torch.empty((steps, n, h, w, c), dtype=s_dtype).permute(0, 1, 4, 2, 3)
     else:
         s = torch.empty(shape, dtype=s_dtype)
-    s_kind = {torch.bool: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}[s_dtype]
+    s_kind = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1,
+              torch.float64: 2}[s_dtype]
     rec = {k: torch.empty(shape, dtype=torch.int32) for k in ("u", "v") if k in names}
     v_final = torch.empty((n,) + tuple(st.shape), dtype=torch.int64)
     mask = np.zeros(steps + 1, dtype=np.uint8)
@@ -429,15 +607,12 @@ def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names
             mask[t] = 1
     a, a_kind, a_rows, a_first = synaptic
     shift = layer.shift if a_kind >= 3 else 0
-    a_perm = None
-    if a is not None and not a.is_contiguous():      # channels-last conv output
-        a_perm = layer.hwc
     gains = layer.gains if a is not None else None
     args = (steps, n, layer.f, _ptr(a), a_kind, a_rows, a_first, shift,
             _ptr(gains), 0 if gains is None else gains.size, layer.gain_exp, layer.hops,
             _ptr(bias), per_sample, _ptr(layer.cu), _ptr(layer.cv), _ptr(layer.theta),
             _ptr(mask), _ptr(s), s_kind, _ptr(rec.get("u")), _ptr(rec.get("v")), _ptr(v_final),
-            _ptr(a_perm), _ptr(layer.hwc if hwc else None))
+            _ptr(layer.order), int(chw))
     if _KERNEL(*args, 0, n):
         raise MemoryError("fused neuron kernel: could not allocate its scratch state")
     if "s" in names:

@@ -53,15 +53,61 @@ def test_random_dense_nets(seed):
     assert_same(spec, bias_input=bias(spec, 9, seed=seed))
 
 
-def test_dense_layers_without_the_int8_gemm(monkeypatch):
-    # the int8 GEMM (weights split 2·hi + lo) is the default for dense layers where torch
-    # has it; the float32 GEMM path must agree as well
-    spec = dense_spec([23, 17, 9, 4], seed=11, steps=7)
+@pytest.mark.parametrize("int_mm", [True, False])
+def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, int_mm):
+    # the exact int8 GEMM (im2col for conv) is the default where torch has it; the
+    # float32 GEMM / channels-last conv path must agree as well
+    monkeypatch.setattr(fastsim, "_INT_MM", int_mm)
+    for spec in (dense_spec([23, 17, 9, 4], seed=11, steps=7), conv_spec(seed=11)):
+        fused = Simulator(spec, engine="fused")
+        fastsim.unsupported(fused)
+        modes = {layer.mode for i, layer in fused._fused_layers.items() if i > 0}
+        assert modes == {"int8" if int_mm else "torch"}
+        assert_same(spec, bias_input=bias(spec, 9, seed=11))
+
+
+@pytest.mark.parametrize("weights,split,shift", [
+    ((-40, 40), False, 0),          # int8 as they are
+    ((-256, 254), True, 0),         # odd values beyond int8: 2·hi + lo
+    ((-128, 127), False, 1),        # all even (as Lava's 8-bit mixed-sign mantissas): w/2
+])
+def test_int8_weight_forms(weights, split, shift):
+    rng = np.random.default_rng(14)
+    lo, hi = weights
+    base = conv_spec(seed=14, convs=((5, 3, 1, 1, 1), (6, 3, 2, 2, 1)), groups_last=1)
+    layers = list(base.layers)
+    for i, layer in enumerate(layers):
+        if layer.weight is not None:
+            w = rng.integers(lo, hi + 1, np.shape(layer.weight))
+            layers[i] = LayerSpec(layer.kind, layer.shape, neuron=layer.neuron, bias=layer.bias,
+                                  weight=w * 2 if shift else w, stride=layer.stride,
+                                  padding=layer.padding, dilation=layer.dilation,
+                                  groups=layer.groups)
+    spec = NetworkSpec(layers, meta=base.meta)
     fused = Simulator(spec, engine="fused")
     fastsim.unsupported(fused)
-    assert all(layer.int_w is not None for i, layer in fused._fused_layers.items() if i > 0)
-    monkeypatch.setattr(fastsim, "_INT_MM", False)
-    assert_same(spec, bias_input=bias(spec, 9, seed=11))
+    conv = fused._fused_layers[1]
+    assert conv.mode == "int8" and conv.split == split and conv.shift == shift
+    assert_same(spec, bias_input=bias(spec, 5, seed=14))
+
+
+@pytest.mark.parametrize("convs,groups", [
+    (((4, 3, 1, 0, 1), (6, 2, 1, 1, 1)), 1),       # no padding; even kernel
+    (((4, 3, 2, 1, 1), (6, 3, 1, 0, 2)), 2),       # stride 2; dilation 2; 2 groups
+    (((6, 1, 1, 0, 1), (6, 3, 3, 2, 1)), 3),       # 1×1 kernel; stride 3, padding 2; 3 groups
+])
+def test_conv_geometries(convs, groups):
+    spec = conv_spec(seed=15, in_shape=(3, 10, 13), convs=convs, groups_last=groups)
+    assert_same(spec, bias_input=bias(spec, 4, seed=15))
+    spikes = torch.as_tensor(np.random.default_rng(15).random((3, 4, 3, 10, 13)) < 0.3)
+    assert_same(spec, spikes=spikes)
+
+
+def test_conv_output_layer():
+    # the last layer's spikes and v come out in (C, H, W) order, like every record
+    base = conv_spec(seed=16)
+    spec = NetworkSpec([l for l in base.layers if l.kind in ("input", "conv")], meta=base.meta)
+    assert_same(spec, bias_input=bias(spec, 3, seed=16))
 
 
 @pytest.mark.parametrize("seed", range(4))
