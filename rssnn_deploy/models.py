@@ -268,8 +268,17 @@ class SNNOutput(NamedTuple):
 
 
 def _per_step(module: nn.Module, x: Tensor) -> Tensor:
-    """Apply a stateless module to every time step at once by folding T into N."""
+    """Apply a stateless module to every time step at once by folding T into N.
+
+    An input that is the same at every step, held as a stride-0 expansion over T (the
+    analog encoding's ``input_gain · x``), is computed once and expanded: the same
+    values for a T-th of the work, and autograd sums the steps' gradients through the
+    expansion.
+    """
     steps, batch = x.shape[:2]
+    if steps > 1 and x.stride(0) == 0:
+        y = module(x[0])
+        return y.unsqueeze(0).expand(steps, *y.shape)
     y = module(x.flatten(0, 1))
     return y.view(steps, batch, *y.shape[1:])
 

@@ -14,6 +14,17 @@ Its derivative is zero almost everywhere, so training replaces it by a surrogate
 :class:`torch.autograd.Function` subclasses, one per shape, picked by name through
 :func:`spike` / :data:`SURROGATES`. Each carries its analytic ``derivative``
 so tests can pin the backward pass to the formula.
+
+Training runs every step of a layer in one autograd node (:class:`LIFSequence`): the
+step-by-step loop builds ~7 autograd nodes per step, whose bookkeeping, not the
+arithmetic, dominated the neuron's share of a training batch. The fused node computes
+the same forward values (the same float operations, in the same order) and back-
+propagates through the same recursion by hand, so gradients agree with the step-by-step
+autograd path up to rounding (pinned at 1e-12 in float64 by the tests). ``LIF.fused``
+(default ``True``) picks the path per layer; the step-by-step loop stays as the
+readable reference. A hand-written node rather than ``torch.compile``: compiling the
+time loop cost more than it saved at these sizes on a CPU (see the README's training
+speed section).
 """
 from __future__ import annotations
 
@@ -22,6 +33,7 @@ from typing import Dict, NamedTuple, Optional, Type
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "SurrogateSpike",
@@ -33,6 +45,7 @@ __all__ = [
     "surrogate_function",
     "spike",
     "NeuronOutput",
+    "LIFSequence",
     "LIF",
     "DLIF",
     "Readout",
@@ -177,6 +190,78 @@ def spike(x: Tensor, surrogate: str = "triangle", scale: Optional[float] = None)
     return function.apply(x, resolve_scale(function, scale))
 
 
+# ------------------------------------------------------------------------ fused steps
+
+
+class LIFSequence(torch.autograd.Function):
+    r"""All ``T`` steps of a layer of LIF neurons in one autograd node.
+
+    ``apply(drive, decay, threshold, surrogate, scale, bptr)`` with ``drive`` the
+    integrated current ``(T, N, ...)`` returns ``(spikes, membranes)``, both
+    ``(T, N, ...)``, computed as :meth:`LIF.simulate`'s reference loop computes them:
+    :math:`v[t] = (\lambda v[t-1])(1 - s[t-1]) + d[t]`, :math:`s[t] = [v[t] \ge V_{th}]`.
+    The membranes and ``1 − s`` are kept for the backward pass.
+
+    Backward runs the recursion in reverse. With :math:`g_t = g(v[t] - V_{th})` the
+    surrogate derivative and :math:`\bar s_t`, :math:`\bar v_t` the gradients arriving
+    at the outputs, the gradient of the loss with respect to :math:`v[t]` (which is
+    also that with respect to :math:`d[t]`) is
+
+    .. math::
+        \delta_t = \bar v_t + \bar s_t\, g_t
+                    + \lambda\bigl((1 - s[t]) - v[t]\, g_t\bigr)\,\delta_{t+1},
+        \qquad \delta_T = 0,
+
+    the first two terms vectorised over all steps, the last one multiply-add per step;
+    with ``bptr`` the carried state is detached, so :math:`\delta_t` stops at the
+    first two terms. Not twice differentiable (``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx, drive: Tensor, decay: float, threshold: float,  # type: ignore[override]
+                surrogate: Type["SurrogateSpike"], scale: float, bptr: bool):
+        membranes = torch.empty_like(drive, memory_format=torch.contiguous_format)
+        # 1 − s[t] as floats: float compare and multiply run several times faster than
+        # bool masks on a CPU, and (λ·v)·(1 − s) is then the reference's own product
+        quiet = torch.empty_like(membranes)
+        carried = torch.empty_like(membranes[0])
+        for t in range(drive.shape[0]):
+            if t == 0:
+                membranes[0].copy_(drive[0])           # v[-1] = 0
+            else:
+                torch.mul(membranes[t - 1], decay, out=carried)
+                carried.mul_(quiet[t - 1])
+                torch.add(carried, drive[t], out=membranes[t])
+            torch.lt(membranes[t], threshold, out=quiet[t])
+        ctx.save_for_backward(membranes, quiet)
+        ctx.decay, ctx.threshold, ctx.surrogate, ctx.scale, ctx.bptr = (
+            decay, threshold, surrogate, scale, bptr)
+        ctx.set_materialize_grads(False)
+        return 1.0 - quiet, membranes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_spikes: Optional[Tensor],  # type: ignore[override]
+                 grad_membranes: Optional[Tensor]):
+        membranes, quiet = ctx.saved_tensors
+        slope = ctx.surrogate.derivative(membranes - ctx.threshold, ctx.scale)
+        if grad_spikes is None:
+            local = torch.zeros_like(membranes)
+        else:
+            local = grad_spikes * slope
+        if grad_membranes is not None:
+            local = local + grad_membranes
+        if ctx.bptr:
+            return local, None, None, None, None, None
+        # (1 − s) − v·g, times λ in the multiply-add: how δ[t+1] reaches v[t] through
+        # the decay and the reset
+        carry = torch.sub(quiet, membranes * slope)
+        grad = local
+        for t in range(membranes.shape[0] - 2, -1, -1):
+            grad[t].addcmul_(carry[t], grad[t + 1], value=ctx.decay)
+        return grad, None, None, None, None, None
+
+
 # ------------------------------------------------------------------------------ neurons
 
 
@@ -222,7 +307,14 @@ class LIF(nn.Module):
     Shape:
         ``forward(current)``: ``(T, N, ...)`` → spikes ``(T, N, ...)``.
         :meth:`simulate` also returns the integrated current and membrane potentials.
+
+    ``fused`` (attribute, default ``True``): run the steps in one autograd node
+    (:class:`LIFSequence`); ``False`` runs the step-by-step reference loop. Same
+    forward values; gradients equal up to rounding.
     """
+
+    #: one autograd node for all steps (:class:`LIFSequence`) or the reference loop.
+    fused: bool = True
 
     def __init__(self, decay: float = 0.99, threshold: float = 1.0,
                  surrogate: str = "triangle", surrogate_scale: Optional[float] = None,
@@ -257,14 +349,22 @@ class LIF(nn.Module):
         if current.dim() < 2:
             raise ValueError(f"expected input shaped (T, N, ...), got {tuple(current.shape)}")
         drive = self.integrated_current(current)
+        if self.fused:
+            spikes, membrane = LIFSequence.apply(drive, self.decay, self.threshold,
+                                                 self._surrogate, self._scale, self.bptr)
+            return NeuronOutput(spikes, drive, membrane, current)
+        return self._simulate_steps(drive, current)
+
+    def _simulate_steps(self, drive: Tensor, current: Tensor) -> NeuronOutput:
+        """The reference: one autograd-traced step at a time."""
         v = torch.zeros_like(drive[0])
         s = torch.zeros_like(drive[0])
         spikes, membranes = [], []
-        for t in range(drive.shape[0]):
+        for step in drive.unbind(0):       # unbind: one backward node, not one per step
             carried = self.decay * v * (1.0 - s)
             if self.bptr:
                 carried = carried.detach()
-            v = carried + drive[t]
+            v = carried + step
             s = self._surrogate.apply(v - self.threshold, self._scale)
             spikes.append(s)
             membranes.append(v)

@@ -157,3 +157,67 @@ def test_invalid_neuron_parameters():
 def test_readout_is_time_average():
     current = torch.arange(24, dtype=torch.float32).view(4, 2, 3)
     torch.testing.assert_close(Readout()(current), current.mean(0))
+
+
+def _fused_and_reference(layer, current):
+    """(fused, step-by-step) outputs of the same layer on the same input."""
+    layer.fused = True
+    fused = layer.simulate(current)
+    layer.fused = False
+    reference = layer.simulate(current)
+    layer.fused = True
+    return fused, reference
+
+
+@pytest.mark.parametrize("uses", ["spikes", "membrane", "both"])
+@pytest.mark.parametrize("bptr", [False, True])
+@pytest.mark.parametrize("shape", [(6, 4, 9), (6, 2, 3, 5, 4)], ids=["dense", "conv"])
+@pytest.mark.parametrize("cls", [LIF, DLIF])
+def test_fused_steps_equal_the_reference_loop(cls, shape, bptr, uses):
+    """One autograd node for all steps: the same forward values bit for bit, the same
+    gradients (inputs and gains) to 1e-12 in float64, whichever outputs a loss uses."""
+    torch.manual_seed(5)
+    layer = (DLIF(shape[0], decay=0.9, bptr=bptr) if cls is DLIF
+             else LIF(decay=0.9, bptr=bptr)).double()
+    if cls is DLIF:
+        with torch.no_grad():
+            layer.gains.uniform_(0.5, 2.0)
+    current = (1.6 * torch.rand(*shape, dtype=torch.float64)).requires_grad_(True)
+    fused, reference = _fused_and_reference(layer, current)
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
+    assert 0 < float(fused.spikes.detach().mean()) < 1
+    probe_s = torch.randn(shape, dtype=torch.float64)
+    probe_v = torch.randn(shape, dtype=torch.float64)
+    params = [current] + list(layer.parameters())
+    grads = []
+    for out in (fused, reference):
+        loss = {"spikes": (out.spikes * probe_s).sum(),
+                "membrane": (out.membrane * probe_v).sum(),
+                "both": (out.spikes * probe_s).sum() + (out.membrane * probe_v).sum()}[uses]
+        grads.append(torch.autograd.grad(loss, params))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0.0)
+        assert float(a.abs().max()) > 0
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_fused_steps_use_every_surrogate_and_float32_forward_is_bitwise(name):
+    torch.manual_seed(6)
+    layer = LIF(decay=0.95, surrogate=name)
+    current = (1.5 * torch.rand(8, 16, 32)).requires_grad_(True)
+    fused, reference = _fused_and_reference(layer, current)
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
+    probe = torch.randn(current.shape)
+    ga, = torch.autograd.grad((fused.spikes * probe).sum(), current)
+    gb, = torch.autograd.grad((reference.spikes * probe).sum(), current)
+    torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_steps_refuse_a_second_derivative():
+    current = torch.rand(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    spikes = LIF(decay=0.9).simulate(current).spikes
+    (grad,) = torch.autograd.grad((spikes * current).sum(), current, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice|once_differentiable|double"):
+        grad.sum().backward()

@@ -4,99 +4,41 @@ independent re-statement of that code's equations (DingJianhao/stable-snn,
 ``dlif_forward_for_V``, ``simple_dynamic``, the loss; ``stable_modules.py``:
 ``LyapunovFunction('square')``).
 
-The re-statement below is written from those equations, step by step as the paper's
-code orders them (separate clean and perturbed forwards, ``(T·N, ...)`` merged batches),
-not from the project's modules; everything runs in float64 and must agree to 1e-12,
-values and gradients, so an edit that drifts from the paper fails here.
+The re-statement (``paper_code.py`` beside this file, shared with the training-speed
+benchmark) is written from those equations, step by step as the paper's code orders
+them (separate clean and perturbed forwards, ``(T·N, ...)`` merged batches), not from
+the project's modules; everything runs in float64 and must agree to 1e-12, values and
+gradients, so an edit that drifts from the paper fails here.
 """
 import dataclasses
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+import paper_code
+from paper_code import GAMMA, TAU, VTH
 from rssnn_deploy.models import build_model
 from rssnn_deploy.neurons import DLIF, LIF
 from rssnn_deploy.training import PRESETS, make_perturbation, robust_loss
 
 TOL = dict(atol=1e-12, rtol=0.0)
-TAU, VTH, GAMMA = 0.99, 1.0, 1.0
-
-
-class _Zif(torch.autograd.Function):
-    """Heaviside at ``x ≥ 0``; backward ``(1/γ²)·max(0, γ − |x|)`` (the paper's ZIF)."""
-
-    @staticmethod
-    def forward(ctx, x, gamma):
-        ctx.save_for_backward(x)
-        ctx.gamma = gamma
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        g = ctx.gamma
-        return grad * (g - x.abs()).clamp(min=0) / (g * g), None
-
-
-def reference_neuron(x_seq, gains=None, record=None):
-    """The paper's LIF (``gains=None``) / DLIF on ``(T, N, ...)``: for each step
-    ``mem = mem·τ + x[t]·p[t]``; ``spike = ZIF(mem − Vth)``; ``mem = (1 − spike)·mem``.
-    ``record`` collects the last layer's pre-gain inputs ``x[t]`` (``xx.append(x[t])``)."""
-    mem = 0.0
-    spikes = []
-    for t in range(x_seq.shape[0]):
-        drive = x_seq[t] if gains is None else x_seq[t] * gains[t]
-        mem = mem * TAU + drive
-        spike = _Zif.apply(mem - VTH, GAMMA)
-        mem = (1 - spike) * mem
-        spikes.append(spike)
-        if record is not None:
-            record.append(x_seq[t])
-    return torch.stack(spikes)
-
-
-def reference_forward(params, x, steps, input_layer, record):
-    """An MLP as the paper's code composes one: the time-repeated image, then
-    ``Linear → neuron`` per layer on merged ``(T·N, ...)`` batches, logits = mean over T
-    of the head. ``input_layer``: an LIF on the image first (the project's spiking
-    encoder); otherwise the first Linear sees the image itself (the paper's encoding)."""
-    n = x.shape[0]
-    seq = x.flatten(1).unsqueeze(0).repeat(steps, 1, 1)            # (T, N, F)
-    if input_layer:
-        seq = reference_neuron(seq)
-    hidden = params["hidden"]
-    for i, (weight, gains) in enumerate(hidden):
-        merged = F.linear(seq.reshape(steps * n, -1), weight)       # (T·N, H)
-        seq = reference_neuron(merged.view(steps, n, -1), gains,
-                               record if i == len(hidden) - 1 else None)
-    out = F.linear(seq.reshape(steps * n, -1), params["head"]).view(steps, n, -1)
-    return out.mean(0)
 
 
 def reference_loss(params, x, x_pert, y, steps, input_layer, kappa=0.5, rho=1.0):
-    """The paper code's objective: κ·CE(clean) + (1−κ)·CE(pert) + ρ·V, where V is the
-    mean square of ``Y[t] = τ·Y[t−1] + (xx_clean[t] − xx_pert[t])`` and the clean
-    inputs ``xx_clean`` are detached."""
-    clean_inputs, pert_inputs = [], []
-    clean = reference_forward(params, x, steps, input_layer, clean_inputs)
-    clean_xx = torch.stack(clean_inputs).detach()
-    pert = reference_forward(params, x_pert, steps, input_layer, pert_inputs)
-    diff = clean_xx - torch.stack(pert_inputs)
-    mem, ys = torch.zeros_like(diff[0]), []
-    for t in range(diff.shape[0]):
-        mem = mem * TAU + diff[t]
-        ys.append(mem)
-    lyapunov = torch.stack(ys).pow(2).mean()
-    ce = kappa * F.cross_entropy(clean, y) + (1 - kappa) * F.cross_entropy(pert, y)
-    return ce + rho * lyapunov, lyapunov
+    """The paper code's objective (``paper_code.objective``): loss and V."""
+    total, lyapunov, _ = paper_code.objective(params, x, x_pert, y, steps, input_layer,
+                                              kappa, rho)
+    return total, lyapunov
 
 
-def _model(neuron="dlif", seed=0):
+def _model(neuron="dlif", seed=0, encoding="spiking", fused=True):
     torch.manual_seed(seed)
     model = build_model({"arch": "mlp", "hidden": [20, 12], "in_shape": [16],
                          "steps": 6, "decay": TAU, "threshold": VTH, "neuron": neuron,
-                         "surrogate": "triangle", "surrogate_scale": GAMMA}).double()
+                         "surrogate": "triangle", "surrogate_scale": GAMMA,
+                         "input_encoding": encoding}).double()
+    for layer in model.spiking_layers:
+        layer.fused = fused
     with torch.no_grad():
         for block in model.blocks:
             block.synapse.weight.mul_(3.0)           # enough drive that neurons fire
@@ -117,11 +59,14 @@ def _batch(seed=1):
     return x, x_pert, torch.tensor([0, 3, 7, 9, 3])
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("shape", [(7, 3, 11), (7, 2, 3, 4, 5)], ids=["dense", "conv"])
 @pytest.mark.parametrize("cls", [LIF, DLIF])
-def test_neuron_dynamics_and_surrogate_equal_the_paper(cls):
+def test_neuron_dynamics_and_surrogate_equal_the_paper(cls, shape, fused):
     torch.manual_seed(2)
-    current = (2.0 * torch.rand(7, 3, 11, dtype=torch.float64)).requires_grad_(True)
+    current = (2.0 * torch.rand(*shape, dtype=torch.float64)).requires_grad_(True)
     layer = cls(7, TAU, VTH, "triangle", GAMMA) if cls is DLIF else cls(TAU, VTH)
+    layer.fused = fused
     gains = None
     if cls is DLIF:
         with torch.no_grad():
@@ -129,7 +74,7 @@ def test_neuron_dynamics_and_surrogate_equal_the_paper(cls):
         layer.double()
         gains = layer.gains
     out = layer.simulate(current)
-    ref = reference_neuron(current, gains)
+    ref = paper_code.neuron(current, gains)
     torch.testing.assert_close(out.spikes, ref, **TOL)
     assert 0 < float(ref.detach().mean()) < 1                  # some neurons fire, some do not
     probe = torch.randn(ref.shape, dtype=torch.float64)
@@ -141,15 +86,17 @@ def test_neuron_dynamics_and_surrogate_equal_the_paper(cls):
         assert float(a.abs().max()) > 0
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "step-by-step"])
+@pytest.mark.parametrize("encoding", ["spiking", "analog"])
 @pytest.mark.parametrize("neuron", ["dlif", "lif"])
-def test_pre_gain_objective_and_its_gradients_equal_the_paper(neuron):
-    model = _model(neuron)
+def test_pre_gain_objective_and_its_gradients_equal_the_paper(neuron, encoding, fused):
+    model = _model(neuron, encoding=encoding, fused=fused)
     x, x_pert, y = _batch()
     decay = model.last_spiking_layer.decay
     terms = robust_loss(model, x, y, x_pert, decay, kappa=0.5, rho=1.0,
                         detach_clean=True, mppd_input="pre-gain")
     ref_total, ref_mppd = reference_loss(_params(model), x, x_pert, y, model.steps,
-                                         input_layer=True)
+                                         input_layer=encoding == "spiking")
     torch.testing.assert_close(terms.mppd, ref_mppd, **TOL)
     torch.testing.assert_close(terms.total, ref_total, **TOL)
     params = list(model.parameters())

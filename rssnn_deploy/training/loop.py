@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
@@ -299,20 +300,26 @@ def _step(net: nn.Module, model: nn.Module, x: Tensor, y: Tensor,
     """One optimisation step: perturb, probe, loss, update, optional retraction.
 
     ``model`` is the un-wrapped module ``net`` forwards (the SNN or its Loihi-exact
-    forward); probes and attacks use it directly.
+    forward); probes and attacks use it directly. The phases are labelled for
+    ``torch.profiler`` (``benchmarks/bench_training.py`` reads the labels).
     """
-    x_pert = perturb(x, y) if perturb is not None else None
-    probe = (sparse_gradient_probe(model, x, y, config.sr_h)
-             if config.sr_lambda > 0 else None)
-    terms = robust_loss(net, x, y, x_pert, decay, config.kappa, config.rho, probe,
-                        config.sr_lambda, config.sr_h, config.detach_clean,
-                        config.mppd_input)
+    with record_function("attack"):
+        x_pert = perturb(x, y) if perturb is not None else None
+        probe = (sparse_gradient_probe(model, x, y, config.sr_h)
+                 if config.sr_lambda > 0 else None)
+    with record_function("forward"):
+        terms = robust_loss(net, x, y, x_pert, decay, config.kappa, config.rho, probe,
+                            config.sr_lambda, config.sr_h, config.detach_clean,
+                            config.mppd_input)
     optimizer.zero_grad(set_to_none=True)
-    terms.total.backward()
-    optimizer.step()
+    with record_function("backward"):
+        terms.total.backward()
+    with record_function("update"):
+        optimizer.step()
     beta = config.effective_ortho_beta
     if beta > 0:
-        orthogonality_step(model, beta, rows=config.ortho_rows)
+        with record_function("orthogonality"):
+            orthogonality_step(model, beta, rows=config.ortho_rows)
     return terms
 
 

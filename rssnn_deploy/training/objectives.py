@@ -48,8 +48,8 @@ def mppd(i_clean: Tensor, i_pert: Tensor, decay: float) -> Tensor:
                          f"{tuple(i_pert.shape)}")
     gap = torch.zeros_like(i_clean[0])
     squares = []
-    for t in range(i_clean.shape[0]):
-        gap = decay * gap + (i_clean[t] - i_pert[t])
+    for step in (i_clean - i_pert).unbind(0):  # unbind: one backward node, not one per step
+        gap = decay * gap + step
         squares.append(gap.pow(2).mean())
     return torch.stack(squares).mean()
 
