@@ -11,7 +11,6 @@ predictions (all of them, or the file is not bit-exact), and the accuracy.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import tempfile
@@ -21,9 +20,9 @@ from typing import Sequence
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_paper_reference import RESULTS, write_results  # noqa: E402
+from bench_common import (argument_parser, common_options, parse, start,  # noqa: E402
+                          write_results)
 from rssnn_deploy.backends import get_backend  # noqa: E402
-from rssnn_deploy.data import load_dataset  # noqa: E402
 from rssnn_deploy.models import build_model  # noqa: E402
 from rssnn_deploy.netx_io import read_netx, write_netx  # noqa: E402
 from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
@@ -33,13 +32,11 @@ from rssnn_deploy.training import PRESETS, train  # noqa: E402
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser = argument_parser(__doc__)
+    common_options(parser, seeds=None, attacks=False)
     parser.add_argument("--samples", type=int, default=360)
-    parser.add_argument("--out", type=Path, default=RESULTS / "analog_lava.md")
-    args = parser.parse_args(list(argv) or None)
-    torch.set_num_threads(1)
-    data = load_dataset("digits")
+    args = parse(parser, "analog_lava.md", argv)
+    data = start()
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [128], "input_encoding": "analog"})
     config = dataclasses.replace(PRESETS["digits"], epochs=args.epochs, seed=0,

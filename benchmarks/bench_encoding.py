@@ -36,9 +36,7 @@ samples, with ``--hidden`` units and a subset of the variants.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -49,9 +47,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
-from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (argument_parser, cell, common_options, parse, start,  # noqa: E402
+                          write_results)
+from rssnn_deploy.data import Dataset  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
 from rssnn_deploy.neurons import LIF  # noqa: E402
 from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
@@ -62,7 +61,6 @@ from rssnn_deploy.robustness.chip_model import (ChipModel, ChipPredictor,  # noq
 from rssnn_deploy.spec import NetworkSpec  # noqa: E402
 from rssnn_deploy.training import PRESETS, train  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ENCODINGS = ("spiking", "analog")
 VARIANTS: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]] = {
     "(a) LIF, natural": ({"neuron": "lif"}, {"perturbation": "none", "rho": 0.0}),
@@ -131,12 +129,6 @@ def graded_reach(x: torch.Tensor, eps: float, spec: NetworkSpec) -> float:
     return float(((low != own) | (high != own)).double().mean())
 
 
-def mean_std(values: Sequence[float]) -> str:
-    mean = 100 * statistics.fmean(values)
-    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}"
-
-
 def tables(runs: Dict[Tuple[str, str], List[Metrics]], reach: Dict[str, float],
            bits: Dict[str, List[int]]) -> str:
     header = ["variant", "encoding", "target"] + list(CONDITIONS)
@@ -149,7 +141,7 @@ def tables(runs: Dict[Tuple[str, str], List[Metrics]], reach: Dict[str, float],
                 key = f"{prefix} {cond}"
                 if cond in ("clean", "σ=0.2"):
                     key = f"{'float' if prefix == 'float' else 'chip'} {cond}"
-                cells.append(mean_std([m[key] for m in per_seed]))
+                cells.append(cell([m[key] for m in per_seed]))
             lines.append("| " + " | ".join([variant, encoding, target] + cells) + " |")
     reach_lines = ["| encoding | input seen by the network | pixels a perturbation of ε can "
                    "change |", "|---|---|---|",
@@ -185,11 +177,8 @@ def plot(runs: Dict[Tuple[str, str], List[Metrics]], path: Path, title: str) -> 
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--train-eps", type=float, default=0.05)
-    parser.add_argument("--eps", type=float, default=0.1)
+    parser = argument_parser(__doc__)
+    common_options(parser)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--train-size", type=int, default=None)
@@ -197,10 +186,8 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--variants", nargs="+", choices=["a", "b", "c"],
                         default=["a", "b", "c"])
-    parser.add_argument("--out", type=Path, default=RESULTS / "encoding.md")
-    args = parser.parse_args(list(argv) or None)
-    torch.set_num_threads(args.threads)
-    data = load_dataset(args.dataset)
+    args = parse(parser, "encoding.md", argv)
+    data = start(args.threads, args.dataset)
     data = Dataset(data.x_train[:args.train_size], data.y_train[:args.train_size],
                    data.x_test[:args.test_size], data.y_test[:args.test_size])
     variants = [v for v in VARIANTS if v[1] in args.variants]
@@ -227,12 +214,9 @@ def main(argv: Sequence[str] = ()) -> int:
             f"`digits` preset, {args.epochs} epochs, "
             f"R+FGSM ε = {args.train_eps}; exact DLIF gains; seeds {args.seeds} "
             f"(mean ± std, %). Attacks at ε = {args.eps}.\n\n" + tables(runs, reach, bits))
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "reach": reach, "bits": bits,
-         "runs": {f"{v} | {e}": r for (v, e), r in runs.items()}}, indent=2))
+    write_results(args.out, text, args, {
+        "reach": reach, "bits": bits, "runs": {f"{v} | {e}": r for (v, e), r in runs.items()}},
+        file_end="\n")
     plot(runs, args.out.with_suffix(".png"), f"{where} MLP {data.x_train[0].numel()}-"
          f"{args.hidden}-10: robust accuracy by input encoding")
     tqdm.write(f"wrote {args.out}")

@@ -32,11 +32,8 @@ two forwards agree. Conditions: clean, Gaussian σ = 0.2, FGSM and PGD-20 at ``-
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import re
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -45,15 +42,15 @@ from typing import Dict, List, Sequence
 import torch
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import rssnn_deploy  # noqa: E402,F401
-from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (argument_parser, cell, common_options, parse,  # noqa: E402
+                          start, write_results)
+from rssnn_deploy.data import Dataset  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.training import PRESETS, load_checkpoint, train  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = {"arch": "mlp", "hidden": [128], "input_encoding": "analog", "neuron": "dlif"}
 CONDITIONS = ("clean", "σ=0.2", "FGSM", "PGD-20")
 
@@ -95,33 +92,12 @@ def evaluate(model: SNN, data: Dataset, eps: float) -> Dict[str, float]:
     return out
 
 
-def cell(values: Sequence[float], percent: bool = True) -> str:
-    scale = 100.0 if percent else 1.0
-    mean = statistics.fmean(values) * scale
-    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {std:.1f}" if percent else f"{mean:.2f} ± {std:.2f}"
-
-
-def write_results(out: Path, text: str, args: argparse.Namespace, payload: Dict) -> None:
-    """Markdown to stdout and ``out``, the numbers beside it as JSON."""
-    print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, **payload}, indent=2))
-
-
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--official-dir", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--train-eps", type=float, default=0.05)
-    parser.add_argument("--eps", type=float, default=0.1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "paper_reference.md")
-    args = parser.parse_args(list(argv) or None)
-    torch.set_num_threads(1)
-    data = load_dataset("digits")
+    common_options(parser, seeds=(0, 1, 2))
+    args = parse(parser, "paper_reference.md", argv)
+    data = start()
     runs: Dict[str, List[Dict[str, float]]] = {"project `paper` preset": [],
                                                 "official main_train-v2.py": []}
     for seed in tqdm(args.seeds, desc="seeds"):

@@ -12,7 +12,6 @@ MPPD above 100 or test accuracy below 20 %).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import tempfile
@@ -23,24 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_paper_reference import (CONDITIONS, MODEL, RESULTS, cell, evaluate,  # noqa: E402
-                                   write_results)
-from rssnn_deploy.data import load_dataset  # noqa: E402
+from bench_common import (argument_parser, cell, common_options, parse, start,  # noqa: E402
+                          write_results)
+from bench_paper_reference import CONDITIONS, MODEL, evaluate  # noqa: E402
 from rssnn_deploy.models import build_model  # noqa: E402
 from rssnn_deploy.training import PRESETS, load_checkpoint, read_checkpoint, train  # noqa: E402
 from rssnn_deploy.training.presets import differences  # noqa: E402
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--train-eps", type=float, default=0.05)
-    parser.add_argument("--eps", type=float, default=0.1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "presets.md")
-    args = parser.parse_args(list(argv) or None)
-    torch.set_num_threads(1)
-    data = load_dataset("digits")
+    parser = argument_parser(__doc__)
+    common_options(parser)
+    args = parse(parser, "presets.md", argv)
+    data = start()
     runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in PRESETS}
     for name, seed in tqdm([(n, s) for n in PRESETS for s in args.seeds], desc="presets"):
         config = dataclasses.replace(PRESETS[name], epochs=args.epochs, seed=seed,
