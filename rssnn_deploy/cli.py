@@ -161,11 +161,18 @@ def _takes_events(checkpoint: Path) -> bool:
 
 
 def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> int:
-    """Event-data models: float and chip accuracy under event drop and timing jitter."""
-    from rssnn_deploy.event_evaluation import evaluate_events, event_summary
+    """Event-data models: float and chip accuracy under event drop and timing jitter,
+    and under the sparse (L0) event attack."""
+    from rssnn_deploy.event_evaluation import evaluate_events, event_summary, \
+        sparse_attack_summary
     record = evaluate_events(checkpoint, net, args.dataset, Path(args.out),
-                             samples=args.samples)
+                             samples=args.samples, flips=args.event_flips,
+                             per_step=args.event_flips_per_step,
+                             threat_models=args.threat_models, batch_size=args.batch_size,
+                             progress=not args.no_progress)
     print(event_summary(record))
+    if "sparse_attack" in record:
+        print("\n" + sparse_attack_summary(record))
     print(f"\nFull report: {args.out}/report.md, report.json, event_noise.png")
     return 0
 

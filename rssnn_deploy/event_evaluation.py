@@ -1,12 +1,18 @@
-"""Robustness of an event-data model and its deployed file to event noise.
+"""Robustness of an event-data model and its deployed file to event noise and attacks.
 
 Event cameras lose events (bandwidth, refractory pixels) and time-stamp them with
 jitter; the perturbations here act on the binned spike trains the network sees
 (:func:`rssnn_deploy.events.drop_events`, :func:`~rssnn_deploy.events.jitter_events`),
 on the float model and, with the very same perturbed spikes, on the deployed integer
-model (our bit-exact simulator), over several seeds. Gradient attacks on events are not
-offered: a gradient step does not give binary spikes, and a spike-flipping attack is a
-different threat model.
+model (our bit-exact simulator), over several seeds.
+
+An attacker who can inject or suppress events is measured with the sparse (L0) attack
+of :mod:`rssnn_deploy.robustness.spike_attacks`: at each budget (events flipped per
+sample) a gradient-guided greedy attack on the float model (white-box), the same
+spike trains on the chip (transfer), the attack run on the chip model itself through
+the simulator's straight-through gradients (chip white-box), and uniformly random flips
+of the same number of entries (the baseline the gradient attack must beat; the report
+flags any budget where it does not). Threat models follow ``--threat-models``.
 """
 from __future__ import annotations
 
@@ -18,8 +24,10 @@ import numpy as np
 import torch
 
 from rssnn_deploy.events import drop_events, jitter_events
+from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
 
-__all__ = ["DROP_LEVELS", "JITTER_LEVELS", "evaluate_events", "event_summary"]
+__all__ = ["DROP_LEVELS", "JITTER_LEVELS", "FLIP_BUDGETS", "evaluate_events", "event_summary",
+           "sparse_attack_summary"]
 
 DROP_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5)
 JITTER_LEVELS = (1, 2, 3)
@@ -28,8 +36,12 @@ JITTER_LEVELS = (1, 2, 3)
 def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = None,
                     out: Path = Path("runs/evaluate"), samples: Optional[int] = None,
                     drops: Sequence[float] = DROP_LEVELS,
-                    jitters: Sequence[int] = JITTER_LEVELS, seeds: int = 3) -> Dict[str, Any]:
-    """Float and chip accuracy under event drop and jitter; writes report.json/.md/.png."""
+                    jitters: Sequence[int] = JITTER_LEVELS, seeds: int = 3,
+                    flips: Sequence[int] = FLIP_BUDGETS, per_step: Optional[int] = None,
+                    threat_models: Sequence[str] = ("float", "transfer", "chip"),
+                    batch_size: int = 256, progress: bool = True) -> Dict[str, Any]:
+    """Float and chip accuracy under event drop and jitter and under the sparse attack;
+    writes report.json/.md and event_noise.png."""
     from rssnn_deploy.dataset_record import resolve_dataset
     from rssnn_deploy.inference import predict
     from rssnn_deploy.models import predict_classes
@@ -62,15 +74,84 @@ def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = N
                      **{f"{k}_acc": float(np.mean([r[k] for r in runs])) for k in runs[0]},
                      **{f"{k}_std": float(np.std([r[k] for r in runs])) for k in runs[0]}})
     record = {"checkpoint": str(checkpoint), "net_file": str(net_path), "dataset": name,
-              "samples": n, "spikes_per_sample": float(x.sum() / max(n, 1)), "rows": rows,
-              "wall_seconds": time.perf_counter() - start}
+              "samples": n, "spikes_per_sample": float(x.sum() / max(n, 1)), "rows": rows}
+    if flips:
+        from rssnn_deploy.robustness.spike_attacks import check_flip_budgets
+        budgets = check_flip_budgets(flips, int(x[0].numel()))
+        record["sparse_attack"] = _sparse_attack(model, spec, x, y, budgets, per_step,
+                                                 threat_models, seeds, batch_size, progress)
+    record["wall_seconds"] = time.perf_counter() - start
     out = Path(out)
     write_json(out / "report.json", record)
     from rssnn_deploy.fileio import atomic_write_text
+    text = event_summary(record)
+    if "sparse_attack" in record:
+        text += "\n\n" + sparse_attack_summary(record)
     atomic_write_text(out / "report.md", "# Event-noise robustness of the deployed model\n\n"
-                      + event_summary(record) + "\n")
-    _plot(out / "event_noise.png", rows)
+                      + text + "\n")
+    _plot(out / "event_noise.png", record)
     return record
+
+
+def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.Tensor,
+                   budgets: Sequence[int], per_step: Optional[int], threat_models: Sequence[str],
+                   seeds: int, batch_size: int, progress: bool) -> Dict[str, Any]:
+    """Accuracy per budget: gradient attack (float white-box, transfer, chip white-box)
+    and random flips (float, chip; mean ± std over ``seeds``)."""
+    from tqdm import tqdm
+
+    from rssnn_deploy.robustness.chip_model import ChipModel, readout_logit_scale
+    from rssnn_deploy.robustness.spike_attacks import flip_counts, greedy_flip_attack, \
+        random_flips
+    model.eval()
+    chip = ChipModel(spec, readout_logit_scale(spec, model), batch_size=batch_size)
+
+    def accuracy(net: torch.nn.Module, spikes: torch.Tensor) -> float:
+        with torch.no_grad():
+            pred = torch.cat([net(spikes[i:i + batch_size]).argmax(dim=1).cpu()
+                              for i in range(0, len(spikes), batch_size)])
+        return float((pred == y).double().mean())
+
+    def attack(net: torch.nn.Module, label: str) -> Dict[int, torch.Tensor]:
+        bar = tqdm(total=len(x) * max(budgets), desc=f"sparse attack ({label})",
+                   disable=not progress, leave=False)
+        try:
+            return greedy_flip_attack(net, x, y, budgets, per_step=per_step,
+                                      batch_size=batch_size, progress=bar.update)
+        finally:
+            bar.close()
+
+    rows: List[Dict[str, Any]] = [{"budget": b} for b in budgets]
+    timing: Dict[str, float] = {}
+    if {"float", "transfer"} & set(threat_models):
+        tic = time.perf_counter()
+        adv = attack(model, "float model")
+        timing["gradient_float_seconds"] = time.perf_counter() - tic
+        for row in rows:
+            a = adv[row["budget"]]
+            row["flips_mean_float"] = float(flip_counts(x, a).double().mean())
+            if "float" in threat_models:
+                row["gradient_float"] = accuracy(model, a)
+            if "transfer" in threat_models:
+                row["gradient_transfer"] = accuracy(chip, a)
+    if "chip" in threat_models:
+        tic = time.perf_counter()
+        adv = attack(chip, "chip model")
+        timing["gradient_chip_seconds"] = time.perf_counter() - tic
+        for row in rows:
+            row["gradient_chip"] = accuracy(chip, adv[row["budget"]])
+            row["flips_mean_chip"] = float(flip_counts(x, adv[row["budget"]]).double().mean())
+    for row in rows:
+        runs = [random_flips(x, row["budget"], torch.Generator().manual_seed(seed))
+                for seed in range(seeds)]
+        for key, net in (("float", model), ("chip", chip)):
+            accs = [accuracy(net, r) for r in runs]
+            row[f"random_{key}"], row[f"random_{key}_std"] = float(np.mean(accs)), float(np.std(accs))
+    weaker = [r["budget"] for r in rows if "gradient_float" in r
+              and r["gradient_float"] > r["random_float"]]
+    return {"budgets": list(budgets), "per_step": per_step, "seeds": seeds,
+            "clean_float": accuracy(model, x), "clean_chip": accuracy(chip, x),
+            "rows": rows, "gradient_weaker_than_random": weaker, **timing}
 
 
 def event_summary(record: Dict[str, Any]) -> str:
@@ -87,13 +168,46 @@ def event_summary(record: Dict[str, Any]) -> str:
             + markdown_table(["noise", "level", "float", "chip", "seeds"], rows))
 
 
-def _plot(path: Path, rows: List[Dict[str, Any]]) -> Path:
+def sparse_attack_summary(record: Dict[str, Any]) -> str:
+    """The Markdown table of the sparse (L0) attack: accuracy (%) per budget."""
+    from rssnn_deploy.report import markdown_table
+    attack = record["sparse_attack"]
+
+    def pct(row: Dict[str, Any], key: str) -> str:
+        if key not in row:
+            return "—"
+        std = row.get(f"{key}_std")
+        return f"{100 * row[key]:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+    rows = [(r["budget"], pct(r, "gradient_float"), pct(r, "gradient_transfer"),
+             pct(r, "gradient_chip"), pct(r, "random_float"), pct(r, "random_chip"))
+            for r in attack["rows"]]
+    weaker = attack["gradient_weaker_than_random"]
+    check = (f"**Check failed:** the gradient attack is weaker than random flips at budget(s) "
+             f"{', '.join(map(str, weaker))}." if weaker else
+             "Check: the gradient attack is at least as strong as random flips at every budget.")
+    return (f"Sparse attack (L0): at most *budget* events added or removed per sample (binned "
+            f"entries flipped), {record['samples']} test samples, clean {100 * attack['clean_float']:.1f} % "
+            f"float / {100 * attack['clean_chip']:.1f} % chip. Gradient: greedy, "
+            + (f"{attack['per_step']} flip(s)" if attack["per_step"] else
+               "a tenth of the gap between budgets (at least 1) flips")
+            + f" per margin-gradient step, stopping per sample once misclassified; random: uniform flips, mean ± std over {attack['seeds']} seeds. "
+            f"Accuracy (%).\n\n"
+            + markdown_table(["budget", "gradient, float white-box", "gradient → chip (transfer)",
+                              "gradient, chip white-box", "random, float", "random, chip"], rows)
+            + "\n\n" + check)
+
+
+def _plot(path: Path, record: Dict[str, Any]) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from rssnn_deploy.report import save_figure
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    rows = record["rows"]
+    attack = record.get("sparse_attack")
+    fig, axes = plt.subplots(1, 3 if attack else 2, figsize=(14 if attack else 9, 4.2),
+                             sharey=True, gridspec_kw={"width_ratios": [1, 1, 1.6][:3 if attack else 2]})
     for ax, kind, label in ((axes[0], "drop", "event drop probability"),
                             (axes[1], "jitter", "timing jitter (± steps)")):
         part = [r for r in rows if r["kind"] == kind]
@@ -108,6 +222,37 @@ def _plot(path: Path, rows: List[Dict[str, Any]]) -> Path:
     axes[0].set_ylabel("accuracy (%)")
     axes[0].set_ylim(0, 102)
     axes[0].legend()
-    fig.suptitle("Event noise: float model vs deployed integer model")
+    if attack:
+        _plot_sparse(axes[2], record)
+    fig.suptitle("Event noise and sparse attacks: float model vs deployed integer model")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plot_sparse(ax: Any, record: Dict[str, Any]) -> None:
+    """Accuracy vs events changed per sample: gradient attack, random flips, and event
+    drop placed at its mean number of removed events."""
+    attack = record["sparse_attack"]
+    budgets = [0] + attack["budgets"]
+    clean = {"float": attack["clean_float"], "chip": attack["clean_chip"]}
+    curves = (("gradient_float", "gradient, float white-box", "C3", "o-"),
+              ("gradient_transfer", "gradient → chip", "C3", "s--"),
+              ("gradient_chip", "gradient, chip white-box", "C1", "^-"),
+              ("random_float", "random flips, float", "C0", "o-"),
+              ("random_chip", "random flips, chip", "C0", "s--"))
+    for key, label, color, style in curves:
+        if key not in attack["rows"][0]:
+            continue
+        start = clean["float" if key.endswith("float") else "chip"]
+        ax.plot(budgets, [100 * start] + [100 * r[key] for r in attack["rows"]],
+                style, color=color, label=label, markersize=4)
+    drops = [r for r in record["rows"] if r["kind"] == "drop" and r["level"] > 0]
+    for key, style in (("float", "o:"), ("chip", "s:")):
+        ax.plot([r["level"] * record["spikes_per_sample"] for r in drops],
+                [100 * r[f"{key}_acc"] for r in drops], style, color="C2",
+                label=f"event drop, {key}", markersize=4)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("events flipped per sample (drop: mean removed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")

@@ -21,6 +21,11 @@ integer model itself, never a surrogate. The chip breaks readout ties towards th
 class index; the logits carry that rule as a bonus below one membrane unit, and queries
 return float64 logits (exact for any 24-bit membrane), so their ``argmax`` and the
 margins a gradient-free attack reads are the chip's own.
+
+A network without an input neuron (event data) takes spike trains (N, T, *input_shape)
+instead of pixels: they enter the first synaptic layer unencoded, and the gradient is
+the simulator's with respect to those 0/1 entries (what the sparse event attacks of
+:mod:`rssnn_deploy.robustness.spike_attacks` rank flips by).
 """
 from __future__ import annotations
 
@@ -116,13 +121,20 @@ class ChipModel(nn.Module):
             # a query: the integer model itself, no surrogate anywhere; float64 keeps ties
             membrane = self.readout_membrane(x).to(torch.float64)
             return (membrane + self.tie_bonus) / self.logit_scale
-        bias = encode_input_differentiable(self.spec, x)
-        result = self.sim.run(bias_input=bias, batch_size=self.batch_size)
+        if not self.sim.has_input_neuron:          # spike trains enter unencoded
+            result = self.sim.run(spikes=x, batch_size=self.batch_size)
+        else:
+            result = self.sim.run(bias_input=encode_input_differentiable(self.spec, x),
+                                  batch_size=self.batch_size)
         membrane = result.output_v_float.reshape(len(x), -1)
         return ((membrane + self.tie_bonus) / self.logit_scale).to(x.dtype)
 
     def readout_membrane(self, x: Tensor) -> Tensor:
         """The output layer's integer membrane v after the last step, (N, classes)."""
+        if not self.exact.has_input_neuron:
+            result = self.exact.run(spikes=x.detach().to(self.tie_bonus.device),
+                                    batch_size=self.batch_size)
+            return result.readout("membrane")
         bias = torch.as_tensor(encode_input(self.spec, x.detach().cpu().numpy()))
         result = self.exact.run(bias_input=bias.to(self.tie_bonus.device),
                                 batch_size=self.batch_size)

@@ -14,6 +14,7 @@ from rssnn_deploy.robustness.certify import SIGMAS, CertifyConfig
 from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.robustness.protocols import PROTOCOLS, protocol_settings
+from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
 
 __all__ = ["add_evaluate_arguments", "add_certify_arguments", "config_from_args",
            "certify_config_from_args", "parse_levels"]
@@ -72,6 +73,13 @@ FAULT_RANGES = {"bitflip": ct.probability, "vth": ct.nonnegative_float,
 _BUDGET = ct.float_range(0.0, 255.0)
 
 
+def _flip_budgets(text: str) -> Tuple[int, ...]:
+    """Comma list of positive integers, or 'none'."""
+    if text.strip().lower() == "none":
+        return ()
+    return ct.float_list(ct.positive_int)(text)
+
+
 def add_evaluate_arguments(parser) -> None:
     """The options of ``rssnn-deploy evaluate`` (budgets in 1/255 units)."""
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train`")
@@ -123,6 +131,14 @@ def add_evaluate_arguments(parser) -> None:
                         type=ct.level_item(FAULT_RANGES),
                         help=f"fault levels ({', '.join(FAULT_RANGES)}); 'none' for no faults")
     parser.add_argument("--fault-repeats", type=ct.positive_int, default=3, help="seeds per fault level")
+    parser.add_argument("--event-flips", type=_flip_budgets, default=FLIP_BUDGETS,
+                        metavar="B1,B2,…",
+                        help="event data: sparse-attack budgets, events added or removed per "
+                             "sample ('none' to skip; default "
+                             + ",".join(map(str, FLIP_BUDGETS)) + ")")
+    parser.add_argument("--event-flips-per-step", type=ct.positive_int, default=None,
+                        help="event data: flips per gradient step of the sparse attack "
+                             "(default: a tenth of the gap between budgets, at least 1)")
     parser.add_argument("--lava-samples", type=ct.nonnegative_int, default=64,
                         help="attacked inputs re-run on Lava to cross-check the simulator "
                              "(0: none)")
