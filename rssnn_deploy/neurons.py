@@ -102,7 +102,7 @@ class TriangleSpike(SurrogateSpike):
 
     @staticmethod
     def derivative(x: Tensor, scale: float) -> Tensor:
-        return torch.clamp(scale - x.abs(), min=0.0) / (scale * scale)
+        return (scale - x.abs()).clamp_(min=0.0).div_(scale * scale)
 
 
 class SigmoidSpike(SurrogateSpike):
@@ -244,21 +244,24 @@ class LIFSequence(torch.autograd.Function):
     def backward(ctx, grad_spikes: Optional[Tensor],  # type: ignore[override]
                  grad_membranes: Optional[Tensor]):
         membranes, quiet = ctx.saved_tensors
-        slope = ctx.surrogate.derivative(membranes - ctx.threshold, ctx.scale)
+        work = membranes - ctx.threshold
+        slope = ctx.surrogate.derivative(work, ctx.scale)
+        # buffers are reused (``work`` becomes the carry factor, ``slope`` the local
+        # gradient): fresh (T, N, ...) allocations cost as much as the arithmetic here
+        if not ctx.bptr:
+            # (1 − s) − v·g, times λ in the multiply-add below: how δ[t+1] reaches v[t]
+            # through the decay and the reset
+            torch.mul(membranes, slope, out=work)
+            torch.sub(quiet, work, out=work)
         if grad_spikes is None:
-            local = torch.zeros_like(membranes)
+            grad = slope.zero_()
         else:
-            local = grad_spikes * slope
+            grad = slope.mul_(grad_spikes)
         if grad_membranes is not None:
-            local = local + grad_membranes
-        if ctx.bptr:
-            return local, None, None, None, None, None
-        # (1 − s) − v·g, times λ in the multiply-add: how δ[t+1] reaches v[t] through
-        # the decay and the reset
-        carry = torch.sub(quiet, membranes * slope)
-        grad = local
-        for t in range(membranes.shape[0] - 2, -1, -1):
-            grad[t].addcmul_(carry[t], grad[t + 1], value=ctx.decay)
+            grad.add_(grad_membranes)
+        if not ctx.bptr:
+            for t in range(membranes.shape[0] - 2, -1, -1):
+                grad[t].addcmul_(work[t], grad[t + 1], value=ctx.decay)
         return grad, None, None, None, None, None
 
 
