@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rssnn_deploy import lif_kernel
+
 __all__ = [
     "SurrogateSpike",
     "TriangleSpike",
@@ -215,11 +217,22 @@ class LIFSequence(torch.autograd.Function):
     the first two terms vectorised over all steps, the last one multiply-add per step;
     with ``bptr`` the carried state is detached, so :math:`\delta_t` stops at the
     first two terms. Not twice differentiable (``once_differentiable``).
+
+    On a CPU both directions run in one C pass each (:mod:`rssnn_deploy.lif_kernel`;
+    the backward for the triangle surrogate); elsewhere, or without the compiled
+    extension, in torch operations with the same results.
     """
 
     @staticmethod
     def forward(ctx, drive: Tensor, decay: float, threshold: float,  # type: ignore[override]
                 surrogate: Type["SurrogateSpike"], scale: float, bptr: bool):
+        ctx.decay, ctx.threshold, ctx.surrogate, ctx.scale, ctx.bptr = (
+            decay, threshold, surrogate, scale, bptr)
+        ctx.set_materialize_grads(False)
+        if lif_kernel.available(drive):
+            membranes, quiet = lif_kernel.forward(drive, decay, threshold)
+            ctx.save_for_backward(membranes, quiet)
+            return 1.0 - quiet, membranes
         membranes = torch.empty_like(drive, memory_format=torch.contiguous_format)
         # 1 − s[t] as floats: float compare and multiply run several times faster than
         # bool masks on a CPU, and (λ·v)·(1 − s) is then the reference's own product
@@ -234,9 +247,6 @@ class LIFSequence(torch.autograd.Function):
                 torch.add(carried, drive[t], out=membranes[t])
             torch.lt(membranes[t], threshold, out=quiet[t])
         ctx.save_for_backward(membranes, quiet)
-        ctx.decay, ctx.threshold, ctx.surrogate, ctx.scale, ctx.bptr = (
-            decay, threshold, surrogate, scale, bptr)
-        ctx.set_materialize_grads(False)
         return 1.0 - quiet, membranes
 
     @staticmethod
@@ -244,6 +254,12 @@ class LIFSequence(torch.autograd.Function):
     def backward(ctx, grad_spikes: Optional[Tensor],  # type: ignore[override]
                  grad_membranes: Optional[Tensor]):
         membranes, quiet = ctx.saved_tensors
+        if ctx.surrogate is TriangleSpike and lif_kernel.available(
+                membranes, *(g for g in (grad_spikes, grad_membranes) if g is not None)):
+            grad = lif_kernel.backward_triangle(membranes, quiet, grad_spikes,
+                                                grad_membranes, ctx.decay, ctx.threshold,
+                                                ctx.scale, ctx.bptr)
+            return grad, None, None, None, None, None
         work = membranes - ctx.threshold
         slope = ctx.surrogate.derivative(work, ctx.scale)
         # buffers are reused (``work`` becomes the carry factor, ``slope`` the local

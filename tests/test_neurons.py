@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401  (installs the Lava shim before anything else)
+from rssnn_deploy import lif_kernel
 from rssnn_deploy.neurons import (DLIF, LIF, SURROGATES, NeuronOutput, Readout, spike,
                                   surrogate_function)
 
@@ -169,11 +170,22 @@ def _fused_and_reference(layer, current):
     return fused, reference
 
 
+@pytest.fixture(params=["C", "torch"])
+def kernel(request, monkeypatch):
+    """The fused node with its C kernel, and with its torch path (no extension)."""
+    if request.param == "C":
+        if not lif_kernel.available(torch.zeros(1)):
+            pytest.fail(f"the fused LIF extension is not built: {lif_kernel.kernel_path}")
+    else:
+        monkeypatch.setattr(lif_kernel, "_FUNCTIONS", {})
+    return request.param
+
+
 @pytest.mark.parametrize("uses", ["spikes", "membrane", "both"])
 @pytest.mark.parametrize("bptr", [False, True])
 @pytest.mark.parametrize("shape", [(6, 4, 9), (6, 2, 3, 5, 4)], ids=["dense", "conv"])
 @pytest.mark.parametrize("cls", [LIF, DLIF])
-def test_fused_steps_equal_the_reference_loop(cls, shape, bptr, uses):
+def test_fused_steps_equal_the_reference_loop(cls, shape, bptr, uses, kernel):
     """One autograd node for all steps: the same forward values bit for bit, the same
     gradients (inputs and gains) to 1e-12 in float64, whichever outputs a loss uses."""
     torch.manual_seed(5)
@@ -202,7 +214,7 @@ def test_fused_steps_equal_the_reference_loop(cls, shape, bptr, uses):
 
 
 @pytest.mark.parametrize("name", sorted(SURROGATES))
-def test_fused_steps_use_every_surrogate_and_float32_forward_is_bitwise(name):
+def test_fused_steps_use_every_surrogate_and_float32_forward_is_bitwise(name, kernel):
     torch.manual_seed(6)
     layer = LIF(decay=0.95, surrogate=name)
     current = (1.5 * torch.rand(8, 16, 32)).requires_grad_(True)
@@ -221,3 +233,19 @@ def test_fused_steps_refuse_a_second_derivative():
     (grad,) = torch.autograd.grad((spikes * current).sum(), current, create_graph=True)
     with pytest.raises(RuntimeError, match="twice|once_differentiable|double"):
         grad.sum().backward()
+
+
+def test_fused_kernel_takes_a_time_constant_input_and_splits_between_threads(kernel):
+    """A stride-0 drive (LIF on the analog encoding) and a batch large enough to be cut
+    between threads give the reference loop's values."""
+    torch.manual_seed(7)
+    image = 1.5 * torch.rand(300, 128)
+    drive = image.unsqueeze(0).expand(5, 300, 128).requires_grad_(False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        fused, reference = _fused_and_reference(LIF(decay=0.9), drive)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
