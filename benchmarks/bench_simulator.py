@@ -1,6 +1,6 @@
 """Lava CPU fixed_pt vs the simulator's reference loop vs its fused engine, side by side.
 
-    .venv/bin/python benchmarks/bench_simulator.py [--rounds 3] [--quick]
+    .venv/bin/python benchmarks/bench_simulator.py [--rounds 3] [--load N] [--quick]
 
 Contenders alternate inside every round (Lava, then each simulator configuration, then
 the next round), so a machine whose load changes during the run slows all of them
@@ -13,17 +13,25 @@ are ratios of medians. Rates are samples × chip steps per second.
   not depend on the batch, so the simulator's rate at every batch is compared with it.
   Lava's outputs (final v, spike counts) must equal the simulator's for every sample it
   ran, and the fused engine's must equal the reference's; the script exits 1 otherwise.
-* The simulator runs whole batches (1, 64, 256, 1024, 4096; the reference only where
-  affordable) with 1 thread and with every core (``fastsim.set_threads`` and torch's
-  intra-op threads), and for dense 784-128-10 with T up to 256.
-* Peak memory: the largest resident-set growth seen during a run (sampled every 2 ms).
-* Machine limits, measured in the same run: float32 GEMM throughput (2048² ``torch.mm``)
-  and memory bandwidth (a 256 MiB copy), with 1 thread and every core. A run's
-  "GEMM %" is its synaptic multiply-adds (2 · M · K · N per dense/conv layer) per second
-  over the GEMM peak; "BW %" is the bytes the fused design must move (spikes 9 B per
-  input value-step as bool → float32 → GEMM, synaptic sums 8 B and spikes 1 B per
-  neuron-step) per second over the copy bandwidth. Both apply the same work to both
-  engines, so they read as "how far from the machine's limit".
+* The simulator runs whole batches (1, 64, 256, 1024, 4096; PilotNet to 1024 and the
+  reference only where affordable, so that a default run stays near 10 minutes on an
+  idle 2-core machine) with 1 thread and with the default threads (the fused engine's
+  automatic choice, ``fastsim.auto_threads``: the free cores; torch's default intra-op
+  threads for the reference), and for dense 784-128-10 with T up to 256.
+* Loaded rows (``--load N``, default: one busy process per core; 0 skips them): N
+  processes spinning on the CPU run throughout a second set of rounds, in which Lava and
+  the fused engine (1 thread and default threads) alternate again on dense 784-128-10
+  and PilotNet-LIF; the ratio there is of medians measured under the same load.
+* Peak memory: the resident-set high-water mark of a run (VmHWM, reset before it)
+  minus the resident set before it.
+* Machine limits, measured in the same run: float32 and int8 GEMM throughput (2048²
+  ``torch.mm`` / ``torch._int_mm``) and memory bandwidth (a 256 MiB copy), with 1
+  thread and every core. A run's "GEMM %" is its synaptic multiply-adds (2 · M · K · N
+  per dense/conv layer) per second over the GEMM peak (the fused engine's synapses on
+  spikes are int8 GEMMs); "BW %" is the bytes the fused design must move (spikes 9 B
+  per input value-step, synaptic sums 8 B and spikes 1 B per neuron-step) per second
+  over the copy bandwidth. Both apply the same work to both engines, so they read as
+  "how far from the machine's limit".
 
 Writes ``benchmarks/results/simulator.{json,md,png}``.
 """
@@ -33,8 +41,8 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -93,37 +101,58 @@ def pilotnet() -> Tuple[NetworkSpec, np.ndarray]:
 # ---------------------------------------------------------------------------- measuring
 
 class PeakRSS:
-    """Largest resident-set growth while the block runs (sampled every 2 ms)."""
+    """Resident-set growth of the block: the kernel's high-water mark (VmHWM, reset
+    through /proc/self/clear_refs before the block) minus the resident set before it.
+    No sampling thread, whose wake-ups would take the GIL from the run being timed."""
 
     def __enter__(self):
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        self.base = self._status("VmRSS")
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = self._status("VmHWM")
 
     @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _watch(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
+    def _status(field: str) -> int:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"/proc/self/status has no {field}")
 
     @property
     def mib(self) -> float:
-        return (self.peak - self.base) / 2 ** 20
+        return max(0, self.peak - self.base) / 2 ** 20
 
 
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
+def set_threads(n: Optional[int], cores: int) -> int:
+    """1 thread, or (``None``) the defaults: the fused engine's automatic choice and
+    torch's every core for the reference. Returns the fused engine's thread count."""
+    torch.set_num_threads(n or cores)
     fastsim.set_threads(n)
+    return n or fastsim.auto_threads()
+
+
+class BusyLoad:
+    """``n`` processes spinning on the CPU while the block runs (the loaded rows)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.procs: List[subprocess.Popen] = []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(self.n)]
+        time.sleep(1.0)         # let them reach the run queue
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
 
 
 def machine_limits(threads: List[int], reps: int = 5) -> Dict[int, Dict[str, float]]:
@@ -183,6 +212,18 @@ def lava_round(lava, spec, inputs, steps, fused_ref) -> Tuple[List[float], bool]
     return [steps / s for s in lava.last_timing["sample_s"][1:]], same
 
 
+def timed(sim: Simulator, x: torch.Tensor, steps: int) -> Tuple[float, float]:
+    """(samples × steps per second, peak MiB) of one run."""
+    with PeakRSS() as peak:
+        t = time.perf_counter()
+        sim.run(x, steps=steps)
+        dt = time.perf_counter() - t
+    return len(x) * steps / dt, peak.mib
+
+
+THREADS = {"1": 1, "default": None}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -190,6 +231,8 @@ def main() -> int:
     ap.add_argument("--nets", default="dense,conv,pilotnet",
                     help="comma list of networks: dense, conv, pilotnet")
     ap.add_argument("--t-values", default="8,32,128,256", help="T for the scaling run ('' = none)")
+    ap.add_argument("--load", type=int, default=None,
+                    help="busy processes for the loaded rows (default: one per core; 0: none)")
     ap.add_argument("--out", default=str(RESULTS / "simulator"))
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the Markdown and PNG from the existing JSON")
@@ -202,9 +245,11 @@ def main() -> int:
                           markdown(data["meta"], data["runs"], data["t_scaling"]))
         plot(data["runs"], data["t_scaling"], out.with_suffix(".png"))
         return 0
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
     rng = np.random.default_rng(0)
     cores = len(os.sched_getaffinity(0))
-    threads = sorted({1, cores})
+    busy = cores if args.load is None else args.load
     rounds = 1 if args.quick else args.rounds
     all_batches = [1, 64] if args.quick else [1, 64, 256, 1024, 4096]
     pn_spec, pn_image = pilotnet()
@@ -213,23 +258,49 @@ def main() -> int:
         jitter = rng.integers(-8, 9, (n,) + pn_image.shape)
         return torch.as_tensor(np.clip(pn_image[None] + jitter, 0, None))
 
-    # name: spec, steps, inputs, Lava samples per round, max batch per engine
+    # name: spec, steps, inputs, Lava samples per round, max batch per engine, loaded batch
     nets = {
-        "dense 784-128-10": (dense_net(rng), 10, None, 12, {"reference": 4096, "fused": 4096}),
+        "dense 784-128-10": (dense_net(rng), 10, None, 12, {"reference": 4096, "fused": 4096},
+                             256),
         "conv 1x28x28-8c3-16c3s2-10": (conv_net(rng), 10, None, 4,
-                                       {"reference": 1024, "fused": 4096}),
-        "PilotNet-LIF (lava-dl)": (pn_spec, 17, pn_inputs, 3, {"reference": 1, "fused": 256}),
+                                       {"reference": 256, "fused": 4096}, None),
+        "PilotNet-LIF (lava-dl)": (pn_spec, 17, pn_inputs, 3, {"reference": 1, "fused": 1024},
+                                   64),
     }
     dense_spec = nets["dense 784-128-10"][0]
     wanted = [w.strip().lower() for w in args.nets.split(",") if w.strip()]
     nets = {k: v for k, v in nets.items() if any(w in k.lower() for w in wanted)}
     print(f"machine limits ({cores} cores) ...", flush=True)
-    limits = machine_limits(threads)
+    limits = machine_limits(sorted({1, cores}))
     lava = get_backend("lava", progress=False)
     ok = True
     records = []
+    prepared = {}
 
-    for name, (spec, steps, make, n_lava, max_batch) in nets.items():
+    def add_records(name, sims, steps, lava_rates, lava_same, same_engines, runs, mem, chosen,
+                    condition, n_lava):
+        lava_stats = stats(lava_rates)
+        for (engine, label, batch), rates in sorted(runs.items()):
+            s = stats(rates)
+            flops, nbytes = work(sims[engine], steps, batch)
+            sec = batch * steps / s["median"]
+            lim = limits[1 if label == "1" else cores]
+            n_thr = chosen[(engine, label, batch)]
+            records.append({
+                "network": name, "engine": engine, "threads": label,
+                "threads_used": statistics.median(n_thr), "condition": condition,
+                "batch": batch, "steps": steps, "rate": s, "lava_rate": lava_stats,
+                "ratio_of_medians": s["median"] / lava_stats["median"],
+                "peak_mib": mem[(engine, label, batch)],
+                "gemm_fraction": flops / sec / 1e9 / lim["gemm_gflops_max"],
+                "int8_fraction": flops / sec / 1e9 / lim["int8_gops_max"],
+                "bw_fraction": nbytes / sec / 1e9 / lim["copy_gbs_max"],
+                "lava_outputs_identical": lava_same, "engines_identical": same_engines,
+                "lava_samples_checked": n_lava})
+        print(f"{name} ({condition}): Lava {lava_stats['median']:.3g} sa*st/s, outputs "
+              f"identical: {lava_same}; engines identical: {same_engines}", flush=True)
+
+    for name, (spec, steps, make, n_lava, max_batch, _) in nets.items():
         batches = [b for b in all_batches if b <= max(max_batch.values())]
         top = max(batches + [n_lava])
         x = make(top) if make else torch.as_tensor(
@@ -239,57 +310,42 @@ def main() -> int:
         same_engines = all(torch.equal(getattr(check["reference"], k), getattr(check["fused"], k))
                            for k in ("output_v", "spike_counts", "output_spikes"))
         ok &= same_engines
+        prepared[name] = (sims, x, check, same_engines)
         lava_rates, lava_same = [], True
-        runs: Dict[Tuple[str, int, int], List[float]] = {}
-        mem: Dict[Tuple[str, int, int], float] = {}
+        runs: Dict[Tuple[str, str, int], List[float]] = {}
+        mem: Dict[Tuple[str, str, int], float] = {}
+        chosen: Dict[Tuple[str, str, int], List[int]] = {}
         for r in range(rounds):
             print(f"{name}: round {r + 1}/{rounds}: Lava ...", flush=True)
             rates, same = lava_round(lava, spec, x[:n_lava], steps, check["fused"])
             lava_rates += rates
             lava_same &= same
-            for n_thr in threads:
-                set_threads(n_thr)
+            for label, n_set in THREADS.items():
                 for batch in batches:
                     for engine in ENGINES:
                         if batch > max_batch[engine]:
                             continue
-                        key = (engine, n_thr, batch)
-                        with PeakRSS() as peak:
-                            t = time.perf_counter()
-                            sims[engine].run(x[:batch], steps=steps)
-                            dt = time.perf_counter() - t
-                        runs.setdefault(key, []).append(batch * steps / dt)
-                        mem[key] = max(mem.get(key, 0.0), peak.mib)
-                print(f"  threads {n_thr}: done", flush=True)
-        set_threads(cores)
+                        key = (engine, label, batch)
+                        n_thr = set_threads(n_set, cores) if engine == "fused" else (n_set or cores)
+                        rate, mib = timed(sims[engine], x[:batch], steps)
+                        runs.setdefault(key, []).append(rate)
+                        chosen.setdefault(key, []).append(n_thr)
+                        mem[key] = max(mem.get(key, 0.0), mib)
+                print(f"  threads {label}: done", flush=True)
+        set_threads(None, cores)
         ok &= lava_same
-        lava_stats = stats(lava_rates)
-        for (engine, n_thr, batch), rates in sorted(runs.items()):
-            s = stats(rates)
-            flops, nbytes = work(sims[engine], steps, batch)
-            sec = batch * steps / s["median"]
-            records.append({
-                "network": name, "engine": engine, "threads": n_thr, "batch": batch,
-                "steps": steps, "rate": s, "lava_rate": lava_stats,
-                "ratio_of_medians": s["median"] / lava_stats["median"],
-                "peak_mib": mem[(engine, n_thr, batch)],
-                "gemm_fraction": flops / sec / 1e9 / limits[n_thr]["gemm_gflops_max"],
-                "int8_fraction": flops / sec / 1e9 / limits[n_thr]["int8_gops_max"],
-                "bw_fraction": nbytes / sec / 1e9 / limits[n_thr]["copy_gbs_max"],
-                "lava_outputs_identical": lava_same, "engines_identical": same_engines,
-                "lava_samples_checked": n_lava})
-        print(f"{name}: Lava {lava_stats['median']:.0f} sa*st/s, outputs identical: "
-              f"{lava_same}; engines identical: {same_engines}", flush=True)
+        add_records(name, sims, steps, lava_rates, lava_same, same_engines, runs, mem, chosen,
+                    "as found", n_lava)
 
-    # T scaling, dense 784-128-10, batch 256, every core
+    # T scaling, dense 784-128-10, batch 256, default threads
     t_values = [int(t) for t in args.t_values.split(",") if t.strip()]
     spec = dense_spec
     x = torch.as_tensor(rng.integers(0, 40, (256,) + tuple(spec.layers[0].shape)))
     sims = {e: Simulator(spec, engine=e) for e in ENGINES}
     t_runs: Dict[Tuple[str, int], List[float]] = {}
     t_mem: Dict[Tuple[str, int], float] = {}
-    set_threads(cores)
-    for r in range(rounds):
+    set_threads(None, cores)
+    for r in range(rounds if t_values else 0):
         print(f"T scaling: round {r + 1}/{rounds}", flush=True)
         for T in t_values:
             steps = T + spec.pipeline_depth
@@ -298,26 +354,49 @@ def main() -> int:
             ok &= same
             t_runs.setdefault(("lava", T), []).extend(rates)
             for engine in ENGINES:
-                with PeakRSS() as peak:
-                    t = time.perf_counter()
-                    sims[engine].run(x, steps=steps)
-                    dt = time.perf_counter() - t
-                t_runs.setdefault((engine, T), []).append(256 * steps / dt)
-                t_mem[(engine, T)] = max(t_mem.get((engine, T), 0.0), peak.mib)
+                rate, mib = timed(sims[engine], x, steps)
+                t_runs.setdefault((engine, T), []).append(rate)
+                t_mem[(engine, T)] = max(t_mem.get((engine, T), 0.0), mib)
     t_records = [{"T": T, "engine": e, "rate": stats(t_runs[(e, T)]),
                   "peak_mib": t_mem.get((e, T))} for T in t_values
-                 for e in ("lava",) + ENGINES]
+                 for e in ("lava",) + ENGINES] if t_runs else []
     for rec in t_records:
         rec["ratio_of_medians"] = (rec["rate"]["median"]
                                    / stats(t_runs[("lava", rec["T"])])["median"])
 
-    load = os.getloadavg()
+    # loaded rows: busy processes on every core, Lava and the fused engine alternating
+    loaded = [(name, v) for name, v in nets.items() if v[5] is not None]
+    if busy and loaded:
+        condition = f"+{busy} busy process{'es' if busy > 1 else ''}"
+        with BusyLoad(busy):
+            acc = {name: ([], True, {}, {}, {}) for name, _ in loaded}
+            for r in range(rounds):
+                for name, (spec, steps, make, n_lava, max_batch, batch) in loaded:
+                    print(f"{name} ({condition}): round {r + 1}/{rounds}", flush=True)
+                    sims, x, check, same_engines = prepared[name]
+                    lava_rates, lava_same, runs, mem, chosen = acc[name]
+                    rates, same = lava_round(lava, spec, x[:n_lava], steps, check["fused"])
+                    lava_rates += rates
+                    acc[name] = (lava_rates, lava_same and same, runs, mem, chosen)
+                    for label, n_set in THREADS.items():
+                        key = ("fused", label, batch)
+                        n_thr = set_threads(n_set, cores)
+                        rate, mib = timed(sims["fused"], x[:batch], steps)
+                        runs.setdefault(key, []).append(rate)
+                        chosen.setdefault(key, []).append(n_thr)
+                        mem[key] = max(mem.get(key, 0.0), mib)
+        set_threads(None, cores)
+        for name, (spec, steps, make, n_lava, max_batch, batch) in loaded:
+            lava_rates, lava_same, runs, mem, chosen = acc[name]
+            ok &= lava_same
+            add_records(name, prepared[name][0], steps, lava_rates, lava_same,
+                        prepared[name][3], runs, mem, chosen, condition, n_lava)
+
     meta = {"cores": cores, "cpu": platform.processor() or platform.machine(),
             "torch": torch.__version__, "engine": fastsim.engine_status(),
-            "load_average_at_end": load, "rounds": rounds, "limits": limits,
-            "shared_machine_note": "the machine was shared with other jobs during the run; "
-                                   "contenders alternate within each round",
-            "all_outputs_identical": ok}
+            "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
+            "rounds": rounds, "limits": limits, "busy_processes": busy,
+            "wall_s": time.perf_counter() - t_start, "all_outputs_identical": ok}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), {"meta": meta, "runs": records, "t_scaling": t_records})
@@ -335,38 +414,52 @@ def _r(s: Dict[str, float]) -> str:
     return f"{_n(s['min'])} / **{_n(s['median'])}** / {_n(s['max'])}"
 
 
+def _threads(r) -> str:
+    return "1" if r["threads"] == "1" else f"default ({r['threads_used']:g})"
+
+
 def markdown(meta, records, t_records) -> str:
     lim = meta["limits"]
+    loads = ", ".join(f"{v:.1f}" for v in meta["load_average_at_start"])
+    loads_end = ", ".join(f"{v:.1f}" for v in meta["load_average_at_end"])
     lines = ["# Simulator speed: Lava CPU fixed_pt vs reference loop vs fused engine", "",
              f"{meta['cores']} cores ({meta['cpu']}), torch {meta['torch']}, "
-             f"{meta['rounds']} rounds; engine: {meta['engine']}. "
-             f"Load average at the end: {', '.join(f'{v:.1f}' for v in meta['load_average_at_end'])} "
-             f"({meta['shared_machine_note']}). All outputs identical (Lava vs simulator on "
-             f"every sample Lava ran, fused vs reference): **{meta['all_outputs_identical']}**.",
+             f"{meta['rounds']} rounds, {meta['wall_s'] / 60:.1f} min; engine: "
+             f"{meta['engine']}. Load average (1, 5, 15 min) at the start: {loads}; at the "
+             f"end: {loads_end} (rows \"as found\" ran with whatever else the machine was "
+             f"running; rows \"+N busy\" with N processes spinning on the CPU, started by "
+             f"the benchmark). Contenders alternate within each round. All outputs "
+             f"identical (Lava vs simulator on every sample Lava ran, fused vs reference): "
+             f"**{meta['all_outputs_identical']}**.",
              "", "Machine limits measured in the same run (max of 5): " + "; ".join(
                  f"{n} thread{'s' if int(n) > 1 else ''}: float32 GEMM {v['gemm_gflops_max']:.0f} "
                  f"GFLOP/s, int8 GEMM {v['int8_gops_max']:.0f} GOP/s, "
                  f"copy {v['copy_gbs_max']:.1f} GB/s" for n, v in lim.items()), "",
              "Rates: samples × chip steps per second, min / **median** / max over rounds; "
-             "ratio = median / Lava's median (Lava runs one sample at a time; its rate "
-             "does not depend on the batch). GEMM %: synaptic multiply-adds per second over "
-             "the measured peak (dense layers use the int8 GEMM in the fused engine, conv "
-             "layers float32). BW %: bytes the fused design must move per second over the "
+             "ratio = median / Lava's median in the same condition (Lava runs one sample at "
+             "a time; its rate does not depend on the batch). Threads: 1, or the default "
+             "(the fused engine's automatic choice, the number it took in parentheses; "
+             "torch's every core for the reference). GEMM %: synaptic multiply-adds per "
+             "second over the measured peak (the fused engine's synapses on spikes are "
+             "int8 GEMMs). BW %: bytes the fused design must move per second over the "
              "measured copy bandwidth of a 256 MiB buffer (above 100 % the working set "
              "stayed in cache).", ""]
     rows = []
     for r in records:
-        rows.append([r["network"], r["batch"], r["threads"], r["engine"], _r(r["rate"]),
-                     _n(r["lava_rate"]["median"]), f"{r['ratio_of_medians']:,.0f}×",
-                     f"{r['peak_mib']:.0f}", f"{100 * r['gemm_fraction']:.1f}",
-                     f"{100 * r['int8_fraction']:.1f}", f"{100 * r['bw_fraction']:.1f}"])
-    lines.append(markdown_table(["network", "batch", "threads", "engine", "rate", "Lava",
-                                 "ratio", "peak MiB", "f32 GEMM %", "int8 GEMM %", "BW %"],
-                                rows))
-    lines += ["", f"## T scaling (dense 784-128-10, batch 256, {meta['cores']} threads)", ""]
-    rows = [[r["T"], r["engine"], _r(r["rate"]), f"{r['ratio_of_medians']:,.1f}×",
-             "" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"] for r in t_records]
-    lines.append(markdown_table(["T", "contender", "rate", "ratio to Lava", "peak MiB"], rows))
+        rows.append([r["network"], r.get("condition", "as found"), r["batch"], _threads(r),
+                     r["engine"], _r(r["rate"]), _n(r["lava_rate"]["median"]),
+                     f"{r['ratio_of_medians']:,.0f}×", f"{r['peak_mib']:.0f}",
+                     f"{100 * r['gemm_fraction']:.1f}", f"{100 * r['int8_fraction']:.1f}",
+                     f"{100 * r['bw_fraction']:.1f}"])
+    lines.append(markdown_table(["network", "condition", "batch", "threads", "engine", "rate",
+                                 "Lava", "ratio", "peak MiB", "f32 GEMM %", "int8 GEMM %",
+                                 "BW %"], rows))
+    if t_records:
+        lines += ["", "## T scaling (dense 784-128-10, batch 256, default threads)", ""]
+        rows = [[r["T"], r["engine"], _r(r["rate"]), f"{r['ratio_of_medians']:,.1f}×",
+                 "" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"] for r in t_records]
+        lines.append(markdown_table(["T", "contender", "rate", "ratio to Lava", "peak MiB"],
+                                    rows))
     return "\n".join(lines) + "\n"
 
 
@@ -377,17 +470,27 @@ def plot(records, t_records, path: Path) -> None:
     nets = list(dict.fromkeys(r["network"] for r in records))
     fig, axes = plt.subplots(1, len(nets) + 1, figsize=(5 * (len(nets) + 1), 4.2))
     for ax, net in zip(axes, nets):
-        rs = [r for r in records if r["network"] == net]
+        every = [r for r in records if r["network"] == net]
+        rs = [r for r in every if r.get("condition", "as found") == "as found"]
         for engine, n_thr in sorted({(r["engine"], r["threads"]) for r in rs}):
             sel = sorted((r for r in rs if (r["engine"], r["threads"]) == (engine, n_thr)),
                          key=lambda r: r["batch"])
             b = [r["batch"] for r in sel]
             ax.plot(b, [r["rate"]["median"] for r in sel], marker="o",
                     linestyle="-" if engine == "fused" else "--",
-                    label=f"{engine}, {n_thr} thr")
+                    label=f"{engine}, {_threads(sel[0])} thr")
             ax.fill_between(b, [r["rate"]["min"] for r in sel], [r["rate"]["max"] for r in sel],
                             alpha=0.15)
         ax.axhline(rs[0]["lava_rate"]["median"], color="k", linestyle=":", label="Lava fixed_pt")
+        busy = [r for r in every if r not in rs]
+        for r in busy:
+            ax.errorbar([r["batch"]], [r["rate"]["median"]], marker="x", markersize=9,
+                        yerr=[[r["rate"]["median"] - r["rate"]["min"]],
+                              [r["rate"]["max"] - r["rate"]["median"]]],
+                        label=f"fused, {_threads(r)} thr, {r['condition']}")
+        if busy:
+            ax.axhline(busy[0]["lava_rate"]["median"], color="grey", linestyle=":",
+                       label=f"Lava, {busy[0]['condition']}")
         ax.set(xscale="log", yscale="log", xlabel="batch (samples)",
                ylabel="samples × steps / s", title=net)
         ax.grid(True, which="both", alpha=0.3)

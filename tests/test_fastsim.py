@@ -66,19 +66,24 @@ def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, int_m
         assert_same(spec, bias_input=bias(spec, 9, seed=11))
 
 
-@pytest.mark.parametrize("weights,split,shift", [
-    ((-40, 40), False, 0),          # int8 as they are
-    ((-256, 254), True, 0),         # odd values beyond int8: 2·hi + lo
-    ((-128, 127), False, 1),        # all even (as Lava's 8-bit mixed-sign mantissas): w/2
+@pytest.mark.parametrize("weights,form,shift", [
+    ((-40, 40), "int8", 0),         # int8 as they are
+    ((-256, 254), "split", 0),      # odd values beyond int8 everywhere: 2·hi + lo
+    ((-128, 127), "int8", 1),       # all even (as Lava's 8-bit mixed-sign mantissas): w/2
+    ((-100, 100), "high", 0),       # a few input rows beyond int8: m + 256·e on those rows
 ])
-def test_int8_weight_forms(weights, split, shift):
+def test_int8_weight_forms(weights, form, shift):
     rng = np.random.default_rng(14)
     lo, hi = weights
-    base = conv_spec(seed=14, convs=((5, 3, 1, 1, 1), (6, 3, 2, 2, 1)), groups_last=1)
+    base = conv_spec(seed=14, convs=((5, 3, 1, 1, 1), (6, 3, 2, 2, 1)), groups_last=1,
+                     dense=(40, 5))
     layers = list(base.layers)
     for i, layer in enumerate(layers):
         if layer.weight is not None:
             w = rng.integers(lo, hi + 1, np.shape(layer.weight))
+            if form == "high":      # one input row of every layer gets ±(129…254)
+                w.reshape(w.shape[0], -1)[:, 0] = rng.choice([-1, 1], w.shape[0]) * \
+                    rng.integers(129, 255, w.shape[0])
             layers[i] = LayerSpec(layer.kind, layer.shape, neuron=layer.neuron, bias=layer.bias,
                                   weight=w * 2 if shift else w, stride=layer.stride,
                                   padding=layer.padding, dilation=layer.dilation,
@@ -86,8 +91,12 @@ def test_int8_weight_forms(weights, split, shift):
     spec = NetworkSpec(layers, meta=base.meta)
     fused = Simulator(spec, engine="fused")
     fastsim.unsupported(fused)
-    conv = fused._fused_layers[1]
-    assert conv.mode == "int8" and conv.split == split and conv.shift == shift
+    for i in (2, 5):        # the second conv layer and the first dense layer
+        w = fused._fused_layers[i].int_w
+        assert fused._fused_layers[i].mode == "int8"
+        assert (w.split, w.rows is not None) == (form == "split", form == "high")
+    # conv weights are used as stored (dense ones go through Lava's weight scaling)
+    assert fused._fused_layers[2].int_w.shift == shift
     assert_same(spec, bias_input=bias(spec, 5, seed=14))
 
 
