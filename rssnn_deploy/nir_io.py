@@ -34,7 +34,8 @@ input layer                 ``Input`` → neuron node; the graph input is the   
                             acts, rides in node metadata)
 analog input (no neuron)    ``Input`` straight into the first synapse; the      yes
                             graph input is the graded value per step
-flatten                     ``Flatten`` (start_dim 0)                          yes
+flatten                     ``Flatten`` (start_dim = −rank of its input: a     yes
+                            sample's axes, never a batch axis in front)
 ==========================  ===============================================  ==========
 
 "Exact" means the parameters carry the integers without loss, so spec → NIR → spec
@@ -120,7 +121,7 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
         where = f"layer {index} ({layer.kind})"
         if layer.kind == "flatten":
             nodes[f"layer{index}"] = nir.Flatten(input_type={"input": np.array(shape)},
-                                                 start_dim=0, end_dim=-1)
+                                                 start_dim=-len(shape), end_dim=-1)
             chain.append(f"layer{index}")
             shape = (int(np.prod(shape)),)
             continue

@@ -38,8 +38,11 @@ has no ``CubaLIF``, and builds layers with its default multi-spike activation an
 subtractive reset (several spikes per step when v ≥ k·threshold), which the NIR graph
 cannot switch off; a Loihi layer (one spike, reset to zero) has no sinabs import.
 
-Both consumers' ``Flatten(start_dim=0)`` flattens the batch axis too (NIR shapes exclude
-it), so a graph with a flatten runs one sample at a time there.
+Both consumers build ``torch.nn.Flatten(start_dim, end_dim)`` from NIR's dims as they
+stand, but NIR's shapes exclude the batch axis, so a ``start_dim = 0`` would flatten the
+batch too. Every form therefore writes ``start_dim`` counted from the end (−rank of the
+flattened input), which means the same in NIR and leaves a batch axis in front alone:
+the imported networks take batches.
 """
 from __future__ import annotations
 
