@@ -277,6 +277,38 @@ def official_worker(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------- measuring
 
+def compile_check(rounds: int, calls: int = 30) -> Dict[str, Dict[str, float]]:
+    """One DLIF layer (8 × 128 × 256) forward and backward: the reference loop under
+    ``torch.compile``, the same loop eager, and the fused node, alternating; ms per call
+    (the compile time of the first call reported apart)."""
+    from rssnn_deploy.neurons import DLIF
+    layer = DLIF(STEPS)
+    current = (1.5 * torch.rand(STEPS, 2 * BATCH, 256)).requires_grad_(True)
+    probe = torch.randn(current.shape)
+
+    def step(fused: bool) -> None:
+        layer.fused = fused
+        (layer.simulate(current).spikes * probe).sum().backward()
+
+    compiled = torch.compile(lambda: step(False))
+    began = time.perf_counter()
+    compiled()
+    compile_seconds = time.perf_counter() - began
+    runs = {"reference loop, torch.compile": compiled, "reference loop, eager":
+            lambda: step(False), "fused node": lambda: step(True)}
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            run()
+            began = time.perf_counter()
+            for _ in range(calls):
+                run()
+            times[name].append(1e3 * (time.perf_counter() - began) / calls)
+    out = {name: stats(v) for name, v in times.items()}
+    out["compile_seconds"] = {"first call": compile_seconds}
+    return out
+
+
 def stats(values: List[float]) -> Dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
@@ -309,6 +341,9 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the project's reference-neuron contender")
     ap.add_argument("--out", type=Path, default=RESULTS / "training")
+    ap.add_argument("--compile-check", action="store_true",
+                    help="only compare torch.compile of the reference neuron loop with "
+                         "eager and the fused node (one layer), print and exit")
     # the official script's subprocess
     ap.add_argument("--official-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--state", default=None, help=argparse.SUPPRESS)
@@ -320,6 +355,11 @@ def main() -> None:
     if args.rounds < 3 or args.batches < 1:
         raise SystemExit("need --rounds >= 3 and --batches >= 1")
     torch.set_num_threads(args.threads)
+    if args.compile_check:
+        result = compile_check(args.rounds)
+        for name, row in result.items():
+            print(name, ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
+        return
     x, y, x_test, y_test = load_images(args.dataset)
     n = args.batches * BATCH
     x, y, x_test, y_test = x[:n], y[:n], x_test[:BATCH], y_test[:BATCH]
