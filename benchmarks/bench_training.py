@@ -71,6 +71,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 import paper_code  # noqa: E402  (the re-statement of the authors' code)
 import rssnn_deploy  # noqa: E402,F401
+from rssnn_deploy import lif_kernel  # noqa: E402
 from rssnn_deploy.data import load_dataset  # noqa: E402
 from rssnn_deploy.errors import UserError  # noqa: E402
 from rssnn_deploy.models import SNN, build_model  # noqa: E402
@@ -427,12 +428,16 @@ def main() -> None:
     phase_table = markdown_table(["contender (profiled, ms/batch)", *PHASES, "other"],
                                  phase_rows)
     load = os.getloadavg()
+    kernel = (f"fused neurons in C ({Path(lif_kernel.kernel_path).name})"
+              if lif_kernel.available(torch.zeros(1)) else
+              f"fused neurons on their torch path (C kernel {lif_kernel.kernel_path}; "
+              f"run `make env`)")
     conditions = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                   f"torch {torch.__version__}, {args.threads} thread(s) per contender "
                   f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
                   f"nice {os.nice(0)}, load average at the end {load[0]:.2f} / {load[1]:.2f} "
                   f"/ {load[2]:.2f} (1/5/15 min); {args.rounds} rounds × {args.batches} "
-                  f"batches of {BATCH}, contenders alternating, order rotating")
+                  f"batches of {BATCH}, contenders alternating, order rotating; {kernel}")
     text = ("# Training throughput: project vs the authors' code (MNIST MLP 784-256-256-10, "
             "T = 8, R+FGSM, batch 64)\n\n" + conditions + "\n\n" + table + "\n\n"
             "Time per batch over the rounds; an epoch is 938 batches at the median. "
