@@ -491,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     from rssnn_deploy.robustness.cli_args import add_certify_arguments
     p.add_argument("checkpoint", help="checkpoint.pt written by `train`")
     p.add_argument("net", help="the netx file `export` wrote from it")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default=None, help="test data (default: the dataset the "
+                   "checkpoint records, else digits for 8×8 models)")
     p.add_argument("--out", default="runs/certify", help="report directory")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="certify even when the netx file records the hash of another "
