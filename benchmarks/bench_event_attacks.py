@@ -10,7 +10,8 @@ project's recipe with Adam; a DLIF MLP taking the spike trains directly, no inpu
 neuron), ``export`` (defaults: folded gains, stock netx), then ``evaluate`` on the first ``--samples`` test recordings
 with every threat model of the sparse attack (``rssnn_deploy.robustness.spike_attacks``):
 gradient float white-box, transfer to the chip, chip white-box through the simulator's
-straight-through gradients, random flips (3 seeds), event drop and jitter (3 seeds).
+straight-through gradients, random flips (3 seeds), event drop and jitter (3 seeds), and
+64 attacked spike trains re-run on Lava (when installed) against the simulator.
 Copies the report to ``OUT.json``, ``OUT.md`` and ``OUT.png`` and prints the tables.
 """
 from __future__ import annotations

@@ -25,8 +25,11 @@ and ``events/polarity.h``):
   ``# HardwareInterface:`` (or ``# AEChip:``) line: DVS128 — x = bits 1–7,
   y = bits 8–14, polarity = bit 0, bit 15 set marks a special (non-pixel) event;
   DAVIS240/346 — y = bits 22–30, x = bits 12–21, polarity = bit 11, bit 31 (APS/IMU
-  sample) or bit 10 (special event) set marks a non-DVS record. Coordinates are the raw
-  address fields (jAER's viewer mirrors them for display; we do not).
+  sample) or bit 10 (special event) set marks a non-DVS record. Coordinates and polarity
+  are the raw address fields, unflipped (jAER's extractors may mirror x/y or invert the
+  DVS128 polarity bit for display); within one camera model the mapping is consistent,
+  which is what training needs, but a DVS128 recording and an AEDAT 4 recording of the
+  same scene may differ by such a mirror.
 * AEDAT 3.1: header lines up to ``#!END-HEADER``, then packets, each a 28-byte
   little-endian header (type, source, event size, timestamp offset, timestamp overflow,
   capacity, number, valid) and ``capacity`` events. Only POLARITY_EVENT (type 1)

@@ -169,12 +169,14 @@ def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> i
                              samples=args.samples, flips=args.event_flips,
                              per_step=args.event_flips_per_step,
                              threat_models=args.threat_models, batch_size=args.batch_size,
+                             lava_samples=args.lava_samples, seed=args.seed,
                              progress=not args.no_progress)
     print(event_summary(record))
     if "sparse_attack" in record:
         print("\n" + sparse_attack_summary(record))
     print(f"\nFull report: {args.out}/report.md, report.json, event_noise.png")
-    return 0
+    lava = record.get("sparse_attack", {}).get("lava_cross_check", {})
+    return 1 if lava.get("passed") is False else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -13,12 +13,17 @@ spike trains on the chip (transfer), the attack run on the chip model itself thr
 the simulator's straight-through gradients (chip white-box), and uniformly random flips
 of the same number of entries (the baseline the gradient attack must beat; the report
 flags any budget where it does not). Threat models follow ``--threat-models``.
+
+Lava cross-check: ``lava_samples`` of the attacked spike trains (drawn, seeded, from the
+gradient attacks' outputs at every budget) are re-run on Lava's fixed-point model
+through stock netx, and its final readout membranes are compared with the simulator's
+array for array; ``evaluate`` exits 1 on any difference, as for image models.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,7 +44,8 @@ def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = N
                     jitters: Sequence[int] = JITTER_LEVELS, seeds: int = 3,
                     flips: Sequence[int] = FLIP_BUDGETS, per_step: Optional[int] = None,
                     threat_models: Sequence[str] = ("float", "transfer", "chip"),
-                    batch_size: int = 256, progress: bool = True) -> Dict[str, Any]:
+                    batch_size: int = 256, lava_samples: int = 0, seed: int = 0,
+                    progress: bool = True) -> Dict[str, Any]:
     """Float and chip accuracy under event drop and jitter and under the sparse attack;
     writes report.json/.md and event_noise.png."""
     from rssnn_deploy.dataset_record import resolve_dataset
@@ -78,8 +84,12 @@ def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = N
     if flips:
         from rssnn_deploy.robustness.spike_attacks import check_flip_budgets
         budgets = check_flip_budgets(flips, int(x[0].numel()))
-        record["sparse_attack"] = _sparse_attack(model, spec, x, y, budgets, per_step,
-                                                 threat_models, seeds, batch_size, progress)
+        record["sparse_attack"], pool = _sparse_attack(model, spec, x, y, budgets, per_step,
+                                                       threat_models, seeds, batch_size,
+                                                       progress)
+        if lava_samples > 0:
+            record["sparse_attack"]["lava_cross_check"] = lava_cross_check_spikes(
+                net_path, spec, pool, lava_samples, seed, progress)
     record["wall_seconds"] = time.perf_counter() - start
     out = Path(out)
     write_json(out / "report.json", record)
@@ -95,9 +105,10 @@ def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = N
 
 def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.Tensor,
                    budgets: Sequence[int], per_step: Optional[int], threat_models: Sequence[str],
-                   seeds: int, batch_size: int, progress: bool) -> Dict[str, Any]:
+                   seeds: int, batch_size: int, progress: bool
+                   ) -> Tuple[Dict[str, Any], List[torch.Tensor]]:
     """Accuracy per budget: gradient attack (float white-box, transfer, chip white-box)
-    and random flips (float, chip; mean ± std over ``seeds``)."""
+    and random flips (float, chip; mean ± std over ``seeds``); and the attacked inputs."""
     from tqdm import tqdm
 
     from rssnn_deploy.robustness.chip_model import ChipModel, readout_logit_scale
@@ -123,10 +134,12 @@ def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.
 
     rows: List[Dict[str, Any]] = [{"budget": b} for b in budgets]
     timing: Dict[str, float] = {}
+    pool: List[torch.Tensor] = []
     if {"float", "transfer"} & set(threat_models):
         tic = time.perf_counter()
         adv = attack(model, "float model")
         timing["gradient_float_seconds"] = time.perf_counter() - tic
+        pool += list(adv.values())
         for row in rows:
             a = adv[row["budget"]]
             row["flips_mean_float"] = float(flip_counts(x, a).double().mean())
@@ -138,6 +151,7 @@ def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.
         tic = time.perf_counter()
         adv = attack(chip, "chip model")
         timing["gradient_chip_seconds"] = time.perf_counter() - tic
+        pool += list(adv.values())
         for row in rows:
             row["gradient_chip"] = accuracy(chip, adv[row["budget"]])
             row["flips_mean_chip"] = float(flip_counts(x, adv[row["budget"]]).double().mean())
@@ -151,7 +165,36 @@ def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.
               and r["gradient_float"] > r["random_float"]]
     return {"budgets": list(budgets), "per_step": per_step, "seeds": seeds,
             "clean_float": accuracy(model, x), "clean_chip": accuracy(chip, x),
-            "rows": rows, "gradient_weaker_than_random": weaker, **timing}
+            "rows": rows, "gradient_weaker_than_random": weaker, **timing}, pool
+
+
+def lava_cross_check_spikes(net_path: Path, spec: Any, pool: Sequence[torch.Tensor],
+                            samples: int, seed: int = 0, progress: bool = True
+                            ) -> Dict[str, Any]:
+    """Re-run ``samples`` attacked spike trains (seeded draw from ``pool``) on Lava and
+    count those whose final readout membrane differs from the simulator's."""
+    from rssnn_deploy.backends import BackendError, get_backend
+    from rssnn_deploy.dependencies import LAVA_INSTALL
+    from rssnn_deploy.sim import Simulator
+    if not pool:
+        return {"skipped": "no gradient attack ran", "passed": None}
+    every = torch.cat(list(pool))
+    pick = np.sort(np.random.default_rng(seed).choice(len(every), min(samples, len(every)),
+                                                      replace=False))
+    spikes = every[torch.as_tensor(pick)].numpy().astype(np.int64)
+    backend = get_backend("lava", progress=progress)
+    if not backend.available():
+        return {"skipped": f"Lava cannot be imported (to add it: {LAVA_INSTALL})",
+                "passed": None}
+    sim_v = Simulator(spec).run(spikes=torch.as_tensor(spikes)).output_v
+    try:
+        lava_v = backend.run(net_path, spikes=spikes).output_v
+    except BackendError as err:
+        return {"skipped": f"Lava could not run the network: {err}", "passed": None}
+    differ = int((lava_v.reshape(len(pick), -1) != sim_v.reshape(len(pick), -1))
+                 .any(dim=1).sum())
+    return {"samples": int(len(pick)), "pool": int(len(every)), "mismatches": differ,
+            "passed": differ == 0}
 
 
 def event_summary(record: Dict[str, Any]) -> str:
@@ -186,6 +229,14 @@ def sparse_attack_summary(record: Dict[str, Any]) -> str:
     check = (f"**Check failed:** the gradient attack is weaker than random flips at budget(s) "
              f"{', '.join(map(str, weaker))}." if weaker else
              "Check: the gradient attack is at least as strong as random flips at every budget.")
+    lava = attack.get("lava_cross_check")
+    if lava and lava.get("skipped"):
+        check += f"\n\nLava cross-check: skipped ({lava['skipped']})."
+    elif lava:
+        check += (f"\n\nLava cross-check ({'PASS' if lava['passed'] else 'FAIL'}): "
+                  f"{lava['samples']} attacked spike trains drawn from {lava['pool']} re-run on "
+                  f"Lava's fixed-point model (stock netx): **{lava['mismatches']} readout "
+                  f"membranes differ** from the simulator's.")
     return (f"Sparse attack (L0): at most *budget* events added or removed per sample (binned "
             f"entries flipped), {record['samples']} test samples, clean {100 * attack['clean_float']:.1f} % "
             f"float / {100 * attack['clean_chip']:.1f} % chip. Gradient: greedy, "

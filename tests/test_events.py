@@ -102,7 +102,7 @@ def test_train_export_simulate_evaluate_on_events(tmp_path, capsys):
     assert np.mean(chip_pred == data.y_test.numpy()) >= 0.8
     assert np.mean(chip_pred == float_pred) >= 0.9
     assert main(["evaluate", str(run / "checkpoint.pt"), str(run / "m.net"),
-                 "--out", str(run / "eval")]) == 0
+                 "--lava-samples", "0", "--out", str(run / "eval")]) == 0
     out = capsys.readouterr().out
     assert "| drop | p = 0.5 |" in out and "| jitter | ±3 steps |" in out
     assert (run / "eval" / "event_noise.png").is_file()

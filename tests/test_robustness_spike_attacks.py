@@ -91,7 +91,7 @@ def test_budgets_are_validated():
 def test_evaluate_reports_the_sparse_attack(trained, tmp_path, capsys):
     run = trained[0]
     args = ["evaluate", str(run / "checkpoint.pt"), str(run / "m.net"), "--no-progress",
-            "--event-flips", "1,5,20", "--out"]
+            "--event-flips", "1,5,20", "--lava-samples", "0", "--out"]
     assert main(args + [str(tmp_path / "eval")]) == 0
     out = capsys.readouterr().out
     assert "| budget | gradient, float white-box | gradient → chip (transfer) |" in out
@@ -106,3 +106,15 @@ def test_evaluate_reports_the_sparse_attack(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args + [str(tmp_path / "e3"), "--event-flips", "0"])
     assert stop.value.code == 2
+
+
+@pytest.mark.lava
+def test_attacked_spike_trains_run_on_lava_like_the_simulator(trained, tmp_path, capsys):
+    run = trained[0]
+    assert main(["evaluate", str(run / "checkpoint.pt"), str(run / "m.net"), "--no-progress",
+                 "--event-flips", "5,20", "--threat-models", "chip", "--lava-samples", "12",
+                 "--out", str(tmp_path / "eval")]) == 0
+    assert "Lava cross-check (PASS): 12 attacked spike trains drawn from 36" in \
+        capsys.readouterr().out
+    record = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert record["sparse_attack"]["lava_cross_check"]["mismatches"] == 0
