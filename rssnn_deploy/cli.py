@@ -295,11 +295,17 @@ def _guarded(args: argparse.Namespace, run: Callable[[], int]) -> int:
 def cmd_export_nir(args: argparse.Namespace) -> int:
     """netx file → NIR graph file (parameter mapping in ``nir_io``)."""
     from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.nir_io import write_nir
+    from rssnn_deploy.nir_io import NIRConversionError, write_nir
     check_output(args.out, [args.net])
     spec = read_netx(_existing(args.net))
-    return _guarded(args, lambda: _report_written(write_nir(spec, args.out, dt=args.dt,
-                                                            target=args.target)))
+
+    def run() -> int:
+        try:
+            path = write_nir(spec, args.out, dt=args.dt, target=args.target)
+        except NIRConversionError as err:        # name the file the layer is in
+            raise NIRConversionError(f"{args.net}: {err}") from None
+        return _report_written(path)
+    return _guarded(args, run)
 
 
 def cmd_import_nir(args: argparse.Namespace) -> int:

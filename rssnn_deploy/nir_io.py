@@ -156,8 +156,9 @@ def _cuba(layer: LayerSpec, where: str) -> CubaNeuron:
 
 def _check_exportable(layer: LayerSpec, neuron: CubaNeuron, where: str) -> None:
     if neuron.gain_mant is not None:
-        raise NIRConversionError(f"{where}: DLIF per-step gains have no NIR form; quantize "
-                                 "with gain_mode='fold'")
+        raise NIRConversionError(f"{where}: DLIF per-step gains have no NIR form; export "
+                                 "the file with folded gains (`export --gain-mode fold`, "
+                                 "QuantizeOptions(gain_mode='fold'))")
     if neuron.graded_spike:
         raise NIRConversionError(f"{where}: graded spikes have no NIR form")
     if layer.delay is not None and np.any(np.asarray(layer.delay) != 0):

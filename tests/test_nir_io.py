@@ -248,6 +248,7 @@ def test_cli_export_nir_error_is_one_line(digits_spec, tmp_path, capsys):
     assert main(["export-nir", str(net), "--out", str(tmp_path / "x.nir")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "DLIF per-step gains have no NIR form" in err[0]
+    assert str(net) in err[0] and "--gain-mode fold" in err[0]
 
 
 def test_analog_input_file_round_trips(tmp_path):
