@@ -32,17 +32,21 @@ modulo 256 plus 256 × a small GEMM over the few input rows holding a weight bey
 (784-128-10 with N(0, 30) weights: 2 such rows of 784, 7.0 instead of 10.5 µs a sample
 for both layers), else ``2·hi + lo`` (hi int8, lo ∈ {0, 1}, two GEMM halves); conv layers as im2col (a strided view of the
 channels-last spikes, copied into (pixels, kH·kW·C) rows) times the (kH·kW·C, OC)
-weights, block-diagonal over groups, used while the sums stay below Lava's 24-bit wrap.
+weights, block-diagonal over groups, used while the sums stay below Lava's 24-bit wrap
+and the rows are long enough (below).
 Graded (multi-bit) input, larger weights or sums, and delays keep the reference's
 synapses (float32 where provably exact, float64 otherwise; channels-last conv output).
-Measured on this 2-core AVX-512 machine (CPU time of one thread, PilotNet-LIF, per
-layer and frame; conv 2–5 have ≈ 10 % of their inputs spiking): im2col + int8 GEMM
-0.31 / 0.084 / 0.030 / 0.032 / 0.014 ms for conv 1–5, float32 channels-last conv
-0.31 / 0.24 / 0.095 / 0.075 / 0.057 ms, an event-driven C synapse (adding the weight
-rows of the inputs that spiked, as Loihi does) 1.3 / 0.32 / 0.11 / 0.059 / 0.034 ms.
-On 784-128 dense rows the event-driven sum beat the int8 GEMM only below ≈ 10 %
-input density (2.2 vs 2.4 ms for 2,304 rows at 10 %, 5.3 vs 2.3 ms at 30 %; the
-benchmark's input layer spikes at ≈ 30 %), so it was not kept.
+Measured on this 2-core AVX-512 machine (CPU time of one warm thread per frame, 20 %
+of the inputs spiking): im2col + int8 GEMM against torch's float32 channels-last conv,
+PilotNet-LIF conv 2–5 (rows kH·kW·C = 216–576): 90 / 33 / 15 / 18 µs against 205 / 72 /
+30 / 33 µs; but with short rows the float conv wins: PilotNet conv 1 (27) 129 against
+84 µs, 1×28×28-8c3 (9) 40 against 25 µs, 8c3-16c3s2 (72) 11 against 6 µs; hence int8
+from rows of ``IM2COL_MIN_K`` = 128 on. An event-driven C synapse (adding the weight
+rows of the inputs that spiked, as Loihi does) was slower than both on conv layers
+(PilotNet conv 2: 315 µs at 10 % density) and beat the int8 GEMM on 784-128 dense rows
+only below ≈ 10 % input density (2.2 against 2.4 ms for 2,304 rows at 10 %, 5.3
+against 2.3 ms at 30 %; the benchmark's input layer spikes at ≈ 25 %), so it was not
+kept.
 
 Why a C file and not something else: the loop is a dozen integer operations per
 neuron-step, which no library provides fused (torch has no integer neuron op).
@@ -325,7 +329,8 @@ class _Layer:
             oc, cg, kh, kw = w.shape
             g = syn.groups
             bound = float(np.abs(w).reshape(oc, -1).sum(axis=1).max(initial=0))
-            if input_max == 1.0 and bound < (1 << 23):      # below Lava's 24-bit wrap
+            # below Lava's 24-bit wrap, and with rows long enough for the int8 GEMM to win
+            if input_max == 1.0 and bound < (1 << 23) and kh * kw * cg * g >= IM2COL_MIN_K:
                 full = np.zeros((kh, kw, cg * g, oc), dtype=np.int64)
                 for k in range(g):      # block-diagonal over the groups
                     blk = w[k * (oc // g):(k + 1) * (oc // g)]
@@ -428,6 +433,10 @@ def _cache_bytes() -> int:
 #: piece 355 k as the intermediates leave the caches, 8 a piece 260 k as the
 #: per-piece Python work no longer amortises)
 CACHE_BUDGET = 2 * _cache_bytes()
+
+#: shortest im2col row (kH·kW·C) for which conv layers use the int8 GEMM; shorter
+#: ones use torch's float32 channels-last conv (see the module notes)
+IM2COL_MIN_K = 128
 
 #: pieces per worker thread at least (when the batch allows), so that a thread slowed
 #: by another process hands its share to the others instead of holding up the join

@@ -53,8 +53,16 @@ def test_random_dense_nets(seed):
     assert_same(spec, bias_input=bias(spec, 9, seed=seed))
 
 
+@pytest.fixture
+def im2col_everywhere(monkeypatch):
+    """Conv layers of any row length take the im2col int8 GEMM (the small test networks'
+    rows are shorter than IM2COL_MIN_K, below which torch's float conv runs)."""
+    monkeypatch.setattr(fastsim, "IM2COL_MIN_K", 1)
+
+
 @pytest.mark.parametrize("int_mm", [True, False])
-def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, int_mm):
+def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, im2col_everywhere,
+                                                               int_mm):
     # the exact int8 GEMM (im2col for conv) is the default where torch has it; the
     # float32 GEMM / channels-last conv path must agree as well
     monkeypatch.setattr(fastsim, "_INT_MM", int_mm)
@@ -72,7 +80,7 @@ def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, int_m
     ((-128, 127), "int8", 1),       # all even (as Lava's 8-bit mixed-sign mantissas): w/2
     ((-100, 100), "high", 0),       # a few input rows beyond int8: m + 256·e on those rows
 ])
-def test_int8_weight_forms(weights, form, shift):
+def test_int8_weight_forms(im2col_everywhere, weights, form, shift):
     rng = np.random.default_rng(14)
     lo, hi = weights
     base = conv_spec(seed=14, convs=((5, 3, 1, 1, 1), (6, 3, 2, 2, 1)), groups_last=1,
@@ -105,7 +113,9 @@ def test_int8_weight_forms(weights, form, shift):
     (((4, 3, 2, 1, 1), (6, 3, 1, 0, 2)), 2),       # stride 2; dilation 2; 2 groups
     (((6, 1, 1, 0, 1), (6, 3, 3, 2, 1)), 3),       # 1×1 kernel; stride 3, padding 2; 3 groups
 ])
-def test_conv_geometries(convs, groups):
+@pytest.mark.parametrize("im2col", [True, False])
+def test_conv_geometries(monkeypatch, convs, groups, im2col):
+    monkeypatch.setattr(fastsim, "IM2COL_MIN_K", 1 if im2col else 1 << 30)
     spec = conv_spec(seed=15, in_shape=(3, 10, 13), convs=convs, groups_last=groups)
     assert_same(spec, bias_input=bias(spec, 4, seed=15))
     spikes = torch.as_tensor(np.random.default_rng(15).random((3, 4, 3, 10, 13)) < 0.3)
@@ -120,7 +130,7 @@ def test_conv_output_layer():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_conv_nets(seed):
+def test_random_conv_nets(im2col_everywhere, seed):
     spec = conv_spec(seed=seed, groups_last=2 if seed % 2 else 1)
     assert_same(spec, bias_input=bias(spec, 5, seed=seed))
 
