@@ -362,7 +362,7 @@ class _Layer:
 
 def unsupported(sim) -> Optional[str]:
     """Why ``sim`` cannot use the fused engine, or ``None`` when it can."""
-    from rssnn_deploy.sim import _ConvSynapse, _DenseSynapse
+    from rssnn_deploy.sim_layers import _ConvSynapse, _DenseSynapse
     if _KERNEL is None:
         return f"fused kernel unavailable: {_WHERE}"
     if sim.differentiable:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rssnn_deploy.sim as sim_mod
+import rssnn_deploy.sim_layers as sim_layers
 from conftest import INTEGRATOR, conv_spec, dense_spec
 from rssnn_deploy.netx_io import read_netx
 from rssnn_deploy.sim import (SimResult, SimulationError, Simulator, effective_dense_weights,
@@ -143,7 +144,7 @@ def test_batch_chunking_and_float_paths_agree(make, monkeypatch):
     ref = Simulator(spec).run(bias, record="all")
     one = Simulator(spec).run(bias, record="all", batch_size=2)
     singles = [Simulator(spec).run(bias[i:i + 1], record="all") for i in range(5)]
-    monkeypatch.setattr(sim_mod, "_F32_EXACT", 0)                       # force float64
+    monkeypatch.setattr(sim_layers, "_F32_EXACT", 0)                    # force float64
     monkeypatch.setattr(sim_mod, "_plan_checks",
                         lambda *a, **k: sim_mod._Checks(True, True, True))  # every wrap on
     f64 = Simulator(spec).run(bias, record="all")
