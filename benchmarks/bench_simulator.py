@@ -415,16 +415,18 @@ def _r(s: Dict[str, float]) -> str:
 
 
 def _threads(r) -> str:
-    return "1" if r["threads"] == "1" else f"default ({r['threads_used']:g})"
+    if str(r["threads"]) == "1" or "threads_used" not in r:    # older files: a count
+        return str(r["threads"])
+    return f"default ({r['threads_used']:g})"
 
 
 def markdown(meta, records, t_records) -> str:
     lim = meta["limits"]
-    loads = ", ".join(f"{v:.1f}" for v in meta["load_average_at_start"])
+    loads = ", ".join(f"{v:.1f}" for v in meta.get("load_average_at_start", ()))
     loads_end = ", ".join(f"{v:.1f}" for v in meta["load_average_at_end"])
     lines = ["# Simulator speed: Lava CPU fixed_pt vs reference loop vs fused engine", "",
              f"{meta['cores']} cores ({meta['cpu']}), torch {meta['torch']}, "
-             f"{meta['rounds']} rounds, {meta['wall_s'] / 60:.1f} min; engine: "
+             f"{meta['rounds']} rounds, {meta.get('wall_s', float('nan')) / 60:.1f} min; engine: "
              f"{meta['engine']}. Load average (1, 5, 15 min) at the start: {loads}; at the "
              f"end: {loads_end} (rows \"as found\" ran with whatever else the machine was "
              f"running; rows \"+N busy\" with N processes spinning on the CPU, started by "
