@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, List, Mapping, Sequence
 
@@ -52,6 +53,13 @@ def _panels(plt, count: int, width: float = 3.4, height: float = 2.9):
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
+
+
+def _suptitle(fig, text: str, fontsize: float = 10) -> None:
+    """A figure title wrapped to the figure's width: a one-panel figure (one attack, one
+    σ) is narrower than the longest title, which would otherwise be cut at both ends."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
 
 def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
@@ -117,7 +125,7 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
         ax.grid(alpha=0.25)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.suptitle("accuracy vs attack budget, strongest gradient source per point (float: "
+    _suptitle(fig, "accuracy vs attack budget, strongest gradient source per point (float: "
                  "surrogate gradients, chip: straight-through; Square: queries only); dotted: "
                  "default ε", fontsize=10)
     return _save(fig, path, rect=(0.0, 0.06, 1.0, 1.0))
@@ -146,7 +154,7 @@ def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"randomized smoothing (CERTIFY, n = {cert['parameters']['n']:,}, "
+    _suptitle(fig, f"randomized smoothing (CERTIFY, n = {cert['parameters']['n']:,}, "
                  f"α = {cert['parameters']['alpha']:g}), first {cert['samples']} test images",
                  fontsize=10)
     return _save(fig, path)
@@ -170,7 +178,7 @@ def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-2, 102)
     axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("accuracy vs input noise", fontsize=10)
+    _suptitle(fig, "accuracy vs input noise", fontsize=10)
     return _save(fig, path)
 
 
@@ -198,7 +206,7 @@ def plot_faults(path: Path, record: Mapping[str, Any]) -> Path:
         ax.set_ylabel("chip accuracy (%)")
         ax.set_ylim(-2, 102)
     axes[0].legend(fontsize=8)
-    fig.suptitle("deployed model under hardware non-idealities", fontsize=10)
+    _suptitle(fig, "deployed model under hardware non-idealities", fontsize=10)
     return _save(fig, path)
 
 
@@ -231,7 +239,7 @@ def plot_stability(path: Path, layers: Sequence[Mapping[str, Any]]) -> Path:
         ax.set_xlim(-0.6, len(layers) - 0.4)
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=8)
-    fig.suptitle("per-layer stability, float vs deployed (quantizer report)", fontsize=10)
+    _suptitle(fig, "per-layer stability, float vs deployed (quantizer report)", fontsize=10)
     return _save(fig, path)
 
 
