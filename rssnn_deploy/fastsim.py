@@ -71,8 +71,8 @@ slower on a loaded machine. The number of worker threads is ``threads`` given to
 :func:`set_threads` / the CLI's ``--threads``, or by default the free cores: the cores
 this process may use (``os.sched_getaffinity``) minus the other threads ready to run at
 that moment (``/proc/loadavg``'s running count, not the 1-minute load, which lags and
-counts this process's own earlier runs), at least one. On a machine whose cores are
-all busy, one thread measured faster than two (threads waiting for the GIL between
+counts this process's own earlier runs; read at most every half second), at least one.
+On a machine whose cores are all busy, one thread measured faster than two (threads waiting for the GIL between
 pieces while the other holds it, descheduled). Batches up to ``MIN_PIECE`` samples
 run on one thread.
 
@@ -166,19 +166,33 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+_OTHERS_TTL_S = 0.5
+_others_cache: Tuple[float, int] = (-1.0, 0)
+
+
 def _runnable_others() -> int:
-    """Threads of the whole machine ready to run now, besides the one asking: the median
-    of five reads of /proc/loadavg's running count, 1 ms apart (0 where unavailable)."""
+    """Threads ready to run now besides the one asking: the median of five reads of
+    /proc/loadavg's running count, 1 ms apart (0 where unavailable); remembered for half
+    a second, so back-to-back runs do not pay the 4 ms of reads each. This process's own
+    OpenMP workers count too: they keep spinning on a core for a while after a torch op,
+    and a second worker thread started then measured slower than one."""
+    global _others_cache
+    now = time.monotonic()
+    if 0.0 <= now - _others_cache[0] < _OTHERS_TTL_S:
+        return _others_cache[1]
     counts = []
     for k in range(5):
         try:
             with open("/proc/loadavg") as fh:
-                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+                running = int(fh.read().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             return 0
+        counts.append(running - 1)
         if k < 4:
             time.sleep(0.001)
-    return max(0, sorted(counts)[2])
+    others = max(0, sorted(counts)[2])
+    _others_cache = (time.monotonic(), others)
+    return others
 
 
 def auto_threads() -> int:
