@@ -51,15 +51,14 @@ import numpy as np
 
 from rssnn_deploy.fileio import atomic_path, jsonable
 from rssnn_deploy.spec import (DECAY_LIMIT, DLIF_NEURON_TYPE, FOREIGN_LAYER_KINDS,
-                               LAYER_KINDS, VTH_LIMIT, BiasLayoutError, CubaNeuron,
-                               ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_from_netx,
+                               LAYER_KINDS, NETX_DEFAULT_NEURON, VTH_LIMIT, BiasLayoutError,
+                               CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec,
+                               conv_bias_from_netx,
                                conv_bias_per_neuron, conv_bias_to_netx)
 from rssnn_deploy.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 
-#: netx's neuron for a dense layer stored without one (hdf5.py: create_dense).
-NETX_DEFAULT_NEURON = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=1 << 17)
 _CUBA_TYPES = ("CUBA", "LOIHI")
 _CUBA_FIELDS = ("type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike")
 _GAIN_FIELDS = ("gainMant", "gainExp")

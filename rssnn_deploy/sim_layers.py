@@ -16,13 +16,8 @@ import torch.nn.functional as F
 
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.sim_ops import _F32_EXACT, _TWO31, _Round, _floor, _wrap, _zero_with_grad
-from rssnn_deploy.spec import (BIAS_EXP, BiasLayoutError, CubaNeuron, ForeignNeuron, LayerSpec,
-                               NetworkSpec, conv_bias_per_neuron)
-
-
-#: the neuron netx builds for a dense layer whose file has no ``neuron`` group
-#: (a non-leaky integrator: iDecay 0 keeps u, vDecay 4096 makes v = u each step).
-NETX_DEFAULT_NEURON = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=1 << 17)
+from rssnn_deploy.spec import (BIAS_EXP, NETX_DEFAULT_NEURON, BiasLayoutError, CubaNeuron,
+                               ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_per_neuron)
 
 
 #: a per-layer neuron constant: a Python float, or float64 per neuron (layer shape)

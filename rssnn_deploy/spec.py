@@ -95,6 +95,12 @@ class CubaNeuron:
         return 1.0 - self.v_decay / DECAY_ONE
 
 
+#: the neuron netx builds for a dense layer whose file has no ``neuron`` group
+#: (lava-dl hdf5.py create_dense; a non-leaky integrator: iDecay 0 keeps u, vDecay 4096
+#: makes v = u each step). The reader fills it in and the simulator runs it.
+NETX_DEFAULT_NEURON = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=1 << 17)
+
+
 @dataclass(frozen=True)
 class ForeignNeuron:
     """A neuron type the project does not simulate (for example sigma-delta).
