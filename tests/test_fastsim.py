@@ -300,3 +300,27 @@ def test_engine_choice():
     with pytest.raises(ValueError):
         fastsim.set_threads(0)
     assert 1 <= fastsim.auto_threads()
+
+
+def test_free_core_count_reads_the_load_at_most_every_half_second(monkeypatch):
+    """Back-to-back runs reuse the last reading instead of paying 4 ms of reads each;
+    after the half second the load is read again."""
+    reads = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            reads.append(path)
+        return real_open(path, *args, **kwargs)
+
+    clock = [100.0]
+    monkeypatch.setattr(fastsim, "open", counting_open, raising=False)
+    monkeypatch.setattr(fastsim.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(fastsim, "_others_cache", (-1.0, 0))
+    first = fastsim._runnable_others()
+    assert len(reads) == 5
+    clock[0] += 0.4
+    assert fastsim._runnable_others() == first and len(reads) == 5
+    clock[0] += 0.2
+    fastsim._runnable_others()
+    assert len(reads) == 10
