@@ -82,11 +82,15 @@ When the extension is missing (no compiler at install time) the reference path r
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
+import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -106,7 +110,7 @@ _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 
 
-def _load() -> Tuple[Optional[ctypes._CFuncPtr], str]:
+def _load() -> Tuple[Optional[Tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]], str]:
     try:
         from rssnn_deploy import _fused_cuba
     except ImportError as err:
@@ -114,16 +118,21 @@ def _load() -> Tuple[Optional[ctypes._CFuncPtr], str]:
     try:
         lib = ctypes.CDLL(_fused_cuba.__file__)
         fn = lib.rssnn_cuba_run
+        lib.rssnn_pattern_spikes
     except (OSError, AttributeError) as err:
         return None, f"extension {_fused_cuba.__file__} unusable: {err}"
     fn.restype = ctypes.c_int
     fn.argtypes = [_I64, _I64, _I64, _P, ctypes.c_int, _I64, _I64, ctypes.c_int, _P, _I64, ctypes.c_int, _I64,
                    _P, ctypes.c_int, _P, _P, _P, _P, _P, ctypes.c_int, _P, _P, _P, _P,
                    ctypes.c_int, _I64, _I64]
-    return fn, _fused_cuba.__file__
+    lookup = lib.rssnn_pattern_spikes
+    lookup.restype = None
+    lookup.argtypes = [_I64, _I64, _P, _I64, _P, _I32, _P, ctypes.c_int, _I64]
+    return (fn, lookup), _fused_cuba.__file__
 
 
-_KERNEL, _WHERE = _load()
+_KERNELS, _WHERE = _load()
+_KERNEL, _LOOKUP = _KERNELS if _KERNELS is not None else (None, None)
 
 
 def _has_int_mm() -> bool:
@@ -250,11 +259,12 @@ class _Int8Weights:
                  rows: Optional[torch.Tensor] = None, high: Optional[torch.Tensor] = None):
         self.main, self.shift, self.split, self.rows, self.high = main, shift, split, rows, high
 
-    def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """x (M, K) int8 0/1 → (M, N) int32 sums of ``w / 2^shift`` (or (M, 2N) hi | lo)."""
-        a = torch._int_mm(x, self.main)
+    def matmul(self, x: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (M, K) int8 0/1 → (M, N) int32 sums of ``w / 2^shift`` (or (M, 2N) hi | lo),
+        into ``out`` when given."""
+        a = torch._int_mm(x, self.main) if out is None else torch._int_mm(x, self.main, out=out)
         if self.rows is not None:
-            a.add_(torch._int_mm(_row_major(x.index_select(1, self.rows)), self.high),
+            a.add_(torch._int_mm(_row_major(x.index_select(1, self.rows), "high_rows"), self.high),
                    alpha=256)
         return a
 
@@ -309,6 +319,10 @@ class _Layer:
         theta = per_neuron(n.vth_mant, lambda m: m << STATE_SHIFT)
         # v stays within ±(2²³ − 1): clamping θ to ±2³⁰ keeps every comparison v > θ
         self.theta = np.ascontiguousarray(np.clip(theta, -(1 << 30), 1 << 30), dtype=np.int32)
+        # neurons sharing v decay and threshold: without synaptic input their spike
+        # trains depend on the bias alone (see _input_patterns)
+        self.shared_v = bool(f and np.all(self.cv == self.cv[0])
+                             and np.all(self.theta == self.theta[0]))
         self.bias = None
         if st.bias is not None:   # the reference holds wrap16(b) << 6 as float64
             b = (torch.broadcast_to(st.bias, st.shape).reshape(f) / float(1 << 6)).cpu().numpy()
@@ -459,22 +473,30 @@ PIECES_PER_THREAD = 4
 #: smallest piece when the batch is cut for the threads' sake
 MIN_PIECE = 16
 
+#: least work, in seconds of one thread, that pays for one more thread when the count is
+#: automatic. A helper thread whose core has been idle runs its first millisecond or so
+#: at about half speed (784-128-10, a 128-sample piece: 1.1 ms back to back, 2.0 ms
+#: after a 3 ms pause), and each extra piece costs ≈ 0.1 ms of Python, so a run shorter
+#: than a few milliseconds is fastest on the calling thread alone (dense batch 256:
+#: 2.4 ms alone, 3.1 ms on two threads).
+MIN_THREAD_WORK_S = 0.004
+
 
 def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
     """Samples per chunk so that one layer's intermediates stay near CACHE_BUDGET and
     one chunk's records near MEMORY_BUDGET."""
     layers = sim._fused_layers
     per_sample = 0
-    in_width = int(np.prod(sim.input_shape))
+    in_width = math.prod(sim.input_shape)
     for st in sim.stages:
-        f = int(np.prod(st.shape))
+        f = math.prod(st.shape)
         layer = layers[st.spec_index]
         a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1)}.get(layer.mode, 8)
         patches = 0 if layer.int_w is None or layer.conv is None else \
             layer.int_w.main.shape[0] * f // layer.int_w.main.shape[1] * (2 if layer.split else 1)
         per_sample = max(per_sample, (in_width + patches + f * (a_bytes + 1)) * steps)
         in_width = f
-    records = steps * sum(int(np.prod(st.shape)) * 4 * len(record_map.get(st.spec_index, ()))
+    records = steps * sum(math.prod(st.shape) * 4 * len(record_map.get(st.spec_index, ()))
                           for st in sim.stages)
     return max(1, min(CACHE_BUDGET // max(per_sample, 1),
                       MEMORY_BUDGET // max(records, 1)))
@@ -485,42 +507,194 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         batch_size: Optional[int]):
     """``Simulator.run``'s work on the fused engine (inputs already checked by ``sim``).
 
-    The batch is cut into cache-sized pieces (``batch_size``, else ``_chunk_size``, and
-    at most n / (threads · PIECES_PER_THREAD) samples but not below MIN_PIECE); worker
-    threads pull pieces from one queue and take each through every layer, torch
-    single-threaded in them, so a thread slowed by another process takes fewer pieces.
+    The batch is cut into cache-sized pieces (``batch_size``, else ``_chunk_size``; with
+    several threads at most n / (threads · PIECES_PER_THREAD) samples but not below
+    MIN_PIECE); the calling thread and helper threads pull pieces from one counter and
+    take each through every layer, torch single-threaded in them, so a thread slowed by
+    another process takes fewer pieces. The automatic thread count (``_thread_count``)
+    also weighs the run's expected work, from this simulator's earlier runs.
     """
     from rssnn_deploy.sim import _concat_results
     n = (bias_input if bias_input is not None else spikes).shape[0]
-    threads = _THREADS or (auto_threads() if n > MIN_PIECE else 1)
-    if sim.spike_transform is not None:
-        threads = 1       # a transform may hold state (a fault's random generator)
-    chunk = batch_size or min(_chunk_size(sim, steps, record_map),
-                              max(MIN_PIECE, -(-n // (threads * PIECES_PER_THREAD))))
+    threads = 1 if sim.spike_transform is not None else _thread_count(sim, n, steps)
+    # (a spike transform may hold state, such as a fault's random generator)
+    chunk = _chunk_size(sim, steps, record_map)
+    if threads > 1:
+        chunk = min(chunk, max(MIN_PIECE, -(-n // (threads * PIECES_PER_THREAD))))
+    chunk = batch_size or chunk
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
+    patterns = _input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
+    spent = [0.0] * len(ranges)
 
-    def piece(bounds: Tuple[int, int]):
-        lo, hi = bounds
+    def piece(i: int):
+        lo, hi = ranges[i]
         torch.set_num_threads(1)       # per thread: OpenMP's thread count is thread-local
+        start = time.perf_counter()
         with torch.inference_mode():
-            return _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
-                              None if spikes is None else spikes[lo:hi], steps, record_map,
-                              reset, reset_interval)
+            out = _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
+                             None if spikes is None else spikes[lo:hi], steps, record_map,
+                             reset, reset_interval, patterns)
+        spent[i] = time.perf_counter() - start
+        return out
 
     with _torch_threads(1):
-        if threads == 1 or len(ranges) == 1:
-            parts = [piece(r) for r in ranges]
-        else:
-            with ThreadPoolExecutor(max_workers=min(threads, len(ranges))) as pool:
-                parts = list(pool.map(piece, ranges))
-    return parts[0] if len(parts) == 1 else _concat_results(parts)
+        parts = _shared(piece, len(ranges), threads)
+        result = parts[0] if len(parts) == 1 else _concat_results(parts)
+    if n:
+        sim.__dict__.setdefault("_fused_cost", {})[steps] = sum(spent) / n
+    return result
 
 
-def _wrap16_input(b: torch.Tensor) -> torch.Tensor:
-    """Lava stores the input neuron's bias in int16: wrap modulo 2¹⁶ (a cast for integers)."""
+def _thread_count(sim, n: int, steps: int) -> int:
+    """Threads for a run of n samples: the set count, or the free cores (auto_threads),
+    but only as many as the run has ``MIN_THREAD_WORK_S`` of work for, judged by the
+    seconds per sample this simulator's last run at these steps took on its threads (a
+    first run uses the free cores)."""
+    if _THREADS is not None:
+        return _THREADS
+    if n <= MIN_PIECE:
+        return 1
+    cost = sim.__dict__.get("_fused_cost", {}).get(steps)
+    worth = _cores() if cost is None else int(n * cost / MIN_THREAD_WORK_S)
+    return max(1, min(auto_threads(), worth))
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The helper threads of fused runs: one per core this process may use, started on
+    first use (a run asks for at most ``threads − 1`` of them)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, _cores() - 1),
+                                       thread_name_prefix="rssnn-fused")
+        return _POOL
+
+
+def _shared(piece: Callable[[int], object], count: int, threads: int) -> List:
+    """``[piece(i) for i in range(count)]``, the calling thread and up to ``threads − 1``
+    helpers of a kept pool each taking the next index as it finishes one.
+
+    The caller works too, so a helper that starts late (an idle core waking up, or one
+    taken by another process) costs nothing beyond the pieces it did not take; the
+    helpers live as long as the process, so a run does not pay thread start-up."""
+    parts: List = [None] * count
+    order = itertools.count()
+
+    def drain() -> None:
+        for i in iter(order.__next__, None):   # next() on a count is atomic in CPython
+            if i >= count:
+                return
+            parts[i] = piece(i)
+
+    helpers = [] if threads < 2 or count < 2 else \
+        [_pool().submit(drain) for _ in range(min(threads, count) - 1)]
+    try:
+        drain()
+    finally:
+        for h in helpers:       # wait for every helper, then raise the first error
+            h.result()
+    return parts
+
+
+class _Patterns:
+    """The spike trains of an input layer's neurons for every bias value in
+    [offset, offset + R): ``bits`` (R, words) uint64, bit t % 64 of word t // 64 set when
+    the neuron spikes at chip step t + 1 (the layout ``rssnn_pattern_spikes`` reads)."""
+
+    def __init__(self, bits: np.ndarray, offset: int):
+        self.bits, self.offset, self.words = bits, offset, bits.shape[1]
+
+
+def _input_patterns(sim, bias_input: Optional[torch.Tensor], steps: int,
+                    record_map: Dict[int, Set[str]], reset: str,
+                    reset_interval: Optional[int]) -> Optional[_Patterns]:
+    """The input layer's spike trains by bias value, when it can be looked up instead
+    of simulated, else ``None``.
+
+    An input neuron receives no synaptic input, so its u stays 0 and its spikes depend
+    only on its bias, v decay, threshold and reset steps. Where all input neurons share
+    the decay and threshold, the kernel runs once on every bias value between the
+    batch's smallest and largest (R values, one pseudo-sample) and each sample's trains
+    are copied from that table, exact by construction. Used while R is at most a
+    quarter of the batch's input neurons (784-pixel images with biases 0–40: 41 of
+    ≥ 784), not for a layer whose u or v is recorded, that is the network's last, or
+    whose spikes a spike transform sees in (C, H, W) order.
+    """
+    if bias_input is None or _LOOKUP is None or len(sim.stages) < 2:
+        return None
+    st = sim.stages[0]
+    layer: _Layer = sim._fused_layers[st.spec_index]
+    if (st.kind != "input" or not layer.shared_v or record_map.get(st.spec_index, set()) - {"s"}
+            or (sim.spike_transform is not None and layer.order is not None)):
+        return None
+    if not bias_input.numel() or bias_input.dtype == torch.bool:
+        return None
+    lo, hi = (int(x) for x in torch.aminmax(bias_input))
+    if lo < -(1 << 15) or hi >= (1 << 15):     # the int16 wrap is not the identity
+        lo, hi = (int(x) for x in torch.aminmax(_wrap16_input(bias_input)))
+    r = hi - lo + 1
+    if 4 * r > bias_input.numel():
+        return None
+    cache = sim.__dict__.setdefault("_fused_patterns", {})
+    key = (lo, hi, steps, reset, reset_interval)
+    if key not in cache:
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = _pattern_table(layer, st, lo, hi, steps, reset, reset_interval)
+    return cache[key]
+
+
+def _pattern_table(layer: _Layer, st, lo: int, hi: int, steps: int, reset: str,
+                   reset_interval: Optional[int]) -> _Patterns:
+    """Run the kernel on the bias values lo..hi as one pseudo-sample; pack the trains."""
+    r = hi - lo + 1
+    values = np.arange(lo, hi + 1, dtype=np.int16)
+    s = np.empty((steps, 1, r), dtype=np.uint8)
+    v_final = np.empty((1, r), dtype=np.int64)
+    const = {k: np.full(r, getattr(layer, k)[0], dtype=np.int32) for k in ("cu", "cv", "theta")}
+    mask = _reset_mask(st, steps, reset, reset_interval)
+    if _KERNEL(steps, 1, r, None, 0, 0, 0, 0, None, 0, 0, layer.hops, values.ctypes.data, 1,
+               const["cu"].ctypes.data, const["cv"].ctypes.data, const["theta"].ctypes.data,
+               mask.ctypes.data, s.ctypes.data, 0, None, None, v_final.ctypes.data, None, 0,
+               0, 1):
+        raise MemoryError("fused neuron kernel: could not allocate its scratch state")
+    words = -(-steps // 64)
+    padded = np.zeros((words * 64, r), dtype=np.uint64)
+    padded[:steps] = s[:, 0]
+    bits = (padded.reshape(words, 64, r) << np.arange(64, dtype=np.uint64)[None, :, None]
+            ).sum(axis=1, dtype=np.uint64)
+    return _Patterns(np.ascontiguousarray(bits.T), lo)
+
+
+def _reset_mask(st, steps: int, reset: str, reset_interval: Optional[int]) -> np.ndarray:
+    """(steps + 1,) uint8, non-zero at the chip steps where the layer zeroes u and v
+    (read-only, shared between runs)."""
+    return _mask(st.timing.block_index + 1, steps, reset, reset_interval)
+
+
+@functools.lru_cache(maxsize=256)
+def _mask(phase: int, steps: int, reset: str, reset_interval: Optional[int]) -> np.ndarray:
+    from rssnn_deploy.sim import _reset_steps
+    mask = np.zeros(steps + 1, dtype=np.uint8)
+    for t in _reset_steps(phase, steps, reset, reset_interval):
+        if t <= steps:
+            mask[t] = 1
+    mask.flags.writeable = False
+    return mask
+
+
+def _wrap16_input(b: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Lava stores the input neuron's bias in int16: wrap modulo 2¹⁶ (a cast for
+    integers), into ``out`` (contiguous int16 of b's shape) when given."""
     if b.is_floating_point():   # integers held in floats (checked by the simulator)
         b = torch.remainder(b.to(torch.float64) + 32768.0, 65536.0) - 32768.0
-    return b.to(torch.int16).contiguous()   # two's-complement truncation = the wrap
+    if out is None:
+        return b.to(torch.int16).contiguous()   # two's-complement truncation = the wrap
+    return out.copy_(b)                          # the same truncating cast
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -548,7 +722,9 @@ def _synaptic(sim, st, layer: _Layer, prev: torch.Tensor, steps: int):
             x = x.reshape(rows * n, layer.int_w.main.shape[0])
         else:
             x = _im2col(x.reshape((rows * n,) + tuple(x.shape[2:])), layer.conv)
-        a = layer.int_w.matmul(_row_major(x))
+        x = _row_major(x, "gemm_in")
+        a = layer.int_w.matmul(x, _WS.take(f"a{st.spec_index}",
+                                           (x.shape[0], layer.int_w.main.shape[1]), torch.int32))
         if layer.conv is None:
             return a, 3 if layer.split else 4, rows, 2
         if layer.split:     # per pixel hi | lo: combine here (the kernel pairs per sample)
@@ -578,25 +754,68 @@ def _im2col(x: torch.Tensor, conv: Tuple[int, ...]) -> torch.Tensor:
     """(M, H, W, C) int8 → (M·OH·OW, kH·kW·C) patches, rows in channels-last order."""
     kh, kw, sy, sx, py, px, dy, dx = conv
     if py or px:
-        x = F.pad(x, (0, 0, px, px, py, py))
+        m, h, w, c = x.shape
+        padded = _WS.take("padded", (m, h + 2 * py, w + 2 * px, c), x.dtype)
+        padded.zero_()[:, py:py + h, px:px + w].copy_(x)
+        x = padded
     m, h, w, c = x.shape
     oh = (h - dy * (kh - 1) - 1) // sy + 1
     ow = (w - dx * (kw - 1) - 1) // sx + 1
     s = x.stride()
     p = x.as_strided((m, oh, ow, kh, kw, c), (s[0], s[1] * sy, s[2] * sx, s[1] * dy,
                                                s[2] * dx, s[3]))
-    return p.reshape(m * oh * ow, kh * kw * c)
+    return _WS.take("patches", (m, oh, ow, kh, kw, c), x.dtype).copy_(p).view(
+        m * oh * ow, kh * kw * c)
 
 
-def _row_major(x: torch.Tensor) -> torch.Tensor:
+class _Workspace(threading.local):
+    """Each thread's scratch tensors for a piece's intermediates (the input biases in
+    int16, hidden layers' spikes and final v, synaptic sums, im2col patches), kept
+    between pieces and runs.
+
+    Fresh tensors of a few MiB cost more than the work on them: glibc serves them with
+    mmap, so every run faults their pages in again (measured on 784-128-10 at batch
+    256: ~1,000 page faults and 4.4 ms a run against 2.4 ms with reused memory, the
+    count depending on glibc's adaptive threshold, so timings also wandered by 2×).
+    What a run returns (the last layer's spikes and v, records) is never taken from
+    here. Buffers above ``WORKSPACE_MAX_BYTES`` are not kept.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: Dict[str, torch.Tensor] = {}
+
+    def take(self, key: str, shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised ``shape`` tensor of ``dtype``, reusing the memory that
+        ``key`` had last time (the caller's earlier tensor under ``key`` is overwritten)."""
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > WORKSPACE_MAX_BYTES:
+            return torch.empty(shape, dtype=dtype)
+        buf = self.buffers.get(key)
+        if buf is None or buf.numel() < nbytes:
+            buf = self.buffers[key] = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        return buf[:nbytes].view(dtype).view(shape)
+
+
+#: largest intermediate a thread keeps between runs (pieces are cut to stay near
+#: CACHE_BUDGET, so only unusual layers or records exceed it)
+WORKSPACE_MAX_BYTES = 64 << 20
+
+_WS = _Workspace()
+
+
+def _row_major(x: torch.Tensor, scratch: Optional[str] = None) -> torch.Tensor:
     """x with strides (K, 1): torch._int_mm reads garbage from a size-1 dimension
-    whose stride is not the row-major one (torch 2.13 CPU), which .contiguous() keeps."""
+    whose stride is not the row-major one (torch 2.13 CPU), which .contiguous() keeps.
+    A copy goes to fresh memory, or to the workspace under ``scratch``."""
     if x.stride() == (x.shape[1], 1):
         return x
-    return torch.empty(x.shape, dtype=x.dtype).copy_(x)
+    out = torch.empty(x.shape, dtype=x.dtype) if scratch is None else \
+        _WS.take(scratch, tuple(x.shape), x.dtype)
+    return out.copy_(x)
 
 
-def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval):
+def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
+               patterns: Optional[_Patterns] = None):
     from rssnn_deploy.sim import SimResult
     layers: Dict[int, _Layer] = sim._fused_layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
@@ -616,7 +835,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                     states[st.spec_index] = sim._input_records(prev, names)
                 continue
             b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-            bias, per_sample = _wrap16_input(b), 1
+            bias, per_sample = _wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16)), 1
             n = bias_input.shape[0]
         else:
             n = prev.shape[1]
@@ -630,10 +849,18 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
             s_dtype = torch.int8
         else:
             s_dtype = stages[pos + 1].synapse.dtype
-        # the last layer's spikes (and those a transform sees) go out in (C, H, W) order
-        prev, rec, v_final = _neuron_layer(layer, st, (a, a_kind, a_rows, a_first), bias,
-                                           per_sample, n, steps, names, reset, reset_interval,
-                                           s_dtype, chw=nxt is None or sim.spike_transform is not None)
+        # the last layer's spikes (and those a transform sees) go out in (C, H, W) order;
+        # the others stay in this thread's workspace
+        chw = nxt is None or sim.spike_transform is not None
+        s = _spike_buffer(layer, st, steps, n, s_dtype, chw,
+                          None if nxt is None else f"s{pos}")
+        if per_sample and patterns is not None:   # the input layer, not the last
+            rec = _looked_up_layer(layer, st, patterns, bias, n, steps, names, s)
+        else:
+            rec, v_final = _neuron_layer(
+                layer, st, (a, a_kind, a_rows, a_first), bias, per_sample, n, steps, names,
+                reset, reset_interval, s, chw, None if nxt is None else f"v{pos}")
+        prev = s
         if rec:
             states[st.spec_index] = rec
     out = sim.stages[-1]
@@ -643,23 +870,44 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                      window_start=window, states=states)
 
 
-def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names, reset,
-                  reset_interval, s_dtype: torch.dtype, chw: bool):
-    from rssnn_deploy.sim import _reset_steps
-    shape = (steps, n) + tuple(st.shape)
-    if layer.order is not None and not chw:   # (steps, n, C, H, W) view of (H, W, C) memory
+_S_KIND = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}
+
+
+def _spike_buffer(layer: _Layer, st, steps: int, n: int, s_dtype: torch.dtype,
+                  chw: bool, key: Optional[str]) -> torch.Tensor:
+    """(steps, n, *shape) spikes, fresh or from the workspace under ``key``; for a
+    (C, H, W) layer whose spikes stay inside the engine, a (C, H, W) view of
+    channels-last (H, W, C) memory."""
+    channels_last = layer.order is not None and not chw
+    if channels_last:
         c, h, w = st.shape
-        s = torch.empty((steps, n, h, w, c), dtype=s_dtype).permute(0, 1, 4, 2, 3)
+        shape = (steps, n, h, w, c)
     else:
-        s = torch.empty(shape, dtype=s_dtype)
-    s_kind = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1,
-              torch.float64: 2}[s_dtype]
+        shape = (steps, n) + tuple(st.shape)
+    s = torch.empty(shape, dtype=s_dtype) if key is None else _WS.take(key, shape, s_dtype)
+    return s.permute(0, 1, 4, 2, 3) if channels_last else s
+
+
+def _looked_up_layer(layer: _Layer, st, patterns: _Patterns, bias: torch.Tensor, n: int,
+                     steps: int, names: Set[str], s: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Write an input layer's spikes into ``s`` from its trains by bias value (``bias``
+    int16 in the state's order; see _input_patterns); return its records."""
+    _LOOKUP(steps, n * layer.f, patterns.bits.ctypes.data, patterns.words, _ptr(bias),
+            patterns.offset, _ptr(s), _S_KIND[s.dtype], n * layer.f)
+    return {"s": torch.empty(s.shape, dtype=torch.bool).copy_(s)} if "s" in names else {}
+
+
+def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names, reset,
+                  reset_interval, s: torch.Tensor, chw: bool, v_key: Optional[str]):
+    """Run one layer's neurons through every step into ``s``; return (records, final v),
+    the final v in the workspace under ``v_key`` unless that is ``None``."""
+    shape = (steps, n) + tuple(st.shape)
+    s_kind = _S_KIND[s.dtype]
     rec = {k: torch.empty(shape, dtype=torch.int32) for k in ("u", "v") if k in names}
-    v_final = torch.empty((n,) + tuple(st.shape), dtype=torch.int64)
-    mask = np.zeros(steps + 1, dtype=np.uint8)
-    for t in _reset_steps(st.timing.block_index + 1, steps, reset, reset_interval):
-        if t <= steps:
-            mask[t] = 1
+    v_shape = (n,) + tuple(st.shape)
+    v_final = torch.empty(v_shape, dtype=torch.int64) if v_key is None else \
+        _WS.take(v_key, v_shape, torch.int64)
+    mask = _reset_mask(st, steps, reset, reset_interval)
     a, a_kind, a_rows, a_first = synaptic
     shift = layer.shift if a_kind >= 3 else 0
     gains = layer.gains if a is not None else None
@@ -672,4 +920,4 @@ def _neuron_layer(layer: _Layer, st, synaptic, bias, per_sample, n, steps, names
         raise MemoryError("fused neuron kernel: could not allocate its scratch state")
     if "s" in names:
         rec["s"] = torch.empty(shape, dtype=torch.bool).copy_(s)   # (C, H, W) order
-    return s, rec, v_final
+    return rec, v_final

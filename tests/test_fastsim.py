@@ -324,3 +324,132 @@ def test_free_core_count_reads_the_load_at_most_every_half_second(monkeypatch):
     clock[0] += 0.2
     fastsim._runnable_others()
     assert len(reads) == 10
+
+
+# ------------------------------------------------- input layer looked up by bias value
+
+def assert_same_outputs(spec: NetworkSpec, record=None, **run):
+    """Both engines, recording only ``record``: output spikes, final v, counts and the
+    records equal (without records of the input layer's u or v, the fused engine looks
+    its spike trains up by bias value instead of running its neurons)."""
+    ref = Simulator(spec, engine="reference").run(record=record, **run)
+    fused = Simulator(spec, engine="fused").run(record=record, **run)
+    for name in ("output_spikes", "output_v", "spike_counts"):
+        a, b = getattr(ref, name), getattr(fused, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    for idx, rec in ref.states.items():
+        for k, a in rec.items():
+            assert torch.equal(a, fused.states[idx][k]), (idx, k)
+    return fused
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """Counts the calls of the looked-up input layer's C function."""
+    calls = []
+    real = fastsim._LOOKUP
+
+    def counting(*args):
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(fastsim, "_LOOKUP", counting)
+    return calls
+
+
+@pytest.mark.parametrize("steps,reset,interval", [(7, "staggered", None), (70, "staggered", 9),
+                                                  (130, "none", None), (1, "staggered", None)])
+def test_input_layer_looked_up_by_bias(lookups, steps, reset, interval):
+    # 130 steps: three 64-bit words per train; negative biases; resets inside the run
+    spec = dense_spec([23, 17, 9, 4], seed=21, steps=steps)
+    assert_same_outputs(spec, bias_input=bias(spec, 30, lo=-60, hi=60, seed=21), steps=steps,
+                        reset=reset, reset_interval=interval)
+    assert lookups, "the input layer was simulated, not looked up"
+
+
+@pytest.mark.parametrize("im2col", [False, True])
+def test_input_layer_looked_up_into_conv_layers(request, lookups, im2col):
+    # a (C, H, W) input whose spikes the next conv reads channels-last: as int8 for the
+    # im2col GEMM, as float32 for torch's conv (rows shorter than IM2COL_MIN_K)
+    if im2col:
+        request.getfixturevalue("im2col_everywhere")
+    spec = conv_spec(seed=22)
+    assert_same_outputs(spec, bias_input=bias(spec, 3, lo=-20, hi=90, seed=22), steps=12,
+                        reset="staggered", reset_interval=5)
+    assert lookups
+
+
+def test_input_layer_lookup_with_pieces_threads_and_records(lookups):
+    spec = dense_spec([30, 20, 6], seed=23, steps=9)
+    x = bias(spec, 40, lo=0, hi=70, seed=23)
+    try:
+        fastsim.set_threads(2)
+        fused = assert_same_outputs(spec, bias_input=x, batch_size=7, record={0: {"s"}, 2: {"v"}})
+    finally:
+        fastsim.set_threads(None)
+    assert len(lookups) == 6 and fused.states[0]["s"].any()
+
+
+def test_input_layer_simulated_where_a_lookup_cannot_stand_in(lookups):
+    spec = dense_spec([30, 20, 6], seed=24, steps=9)
+    x = bias(spec, 12, lo=0, hi=70, seed=24)
+    assert_same_outputs(spec, bias_input=x, record={0: {"v"}})           # u/v of the input
+    wide = bias(spec, 12, lo=-30000, hi=30000, seed=24)                  # 60,001 values
+    assert_same_outputs(spec, bias_input=wide)
+    wrapped = x + 65536                                                  # int16 wrap
+    assert_same_outputs(spec, bias_input=wrapped)
+    per_neuron = NetworkSpec([LayerSpec("input", (30,), neuron=CubaNeuron(
+        4096, np.arange(30) * 100, 40))] + spec.layers[1:], meta=spec.meta)
+    assert_same_outputs(per_neuron, bias_input=x)
+    assert lookups == [x.numel()], "only the int16-wrapped run looks up"
+
+
+def test_results_never_share_the_workspace():
+    """Intermediates live in per-thread buffers reused by the next run; what a run
+    returns must not change when the simulator runs again."""
+    spec = dense_spec([25, 15, 5], seed=25, steps=8, readout="spike_count", vth=(1, 20))
+    sim = Simulator(spec, engine="fused")
+    first = sim.run(bias(spec, 6, seed=1), record="all")
+    assert first.output_spikes.any(), "the output layer should spike"
+    kept = {"out": first.output_spikes.clone(), "v": first.output_v.clone(),
+            **{f"{i}{k}": a.clone() for i, rec in first.states.items() for k, a in rec.items()}}
+    sim.run(bias(spec, 6, seed=2), record="all")
+    sim.run(bias(spec, 9, seed=3))
+    assert torch.equal(first.output_spikes, kept["out"]) and torch.equal(first.output_v, kept["v"])
+    for i, rec in first.states.items():
+        for k, a in rec.items():
+            assert torch.equal(a, kept[f"{i}{k}"]), (i, k)
+
+
+def test_thread_count_weighs_the_work(monkeypatch):
+    monkeypatch.setattr(fastsim, "auto_threads", lambda: 2)
+    spec = dense_spec([25, 15, 5], seed=26, steps=8)
+    sim = Simulator(spec, engine="fused")
+    assert fastsim._thread_count(sim, 256, 8) == 2          # no earlier run: the free cores
+    assert fastsim._thread_count(sim, fastsim.MIN_PIECE, 8) == 1
+    sim.run(bias(spec, 40), steps=8)
+    assert sim._fused_cost[8] > 0                           # seconds per sample, measured
+    sim._fused_cost[8] = 1e-6                               # 256 samples: 0.26 ms of work
+    assert fastsim._thread_count(sim, 256, 8) == 1
+    sim._fused_cost[8] = 1e-4                               # 4096 samples: 0.4 s
+    assert fastsim._thread_count(sim, 4096, 8) == 2
+    try:
+        fastsim.set_threads(3)                              # a set count is obeyed
+        assert fastsim._thread_count(sim, 256, 8) == 3
+    finally:
+        fastsim.set_threads(None)
+
+
+def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
+    assert fastsim._shared(lambda i: i * i, 11, 2) == [i * i for i in range(11)]
+    assert fastsim._shared(lambda i: -i, 3, 1) == [0, -1, -2]
+    done = []
+
+    def piece(i):
+        if i == 4:
+            raise ZeroDivisionError("piece 4")
+        done.append(i)
+        return i
+
+    with pytest.raises(ZeroDivisionError, match="piece 4"):
+        fastsim._shared(piece, 9, 2)

@@ -33,3 +33,19 @@ def test_recorded_states_are_int32():
     result = Simulator(spec).run(torch.ones(2, 6, dtype=torch.int64) * 30, record="all")
     assert result.states[1]["v"].dtype == torch.int32
     assert result.states[1]["s"].dtype == torch.bool
+
+
+def test_available_memory_is_read_at_most_every_half_second(monkeypatch):
+    """Back-to-back small runs reuse the last /proc/meminfo reading (≈ 50 µs a read);
+    after MEMINFO_TTL_S it is read again, so a machine filling up is still noticed."""
+    from rssnn_deploy import memory
+    reads = []
+    clock = [50.0]
+    monkeypatch.setattr(memory, "_read_available", lambda: reads.append(1) or 1000 * len(reads))
+    monkeypatch.setattr(memory.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(memory, "_meminfo_cache", (-1.0, 0))
+    assert available_bytes() == 1000 and len(reads) == 1
+    clock[0] += memory.MEMINFO_TTL_S * 0.8
+    assert available_bytes() == 1000 and len(reads) == 1
+    clock[0] += memory.MEMINFO_TTL_S * 0.4
+    assert available_bytes() == 2000 and len(reads) == 2
