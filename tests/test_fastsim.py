@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy import fastsim
+from rssnn_deploy import fastsim, fastsim_layers, fastsim_threads
 from rssnn_deploy.sim import SimulationError, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
@@ -57,7 +57,7 @@ def test_random_dense_nets(seed):
 def im2col_everywhere(monkeypatch):
     """Conv layers of any row length take the im2col int8 GEMM (the small test networks'
     rows are shorter than IM2COL_MIN_K, below which torch's float conv runs)."""
-    monkeypatch.setattr(fastsim, "IM2COL_MIN_K", 1)
+    monkeypatch.setattr(fastsim_layers, "IM2COL_MIN_K", 1)
 
 
 @pytest.mark.parametrize("int_mm", [True, False])
@@ -65,7 +65,7 @@ def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, im2co
                                                                int_mm):
     # the exact int8 GEMM (im2col for conv) is the default where torch has it; the
     # float32 GEMM / channels-last conv path must agree as well
-    monkeypatch.setattr(fastsim, "_INT_MM", int_mm)
+    monkeypatch.setattr(fastsim_layers, "INT_MM", int_mm)
     for spec in (dense_spec([23, 17, 9, 4], seed=11, steps=7), conv_spec(seed=11)):
         fused = Simulator(spec, engine="fused")
         fastsim.unsupported(fused)
@@ -115,7 +115,7 @@ def test_int8_weight_forms(im2col_everywhere, weights, form, shift):
 ])
 @pytest.mark.parametrize("im2col", [True, False])
 def test_conv_geometries(monkeypatch, convs, groups, im2col):
-    monkeypatch.setattr(fastsim, "IM2COL_MIN_K", 1 if im2col else 1 << 30)
+    monkeypatch.setattr(fastsim_layers, "IM2COL_MIN_K", 1 if im2col else 1 << 30)
     spec = conv_spec(seed=15, in_shape=(3, 10, 13), convs=convs, groups_last=groups)
     assert_same(spec, bias_input=bias(spec, 4, seed=15))
     spikes = torch.as_tensor(np.random.default_rng(15).random((3, 4, 3, 10, 13)) < 0.3)
@@ -314,15 +314,15 @@ def test_free_core_count_reads_the_load_at_most_every_half_second(monkeypatch):
         return real_open(path, *args, **kwargs)
 
     clock = [100.0]
-    monkeypatch.setattr(fastsim, "open", counting_open, raising=False)
-    monkeypatch.setattr(fastsim.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(fastsim, "_others_cache", (-1.0, 0))
-    first = fastsim._runnable_others()
+    monkeypatch.setattr(fastsim_threads, "open", counting_open, raising=False)
+    monkeypatch.setattr(fastsim_threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(fastsim_threads, "_others_cache", (-1.0, 0))
+    first = fastsim_threads._runnable_others()
     assert len(reads) == 5
     clock[0] += 0.4
-    assert fastsim._runnable_others() == first and len(reads) == 5
+    assert fastsim_threads._runnable_others() == first and len(reads) == 5
     clock[0] += 0.2
-    fastsim._runnable_others()
+    fastsim_threads._runnable_others()
     assert len(reads) == 10
 
 
@@ -422,27 +422,26 @@ def test_results_never_share_the_workspace():
 
 
 def test_thread_count_weighs_the_work(monkeypatch):
-    monkeypatch.setattr(fastsim, "auto_threads", lambda: 2)
+    monkeypatch.setattr(fastsim_threads, "auto_threads", lambda: 2)
+    count = fastsim_threads.thread_count
+    assert count(256, None) == 2                            # no earlier run: the free cores
+    assert count(fastsim_threads.MIN_PIECE, None) == 1
+    assert count(256, 1e-6) == 1                            # 256 samples: 0.26 ms of work
+    assert count(4096, 1e-4) == 2                           # 4096 samples: 0.4 s
     spec = dense_spec([25, 15, 5], seed=26, steps=8)
     sim = Simulator(spec, engine="fused")
-    assert fastsim._thread_count(sim, 256, 8) == 2          # no earlier run: the free cores
-    assert fastsim._thread_count(sim, fastsim.MIN_PIECE, 8) == 1
     sim.run(bias(spec, 40), steps=8)
     assert sim._fused_cost[8] > 0                           # seconds per sample, measured
-    sim._fused_cost[8] = 1e-6                               # 256 samples: 0.26 ms of work
-    assert fastsim._thread_count(sim, 256, 8) == 1
-    sim._fused_cost[8] = 1e-4                               # 4096 samples: 0.4 s
-    assert fastsim._thread_count(sim, 4096, 8) == 2
     try:
         fastsim.set_threads(3)                              # a set count is obeyed
-        assert fastsim._thread_count(sim, 256, 8) == 3
+        assert count(256, 1e-6) == 3
     finally:
         fastsim.set_threads(None)
 
 
 def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
-    assert fastsim._shared(lambda i: i * i, 11, 2) == [i * i for i in range(11)]
-    assert fastsim._shared(lambda i: -i, 3, 1) == [0, -1, -2]
+    assert fastsim_threads.shared(lambda i: i * i, 11, 2) == [i * i for i in range(11)]
+    assert fastsim_threads.shared(lambda i: -i, 3, 1) == [0, -1, -2]
     done = []
 
     def piece(i):
@@ -452,4 +451,4 @@ def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
         return i
 
     with pytest.raises(ZeroDivisionError, match="piece 4"):
-        fastsim._shared(piece, 9, 2)
+        fastsim_threads.shared(piece, 9, 2)
