@@ -41,7 +41,8 @@ batch 256, and run times that wandered 2× with glibc's adaptive threshold). Wha
 returns never comes from there.
 
 Synapses (int8 GEMM, im2col): ``fastsim_layers``; threads and how pieces are shared:
-``fastsim_threads``.
+``fastsim_threads``; an input layer followed by dense layers runs each piece in one C
+call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
 
 Why a C file and not something else: the loop is a dozen integer operations per
 neuron-step, which no library provides fused (torch has no integer neuron op).
@@ -70,6 +71,7 @@ from typing import Dict, Optional, Set, Tuple
 import numpy as np
 import torch
 
+from rssnn_deploy import fastsim_piece
 from rssnn_deploy.fastsim_layers import FusedLayer, row_major
 from rssnn_deploy.fastsim_threads import (MIN_PIECE, PIECES_PER_THREAD, auto_threads,
                                           describe_threads, set_threads, shared, thread_count,
@@ -246,6 +248,8 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     chunk = batch_size or chunk
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
     patterns = _input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
+    plan = _dense_plan(sim) if patterns is not None and not any(record_map.values()) \
+        and sim.spike_transform is None else None
     spent = [0.0] * len(ranges)
 
     def piece(i: int):
@@ -253,9 +257,13 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         torch.set_num_threads(1)       # per thread: OpenMP's thread count is thread-local
         start = time.perf_counter()
         with torch.inference_mode():
-            out = _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
-                             None if spikes is None else spikes[lo:hi], steps, record_map,
-                             reset, reset_interval, patterns)
+            if plan is not None:       # the whole piece in one C call (fastsim_piece)
+                out = _whole_piece(sim, plan, bias_input[lo:hi], steps, reset, reset_interval,
+                                   patterns)
+            else:
+                out = _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
+                                 None if spikes is None else spikes[lo:hi], steps, record_map,
+                                 reset, reset_interval, patterns)
         spent[i] = time.perf_counter() - start
         return out
 
@@ -470,6 +478,31 @@ class _Workspace(threading.local):
 WORKSPACE_MAX_BYTES = 64 << 20
 
 _WS = _Workspace()
+
+
+def _dense_plan(sim) -> Optional[fastsim_piece.DensePlan]:
+    """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
+    if "_fused_piece_plan" not in sim.__dict__:
+        sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers)
+    return sim._fused_piece_plan
+
+
+def _whole_piece(sim, plan: fastsim_piece.DensePlan, bias_input: torch.Tensor, steps: int,
+                 reset: str, reset_interval: Optional[int], patterns: _Patterns):
+    """One piece of an input + dense network in one C call (same integers as
+    ``_run_chunk``)."""
+    from rssnn_deploy.sim import SimResult
+    b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
+    b16 = _wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
+    masks = [_reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
+    spikes, v = plan.run(b16.view(b16.shape[0], -1), steps, patterns.bits, patterns.words,
+                         patterns.offset, masks)
+    out = sim.stages[-1]
+    window = out.timing.block_index + 1 if reset == "staggered" else 1
+    spikes = spikes.view((steps, spikes.shape[1]) + tuple(out.shape))
+    return SimResult(output_spikes=spikes, output_v=v.view((v.shape[0],) + tuple(out.shape)),
+                     spike_counts=spikes[window - 1:].sum(dim=0, dtype=torch.int64),
+                     steps=steps, window_start=window, states={})
 
 
 def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval,

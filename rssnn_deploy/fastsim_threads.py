@@ -19,10 +19,11 @@ whose cores are all busy one thread measured faster than two. The cap: one threa
 ``MIN_THREAD_WORK_S`` of the run's expected work (the simulator's seconds per sample
 on its last run at the same steps), because a second thread costs more than it brings
 on short runs here: a helper whose core was idle runs its first millisecond or so at
-half speed, and with two threads each GIL hand-over between a piece's torch and
-kernel calls waits for the other thread's core (two concurrent 128-sample pieces of
-784-128-10 took 1.5–1.7 ms each against 1.0–1.1 ms alone). Batches up to
-``MIN_PIECE`` samples run on one thread.
+half speed, and where a piece is driven from Python each GIL hand-over between its
+torch and kernel calls waits for the other thread's core (two concurrent 128-sample
+pieces of 784-128-10 took 1.5–1.7 ms each against 1.0–1.1 ms alone, and 1.03 ms each
+in two processes; as one C call, ``fastsim_piece``, they take 1.01 ms each in two
+threads). Batches up to ``MIN_PIECE`` samples run on one thread.
 """
 from __future__ import annotations
 

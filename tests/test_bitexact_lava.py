@@ -459,3 +459,18 @@ def test_dense_rec_streamed_with_staggered_resets():
 def test_dense_rec_sweep(seed):
     spec = rec_spec(seed, sizes=(16, 24, 5))
     both(spec, rand_bias(spec, 2, seed=seed), steps=16)
+
+
+@pytest.mark.parametrize("wmax", [80, 250])
+def test_whole_piece_path_equals_lava(wmax):
+    """Without records, an input + dense network runs each piece in one C call (looked-up
+    input trains, the hand-written VNNI GEMM; weights beyond int8 as 2·hi + lo at
+    wmax 250): output spikes, final v and counts equal Lava's, streamed with resets."""
+    from rssnn_deploy import fastsim_piece
+    spec = dense_spec([40, 24, 6], seed=31, wmax=wmax)
+    sim = Simulator(spec)
+    ours, _ = both(spec, rand_bias(spec, 12, hi=70, seed=31), steps=11, reset="staggered",
+                   record={})
+    sim.run(rand_bias(spec, 12, hi=70, seed=31), steps=11)
+    assert (sim.__dict__.get("_fused_piece_plan") is not None) == fastsim_piece.available()
+    assert ours.spike_counts.sum() > 0 or ours.output_v.abs().sum() > 0

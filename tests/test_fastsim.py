@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy import fastsim, fastsim_layers, fastsim_threads
+from rssnn_deploy import fastsim, fastsim_layers, fastsim_piece, fastsim_threads
 from rssnn_deploy.sim import SimulationError, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
@@ -343,17 +343,26 @@ def assert_same_outputs(spec: NetworkSpec, record=None, **run):
     return fused
 
 
-@pytest.fixture
-def lookups(monkeypatch):
-    """Counts the calls of the looked-up input layer's C function."""
+@pytest.fixture(params=["whole piece", "layer by layer"])
+def lookups(request, monkeypatch):
+    """Counts the input neurons whose trains were looked up, piece by piece, on both
+    paths of the fused engine: the whole piece in one C call (where the network and
+    CPU allow it) and the layer-by-layer piece driven from Python."""
     calls = []
-    real = fastsim._LOOKUP
+    real, real_run = fastsim._LOOKUP, fastsim_piece.DensePlan.run
 
     def counting(*args):
         calls.append(args[1])
         return real(*args)
 
+    def counting_run(plan, bias16, *args):
+        calls.append(bias16.numel())
+        return real_run(plan, bias16, *args)
+
     monkeypatch.setattr(fastsim, "_LOOKUP", counting)
+    monkeypatch.setattr(fastsim_piece.DensePlan, "run", counting_run)
+    if request.param == "layer by layer":
+        monkeypatch.setattr(fastsim_piece, "plan_for", lambda sim, layers: None)
     return calls
 
 
@@ -452,3 +461,93 @@ def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
 
     with pytest.raises(ZeroDivisionError, match="piece 4"):
         fastsim_threads.shared(piece, 9, 2)
+
+
+# ------------------------------------------------------- whole piece in one C call
+
+needs_vnni = pytest.mark.skipif(
+    not fastsim_piece.available(),
+    reason="CPU without AVX-512 VNNI: the whole-piece path is off here and the "
+           "layer-by-layer path (tested above) runs instead")
+
+
+@needs_vnni
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 5, 7), (4, 4, 16), (9, 130, 70),
+                                   (37, 783, 200), (130, 64, 10)])
+def test_piece_gemm_is_exact(m, k, n):
+    # tails of every kind: rows not a multiple of the 4-row tile, inputs not a multiple
+    # of 4 (read without running past the last row), columns not a multiple of 16
+    rng = np.random.default_rng(m * k * n)
+    a = (rng.random((m, k)) < 0.4).astype(np.uint8)
+    w = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    assert np.array_equal(fastsim_piece.gemm(a, w), a.astype(np.int64) @ w.astype(np.int64))
+    ones, low = np.ones((m, k), np.uint8), np.full((k, n), -128, np.int8)
+    assert np.array_equal(fastsim_piece.gemm(ones, low), np.full((m, n), -128 * k))
+
+
+def _dense_with(base: NetworkSpec, weights=None, gains=None) -> NetworkSpec:
+    layers = list(base.layers)
+    for i in range(1, len(layers)):
+        layer, neuron = layers[i], layers[i].neuron
+        if gains and i == 1:
+            neuron = CubaNeuron(neuron.i_decay, neuron.v_decay, neuron.vth_mant,
+                                gain_mant=gains, gain_exp=10)
+        w = layer.weight if weights is None else weights(np.shape(layer.weight))
+        layers[i] = LayerSpec("dense", layer.shape, weight=w, bias=layer.bias, neuron=neuron)
+    return NetworkSpec(layers, meta=base.meta)
+
+
+@needs_vnni
+@pytest.mark.parametrize("case", ["plain", "weights beyond int8", "split weights", "dlif gains",
+                                  "long run"])
+def test_whole_piece_runs_input_and_dense_networks(monkeypatch, case):
+    rng = np.random.default_rng(27)
+    base = dense_spec([70, 33, 17, 5], seed=27, steps=9, wmax=120)
+
+    def high(shape):     # int8 residue plus one input row of ±(129…254) per layer
+        w = rng.integers(-120, 121, shape)
+        w[:, 3] = rng.choice([-1, 1], shape[0]) * rng.integers(129, 255, shape[0])
+        return w
+
+    spec = {"plain": base, "weights beyond int8": _dense_with(base, high),
+            "split weights": _dense_with(base, lambda shape: rng.integers(-250, 251, shape)),
+            "dlif gains": _dense_with(base, gains=(-700, 300, 1500, 4095, 9, 2000)),
+            "long run": base}[case]
+    steps = 140 if case == "long run" else 9
+    runs = []
+    real = fastsim_piece.DensePlan.run
+    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+                        lambda plan, *a: runs.append(1) or real(plan, *a))
+    x = bias(spec, 50, lo=0, hi=90, seed=27)
+    try:
+        fastsim.set_threads(2)
+        fused = assert_same_outputs(spec, bias_input=x, steps=steps, batch_size=16,
+                                    reset="staggered", reset_interval=6)
+    finally:
+        fastsim.set_threads(None)
+    assert len(runs) == 4, "the whole-piece path did not run every piece"
+    assert fused.output_v.abs().sum() > 0
+    sim = Simulator(spec, engine="fused")
+    fastsim.unsupported(sim)
+    forms = [(sim._fused_layers[i].int_w.rows is not None, sim._fused_layers[i].split)
+             for i in (1, 2, 3)]
+    expected = {"weights beyond int8": (True, False), "split weights": (False, True)}
+    assert forms == [expected.get(case, (False, False))] * 3
+
+
+def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
+    runs = []
+    real = fastsim_piece.DensePlan.run
+    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+                        lambda plan, *a: runs.append(1) or real(plan, *a))
+    dense = dense_spec([40, 20, 6], seed=28, steps=7)
+    x = bias(dense, 30, lo=0, hi=60, seed=28)
+    assert_same_outputs(dense, bias_input=x, record={1: {"v"}})          # records
+    assert_same_outputs(dense, spikes=torch.as_tensor(
+        np.random.default_rng(28).random((4, 7, 40)) < 0.3))           # spike input
+    conv = conv_spec(seed=28)
+    assert_same_outputs(conv, bias_input=bias(conv, 30, lo=0, hi=60, seed=28))
+    conv_sim = Simulator(conv)
+    fastsim.unsupported(conv_sim)
+    assert fastsim_piece.plan_for(conv_sim, conv_sim._fused_layers) is None
+    assert runs == []

@@ -1,0 +1,158 @@
+"""Whole pieces of a dense network in one C call (``rssnn_dense_piece`` in
+``_fused_piece.c``), for the fused engine (``rssnn_deploy.fastsim``).
+
+Which networks: an input layer whose spike trains are looked up by bias value
+(``fastsim._input_patterns``) followed only by dense layers whose synaptic sums the
+int8 GEMM forms in one piece (``FusedLayer.mode == "int8"``: weights as 2^k·int8, as
+the int8 residue plus a few rows beyond int8, or as 2·hi + lo), on a CPU with
+AVX-512 VNNI, in runs that record nothing and transform no spikes. Everything else
+(conv layers, records, spike input, other CPUs) keeps fastsim's Python-driven piece,
+which computes the same integers.
+
+Why: see ``_fused_piece.c``. The Python-driven piece takes Python's lock between every
+torch GEMM and kernel call, which kept two threads of one process from running two
+pieces at the speed two processes did; this call releases the lock once for the whole
+piece. Its GEMM is exact for the same reason torch's int8 GEMM is (0/1 × int8 summed in
+int32, |Σ| ≤ 128·K), and tests compare it with an int64 matmul.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from rssnn_deploy.fastsim_layers import FusedLayer
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_I32 = ctypes.c_int32
+
+
+class _CDenseLayer(ctypes.Structure):
+    """``rssnn_dense_layer`` of ``_fused_piece.c``, field by field."""
+    _fields_ = [("f", _I64), ("k", _I64), ("w", _P), ("np", _I64), ("shift", _I32),
+                ("gain_exp", _I32), ("split", _I64), ("n_high", _I64), ("high_rows", _P), ("high", _P),
+                ("bias", _P), ("gain", _P), ("gain_len", _I64), ("hops", _I64), ("cu", _P),
+                ("cv", _P), ("theta", _P), ("reset_mask", _P)]
+
+
+def _load():
+    try:
+        from rssnn_deploy import _fused_cuba
+        lib = ctypes.CDLL(_fused_cuba.__file__)
+        piece, gemm, supported = lib.rssnn_dense_piece, lib.rssnn_gemm_u8s8, lib.rssnn_piece_supported
+    except (ImportError, OSError, AttributeError):
+        return None, None
+    supported.restype = ctypes.c_int
+    if not supported():
+        return None, None
+    piece.restype = ctypes.c_int
+    piece.argtypes = [_I64, _I64, _I64, _P, _P, _I64, _I32, _I64, _P, _P, _P]
+    gemm.restype = ctypes.c_int
+    gemm.argtypes = [_I64, _I64, _I64, _P, _P, _I64, _P]
+    return piece, gemm
+
+
+_PIECE, _GEMM = _load()
+
+
+def available() -> bool:
+    """True when the extension has the whole-piece path and the CPU has VNNI."""
+    return _PIECE is not None
+
+
+def pack_weights(w: np.ndarray) -> Tuple[np.ndarray, int]:
+    """int8 weights (K, N) → the GEMM's layout (ceil(K/4), Np, 4) with Np = N rounded up
+    to 16, zeros beyond K and N; and Np."""
+    k, n = w.shape
+    kp, n_pad = -(-k // 4) * 4, -(-n // 16) * 16
+    full = np.zeros((kp, n_pad), dtype=np.int8)
+    full[:k, :n] = w
+    return np.ascontiguousarray(full.reshape(kp // 4, 4, n_pad).transpose(0, 2, 1)), n_pad
+
+
+def gemm(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a`` (M, K) uint8 0/1 × ``w`` (K, N) int8 → int32, by the piece's GEMM (tests)."""
+    if _GEMM is None:
+        raise RuntimeError("the whole-piece path is not available on this machine")
+    a = np.ascontiguousarray(a, dtype=np.uint8)
+    packed, n_pad = pack_weights(np.asarray(w, dtype=np.int8))
+    out = np.empty((a.shape[0], w.shape[1]), dtype=np.int32)
+    if _GEMM(a.shape[0], a.shape[1], w.shape[1], a.ctypes.data, packed.ctypes.data, n_pad,
+             out.ctypes.data):
+        raise MemoryError("rssnn_gemm_u8s8 failed")
+    return out
+
+
+class DensePlan:
+    """A network's dense layers in the form ``rssnn_dense_piece`` takes (arrays kept
+    alive here; the reset masks, which depend on the run, are filled in per run)."""
+
+    def __init__(self, stages: Sequence, layers: Sequence[FusedLayer], f0: int):
+        self.stages = list(stages)
+        self.f0 = f0
+        self.f_last = layers[-1].f
+        self._keep: List[object] = []
+        self._base: List[Dict[str, object]] = []
+        k = f0
+        for st, layer in zip(stages, layers):
+            iw = layer.int_w
+            packed, n_pad = pack_weights(iw.main.numpy())
+            rows = None if iw.rows is None else np.ascontiguousarray(iw.rows.numpy(), dtype=np.int64)
+            high = None if iw.high is None else np.ascontiguousarray(iw.high.numpy())
+            gains = layer.gains
+            fields = dict(f=layer.f, k=k, w=packed, np=n_pad, shift=layer.shift,
+                          gain_exp=layer.gain_exp, split=int(layer.split), n_high=0 if rows is None else len(rows),
+                          high_rows=rows, high=high, bias=layer.bias, gain=gains,
+                          gain_len=0 if gains is None else gains.size, hops=layer.hops,
+                          cu=layer.cu, cv=layer.cv, theta=layer.theta)
+            self._keep += [v for v in fields.values() if isinstance(v, np.ndarray)]
+            self._base.append(fields)
+            k = layer.f
+        self._structs: Dict[Tuple[int, ...], Tuple[ctypes.Array, tuple]] = {}
+
+    def _layers(self, masks: Sequence[np.ndarray]) -> ctypes.Array:
+        key = tuple(m.ctypes.data for m in masks)
+        entry = self._structs.get(key)
+        if entry is None:
+            arr = (_CDenseLayer * len(self._base))()
+            for c, fields, mask in zip(arr, self._base, masks):
+                for name, value in fields.items():
+                    setattr(c, name, value.ctypes.data if isinstance(value, np.ndarray)
+                            else value)
+                c.reset_mask = mask.ctypes.data
+            if len(self._structs) >= 64:
+                self._structs.clear()
+            entry = self._structs[key] = (arr, tuple(masks))   # the masks stay alive
+        return entry[0]
+
+    def run(self, bias16: torch.Tensor, steps: int, bits: np.ndarray, words: int, offset: int,
+            masks: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One piece: ``bias16`` (n, f0) contiguous int16 → (last layer's spikes
+        (steps, n, f_last) bool, its final v (n, f_last) int64)."""
+        n = bias16.shape[0]
+        spikes = torch.empty((steps, n, self.f_last), dtype=torch.bool)
+        v = torch.empty((n, self.f_last), dtype=torch.int64)
+        rc = _PIECE(steps, n, self.f0, bias16.data_ptr(), bits.ctypes.data, words, offset,
+                    len(self._base), self._layers(masks), spikes.data_ptr(), v.data_ptr())
+        if rc:
+            raise MemoryError("rssnn_dense_piece: could not allocate its scratch memory")
+        return spikes, v
+
+
+def plan_for(sim, layers: Dict[int, FusedLayer]) -> Optional[DensePlan]:
+    """The whole-piece plan of ``sim`` (its fused layers ``layers``), or ``None`` when
+    its network is not an input layer followed by int8-GEMM dense layers."""
+    stages = sim.stages
+    if _PIECE is None or len(stages) < 2 or stages[0].kind != "input":
+        return None
+    if not layers[stages[0].spec_index].shared_v:
+        return None
+    dense = [layers[st.spec_index] for st in stages[1:]]
+    for st, layer in zip(stages[1:], dense):
+        if (st.kind != "dense" or layer.mode != "int8" or layer.conv is not None
+                or layer.order is not None):
+            return None
+    return DensePlan(stages[1:], dense, layers[stages[0].spec_index].f)
