@@ -270,7 +270,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     with torch_threads(1):
         parts = shared(piece, len(ranges), threads)
         result = parts[0] if len(parts) == 1 else _concat_results(parts)
-    if n:
+    if n >= 4 * MIN_PIECE:    # smaller runs' fixed costs would inflate the per-sample cost
         sim.__dict__.setdefault("_fused_cost", {})[steps] = sum(spent) / n
     sim._fused_last_threads = min(threads, len(ranges))    # shown by the benchmark
     return result
@@ -455,7 +455,8 @@ class _Workspace(threading.local):
     256: ~1,000 page faults and 4.4 ms a run against 2.4 ms with reused memory, the
     count depending on glibc's adaptive threshold, so timings also wandered by 2×).
     What a run returns (the last layer's spikes and v, records) is never taken from
-    here. Buffers above ``WORKSPACE_MAX_BYTES`` are not kept.
+    here. Only buffers between ``WORKSPACE_MIN_BYTES`` and ``WORKSPACE_MAX_BYTES`` are
+    kept.
     """
 
     def __init__(self) -> None:
@@ -465,7 +466,7 @@ class _Workspace(threading.local):
         """An uninitialised ``shape`` tensor of ``dtype``, reusing the memory that
         ``key`` had last time (the caller's earlier tensor under ``key`` is overwritten)."""
         nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > WORKSPACE_MAX_BYTES:
+        if not WORKSPACE_MIN_BYTES <= nbytes <= WORKSPACE_MAX_BYTES:
             return torch.empty(shape, dtype=dtype)
         buf = self.buffers.get(key)
         if buf is None or buf.numel() < nbytes:
@@ -476,6 +477,12 @@ class _Workspace(threading.local):
 #: largest intermediate a thread keeps between runs (pieces are cut to stay near
 #: CACHE_BUDGET, so only unusual layers or records exceed it)
 WORKSPACE_MAX_BYTES = 64 << 20
+
+#: smallest one it keeps: smaller tensors come from malloc's heap without page faults,
+#: and keeping them there for good pinned freed memory below them (PilotNet-LIF, 256
+#: samples in 1-sample pieces: resident set +270–360 MiB with every size kept, +7 MiB
+#: with this floor)
+WORKSPACE_MIN_BYTES = 256 << 10
 
 _WS = _Workspace()
 

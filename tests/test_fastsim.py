@@ -413,9 +413,11 @@ def test_input_layer_simulated_where_a_lookup_cannot_stand_in(lookups):
     assert lookups == [x.numel()], "only the int16-wrapped run looks up"
 
 
-def test_results_never_share_the_workspace():
+def test_results_never_share_the_workspace(monkeypatch):
     """Intermediates live in per-thread buffers reused by the next run; what a run
-    returns must not change when the simulator runs again."""
+    returns must not change when the simulator runs again (every size kept here, so
+    that this small network's buffers are reused too)."""
+    monkeypatch.setattr(fastsim, "WORKSPACE_MIN_BYTES", 0)
     spec = dense_spec([25, 15, 5], seed=25, steps=8, readout="spike_count", vth=(1, 20))
     sim = Simulator(spec, engine="fused")
     first = sim.run(bias(spec, 6, seed=1), record="all")
@@ -439,7 +441,9 @@ def test_thread_count_weighs_the_work(monkeypatch):
     assert count(4096, 1e-4) == 2                           # 4096 samples: 0.4 s
     spec = dense_spec([25, 15, 5], seed=26, steps=8)
     sim = Simulator(spec, engine="fused")
-    sim.run(bias(spec, 40), steps=8)
+    sim.run(bias(spec, 4 * fastsim_threads.MIN_PIECE - 1), steps=8)
+    assert 8 not in sim.__dict__.get("_fused_cost", {})     # fixed costs would dominate
+    sim.run(bias(spec, 4 * fastsim_threads.MIN_PIECE), steps=8)
     assert sim._fused_cost[8] > 0                           # seconds per sample, measured
     try:
         fastsim.set_threads(3)                              # a set count is obeyed
