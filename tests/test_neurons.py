@@ -6,7 +6,7 @@ import torch
 
 import rssnn_deploy  # noqa: F401  (installs the Lava shim before anything else)
 from rssnn_deploy import lif_kernel
-from rssnn_deploy.neurons import (DLIF, LIF, SURROGATES, NeuronOutput, Readout, spike,
+from rssnn_deploy.neurons import (DLIF, LIF, SURROGATES, LIFSequence, NeuronOutput, Readout, spike,
                                   surrogate_function)
 
 # Analytic ∂s/∂v written out independently of the implementation (x = v − Vth).
@@ -249,3 +249,59 @@ def test_fused_kernel_takes_a_time_constant_input_and_splits_between_threads(ker
         torch.set_num_threads(threads)
     for a, b in zip(fused, reference):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mppd_input", ["pre-gain", "post-gain"])
+@pytest.mark.parametrize("neuron", ["lif", "dlif"])
+def test_fused_neurons_in_a_whole_conv_network_training_step(neuron, mppd_input, kernel):
+    """A conv network's RSSNN objective (clean and perturbed cross-entropy plus MPPD) and
+    the gradients of every parameter are the same with the fused neuron node as with the
+    step-by-step loop: the conv layers' (T, N, C, H, W) currents, the flatten into the
+    dense layer and the MPPD over both go through the same numbers."""
+    from rssnn_deploy.models import build_model
+    from rssnn_deploy.training import robust_loss
+
+    def run(fused: bool):
+        torch.manual_seed(11)
+        model = build_model({"arch": "convnet", "in_shape": [2, 9, 9], "channels": [4, 6],
+                             "strides": [1, 2], "kernel_size": 3, "hidden": [12],
+                             "steps": 5, "neuron": neuron, "num_classes": 4}).double()
+        with torch.no_grad():
+            for block in model.blocks:
+                if hasattr(block, "synapse"):             # (not the flatten)
+                    block.synapse.weight.mul_(2.5)        # enough drive that neurons fire
+                if hasattr(getattr(block, "neuron", None), "gains"):
+                    block.neuron.gains.uniform_(0.5, 2.0)
+        for layer in model.spiking_layers:
+            layer.fused = fused
+        g = torch.Generator().manual_seed(3)
+        x = torch.rand(6, 2, 9, 9, generator=g, dtype=torch.float64)
+        x_pert = (x + 0.15 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        y = torch.tensor([0, 1, 2, 3, 1, 2])
+        terms = robust_loss(model, x, y, x_pert, decay=0.99, mppd_input=mppd_input)
+        grads = torch.autograd.grad(terms.total, list(model.parameters()))
+        return terms, grads
+
+    calls = []
+    real_apply = LIFSequence.apply
+
+    def counting_apply(*args):
+        calls.append(args[0].dim())                   # the (T, N, ...) currents
+        return real_apply(*args)
+
+    LIFSequence.apply = counting_apply
+    try:
+        fused_terms, fused_grads = run(True)
+        # the input encoder and both conv layers (5-d currents), then the dense layer
+        assert calls == [5, 5, 5, 3], calls
+        ref_terms, ref_grads = run(False)
+        assert len(calls) == 4
+    finally:
+        LIFSequence.apply = real_apply
+    assert float(ref_terms.mppd.detach()) > 0
+    for name in ("total", "ce_clean", "ce_pert", "mppd"):
+        torch.testing.assert_close(getattr(fused_terms, name), getattr(ref_terms, name),
+                                   atol=1e-12, rtol=0.0)
+    assert sum(float(g.abs().sum()) > 0 for g in ref_grads) >= len(ref_grads) - 1
+    for a, b in zip(fused_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0.0)
