@@ -21,6 +21,7 @@ setup(
     ext_modules=[Extension(
         "rssnn_deploy._fused_cuba",
         sources=["rssnn_deploy/_fused_cuba.c", "rssnn_deploy/_fused_piece.c"],
+        depends=["rssnn_deploy/_fused_cuba.h"],
         extra_compile_args=["-O3", "-fno-math-errno"], optional=True),
         Extension("rssnn_deploy._fused_lif", sources=["rssnn_deploy/_fused_lif.c"],
                   extra_compile_args=["-O3", "-fno-math-errno"], optional=True)],

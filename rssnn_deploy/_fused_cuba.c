@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_fused_cuba.h"
+
 #define U_LIMIT (1 << 23)
 #define V_LIMIT ((1 << 23) - 1)
 #define BLOCK_NEURONS 4096

@@ -22,17 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
-                   const void *a, int a_kind, int64_t a_rows, int64_t a_first, int a_shift,
-                   const int32_t *gain, int64_t gain_len, int gain_exp, int64_t hops,
-                   const int16_t *bias, int bias_per_sample,
-                   const int32_t *cu, const int32_t *cv, const int32_t *theta,
-                   const uint8_t *reset_mask, void *s_out, int s_kind, int32_t *u_rec,
-                   int32_t *v_rec, int64_t *v_final, const int32_t *perm, int s_perm,
-                   int64_t n0, int64_t n1);
-void rssnn_pattern_spikes(int64_t steps, int64_t count, const uint64_t *pattern,
-                          int64_t words, const int16_t *bias, int32_t offset,
-                          void *out, int s_kind, int64_t row);
+#include "_fused_cuba.h"
 
 /* One dense layer as fastsim.py hands it over (mirrored by fastsim._CDenseLayer). */
 typedef struct {
