@@ -6,8 +6,9 @@ sources their numbers come from); they are installed as the package
 ``rssnn_deploy.hw_profiles`` so a wheel carries them and ``rssnn_deploy.hw`` reads them
 through ``importlib.resources``, whether installed, editable or not.
 
-The kernels (C, see rssnn_deploy/_fused_cuba.c, _fused_piece.c and rssnn_deploy/fastsim.py; for
-training rssnn_deploy/_fused_lif.c and rssnn_deploy/lif_kernel.py) are optional
+The kernels (C; for the simulator rssnn_deploy/_fused_cuba.c and _fused_piece.c, see
+rssnn_deploy/fastsim*.py; for training rssnn_deploy/_fused_lif.c and
+rssnn_deploy/lif_kernel.py) are optional
 extensions: without a C compiler the package still installs and the simulator and the
 training neurons run their torch paths (``rssnn-deploy info`` says which one is used).
 """

@@ -16,7 +16,7 @@
  * The GEMM: C (M x N) = A (M x K, u8 0/1, row-major) x B (K x N, s8), B packed as
  * (ceil(K/4), Np, 4) with Np = N rounded up to 16 and zeros beyond K and N, so that one
  * vpdpbusd adds 4 k-terms into 16 int32 columns; register tile 4 rows x 64 columns
- * (16 accumulators). Exact: |sum| <= 128 K < 2^31 for K < 2^24 (fastsim.py checks).
+ * (16 accumulators). Exact: |sum| <= 128 K < 2^31 for K < 2^24 (fastsim_layers.py checks).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@
 
 #include "_fused_cuba.h"
 
-/* One dense layer as fastsim.py hands it over (mirrored by fastsim._CDenseLayer). */
+/* One dense layer as fastsim_piece.py hands it over (mirrored by fastsim_piece._CDenseLayer). */
 typedef struct {
     int64_t f;                  /* neurons */
     int64_t k;                  /* inputs: the previous layer's neurons */

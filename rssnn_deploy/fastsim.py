@@ -25,14 +25,6 @@ loop, ``rssnn_cuba_run`` in ``_fused_cuba.c``:
   the sums through a permutation instead cost ≈ 3× the kernel time on PilotNet's
   first conv layer.)
 
-Input layers looked up. An input neuron receives no synaptic input, so its u stays 0
-and its spike train depends only on its bias, v decay, threshold and the reset steps.
-When the input neurons share decay and threshold and nothing reads their u or v, the
-kernel runs once on every bias value between the batch's smallest and largest (one
-pseudo-sample, cached per simulator) and ``rssnn_pattern_spikes`` copies each sample's
-trains from that table, packed 64 steps to a word (784 pixels, batch 256, T = 10:
-0.24 ms instead of 1.65 ms of kernel).
-
 Workspace. A piece's intermediates (int16 input biases, hidden layers' spikes and final
 v, synaptic sums, im2col patches) live in per-thread buffers kept between pieces and
 runs (``_Workspace``): fresh tensors of a few MiB are served by mmap, so each run
@@ -40,27 +32,17 @@ faulted their pages in again (~1,000 page faults, 4.4 ms a run instead of 2.4 ms
 batch 256, and run times that wandered 2× with glibc's adaptive threshold). What a run
 returns never comes from there.
 
-Synapses (int8 GEMM, im2col): ``fastsim_layers``; threads and how pieces are shared:
-``fastsim_threads``; an input layer followed by dense layers runs each piece in one C
-call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
-
-Why a C file and not something else: the loop is a dozen integer operations per
-neuron-step, which no library provides fused (torch has no integer neuron op).
-``torch.compile`` of the time loop measured 2× *slower* than the eager reference on
-this CPU; Numba would add a large LLVM dependency (and its own threading layer next to
-torch's OpenMP) for 60 lines of C. The C file is built by setuptools at install time
-(``setup.py``, part of ``pip install -e .`` in ``make env``) as a function-less CPython
-extension, so it is compiled for the running interpreter; the kernel is then called
-through ``ctypes``, which releases the GIL, so several Python threads run disjoint
-sample ranges in parallel. ``target_clones`` compiles AVX-512, AVX2 and baseline
-versions and picks one at load time, so the build stays portable.
+Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
+each layer's constants and synapses (int8 GEMM, im2col: ``fastsim_layers``), the input
+layer looked up by bias value instead of simulated (``fastsim_input``), threads and how
+pieces are shared (``fastsim_threads``), and whole pieces of input + dense networks in
+one C call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 import os
@@ -71,7 +53,10 @@ from typing import Dict, Optional, Set, Tuple
 import numpy as np
 import torch
 
+from rssnn_deploy import fastsim_kernels as kernels
 from rssnn_deploy import fastsim_piece
+from rssnn_deploy.fastsim_input import Patterns, input_patterns, looked_up_layer
+from rssnn_deploy.fastsim_kernels import S_KIND, ptr, reset_mask, wrap16_input
 from rssnn_deploy.fastsim_layers import FusedLayer, row_major
 from rssnn_deploy.fastsim_threads import (MIN_PIECE, PIECES_PER_THREAD, auto_threads,
                                           describe_threads, set_threads, shared, thread_count,
@@ -84,46 +69,16 @@ __all__ = ["available", "engine_status", "set_threads", "auto_threads", "unsuppo
 #: engine aims for when it cuts a batch into chunks
 MEMORY_BUDGET = 48 << 20
 
-_I32 = ctypes.c_int32
-_P = ctypes.c_void_p
-_I64 = ctypes.c_int64
-
-
-def _load() -> Tuple[Optional[Tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]], str]:
-    try:
-        from rssnn_deploy import _fused_cuba
-    except ImportError as err:
-        return None, f"extension not built ({err}); reinstall with a C compiler: pip install -e ."
-    try:
-        lib = ctypes.CDLL(_fused_cuba.__file__)
-        fn = lib.rssnn_cuba_run
-        lib.rssnn_pattern_spikes
-    except (OSError, AttributeError) as err:
-        return None, f"extension {_fused_cuba.__file__} unusable: {err}"
-    fn.restype = ctypes.c_int
-    fn.argtypes = [_I64, _I64, _I64, _P, ctypes.c_int, _I64, _I64, ctypes.c_int, _P, _I64, ctypes.c_int, _I64,
-                   _P, ctypes.c_int, _P, _P, _P, _P, _P, ctypes.c_int, _P, _P, _P, _P,
-                   ctypes.c_int, _I64, _I64]
-    lookup = lib.rssnn_pattern_spikes
-    lookup.restype = None
-    lookup.argtypes = [_I64, _I64, _P, _I64, _P, _I32, _P, ctypes.c_int, _I64]
-    return (fn, lookup), _fused_cuba.__file__
-
-
-_KERNELS, _WHERE = _load()
-_KERNEL, _LOOKUP = _KERNELS if _KERNELS is not None else (None, None)
-
-
 def available() -> bool:
     """True when the compiled kernel could be loaded."""
-    return _KERNEL is not None
+    return kernels.KERNEL is not None
 
 
 def engine_status() -> str:
     """One line: which CPU engine ``Simulator`` uses, and why."""
-    if _KERNEL is None:
-        return f"reference torch loop (fused kernel unavailable: {_WHERE})"
-    return f"fused C kernel ({os.path.basename(_WHERE)}), threads {describe_threads()}"
+    if kernels.KERNEL is None:
+        return f"reference torch loop (fused kernel unavailable: {kernels.WHERE})"
+    return f"fused C kernel ({os.path.basename(kernels.WHERE)}), threads {describe_threads()}"
 
 
 # ----------------------------------------------------------------------------------
@@ -133,8 +88,8 @@ def engine_status() -> str:
 def unsupported(sim) -> Optional[str]:
     """Why ``sim`` cannot use the fused engine, or ``None`` when it can."""
     from rssnn_deploy.sim_layers import _ConvSynapse, _DenseSynapse
-    if _KERNEL is None:
-        return f"fused kernel unavailable: {_WHERE}"
+    if kernels.KERNEL is None:
+        return f"fused kernel unavailable: {kernels.WHERE}"
     if sim.differentiable:
         return "differentiable mode (the reference computes the gradients)"
     if sim.device.type != "cpu":
@@ -171,14 +126,6 @@ def unsupported(sim) -> Optional[str]:
 # ----------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------
-
-def _ptr(x) -> Optional[int]:
-    if x is None:
-        return None
-    if isinstance(x, np.ndarray):
-        return x.ctypes.data
-    return x.data_ptr()
-
 
 def _cache_bytes() -> int:
     """Per-core cache a chunk's intermediates should fit: the L2 size (sysfs), else 1 MiB."""
@@ -247,7 +194,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         chunk = min(chunk, max(MIN_PIECE, -(-n // (threads * PIECES_PER_THREAD))))
     chunk = batch_size or chunk
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
-    patterns = _input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
+    patterns = input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
     plan = _dense_plan(sim) if patterns is not None and not any(record_map.values()) \
         and sim.spike_transform is None else None
     spent = [0.0] * len(ranges)
@@ -274,103 +221,6 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         sim.__dict__.setdefault("_fused_cost", {})[steps] = sum(spent) / n
     sim._fused_last_threads = min(threads, len(ranges))    # shown by the benchmark
     return result
-
-
-class _Patterns:
-    """The spike trains of an input layer's neurons for every bias value in
-    [offset, offset + R): ``bits`` (R, words) uint64, bit t % 64 of word t // 64 set when
-    the neuron spikes at chip step t + 1 (the layout ``rssnn_pattern_spikes`` reads)."""
-
-    def __init__(self, bits: np.ndarray, offset: int):
-        self.bits, self.offset, self.words = bits, offset, bits.shape[1]
-
-
-def _input_patterns(sim, bias_input: Optional[torch.Tensor], steps: int,
-                    record_map: Dict[int, Set[str]], reset: str,
-                    reset_interval: Optional[int]) -> Optional[_Patterns]:
-    """The input layer's spike trains by bias value, when it can be looked up instead
-    of simulated, else ``None``.
-
-    An input neuron receives no synaptic input, so its u stays 0 and its spikes depend
-    only on its bias, v decay, threshold and reset steps. Where all input neurons share
-    the decay and threshold, the kernel runs once on every bias value between the
-    batch's smallest and largest (R values, one pseudo-sample) and each sample's trains
-    are copied from that table, exact by construction. Used while R is at most a
-    quarter of the batch's input neurons (784-pixel images with biases 0–40: 41 of
-    ≥ 784), not for a layer whose u or v is recorded, that is the network's last, or
-    whose spikes a spike transform sees in (C, H, W) order.
-    """
-    if bias_input is None or _LOOKUP is None or len(sim.stages) < 2:
-        return None
-    st = sim.stages[0]
-    layer: FusedLayer = sim._fused_layers[st.spec_index]
-    if (st.kind != "input" or not layer.shared_v or record_map.get(st.spec_index, set()) - {"s"}
-            or (sim.spike_transform is not None and layer.order is not None)):
-        return None
-    if not bias_input.numel() or bias_input.dtype == torch.bool:
-        return None
-    lo, hi = (int(x) for x in torch.aminmax(bias_input))
-    if lo < -(1 << 15) or hi >= (1 << 15):     # the int16 wrap is not the identity
-        lo, hi = (int(x) for x in torch.aminmax(_wrap16_input(bias_input)))
-    r = hi - lo + 1
-    if 4 * r > bias_input.numel():
-        return None
-    cache = sim.__dict__.setdefault("_fused_patterns", {})
-    key = (lo, hi, steps, reset, reset_interval)
-    if key not in cache:
-        if len(cache) >= 16:
-            cache.clear()
-        cache[key] = _pattern_table(layer, st, lo, hi, steps, reset, reset_interval)
-    return cache[key]
-
-
-def _pattern_table(layer: FusedLayer, st, lo: int, hi: int, steps: int, reset: str,
-                   reset_interval: Optional[int]) -> _Patterns:
-    """Run the kernel on the bias values lo..hi as one pseudo-sample; pack the trains."""
-    r = hi - lo + 1
-    values = np.arange(lo, hi + 1, dtype=np.int16)
-    s = np.empty((steps, 1, r), dtype=np.uint8)
-    v_final = np.empty((1, r), dtype=np.int64)
-    const = {k: np.full(r, getattr(layer, k)[0], dtype=np.int32) for k in ("cu", "cv", "theta")}
-    mask = _reset_mask(st, steps, reset, reset_interval)
-    if _KERNEL(steps, 1, r, None, 0, 0, 0, 0, None, 0, 0, layer.hops, values.ctypes.data, 1,
-               const["cu"].ctypes.data, const["cv"].ctypes.data, const["theta"].ctypes.data,
-               mask.ctypes.data, s.ctypes.data, 0, None, None, v_final.ctypes.data, None, 0,
-               0, 1):
-        raise MemoryError("fused neuron kernel: could not allocate its scratch state")
-    words = -(-steps // 64)
-    padded = np.zeros((words * 64, r), dtype=np.uint64)
-    padded[:steps] = s[:, 0]
-    bits = (padded.reshape(words, 64, r) << np.arange(64, dtype=np.uint64)[None, :, None]
-            ).sum(axis=1, dtype=np.uint64)
-    return _Patterns(np.ascontiguousarray(bits.T), lo)
-
-
-def _reset_mask(st, steps: int, reset: str, reset_interval: Optional[int]) -> np.ndarray:
-    """(steps + 1,) uint8, non-zero at the chip steps where the layer zeroes u and v
-    (read-only, shared between runs)."""
-    return _mask(st.timing.block_index + 1, steps, reset, reset_interval)
-
-
-@functools.lru_cache(maxsize=256)
-def _mask(phase: int, steps: int, reset: str, reset_interval: Optional[int]) -> np.ndarray:
-    from rssnn_deploy.sim import _reset_steps
-    mask = np.zeros(steps + 1, dtype=np.uint8)
-    for t in _reset_steps(phase, steps, reset, reset_interval):
-        if t <= steps:
-            mask[t] = 1
-    mask.flags.writeable = False
-    return mask
-
-
-def _wrap16_input(b: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Lava stores the input neuron's bias in int16: wrap modulo 2¹⁶ (a cast for
-    integers), into ``out`` (contiguous int16 of b's shape) when given."""
-    if b.is_floating_point():   # integers held in floats (checked by the simulator)
-        b = torch.remainder(b.to(torch.float64) + 32768.0, 65536.0) - 32768.0
-    if out is None:
-        return b.to(torch.int16).contiguous()   # two's-complement truncation = the wrap
-    return out.copy_(b)                          # the same truncating cast
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -495,13 +345,13 @@ def _dense_plan(sim) -> Optional[fastsim_piece.DensePlan]:
 
 
 def _whole_piece(sim, plan: fastsim_piece.DensePlan, bias_input: torch.Tensor, steps: int,
-                 reset: str, reset_interval: Optional[int], patterns: _Patterns):
+                 reset: str, reset_interval: Optional[int], patterns: Patterns):
     """One piece of an input + dense network in one C call (same integers as
     ``_run_chunk``)."""
     from rssnn_deploy.sim import SimResult
     b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-    b16 = _wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
-    masks = [_reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
+    b16 = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
+    masks = [reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
     spikes, v = plan.run(b16.view(b16.shape[0], -1), steps, patterns.bits, patterns.words,
                          patterns.offset, masks)
     out = sim.stages[-1]
@@ -513,7 +363,7 @@ def _whole_piece(sim, plan: fastsim_piece.DensePlan, bias_input: torch.Tensor, s
 
 
 def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
-               patterns: Optional[_Patterns] = None):
+               patterns: Optional[Patterns] = None):
     from rssnn_deploy.sim import SimResult
     layers: Dict[int, FusedLayer] = sim._fused_layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
@@ -533,7 +383,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                     states[st.spec_index] = sim._input_records(prev, names)
                 continue
             b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-            bias, per_sample = _wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16)), 1
+            bias, per_sample = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16)), 1
             n = bias_input.shape[0]
         else:
             n = prev.shape[1]
@@ -553,7 +403,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         s = _spike_buffer(layer, st, steps, n, s_dtype, chw,
                           None if nxt is None else f"s{pos}")
         if per_sample and patterns is not None:   # the input layer, not the last
-            rec = _looked_up_layer(layer, st, patterns, bias, n, steps, names, s)
+            rec = looked_up_layer(layer, st, patterns, bias, n, steps, names, s)
         else:
             rec, v_final = _neuron_layer(
                 layer, st, (a, a_kind, a_rows, a_first), bias, per_sample, n, steps, names,
@@ -566,9 +416,6 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
     counts = prev[window - 1:].sum(dim=0, dtype=torch.int64)
     return SimResult(output_spikes=prev, output_v=v_final, spike_counts=counts, steps=steps,
                      window_start=window, states=states)
-
-
-_S_KIND = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}
 
 
 def _spike_buffer(layer: FusedLayer, st, steps: int, n: int, s_dtype: torch.dtype,
@@ -586,35 +433,26 @@ def _spike_buffer(layer: FusedLayer, st, steps: int, n: int, s_dtype: torch.dtyp
     return s.permute(0, 1, 4, 2, 3) if channels_last else s
 
 
-def _looked_up_layer(layer: FusedLayer, st, patterns: _Patterns, bias: torch.Tensor, n: int,
-                     steps: int, names: Set[str], s: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Write an input layer's spikes into ``s`` from its trains by bias value (``bias``
-    int16 in the state's order; see _input_patterns); return its records."""
-    _LOOKUP(steps, n * layer.f, patterns.bits.ctypes.data, patterns.words, _ptr(bias),
-            patterns.offset, _ptr(s), _S_KIND[s.dtype], n * layer.f)
-    return {"s": torch.empty(s.shape, dtype=torch.bool).copy_(s)} if "s" in names else {}
-
-
 def _neuron_layer(layer: FusedLayer, st, synaptic, bias, per_sample, n, steps, names, reset,
                   reset_interval, s: torch.Tensor, chw: bool, v_key: Optional[str]):
     """Run one layer's neurons through every step into ``s``; return (records, final v),
     the final v in the workspace under ``v_key`` unless that is ``None``."""
     shape = (steps, n) + tuple(st.shape)
-    s_kind = _S_KIND[s.dtype]
+    s_kind = S_KIND[s.dtype]
     rec = {k: torch.empty(shape, dtype=torch.int32) for k in ("u", "v") if k in names}
     v_shape = (n,) + tuple(st.shape)
     v_final = torch.empty(v_shape, dtype=torch.int64) if v_key is None else \
         _WS.take(v_key, v_shape, torch.int64)
-    mask = _reset_mask(st, steps, reset, reset_interval)
+    mask = reset_mask(st, steps, reset, reset_interval)
     a, a_kind, a_rows, a_first = synaptic
     shift = layer.shift if a_kind >= 3 else 0
     gains = layer.gains if a is not None else None
-    args = (steps, n, layer.f, _ptr(a), a_kind, a_rows, a_first, shift,
-            _ptr(gains), 0 if gains is None else gains.size, layer.gain_exp, layer.hops,
-            _ptr(bias), per_sample, _ptr(layer.cu), _ptr(layer.cv), _ptr(layer.theta),
-            _ptr(mask), _ptr(s), s_kind, _ptr(rec.get("u")), _ptr(rec.get("v")), _ptr(v_final),
-            _ptr(layer.order), int(chw))
-    if _KERNEL(*args, 0, n):
+    args = (steps, n, layer.f, ptr(a), a_kind, a_rows, a_first, shift,
+            ptr(gains), 0 if gains is None else gains.size, layer.gain_exp, layer.hops,
+            ptr(bias), per_sample, ptr(layer.cu), ptr(layer.cv), ptr(layer.theta),
+            ptr(mask), ptr(s), s_kind, ptr(rec.get("u")), ptr(rec.get("v")), ptr(v_final),
+            ptr(layer.order), int(chw))
+    if kernels.KERNEL(*args, 0, n):
         raise MemoryError("fused neuron kernel: could not allocate its scratch state")
     if "s" in names:
         rec["s"] = torch.empty(shape, dtype=torch.bool).copy_(s)   # (C, H, W) order

@@ -2,7 +2,7 @@
 ``_fused_piece.c``), for the fused engine (``rssnn_deploy.fastsim``).
 
 Which networks: an input layer whose spike trains are looked up by bias value
-(``fastsim._input_patterns``) followed only by dense layers whose synaptic sums the
+(``fastsim_input``) followed only by dense layers whose synaptic sums the
 int8 GEMM forms in one piece (``FusedLayer.mode == "int8"``: weights as 2^k·int8, as
 the int8 residue plus a few rows beyond int8, or as 2·hi + lo), on a CPU with
 AVX-512 VNNI, in runs that record nothing and transform no spikes. Everything else
@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from rssnn_deploy import fastsim_kernels as kernels
 from rssnn_deploy.fastsim_layers import FusedLayer
 
 _P = ctypes.c_void_p
@@ -33,34 +34,14 @@ _I32 = ctypes.c_int32
 class _CDenseLayer(ctypes.Structure):
     """``rssnn_dense_layer`` of ``_fused_piece.c``, field by field."""
     _fields_ = [("f", _I64), ("k", _I64), ("w", _P), ("np", _I64), ("shift", _I32),
-                ("gain_exp", _I32), ("split", _I64), ("n_high", _I64), ("high_rows", _P), ("high", _P),
-                ("bias", _P), ("gain", _P), ("gain_len", _I64), ("hops", _I64), ("cu", _P),
-                ("cv", _P), ("theta", _P), ("reset_mask", _P)]
-
-
-def _load():
-    try:
-        from rssnn_deploy import _fused_cuba
-        lib = ctypes.CDLL(_fused_cuba.__file__)
-        piece, gemm, supported = lib.rssnn_dense_piece, lib.rssnn_gemm_u8s8, lib.rssnn_piece_supported
-    except (ImportError, OSError, AttributeError):
-        return None, None
-    supported.restype = ctypes.c_int
-    if not supported():
-        return None, None
-    piece.restype = ctypes.c_int
-    piece.argtypes = [_I64, _I64, _I64, _P, _P, _I64, _I32, _I64, _P, _P, _P]
-    gemm.restype = ctypes.c_int
-    gemm.argtypes = [_I64, _I64, _I64, _P, _P, _I64, _P]
-    return piece, gemm
-
-
-_PIECE, _GEMM = _load()
+                ("gain_exp", _I32), ("split", _I64), ("n_high", _I64), ("high_rows", _P),
+                ("high", _P), ("bias", _P), ("gain", _P), ("gain_len", _I64), ("hops", _I64),
+                ("cu", _P), ("cv", _P), ("theta", _P), ("reset_mask", _P)]
 
 
 def available() -> bool:
     """True when the extension has the whole-piece path and the CPU has VNNI."""
-    return _PIECE is not None
+    return kernels.PIECE is not None
 
 
 def pack_weights(w: np.ndarray) -> Tuple[np.ndarray, int]:
@@ -75,12 +56,12 @@ def pack_weights(w: np.ndarray) -> Tuple[np.ndarray, int]:
 
 def gemm(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a`` (M, K) uint8 0/1 × ``w`` (K, N) int8 → int32, by the piece's GEMM (tests)."""
-    if _GEMM is None:
+    if kernels.GEMM is None:
         raise RuntimeError("the whole-piece path is not available on this machine")
     a = np.ascontiguousarray(a, dtype=np.uint8)
     packed, n_pad = pack_weights(np.asarray(w, dtype=np.int8))
     out = np.empty((a.shape[0], w.shape[1]), dtype=np.int32)
-    if _GEMM(a.shape[0], a.shape[1], w.shape[1], a.ctypes.data, packed.ctypes.data, n_pad,
+    if kernels.GEMM(a.shape[0], a.shape[1], w.shape[1], a.ctypes.data, packed.ctypes.data, n_pad,
              out.ctypes.data):
         raise MemoryError("rssnn_gemm_u8s8 failed")
     return out
@@ -100,11 +81,13 @@ class DensePlan:
         for st, layer in zip(stages, layers):
             iw = layer.int_w
             packed, n_pad = pack_weights(iw.main.numpy())
-            rows = None if iw.rows is None else np.ascontiguousarray(iw.rows.numpy(), dtype=np.int64)
+            rows = None if iw.rows is None else \
+                np.ascontiguousarray(iw.rows.numpy(), dtype=np.int64)
             high = None if iw.high is None else np.ascontiguousarray(iw.high.numpy())
             gains = layer.gains
             fields = dict(f=layer.f, k=k, w=packed, np=n_pad, shift=layer.shift,
-                          gain_exp=layer.gain_exp, split=int(layer.split), n_high=0 if rows is None else len(rows),
+                          gain_exp=layer.gain_exp, split=int(layer.split),
+                          n_high=0 if rows is None else len(rows),
                           high_rows=rows, high=high, bias=layer.bias, gain=gains,
                           gain_len=0 if gains is None else gains.size, hops=layer.hops,
                           cu=layer.cu, cv=layer.cv, theta=layer.theta)
@@ -135,7 +118,7 @@ class DensePlan:
         n = bias16.shape[0]
         spikes = torch.empty((steps, n, self.f_last), dtype=torch.bool)
         v = torch.empty((n, self.f_last), dtype=torch.int64)
-        rc = _PIECE(steps, n, self.f0, bias16.data_ptr(), bits.ctypes.data, words, offset,
+        rc = kernels.PIECE(steps, n, self.f0, bias16.data_ptr(), bits.ctypes.data, words, offset,
                     len(self._base), self._layers(masks), spikes.data_ptr(), v.data_ptr())
         if rc:
             raise MemoryError("rssnn_dense_piece: could not allocate its scratch memory")
@@ -146,7 +129,7 @@ def plan_for(sim, layers: Dict[int, FusedLayer]) -> Optional[DensePlan]:
     """The whole-piece plan of ``sim`` (its fused layers ``layers``), or ``None`` when
     its network is not an input layer followed by int8-GEMM dense layers."""
     stages = sim.stages
-    if _PIECE is None or len(stages) < 2 or stages[0].kind != "input":
+    if kernels.PIECE is None or len(stages) < 2 or stages[0].kind != "input":
         return None
     if not layers[stages[0].spec_index].shared_v:
         return None

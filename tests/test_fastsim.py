@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy import fastsim, fastsim_layers, fastsim_piece, fastsim_threads
+from rssnn_deploy import (fastsim, fastsim_kernels, fastsim_layers, fastsim_piece,
+                          fastsim_threads)
 from rssnn_deploy.sim import SimulationError, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
@@ -349,7 +350,7 @@ def lookups(request, monkeypatch):
     paths of the fused engine: the whole piece in one C call (where the network and
     CPU allow it) and the layer-by-layer piece driven from Python."""
     calls = []
-    real, real_run = fastsim._LOOKUP, fastsim_piece.DensePlan.run
+    real, real_run = fastsim_kernels.LOOKUP, fastsim_piece.DensePlan.run
 
     def counting(*args):
         calls.append(args[1])
@@ -359,7 +360,7 @@ def lookups(request, monkeypatch):
         calls.append(bias16.numel())
         return real_run(plan, bias16, *args)
 
-    monkeypatch.setattr(fastsim, "_LOOKUP", counting)
+    monkeypatch.setattr(fastsim_kernels, "LOOKUP", counting)
     monkeypatch.setattr(fastsim_piece.DensePlan, "run", counting_run)
     if request.param == "layer by layer":
         monkeypatch.setattr(fastsim_piece, "plan_for", lambda sim, layers: None)
