@@ -78,7 +78,9 @@ def engine_status() -> str:
     """One line: which CPU engine ``Simulator`` uses, and why."""
     if kernels.KERNEL is None:
         return f"reference torch loop (fused kernel unavailable: {kernels.WHERE})"
-    return f"fused C kernel ({os.path.basename(kernels.WHERE)}), threads {describe_threads()}"
+    piece = "on" if kernels.PIECE is not None else "off (the CPU lacks AVX-512 VNNI)"
+    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), whole dense pieces in C "
+            f"{piece}, threads {describe_threads()}")
 
 
 # ----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_kernel_is_built():
     # make env builds the extension; without it every simulation silently takes the slow path
     assert fastsim.available(), fastsim.engine_status()
     assert fastsim.engine_status().startswith("fused C kernel")
+    assert ("whole dense pieces in C on" in fastsim.engine_status()) == fastsim_piece.available()
 
 
 @pytest.mark.parametrize("seed", range(6))
