@@ -141,6 +141,18 @@ _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child inherits the pool object but not its threads: work handed to it
+    would wait forever (measured: a child running a fused simulation hung). The child
+    starts its own pool when it first needs one."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _pool() -> ThreadPoolExecutor:
     """The helper threads of fused runs: one per core this process may use, started on
     first use (a run asks for at most ``threads − 1`` of them)."""

@@ -9,6 +9,10 @@ it is the default CPU engine.)
 """
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -557,3 +561,34 @@ def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
     fastsim.unsupported(conv_sim)
     assert fastsim_piece.plan_for(conv_sim, conv_sim._fused_layers) is None
     assert runs == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_forked_child_runs_with_helper_threads():
+    """The helper pool lives as long as the process; a forked child inherits the pool
+    object without its threads and must start its own instead of waiting forever."""
+    spec = dense_spec([30, 20, 6], seed=29, steps=8)
+    x = bias(spec, 200, lo=0, hi=60, seed=29)
+    try:
+        fastsim.set_threads(2)
+        parent = Simulator(spec, engine="fused").run(x, batch_size=20)   # pool started
+        pid = os.fork()
+        if pid == 0:                                                      # the child
+            ok = False
+            try:
+                child = Simulator(spec, engine="fused").run(x, batch_size=20)
+                ok = torch.equal(child.output_v, parent.output_v)
+            finally:
+                os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0, "the child's results differ"
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung waiting for helper threads it did not inherit")
+    finally:
+        fastsim.set_threads(None)
