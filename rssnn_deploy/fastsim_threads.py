@@ -170,20 +170,30 @@ def shared(piece: Callable[[int], object], count: int, threads: int) -> List:
 
     The caller works too, so a helper that starts late (an idle core waking up, or one
     taken by another process) costs nothing beyond the pieces it did not take; the
-    helpers live as long as the process, so a run does not pay thread start-up."""
+    helpers live as long as the process, so a run does not pay thread start-up. Once a
+    piece fails (or the caller is interrupted, Ctrl-C) no thread starts another one, so
+    the error comes back after the pieces under way, not after the whole batch."""
     parts: List = [None] * count
     order = itertools.count()
+    failed = threading.Event()
 
     def drain() -> None:
         for i in iter(order.__next__, None):   # next() on a count is atomic in CPython
-            if i >= count:
+            if i >= count or failed.is_set():
                 return
-            parts[i] = piece(i)
+            try:
+                parts[i] = piece(i)
+            except BaseException:
+                failed.set()
+                raise
 
     helpers = [] if threads < 2 or count < 2 else \
         [_pool().submit(drain) for _ in range(min(threads, count) - 1)]
     try:
         drain()
+    except BaseException:
+        failed.set()
+        raise
     finally:
         for h in helpers:       # wait for every helper, then raise the first error
             h.result()

@@ -471,6 +471,16 @@ def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
 
     with pytest.raises(ZeroDivisionError, match="piece 4"):
         fastsim_threads.shared(piece, 9, 2)
+    # after a failure no thread starts another piece (Ctrl-C returns promptly)
+    done.clear()
+
+    def slow(i):
+        time.sleep(0.002)
+        return piece(i)
+
+    with pytest.raises(ZeroDivisionError):
+        fastsim_threads.shared(slow, 400, 2)
+    assert len(done) < 20, f"{len(done)} pieces ran after the failing one's start"
 
 
 # ------------------------------------------------------- whole piece in one C call
