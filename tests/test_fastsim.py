@@ -602,3 +602,22 @@ def test_forked_child_runs_with_helper_threads():
         pytest.fail("the forked child hung waiting for helper threads it did not inherit")
     finally:
         fastsim.set_threads(None)
+
+
+@needs_vnni
+def test_whole_piece_with_an_image_input_flattened_into_dense_layers(monkeypatch):
+    # the (C, H, W) input's trains are looked up in channels-last order, and the first
+    # dense layer takes its weight columns in that order
+    rng = np.random.default_rng(30)
+    layers = [LayerSpec("input", (3, 5, 4), neuron=CubaNeuron(4096, 700, 30)),
+              LayerSpec("flatten", (60,)),
+              LayerSpec("dense", (16,), neuron=CubaNeuron(2000, 300, 25),
+                        weight=rng.integers(-90, 91, (16, 60)), bias=rng.integers(-9, 10, 16)),
+              LayerSpec("dense", (5,), neuron=INTEGRATOR, weight=rng.integers(-90, 91, (5, 16)))]
+    spec = NetworkSpec(layers, meta={"steps": 9, "readout": "membrane"})
+    runs = []
+    real = fastsim_piece.DensePlan.run
+    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+                        lambda plan, *a: runs.append(1) or real(plan, *a))
+    fused = assert_same_outputs(spec, bias_input=bias(spec, 24, lo=0, hi=50, seed=30), steps=9)
+    assert runs and fused.output_v.abs().sum() > 0
