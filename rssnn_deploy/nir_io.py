@@ -69,6 +69,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -586,7 +587,12 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
     if not path.is_file():
         raise NIRConversionError(f"{path}: no such file")
     try:
-        graph = _nir().read(path)
+        # the nir library computes node shapes from the file's numbers as it parses; a
+        # hostile value (a Flatten end_dim of 2**63 - 1) overflows numpy there, which
+        # would print warnings before the one-line error that follows
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            graph = _nir().read(path)
     except (OSError, KeyError, ValueError, AssertionError, TypeError, IndexError,
             AttributeError, RuntimeError, ZeroDivisionError, OverflowError) as err:
         # the nir library builds nodes as it parses: damage surfaces as any of these

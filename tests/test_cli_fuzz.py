@@ -141,7 +141,9 @@ def _mutate_h5(path: Path, data: st.DataObject) -> str:
         del handle[name]
         try:
             handle.create_dataset(name, data=value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError):     # h5py cannot store it (NUL in a string…)
+            if name in handle:              # a failed write can leave the dataset behind
+                del handle[name]
             handle.create_dataset(name, data=np.bytes_(b"x"))
         return f"replace {name}"
 

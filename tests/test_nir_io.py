@@ -263,3 +263,27 @@ def test_analog_input_file_round_trips(tmp_path):
     assert specs_equal(spec, back) is None
     assert back.meta["input_message_bits"] == spec.meta["input_message_bits"]
     assert back.meta["input_encoding"] == "analog"
+
+
+def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
+    """A Flatten whose end_dim is 2**63 - 1 (found by the long fuzz run) overflowed numpy
+    inside the nir library's parser, which printed warnings before the error: the
+    user gets the one error line only, exit 2, and no output file."""
+    import h5py
+    spec = quantize(build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 4,
+                                 "hidden": [8]})).spec
+    graph = tmp_path / "g.nir"
+    assert main(["export-nir", str(write_netx(spec, tmp_path / "m.net")), "--out",
+                 str(graph)]) == 0
+    capsys.readouterr()
+    with h5py.File(graph, "r+") as handle:
+        flatten = [name for name in handle["node/nodes"]
+                   if handle[f"node/nodes/{name}/type"][()] == b"Flatten"]
+        assert flatten, "the exported graph should hold a Flatten node"
+        del handle[f"node/nodes/{flatten[0]}/end_dim"]
+        handle[f"node/nodes/{flatten[0]}/end_dim"] = np.int64(2 ** 63 - 1)
+    out = tmp_path / "back.net"
+    assert main(["import-nir", str(graph), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and str(graph) in err[0], err
+    assert not out.exists()
