@@ -1,9 +1,9 @@
-/* A whole piece of a dense spiking network in one call: the input layer's spike trains
- * looked up, then per dense layer an exact u8 x s8 -> s32 GEMM (AVX-512 VNNI) on the
- * previous layer's 0/1 spikes and the fused neuron loop (rssnn_cuba_run). Linked into
- * the same extension as _fused_cuba.c.
+/* A whole piece of a spiking network in one call: the input layer's spike trains
+ * looked up, then per conv or dense layer an exact u8 x s8 -> s32 GEMM (AVX-512 VNNI) on
+ * the previous layer's 0/1 spikes (conv: on their im2col rows, channels-last) and the
+ * fused neuron loop (rssnn_cuba_run). Linked into the same extension as _fused_cuba.c.
  *
- * Why this exists (rssnn_deploy/fastsim.py): the same piece run from Python takes
+ * Why this exists (rssnn_deploy/fastsim_piece.py): the same piece run from Python takes
  * Python's lock ~40 times (one torch GEMM and one kernel call per layer, with Python
  * between them). On this 2-core machine two threads doing that each ran a 128-sample
  * piece of 784-128-10 in 1.5-1.7 ms against 1.0 ms alone, while two *processes* kept
@@ -24,7 +24,7 @@
 
 #include "_fused_cuba.h"
 
-/* One dense layer as fastsim_piece.py hands it over (mirrored by fastsim_piece._CDenseLayer). */
+/* One conv or dense layer as fastsim_piece.py hands it over (fastsim_piece._CPieceLayer). */
 typedef struct {
     int64_t f;                  /* neurons */
     int64_t k;                  /* inputs: the previous layer's neurons */
@@ -42,7 +42,11 @@ typedef struct {
     int64_t hops;
     const int32_t *cu, *cv, *theta;
     const uint8_t *reset_mask;  /* (steps + 1,) */
-} rssnn_dense_layer;
+    /* conv layers (kind 1): k = kh * kw * in_c (im2col rows of channels-last spikes),
+     * f = out_h * out_w * out_c in channels-last order, GEMM columns out_c (2 out_c split) */
+    int64_t kind;
+    int64_t in_h, in_w, in_c, kh, kw, sy, sx, py, px, dy, dx, out_h, out_w;
+} rssnn_piece_layer;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -145,6 +149,40 @@ int rssnn_gemm_u8s8(int64_t M, int64_t K, int64_t N, const uint8_t *A, const int
     return 0;
 }
 
+/* im2col of `count` channels-last (in_h, in_w, in_c) spike images: one row of kh * kw *
+ * in_c values, in (ky, kx, c) order, per output pixel; zeros where the window leaves the
+ * image (padding). */
+static void im2col(int64_t count, const rssnn_piece_layer *L, const uint8_t *src,
+                   uint8_t *dst) {
+    const int64_t H = L->in_h, W = L->in_w, C = L->in_c;
+    for (int64_t r = 0; r < count; r++) {
+        const uint8_t *img = src + r * H * W * C;
+        for (int64_t oy = 0; oy < L->out_h; oy++) {
+            for (int64_t ox = 0; ox < L->out_w; ox++) {
+                const int64_t ix0 = ox * L->sx - L->px;
+                const int inside_x = L->dx == 1 && ix0 >= 0 && ix0 + L->kw <= W;
+                for (int64_t ky = 0; ky < L->kh; ky++) {
+                    const int64_t iy = oy * L->sy - L->py + ky * L->dy;
+                    if (inside_x && iy >= 0 && iy < H) {   /* one run of kw * C bytes */
+                        memcpy(dst, img + (iy * W + ix0) * C, (size_t)(L->kw * C));
+                        dst += L->kw * C;
+                        continue;
+                    }
+                    for (int64_t kx = 0; kx < L->kw; kx++) {
+                        const int64_t ix = ox * L->sx - L->px + kx * L->dx;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                            for (int64_t c = 0; c < C; c++) *dst++ = 0;
+                        } else {
+                            const uint8_t *p = img + (iy * W + ix) * C;
+                            for (int64_t c = 0; c < C; c++) *dst++ = p[c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void *piece_scratch(size_t bytes) {
     static __thread void *mem = NULL;
     static __thread size_t size = 0;
@@ -162,47 +200,66 @@ static void *piece_scratch(size_t bytes) {
  * layer's spikes (steps, n, f_last) as 0/1 bytes and its final v (n, f_last).
  * Returns 0, -1 without memory, -2 when the CPU lacks VNNI.
  */
-int rssnn_dense_piece(int64_t steps, int64_t n, int64_t f0, const int16_t *bias_in,
+int rssnn_net_piece(int64_t steps, int64_t n, int64_t f0, const int16_t *bias_in,
                       const uint64_t *pattern, int64_t words, int32_t offset,
-                      int64_t n_layers, const rssnn_dense_layer *layers,
+                      int64_t n_layers, const rssnn_piece_layer *layers,
                       uint8_t *out_spikes, int64_t *out_v) {
     if (!rssnn_piece_supported()) return -2;
-    int64_t widest = f0, kmax = f0;
-    for (int64_t l = 0; l < n_layers; l++) {
-        if (layers[l].f > widest) widest = layers[l].f;
-        if (layers[l].k > kmax) kmax = layers[l].k;
-    }
     const int64_t rows = steps - 1;   /* synaptic input reaches a layer from step 2 on */
+    const int64_t r0 = rows > 0 ? rows : 0;
+    int64_t widest = f0, kmax = f0, patch_max = 0;
+    for (int64_t l = 0; l < n_layers; l++) {
+        const rssnn_piece_layer *L = layers + l;
+        if (L->f > widest) widest = L->f;
+        if (L->k > kmax) kmax = L->k;
+        if (L->kind == 1 && r0 * n * L->out_h * L->out_w * L->k > patch_max)
+            patch_max = r0 * n * L->out_h * L->out_w * L->k;
+    }
     size_t spikes = (size_t)(steps * n * widest);
-    size_t sums = (size_t)((rows > 0 ? rows : 0) * n * 2 * widest) * sizeof(int32_t);
+    size_t sums = (size_t)(r0 * n * 2 * widest) * sizeof(int32_t);
     size_t vbytes = (size_t)(n * widest) * sizeof(int64_t);
-    uint8_t *mem = piece_scratch(2 * spikes + sums + vbytes + (size_t)kmax + 64);
+    size_t patches_bytes = ((size_t)patch_max + 63) & ~(size_t)63;
+    uint8_t *mem = piece_scratch(2 * spikes + sums + vbytes + patches_bytes + (size_t)kmax + 64);
     if (!mem) return -1;
     uint8_t *s_prev = mem, *s_next = mem + spikes;
     int32_t *a = (int32_t *)(mem + 2 * spikes);
     int64_t *v_tmp = (int64_t *)((uint8_t *)a + sums);
-    uint8_t *zero = (uint8_t *)v_tmp + vbytes;
+    uint8_t *patches = (uint8_t *)v_tmp + vbytes;
+    uint8_t *zero = patches + patches_bytes;
     memset(zero, 0, (size_t)kmax + 4);
 
     rssnn_pattern_spikes(steps, n * f0, pattern, words, bias_in, offset, s_prev, 0, n * f0);
     for (int64_t l = 0; l < n_layers; l++) {
-        const rssnn_dense_layer *L = layers + l;
+        const rssnn_piece_layer *L = layers + l;
         int last = l == n_layers - 1;
-        const int64_t cols = L->split ? 2 * L->f : L->f;
+        const int conv = L->kind == 1;
+        const int64_t pixels = conv ? L->out_h * L->out_w : 1;
+        const int64_t oc = L->f / pixels;               /* sums per GEMM row */
+        const int64_t cols = L->split ? 2 * oc : oc;
         if (rows > 0) {
-            gemm_u8s8(rows * n, L->k, cols, s_prev, L->w, L->np, a, zero);
+            const int64_t m = rows * n * pixels;
+            const uint8_t *x = s_prev;
+            if (conv) {
+                im2col(rows * n, L, s_prev, patches);
+                x = patches;
+            }
+            gemm_u8s8(m, L->k, cols, x, L->w, L->np, a, zero);
             for (int64_t h = 0; h < L->n_high; h++) {     /* weights beyond int8 */
                 const int64_t col = L->high_rows[h];
-                const int8_t *e = L->high + h * L->f;     /* (never with split) */
-                for (int64_t r = 0; r < rows * n; r++) {
-                    if (!s_prev[r * L->k + col]) continue;
+                const int8_t *e = L->high + h * oc;       /* (never with split) */
+                for (int64_t r = 0; r < m; r++) {
+                    if (!x[r * L->k + col]) continue;
                     int32_t *ar = a + r * cols;
-                    for (int64_t j = 0; j < L->f; j++) ar[j] += 256 * (int32_t)e[j];
+                    for (int64_t j = 0; j < oc; j++) ar[j] += 256 * (int32_t)e[j];
                 }
             }
+            if (conv && L->split)     /* per pixel hi | lo -> 2 hi + lo, in place */
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t j = 0; j < oc; j++)
+                        a[r * oc + j] = 2 * a[r * cols + j] + a[r * cols + oc + j];
         }
         uint8_t *s_out = last ? out_spikes : s_next;
-        int a_kind = rows > 0 ? (L->split ? 3 : 4) : 0;
+        int a_kind = rows > 0 ? (L->split && !conv ? 3 : 4) : 0;
         int rc = rssnn_cuba_run(steps, n, L->f, rows > 0 ? a : NULL, a_kind, rows, 2,
                                 L->shift, L->gain, L->gain_len, L->gain_exp, L->hops, L->bias, 0,
                                 L->cu, L->cv, L->theta, L->reset_mask, s_out, 0, NULL, NULL,

@@ -35,8 +35,8 @@ returns never comes from there.
 Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
 each layer's constants and synapses (int8 GEMM, im2col: ``fastsim_layers``), the input
 layer looked up by bias value instead of simulated (``fastsim_input``), threads and how
-pieces are shared (``fastsim_threads``), and whole pieces of input + dense networks in
-one C call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
+pieces are shared (``fastsim_threads``), and whole pieces of input + conv/dense networks
+in one C call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -79,7 +79,7 @@ def engine_status() -> str:
     if kernels.KERNEL is None:
         return f"reference torch loop (fused kernel unavailable: {kernels.WHERE})"
     piece = "on" if kernels.PIECE is not None else "off (the CPU lacks AVX-512 VNNI)"
-    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), whole dense pieces in C "
+    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), whole pieces in C "
             f"{piece}, threads {describe_threads()}")
 
 
@@ -339,16 +339,16 @@ WORKSPACE_MIN_BYTES = 256 << 10
 _WS = _Workspace()
 
 
-def _dense_plan(sim) -> Optional[fastsim_piece.DensePlan]:
+def _dense_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
     if "_fused_piece_plan" not in sim.__dict__:
         sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers)
     return sim._fused_piece_plan
 
 
-def _whole_piece(sim, plan: fastsim_piece.DensePlan, bias_input: torch.Tensor, steps: int,
+def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: torch.Tensor, steps: int,
                  reset: str, reset_interval: Optional[int], patterns: Patterns):
-    """One piece of an input + dense network in one C call (same integers as
+    """One piece of an input + conv/dense network in one C call (same integers as
     ``_run_chunk``)."""
     from rssnn_deploy.sim import SimResult
     b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input

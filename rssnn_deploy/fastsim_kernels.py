@@ -36,7 +36,7 @@ def _load():
     try:
         lib = ctypes.CDLL(_fused_cuba.__file__)
         fns = {name: getattr(lib, f"rssnn_{name}") for name in
-               ("cuba_run", "pattern_spikes", "dense_piece", "gemm_u8s8", "piece_supported")}
+               ("cuba_run", "pattern_spikes", "net_piece", "gemm_u8s8", "piece_supported")}
     except (OSError, AttributeError) as err:
         return {}, f"extension {_fused_cuba.__file__} unusable: {err}"
     signatures = {
@@ -44,7 +44,7 @@ def _load():
                             _P, _INT, _P, _P, _P, _P, _P, _INT, _P, _P, _P, _P, _INT, _I64,
                             _I64]),
         "pattern_spikes": (None, [_I64, _I64, _P, _I64, _P, _I32, _P, _INT, _I64]),
-        "dense_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _I64, _P, _P, _P]),
+        "net_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _I64, _P, _P, _P]),
         "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P]),
         "piece_supported": (_INT, []),
     }
@@ -59,8 +59,8 @@ KERNEL = _FNS.get("cuba_run")
 #: the input layer's trains copied from a table by bias value (``rssnn_pattern_spikes``)
 LOOKUP = _FNS.get("pattern_spikes")
 _VNNI = bool(_FNS) and bool(_FNS["piece_supported"]())
-#: a whole dense piece (``rssnn_dense_piece``) and its GEMM alone, on CPUs with VNNI
-PIECE = _FNS.get("dense_piece") if _VNNI else None
+#: a whole piece of a network (``rssnn_net_piece``) and its GEMM alone, on CPUs with VNNI
+PIECE = _FNS.get("net_piece") if _VNNI else None
 GEMM = _FNS.get("gemm_u8s8") if _VNNI else None
 
 #: the kernel's code for the dtype of the spikes it writes

@@ -18,8 +18,10 @@ of the inputs spiking): im2col + int8 GEMM against torch's float32 channels-last
 PilotNet-LIF conv 2–5 (rows kH·kW·C = 216–576): 90 / 33 / 15 / 18 µs against 205 / 72 /
 30 / 33 µs; but with short rows the float conv wins: PilotNet conv 1 (27) 129 against
 84 µs, 1×28×28-8c3 (9) 40 against 25 µs, 8c3-16c3s2 (72) 11 against 6 µs; hence int8
-from rows of ``IM2COL_MIN_K`` = 128 on. An event-driven C synapse (adding the weight
-rows of the inputs that spiked, as Loihi does) was slower than both on conv layers
+from rows of ``IM2COL_MIN_K`` = 128 on in the Python-driven piece (the whole-piece C
+path, ``fastsim_piece``, runs its own im2col and int8 GEMM on every row length:
+``piece_w``). An event-driven C synapse (adding the weight rows of the inputs that
+spiked, as Loihi does) was slower than both on conv layers
 (PilotNet conv 2: 315 µs at 10 % density) and beat the int8 GEMM on 784-128 dense rows
 only below ≈ 10 % input density (2.2 against 2.4 ms for 2,304 rows at 10 %, 5.3
 against 2.3 ms at 30 %; the benchmark's input layer spikes at ≈ 25 %), so it was not
@@ -161,6 +163,10 @@ class FusedLayer:
         self.int_w: Optional[Int8Weights] = None      # int8 GEMM weights
         self.split = False                             # int_w holds hi | lo halves
         self.conv: Optional[Tuple[int, ...]] = None    # kH, kW, stride, padding, dilation
+        # the exact int8 form whatever the im2col row length, for whole pieces in C
+        # (fastsim_piece): its weights, and the exponent its sums take
+        self.piece_w: Optional[Int8Weights] = None
+        self.piece_shift = 0
         syn = st.synapse
         if syn is None:
             return
@@ -180,16 +186,22 @@ class FusedLayer:
             oc, cg, kh, kw = w.shape
             g = syn.groups
             bound = float(np.abs(w).reshape(oc, -1).sum(axis=1).max(initial=0))
-            # below Lava's 24-bit wrap, and with rows long enough for the int8 GEMM to win
-            if input_max == 1.0 and bound < (1 << 23) and kh * kw * cg * g >= IM2COL_MIN_K:
+            # below Lava's 24-bit wrap; torch's GEMM only with rows long enough to win
+            if input_max == 1.0 and bound < (1 << 23):
                 full = np.zeros((kh, kw, cg * g, oc), dtype=np.int64)
                 for k in range(g):      # block-diagonal over the groups
                     blk = w[k * (oc // g):(k + 1) * (oc // g)]
                     full[:, :, k * cg:(k + 1) * cg, k * (oc // g):(k + 1) * (oc // g)] = \
                         blk.transpose(2, 3, 1, 0)
-                int8 = int8_weights(full.reshape(kh * kw * cg * g, oc))
+                self.piece_w = int8_weights(full.reshape(kh * kw * cg * g, oc))
                 self.conv = (kh, kw, *syn.stride, *syn.padding, *syn.dilation)
+                if kh * kw * cg * g >= IM2COL_MIN_K:
+                    int8 = self.piece_w
             base_shift = 0
+        if st.kind == "dense":
+            self.piece_w = int8
+        if self.piece_w is not None:
+            self.piece_shift = base_shift + self.piece_w.shift
         if int8 is None:
             self.mode = "torch"
             return

@@ -461,13 +461,16 @@ def test_dense_rec_sweep(seed):
     both(spec, rand_bias(spec, 2, seed=seed), steps=16)
 
 
-@pytest.mark.parametrize("wmax", [80, 250])
-def test_whole_piece_path_equals_lava(wmax):
-    """Without records, an input + dense network runs each piece in one C call (looked-up
-    input trains, the hand-written VNNI GEMM; weights beyond int8 as 2·hi + lo at
-    wmax 250): output spikes, final v and counts equal Lava's, streamed with resets."""
+@pytest.mark.parametrize("net,wmax", [("dense", 80), ("dense", 250), ("conv", 40),
+                                      ("conv", 200)])
+def test_whole_piece_path_equals_lava(net, wmax):
+    """Without records, an input + conv/dense network runs each piece in one C call
+    (looked-up input trains, im2col, the hand-written VNNI GEMM; weights beyond int8 as
+    2·hi + lo at the larger wmax): output spikes, final v and counts equal Lava's,
+    streamed with resets."""
     from rssnn_deploy import fastsim_piece
-    spec = dense_spec([40, 24, 6], seed=31, wmax=wmax)
+    spec = dense_spec([40, 24, 6], seed=31, wmax=wmax) if net == "dense" else \
+        conv_spec(seed=31, wmax=wmax)
     sim = Simulator(spec)
     ours, _ = both(spec, rand_bias(spec, 12, hi=70, seed=31), steps=11, reset="staggered",
                    record={})

@@ -50,7 +50,7 @@ def test_kernel_is_built():
     # make env builds the extension; without it every simulation silently takes the slow path
     assert fastsim.available(), fastsim.engine_status()
     assert fastsim.engine_status().startswith("fused C kernel")
-    assert ("whole dense pieces in C on" in fastsim.engine_status()) == fastsim_piece.available()
+    assert ("whole pieces in C on" in fastsim.engine_status()) == fastsim_piece.available()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -355,7 +355,7 @@ def lookups(request, monkeypatch):
     paths of the fused engine: the whole piece in one C call (where the network and
     CPU allow it) and the layer-by-layer piece driven from Python."""
     calls = []
-    real, real_run = fastsim_kernels.LOOKUP, fastsim_piece.DensePlan.run
+    real, real_run = fastsim_kernels.LOOKUP, fastsim_piece.PiecePlan.run
 
     def counting(*args):
         calls.append(args[1])
@@ -366,7 +366,7 @@ def lookups(request, monkeypatch):
         return real_run(plan, bias16, *args)
 
     monkeypatch.setattr(fastsim_kernels, "LOOKUP", counting)
-    monkeypatch.setattr(fastsim_piece.DensePlan, "run", counting_run)
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run", counting_run)
     if request.param == "layer by layer":
         monkeypatch.setattr(fastsim_piece, "plan_for", lambda sim, layers: None)
     return calls
@@ -535,8 +535,8 @@ def test_whole_piece_runs_input_and_dense_networks(monkeypatch, case):
             "long run": base}[case]
     steps = 140 if case == "long run" else 9
     runs = []
-    real = fastsim_piece.DensePlan.run
-    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+    real = fastsim_piece.PiecePlan.run
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run",
                         lambda plan, *a: runs.append(1) or real(plan, *a))
     x = bias(spec, 50, lo=0, hi=90, seed=27)
     try:
@@ -557,20 +557,54 @@ def test_whole_piece_runs_input_and_dense_networks(monkeypatch, case):
 
 def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
     runs = []
-    real = fastsim_piece.DensePlan.run
-    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+    real = fastsim_piece.PiecePlan.run
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run",
                         lambda plan, *a: runs.append(1) or real(plan, *a))
     dense = dense_spec([40, 20, 6], seed=28, steps=7)
     x = bias(dense, 30, lo=0, hi=60, seed=28)
     assert_same_outputs(dense, bias_input=x, record={1: {"v"}})          # records
     assert_same_outputs(dense, spikes=torch.as_tensor(
         np.random.default_rng(28).random((4, 7, 40)) < 0.3))           # spike input
-    conv = conv_spec(seed=28)
-    assert_same_outputs(conv, bias_input=bias(conv, 30, lo=0, hi=60, seed=28))
-    conv_sim = Simulator(conv)
-    fastsim.unsupported(conv_sim)
-    assert fastsim_piece.plan_for(conv_sim, conv_sim._fused_layers) is None
+    base = conv_spec(seed=28)                                          # ends in a conv
+    conv_last = NetworkSpec([l for l in base.layers if l.kind in ("input", "conv")],
+                            meta=base.meta)
+    assert_same_outputs(conv_last, bias_input=bias(conv_last, 30, lo=0, hi=60, seed=28))
+    delays = dense_spec([40, 20, 6], seed=28, steps=7, delay_max=3)       # synaptic delays
+    assert_same_outputs(delays, bias_input=x)
+    for spec in (conv_last, delays):
+        sim = Simulator(spec)
+        fastsim.unsupported(sim)
+        assert fastsim_piece.plan_for(sim, sim._fused_layers) is None
     assert runs == []
+
+
+@needs_vnni
+@pytest.mark.parametrize("convs,groups", [
+    (((4, 3, 1, 1, 1), (6, 3, 2, 0, 2)), 1),       # padding; stride 2 with dilation 2
+    (((4, 3, 2, 1, 1), (6, 3, 1, 0, 2)), 2),       # 2 groups
+    (((6, 1, 1, 0, 1), (6, 3, 3, 2, 1)), 3),       # 1×1 kernel; stride 3, padding 2; 3 groups
+    (((4, 2, 1, 0, 1), (6, 2, 1, 1, 1)), 1),       # even kernels
+])
+@pytest.mark.parametrize("wmax", [40, 200])        # plain int8 and 2·hi + lo weights
+def test_whole_piece_runs_conv_networks(monkeypatch, convs, groups, wmax):
+    """Conv layers in the C piece: im2col of channels-last spikes (padding, strides,
+    dilation, groups as block-diagonal weights) and the VNNI GEMM, short rows included
+    (the Python-driven piece uses torch's float conv there), then the flatten into the
+    dense layers; outputs equal the reference's."""
+    runs = []
+    real = fastsim_piece.PiecePlan.run
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run",
+                        lambda plan, *a: runs.append(1) or real(plan, *a))
+    spec = conv_spec(seed=31, in_shape=(3, 10, 13), convs=convs, groups_last=groups,
+                     wmax=wmax)
+    fused = assert_same_outputs(spec, bias_input=bias(spec, 8, lo=0, hi=70, seed=31), steps=9,
+                                reset="staggered", reset_interval=4)
+    assert runs, "the conv network did not run as whole pieces"
+    assert fused.output_v.abs().sum() > 0
+    sim = Simulator(spec)
+    fastsim.unsupported(sim)
+    if wmax == 200:
+        assert any(sim._fused_layers[i].piece_w.split for i in (1, 2))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
@@ -616,8 +650,8 @@ def test_whole_piece_with_an_image_input_flattened_into_dense_layers(monkeypatch
               LayerSpec("dense", (5,), neuron=INTEGRATOR, weight=rng.integers(-90, 91, (5, 16)))]
     spec = NetworkSpec(layers, meta={"steps": 9, "readout": "membrane"})
     runs = []
-    real = fastsim_piece.DensePlan.run
-    monkeypatch.setattr(fastsim_piece.DensePlan, "run",
+    real = fastsim_piece.PiecePlan.run
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run",
                         lambda plan, *a: runs.append(1) or real(plan, *a))
     fused = assert_same_outputs(spec, bias_input=bias(spec, 24, lo=0, hi=50, seed=30), steps=9)
     assert runs and fused.output_v.abs().sum() > 0
