@@ -435,8 +435,15 @@ def _input_neuron_from(node: Any, name: str, dt: float) -> CubaNeuron:
                                                                     "v_threshold", where)
     if vth != round(vth):
         raise NIRConversionError(f"{where}: v_threshold {vth:g} is not an integer mantissa")
-    i_decay = int((getattr(node, "metadata", None) or {}).get("loihi_i_decay", DECAY_ONE))
-    return CubaNeuron(i_decay=i_decay, v_decay=params.v_decay, vth_mant=int(round(vth)))
+    raw = (getattr(node, "metadata", None) or {}).get("loihi_i_decay", DECAY_ONE)
+    try:
+        i_decay = float(np.asarray(raw, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        i_decay = float("nan")
+    if not (0 < i_decay <= DECAY_ONE and i_decay == math.floor(i_decay)):  # export's range
+        raise NIRConversionError(f"{where}: metadata loihi_i_decay {raw!r} is not an integer "
+                                 f"in 1..{DECAY_ONE}")
+    return CubaNeuron(i_decay=int(i_decay), v_decay=params.v_decay, vth_mant=int(round(vth)))
 
 
 def _import_layer(step: _Step, in_shape: Tuple[int, ...], dt: float,

@@ -287,3 +287,26 @@ def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0] and str(graph) in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", [1e30, -3, 0, 2.5, "x", 4097])
+def test_import_refuses_an_input_decay_outside_what_export_writes(tmp_path, capsys, value):
+    """The input neuron's i_decay travels in node metadata (loihi_i_decay, 1..4096 on
+    export); 1e30 there (found by the long fuzz run) crashed the netx writer."""
+    import h5py
+    spec = quantize(build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 4,
+                                 "hidden": [8]})).spec
+    graph = tmp_path / "g.nir"
+    assert main(["export-nir", str(write_netx(spec, tmp_path / "m.net")), "--out",
+                 str(graph)]) == 0
+    capsys.readouterr()
+    with h5py.File(graph, "r+") as handle:
+        field = "node/nodes/layer0/metadata/loihi_i_decay"
+        assert field in handle
+        del handle[field]
+        handle[field] = value
+    out = tmp_path / "back.net"
+    assert main(["import-nir", str(graph), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loihi_i_decay" in err[0] and "1..4096" in err[0], err
+    assert not out.exists()
