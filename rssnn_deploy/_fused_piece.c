@@ -196,14 +196,15 @@ static void *piece_scratch(size_t bytes) {
 
 /*
  * One piece of n samples: input biases (n, f0) int16 -> spike trains looked up in
- * pattern (see rssnn_pattern_spikes) -> each layer of `layers` in turn. Writes the last
- * layer's spikes (steps, n, f_last) as 0/1 bytes and its final v (n, f_last).
+ * pattern (see rssnn_pattern_spikes), or, when spikes_in is given, its (steps, n, f0)
+ * 0/1 bytes as the input layer's spikes -> each layer of `layers` in turn. Writes the
+ * last layer's spikes (steps, n, f_last) as 0/1 bytes and its final v (n, f_last).
  * Returns 0, -1 without memory, -2 when the CPU lacks VNNI.
  */
 int rssnn_net_piece(int64_t steps, int64_t n, int64_t f0, const int16_t *bias_in,
-                      const uint64_t *pattern, int64_t words, int32_t offset,
-                      int64_t n_layers, const rssnn_piece_layer *layers,
-                      uint8_t *out_spikes, int64_t *out_v) {
+                    const uint64_t *pattern, int64_t words, int32_t offset,
+                    const uint8_t *spikes_in, int64_t n_layers,
+                    const rssnn_piece_layer *layers, uint8_t *out_spikes, int64_t *out_v) {
     if (!rssnn_piece_supported()) return -2;
     const int64_t rows = steps - 1;   /* synaptic input reaches a layer from step 2 on */
     const int64_t r0 = rows > 0 ? rows : 0;
@@ -228,7 +229,10 @@ int rssnn_net_piece(int64_t steps, int64_t n, int64_t f0, const int16_t *bias_in
     uint8_t *zero = patches + patches_bytes;
     memset(zero, 0, (size_t)kmax + 4);
 
-    rssnn_pattern_spikes(steps, n * f0, pattern, words, bias_in, offset, s_prev, 0, n * f0);
+    if (spikes_in)
+        memcpy(s_prev, spikes_in, (size_t)(steps * n * f0));
+    else
+        rssnn_pattern_spikes(steps, n * f0, pattern, words, bias_in, offset, s_prev, 0, n * f0);
     for (int64_t l = 0; l < n_layers; l++) {
         const rssnn_piece_layer *L = layers + l;
         int last = l == n_layers - 1;

@@ -35,8 +35,9 @@ returns never comes from there.
 Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
 each layer's constants and synapses (int8 GEMM, im2col: ``fastsim_layers``), the input
 layer looked up by bias value instead of simulated (``fastsim_input``), threads and how
-pieces are shared (``fastsim_threads``), and whole pieces of input + conv/dense networks
-in one C call that holds no Python lock (``fastsim_piece``, on CPUs with AVX-512 VNNI).
+pieces are shared (``fastsim_threads``), and whole pieces of conv/dense networks fed by
+bias or binary spike input in one C call that holds no Python lock (``fastsim_piece``,
+on CPUs with AVX-512 VNNI).
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -197,8 +198,9 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     chunk = batch_size or chunk
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
     patterns = input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
-    plan = _dense_plan(sim) if patterns is not None and not any(record_map.values()) \
-        and sim.spike_transform is None else None
+    binary_spikes = spikes is not None and not sim.input_message_bits
+    plan = _dense_plan(sim) if (patterns is not None or binary_spikes) \
+        and not any(record_map.values()) and sim.spike_transform is None else None
     spent = [0.0] * len(ranges)
 
     def piece(i: int):
@@ -207,8 +209,9 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         start = time.perf_counter()
         with torch.inference_mode():
             if plan is not None:       # the whole piece in one C call (fastsim_piece)
-                out = _whole_piece(sim, plan, bias_input[lo:hi], steps, reset, reset_interval,
-                                   patterns)
+                out = _whole_piece(sim, plan, None if bias_input is None else bias_input[lo:hi],
+                                   None if spikes is None else spikes[lo:hi], steps, reset,
+                                   reset_interval, patterns)
             else:
                 out = _run_chunk(sim, None if bias_input is None else bias_input[lo:hi],
                                  None if spikes is None else spikes[lo:hi], steps, record_map,
@@ -346,16 +349,29 @@ def _dense_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     return sim._fused_piece_plan
 
 
-def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: torch.Tensor, steps: int,
-                 reset: str, reset_interval: Optional[int], patterns: Patterns):
+def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: Optional[torch.Tensor],
+                 spike_input: Optional[torch.Tensor], steps: int, reset: str,
+                 reset_interval: Optional[int], patterns: Optional[Patterns]):
     """One piece of an input + conv/dense network in one C call (same integers as
-    ``_run_chunk``)."""
+    ``_run_chunk``): bias input through the lookup ``patterns``, or binary spike input
+    (N, T_in, *input shape), cut or zero-padded to ``steps`` like ``Simulator._spike_train``."""
     from rssnn_deploy.sim import SimResult
-    b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-    b16 = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
     masks = [reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
-    spikes, v = plan.run(b16.view(b16.shape[0], -1), steps, patterns.bits, patterns.words,
-                         patterns.offset, masks)
+    if spike_input is not None:
+        n, t_in = spike_input.shape[0], min(spike_input.shape[1], steps)
+        shape = tuple(sim.input_shape)
+        src = spike_input[:, :t_in].transpose(0, 1)
+        if len(shape) == 3:                               # channels-last, the state order
+            src, shape = src.permute(0, 1, 3, 4, 2), (shape[1], shape[2], shape[0])
+        train = _WS.take("spike_input", (steps, n) + shape, torch.uint8)
+        train[:t_in].copy_(src != 0)
+        train[t_in:].zero_()
+        spikes, v = plan.run(None, steps, None, 0, 0, masks, spikes_in=train.view(steps, n, -1))
+    else:
+        b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
+        b16 = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
+        spikes, v = plan.run(b16.view(b16.shape[0], -1), steps, patterns.bits, patterns.words,
+                             patterns.offset, masks)
     out = sim.stages[-1]
     window = out.timing.block_index + 1 if reset == "staggered" else 1
     spikes = spikes.view((steps, spikes.shape[1]) + tuple(out.shape))

@@ -44,7 +44,7 @@ def _load():
                             _P, _INT, _P, _P, _P, _P, _P, _INT, _P, _P, _P, _P, _INT, _I64,
                             _I64]),
         "pattern_spikes": (None, [_I64, _I64, _P, _I64, _P, _I32, _P, _INT, _I64]),
-        "net_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _I64, _P, _P, _P]),
+        "net_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _P, _I64, _P, _P, _P]),
         "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P]),
         "piece_supported": (_INT, []),
     }

@@ -2,12 +2,13 @@
 for the fused engine (``rssnn_deploy.fastsim``).
 
 Which networks: an input layer whose spike trains are looked up by bias value
-(``fastsim_input``) followed by conv and dense layers whose synaptic sums an exact int8
-GEMM forms (``FusedLayer.piece_w``: weights as 2^k·int8, as the int8 residue plus a few
-rows beyond int8, or as 2·hi + lo; conv layers on im2col rows of channels-last spikes,
-whatever the row length), ending in a dense layer, on a CPU with AVX-512 VNNI, in runs
+(``fastsim_input``) or given as binary spike input, followed by conv and dense layers
+whose synaptic sums an exact int8 GEMM forms (``FusedLayer.piece_w``: weights as
+2^k·int8, as the int8 residue plus a few rows beyond int8, or as 2·hi + lo; conv layers
+on im2col rows of channels-last spikes, whatever the row length), ending in a dense
+layer, on a CPU with AVX-512 VNNI, in runs
 that record nothing and transform no spikes. Everything else (a conv output layer,
-delays, records, spike input, other CPUs) keeps fastsim's Python-driven piece, which
+delays, records, graded input, other CPUs) keeps fastsim's Python-driven piece, which
 computes the same integers.
 
 Measured (one core, PilotNet-LIF, 64 samples × 17 steps): 3,344–3,409 against
@@ -132,15 +133,19 @@ class PiecePlan:
             entry = self._structs[key] = (arr, tuple(masks))   # the masks stay alive
         return entry[0]
 
-    def run(self, bias16: torch.Tensor, steps: int, bits: np.ndarray, words: int, offset: int,
-            masks: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One piece: ``bias16`` (n, f0) contiguous int16 → (last layer's spikes
+    def run(self, bias16: Optional[torch.Tensor], steps: int, bits: Optional[np.ndarray],
+            words: int, offset: int, masks: Sequence[np.ndarray],
+            spikes_in: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One piece: ``bias16`` (n, f0) contiguous int16 whose trains ``bits`` holds, or
+        ``spikes_in`` (steps, n, f0) contiguous 0/1 uint8 → (last layer's spikes
         (steps, n, f_last) bool, its final v (n, f_last) int64)."""
-        n = bias16.shape[0]
+        n = (bias16 if spikes_in is None else spikes_in[0]).shape[0]
         spikes = torch.empty((steps, n, self.f_last), dtype=torch.bool)
         v = torch.empty((n, self.f_last), dtype=torch.int64)
-        rc = kernels.PIECE(steps, n, self.f0, bias16.data_ptr(), bits.ctypes.data, words,
-                           offset, len(self._base), self._layers(masks), spikes.data_ptr(),
+        rc = kernels.PIECE(steps, n, self.f0, None if bias16 is None else bias16.data_ptr(),
+                           None if bits is None else bits.ctypes.data, words, offset,
+                           None if spikes_in is None else spikes_in.data_ptr(),
+                           len(self._base), self._layers(masks), spikes.data_ptr(),
                            v.data_ptr())
         if rc:
             raise MemoryError("rssnn_net_piece: could not allocate its scratch memory")
@@ -151,15 +156,14 @@ def plan_for(sim, layers: Dict[int, FusedLayer]) -> Optional[PiecePlan]:
     """The whole-piece plan of ``sim`` (its fused layers ``layers``), or ``None`` when
     its network is not an input layer followed by conv and dense layers whose sums the
     int8 GEMM forms exactly, ending in a dense layer."""
-    stages = sim.stages
-    if kernels.PIECE is None or len(stages) < 2 or stages[0].kind != "input":
+    stages = sim.stages[1:] if sim.stages[0].kind == "input" else sim.stages
+    # (bias input also needs the lookup, spike input to be binary: fastsim.run checks)
+    if kernels.PIECE is None or not stages or stages[-1].kind != "dense":
         return None
-    if not layers[stages[0].spec_index].shared_v or stages[-1].kind != "dense":
-        return None
-    synaptic = [layers[st.spec_index] for st in stages[1:]]
-    for st, layer in zip(stages[1:], synaptic):
+    synaptic = [layers[st.spec_index] for st in stages]
+    for st, layer in zip(stages, synaptic):
         if st.kind not in ("dense", "conv") or layer.piece_w is None or layer.mode == "delays":
             return None
         if st.kind == "dense" and layer.order is not None:
             return None
-    return PiecePlan(stages[1:], synaptic, tuple(stages[0].shape))
+    return PiecePlan(stages, synaptic, tuple(sim.input_shape))

@@ -145,10 +145,19 @@ def test_synaptic_delays(reset):
     both(spec, spikes=spikes, steps=24, reset=reset)
 
 
-def test_spike_input_without_input_neuron():
+@pytest.mark.parametrize("record", ["all", {}], ids=["records", "whole piece"])
+def test_spike_input_without_input_neuron(record):
+    # without records the fused engine runs the network as whole pieces in C
     spec = dense_spec([10, 14, 4], seed=11, input_neuron=False, readout="spike_count")
     spikes = torch.as_tensor(np.random.default_rng(11).random((2, 8, 10)) < 0.4)
-    both(spec, spikes=spikes, steps=11)
+    both(spec, spikes=spikes, steps=11, record=record)
+
+
+def test_spike_input_into_conv_network_as_whole_pieces():
+    spec = conv_spec(seed=4, in_shape=(2, 6, 5), convs=((3, 3, 1, 1, 1),), dense=(4,))
+    spikes = torch.as_tensor(np.random.default_rng(5).random((3, 6, 2, 6, 5)) < 0.3)
+    ours, _ = both(spec, spikes=spikes, steps=8, record={})
+    assert ours.output_v.abs().sum() > 0
 
 
 def test_spike_input_into_conv_network():

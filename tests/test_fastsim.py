@@ -563,8 +563,6 @@ def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
     dense = dense_spec([40, 20, 6], seed=28, steps=7)
     x = bias(dense, 30, lo=0, hi=60, seed=28)
     assert_same_outputs(dense, bias_input=x, record={1: {"v"}})          # records
-    assert_same_outputs(dense, spikes=torch.as_tensor(
-        np.random.default_rng(28).random((4, 7, 40)) < 0.3))           # spike input
     base = conv_spec(seed=28)                                          # ends in a conv
     conv_last = NetworkSpec([l for l in base.layers if l.kind in ("input", "conv")],
                             meta=base.meta)
@@ -655,3 +653,32 @@ def test_whole_piece_with_an_image_input_flattened_into_dense_layers(monkeypatch
                         lambda plan, *a: runs.append(1) or real(plan, *a))
     fused = assert_same_outputs(spec, bias_input=bias(spec, 24, lo=0, hi=50, seed=30), steps=9)
     assert runs and fused.output_v.abs().sum() > 0
+
+
+@needs_vnni
+@pytest.mark.parametrize("net", ["dense", "conv"])
+@pytest.mark.parametrize("input_neuron", [True, False])
+@pytest.mark.parametrize("t_in", [4, 9, 15])           # shorter than, equal to, longer than T
+def test_whole_piece_runs_spike_train_input(monkeypatch, net, input_neuron, t_in):
+    """Binary spike input (event data) enters the C piece as 0/1 bytes, cut or padded
+    with zeros to the run's steps like Simulator._spike_train, channels-last for an
+    image input; any non-zero value is a spike."""
+    runs = []
+    real = fastsim_piece.PiecePlan.run
+    monkeypatch.setattr(fastsim_piece.PiecePlan, "run",
+                        lambda plan, *a, **k: runs.append(1) or real(plan, *a, **k))
+    spec = dense_spec([40, 20, 6], seed=32, steps=9, input_neuron=input_neuron) \
+        if net == "dense" else conv_spec(seed=32, steps=9)
+    if net == "conv" and not input_neuron:
+        spec = NetworkSpec([LayerSpec("input", spec.layers[0].shape)] + spec.layers[1:],
+                           meta=spec.meta)
+    rng = np.random.default_rng(32)
+    raw = rng.integers(0, 3, (12, t_in) + tuple(spec.layers[0].shape)) * (rng.random(
+        (12, t_in) + tuple(spec.layers[0].shape)) < 0.3)          # values 0, 1, 2
+    try:
+        fastsim.set_threads(2)
+        fused = assert_same_outputs(spec, spikes=torch.as_tensor(raw), steps=9, batch_size=5)
+    finally:
+        fastsim.set_threads(None)
+    assert len(runs) == 3, "spike input did not run as whole pieces"
+    assert fused.output_v.abs().sum() > 0
