@@ -1,6 +1,7 @@
 """NIR export/import: round trips, the parameter mapping, and graphs other tools write."""
 from dataclasses import replace
 from pathlib import Path
+from typing import List
 
 import nir
 import numpy as np
@@ -265,10 +266,9 @@ def test_analog_input_file_round_trips(tmp_path):
     assert back.meta["input_encoding"] == "analog"
 
 
-def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
-    """A Flatten whose end_dim is 2**63 - 1 (found by the long fuzz run) overflowed numpy
-    inside the nir library's parser, which printed warnings before the error: the
-    user gets the one error line only, exit 2, and no output file."""
+def _import_damaged(tmp_path, capsys, damage) -> List[str]:
+    """Export a small MLP with the CLI, let ``damage(h5py.File)`` change the graph, import
+    it with the CLI: assert exit 2 and no output file; return the stderr lines."""
     import h5py
     spec = quantize(build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 4,
                                  "hidden": [8]})).spec
@@ -277,36 +277,37 @@ def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
                  str(graph)]) == 0
     capsys.readouterr()
     with h5py.File(graph, "r+") as handle:
+        damage(handle)
+    out = tmp_path / "back.net"
+    assert main(["import-nir", str(graph), "--out", str(out)]) == 2
+    assert not out.exists()
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def _replace(handle, field: str, value) -> None:
+    assert field in handle
+    del handle[field]
+    handle[field] = value
+
+
+def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
+    """A Flatten whose end_dim is 2**63 - 1 (found by the long fuzz run) overflowed numpy
+    inside the nir library's parser, which printed warnings before the error: the
+    user gets the one error line only, exit 2, and no output file."""
+    def damage(handle):
         flatten = [name for name in handle["node/nodes"]
                    if handle[f"node/nodes/{name}/type"][()] == b"Flatten"]
         assert flatten, "the exported graph should hold a Flatten node"
-        del handle[f"node/nodes/{flatten[0]}/end_dim"]
-        handle[f"node/nodes/{flatten[0]}/end_dim"] = np.int64(2 ** 63 - 1)
-    out = tmp_path / "back.net"
-    assert main(["import-nir", str(graph), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "error:" in err[0] and str(graph) in err[0], err
-    assert not out.exists()
+        _replace(handle, f"node/nodes/{flatten[0]}/end_dim", np.int64(2 ** 63 - 1))
+
+    err = _import_damaged(tmp_path, capsys, damage)
+    assert len(err) == 1 and "error:" in err[0] and "g.nir" in err[0], err
 
 
 @pytest.mark.parametrize("value", [1e30, -3, 0, 2.5, "x", 4097])
 def test_import_refuses_an_input_decay_outside_what_export_writes(tmp_path, capsys, value):
     """The input neuron's i_decay travels in node metadata (loihi_i_decay, 1..4096 on
     export); 1e30 there (found by the long fuzz run) crashed the netx writer."""
-    import h5py
-    spec = quantize(build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 4,
-                                 "hidden": [8]})).spec
-    graph = tmp_path / "g.nir"
-    assert main(["export-nir", str(write_netx(spec, tmp_path / "m.net")), "--out",
-                 str(graph)]) == 0
-    capsys.readouterr()
-    with h5py.File(graph, "r+") as handle:
-        field = "node/nodes/layer0/metadata/loihi_i_decay"
-        assert field in handle
-        del handle[field]
-        handle[field] = value
-    out = tmp_path / "back.net"
-    assert main(["import-nir", str(graph), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _import_damaged(tmp_path, capsys, lambda handle: _replace(
+        handle, "node/nodes/layer0/metadata/loihi_i_decay", value))
     assert len(err) == 1 and "loihi_i_decay" in err[0] and "1..4096" in err[0], err
-    assert not out.exists()
