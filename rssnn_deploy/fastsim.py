@@ -199,7 +199,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     ranges = [(lo, min(n, lo + chunk)) for lo in range(0, max(n, 1), chunk)]
     patterns = input_patterns(sim, bias_input, steps, record_map, reset, reset_interval)
     binary_spikes = spikes is not None and not sim.input_message_bits
-    plan = _dense_plan(sim) if (patterns is not None or binary_spikes) \
+    plan = _piece_plan(sim) if (patterns is not None or binary_spikes) \
         and not any(record_map.values()) and sim.spike_transform is None else None
     spent = [0.0] * len(ranges)
 
@@ -342,7 +342,7 @@ WORKSPACE_MIN_BYTES = 256 << 10
 _WS = _Workspace()
 
 
-def _dense_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
+def _piece_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
     if "_fused_piece_plan" not in sim.__dict__:
         sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers)
@@ -355,34 +355,43 @@ def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: Optional[torch.
     """One piece of an input + conv/dense network in one C call (same integers as
     ``_run_chunk``): bias input through the lookup ``patterns``, or binary spike input
     (N, T_in, *input shape), cut or zero-padded to ``steps`` like ``Simulator._spike_train``."""
-    from rssnn_deploy.sim import SimResult
     masks = [reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
-    if spike_input is not None:
-        n, t_in = spike_input.shape[0], min(spike_input.shape[1], steps)
-        shape = tuple(sim.input_shape)
-        src = spike_input[:, :t_in].transpose(0, 1)
-        if len(shape) == 3:                               # channels-last, the state order
-            src, shape = src.permute(0, 1, 3, 4, 2), (shape[1], shape[2], shape[0])
-        train = _WS.take("spike_input", (steps, n) + shape, torch.uint8)
-        train[:t_in].copy_(src != 0)
-        train[t_in:].zero_()
-        spikes, v = plan.run(None, steps, None, 0, 0, masks, spikes_in=train.view(steps, n, -1))
+    if spike_input is not None:    # the simulator's own cut/pad to steps, as 0/1 bytes
+        train = _channels_last(sim._spike_train(spike_input, steps))
+        n = train.shape[1]
+        as_bytes = _WS.take("spike_input", tuple(train.shape), torch.uint8)
+        as_bytes.copy_(train != 0)
+        spikes, v = plan.run(None, steps, None, 0, 0, masks,
+                             spikes_in=as_bytes.view(steps, n, -1))
     else:
-        b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-        b16 = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
+        b16 = _bias16(bias_input)
         spikes, v = plan.run(b16.view(b16.shape[0], -1), steps, patterns.bits, patterns.words,
                              patterns.offset, masks)
-    out = sim.stages[-1]
-    window = out.timing.block_index + 1 if reset == "staggered" else 1
-    spikes = spikes.view((steps, spikes.shape[1]) + tuple(out.shape))
-    return SimResult(output_spikes=spikes, output_v=v.view((v.shape[0],) + tuple(out.shape)),
+    out_shape = tuple(sim.stages[-1].shape)
+    return _result(sim, spikes.view((steps, spikes.shape[1]) + out_shape),
+                   v.view((v.shape[0],) + out_shape), steps, reset, {})
+
+
+def _bias16(bias_input: torch.Tensor) -> torch.Tensor:
+    """The input layer's biases wrapped to int16, in its state order (channels-last for a
+    (C, H, W) input), in this thread's workspace."""
+    b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
+    return wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16))
+
+
+def _result(sim, spikes: torch.Tensor, v: Optional[torch.Tensor], steps: int, reset: str,
+            states: Dict[int, Dict[str, torch.Tensor]]):
+    """A piece's ``SimResult``: the output layer's spike counts from its first step
+    after the reset on (netx's staggered resets)."""
+    from rssnn_deploy.sim import SimResult
+    window = sim.stages[-1].timing.block_index + 1 if reset == "staggered" else 1
+    return SimResult(output_spikes=spikes, output_v=v,
                      spike_counts=spikes[window - 1:].sum(dim=0, dtype=torch.int64),
-                     steps=steps, window_start=window, states={})
+                     steps=steps, window_start=window, states=states)
 
 
 def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
                patterns: Optional[Patterns] = None):
-    from rssnn_deploy.sim import SimResult
     layers: Dict[int, FusedLayer] = sim._fused_layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
     prev = None
@@ -400,8 +409,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                 if names:
                     states[st.spec_index] = sim._input_records(prev, names)
                 continue
-            b = bias_input.permute(0, 2, 3, 1) if bias_input.dim() == 4 else bias_input
-            bias, per_sample = wrap16_input(b, _WS.take("bias16", tuple(b.shape), torch.int16)), 1
+            bias, per_sample = _bias16(bias_input), 1
             n = bias_input.shape[0]
         else:
             n = prev.shape[1]
@@ -429,11 +437,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         prev = s
         if rec:
             states[st.spec_index] = rec
-    out = sim.stages[-1]
-    window = out.timing.block_index + 1 if reset == "staggered" else 1
-    counts = prev[window - 1:].sum(dim=0, dtype=torch.int64)
-    return SimResult(output_spikes=prev, output_v=v_final, spike_counts=counts, steps=steps,
-                     window_start=window, states=states)
+    return _result(sim, prev, v_final, steps, reset, states)
 
 
 def _spike_buffer(layer: FusedLayer, st, steps: int, n: int, s_dtype: torch.dtype,

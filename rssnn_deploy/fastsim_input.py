@@ -77,10 +77,10 @@ def pattern_table(layer: FusedLayer, st, lo: int, hi: int, steps: int, reset: st
     v_final = np.empty((1, r), dtype=np.int64)
     const = {k: np.full(r, getattr(layer, k)[0], dtype=np.int32) for k in ("cu", "cv", "theta")}
     mask = reset_mask(st, steps, reset, reset_interval)
-    if kernels.KERNEL(steps, 1, r, None, 0, 0, 0, 0, None, 0, 0, layer.hops, values.ctypes.data, 1,
-               const["cu"].ctypes.data, const["cv"].ctypes.data, const["theta"].ctypes.data,
-               mask.ctypes.data, s.ctypes.data, 0, None, None, v_final.ctypes.data, None, 0,
-               0, 1):
+    if kernels.KERNEL(steps, 1, r, None, 0, 0, 0, 0, None, 0, 0, layer.hops, values.ctypes.data,
+                      1, const["cu"].ctypes.data, const["cv"].ctypes.data,
+                      const["theta"].ctypes.data, mask.ctypes.data, s.ctypes.data, 0, None,
+                      None, v_final.ctypes.data, None, 0, 0, 1):
         raise MemoryError("fused neuron kernel: could not allocate its scratch state")
     words = -(-steps // 64)
     padded = np.zeros((words * 64, r), dtype=np.uint64)
@@ -95,5 +95,5 @@ def looked_up_layer(layer: FusedLayer, st, patterns: Patterns, bias: torch.Tenso
     """Write an input layer's spikes into ``s`` from its trains by bias value (``bias``
     int16 in the state's order; see input_patterns); return its records."""
     kernels.LOOKUP(steps, n * layer.f, patterns.bits.ctypes.data, patterns.words, ptr(bias),
-            patterns.offset, ptr(s), S_KIND[s.dtype], n * layer.f)
+                   patterns.offset, ptr(s), S_KIND[s.dtype], n * layer.f)
     return {"s": torch.empty(s.shape, dtype=torch.bool).copy_(s)} if "s" in names else {}
