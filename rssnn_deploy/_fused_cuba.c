@@ -77,19 +77,20 @@ static void step_block(int64_t w, const int32_t *restrict a6, const int32_t *res
     }
 }
 
-/* This thread's scratch memory of at least `bytes`, kept between calls (a layer of
- * 76,032 neurons otherwise mapped and faulted in 1.3 MB on every call). NULL when it
- * cannot be allocated. */
-static void *scratch(size_t bytes) {
-    static __thread void *mem = NULL;
-    static __thread size_t size = 0;
-    if (bytes > size) {
-        void *grown = realloc(mem, bytes);
-        if (!grown) return NULL;
-        mem = grown;
-        size = bytes;
+/* This thread's scratch memory number `slot` (RSSNN_SCRATCH_SLOTS of them, so that a
+ * caller holding one can call a function that uses another), at least `bytes`, kept
+ * between calls (a layer of 76,032 neurons otherwise mapped and faulted in 1.3 MB on
+ * every call); its old contents are not kept when it grows. NULL when it cannot be
+ * allocated. */
+void *rssnn_scratch(int slot, size_t bytes) {
+    static __thread void *mem[RSSNN_SCRATCH_SLOTS];
+    static __thread size_t size[RSSNN_SCRATCH_SLOTS];
+    if (bytes > size[slot]) {
+        free(mem[slot]);
+        mem[slot] = malloc(bytes);
+        size[slot] = mem[slot] ? bytes : 0;
     }
-    return mem;
+    return mem[slot];
 }
 
 /* Copy one block's step result into a (steps, n, f) record: in the state's own order,
@@ -148,7 +149,7 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
      * with f = 10 the per-sample loop ran at a quarter of the speed). A block of one
      * sample uses the constants as they are. */
     int tiled = block > 1;
-    int32_t *mem = scratch((size_t)width * (tiled ? 7 : 4) * sizeof(int32_t) + (size_t)width);
+    int32_t *mem = rssnn_scratch(RSSNN_SCRATCH_KERNEL, (size_t)width * (tiled ? 7 : 4) * sizeof(int32_t) + (size_t)width);
     if (!mem) return -1;
     int32_t *u = mem, *v = u + width, *a6 = v + width, *bias6 = a6 + width;
     int32_t *cu_t = tiled ? bias6 + width : (int32_t *)cu;

@@ -3,7 +3,15 @@
  * definitions for what each argument means. */
 #ifndef RSSNN_FUSED_CUBA_H
 #define RSSNN_FUSED_CUBA_H
+#include <stddef.h>
 #include <stdint.h>
+
+/* per-thread scratch areas kept between calls: rssnn_cuba_run's, and a whole piece's
+ * (which calls rssnn_cuba_run while holding its own) */
+#define RSSNN_SCRATCH_KERNEL 0
+#define RSSNN_SCRATCH_PIECE 1
+#define RSSNN_SCRATCH_SLOTS 2
+void *rssnn_scratch(int slot, size_t bytes);
 
 int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                    const void *a, int a_kind, int64_t a_rows, int64_t a_first, int a_shift,

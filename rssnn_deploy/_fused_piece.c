@@ -183,17 +183,6 @@ static void im2col(int64_t count, const rssnn_piece_layer *L, const uint8_t *src
     }
 }
 
-static void *piece_scratch(size_t bytes) {
-    static __thread void *mem = NULL;
-    static __thread size_t size = 0;
-    if (bytes > size) {
-        free(mem);
-        mem = malloc(bytes);
-        size = mem ? bytes : 0;
-    }
-    return mem;
-}
-
 /*
  * One piece of n samples: input biases (n, f0) int16 -> spike trains looked up in
  * pattern (see rssnn_pattern_spikes), or, when spikes_in is given, its (steps, n, f0)
@@ -220,7 +209,7 @@ int rssnn_net_piece(int64_t steps, int64_t n, int64_t f0, const int16_t *bias_in
     size_t sums = (size_t)(r0 * n * 2 * widest) * sizeof(int32_t);
     size_t vbytes = (size_t)(n * widest) * sizeof(int64_t);
     size_t patches_bytes = ((size_t)patch_max + 63) & ~(size_t)63;
-    uint8_t *mem = piece_scratch(2 * spikes + sums + vbytes + patches_bytes + (size_t)kmax + 64);
+    uint8_t *mem = rssnn_scratch(RSSNN_SCRATCH_PIECE, 2 * spikes + sums + vbytes + patches_bytes + (size_t)kmax + 64);
     if (!mem) return -1;
     uint8_t *s_prev = mem, *s_next = mem + spikes;
     int32_t *a = (int32_t *)(mem + 2 * spikes);
