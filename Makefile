@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.rssnn-installed
 
 env: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml setup.py rssnn_deploy/_fused_cuba.c rssnn_deploy/_fused_cuba.h rssnn_deploy/_fused_piece.c rssnn_deploy/_fused_lif.c
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml setup.py rssnn_deploy/sim/fused/cuba.c rssnn_deploy/sim/fused/cuba.h rssnn_deploy/sim/fused/piece.c rssnn_deploy/models/lif.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --ignore-requires-python -r requirements-nodeps.txt

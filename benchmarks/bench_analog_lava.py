@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (argument_parser, common_options, parse, start,  # noqa: E402
                           write_results)
 from rssnn_deploy.backends import get_backend  # noqa: E402
-from rssnn_deploy.models import build_model  # noqa: E402
-from rssnn_deploy.netx_io import read_netx, write_netx  # noqa: E402
+from rssnn_deploy.models.zoo import build_model  # noqa: E402
+from rssnn_deploy.netx.hdf5 import read_netx, write_netx  # noqa: E402
 from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
-from rssnn_deploy.sim import Simulator  # noqa: E402
+from rssnn_deploy.sim.simulator import Simulator  # noqa: E402
 from rssnn_deploy.spec import encode_input  # noqa: E402
 from rssnn_deploy.training import PRESETS, train  # noqa: E402
 

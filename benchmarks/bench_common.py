@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava compatibility shim before any Lava import)
-from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
+from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

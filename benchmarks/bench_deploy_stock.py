@@ -51,8 +51,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 import bench_robust_training as brt  # noqa: E402
-from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
-from rssnn_deploy.models import SNN, build_model  # noqa: E402
+from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
+from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.training import PRESETS, TrainConfig, train  # noqa: E402
 
 RESULTS = HERE / "results"

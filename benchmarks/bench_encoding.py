@@ -50,9 +50,9 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (argument_parser, cell, common_options, parse, start,  # noqa: E402
                           write_results)
-from rssnn_deploy.data import Dataset  # noqa: E402
-from rssnn_deploy.models import SNN, build_model  # noqa: E402
-from rssnn_deploy.neurons import LIF  # noqa: E402
+from rssnn_deploy.data.datasets import Dataset  # noqa: E402
+from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
+from rssnn_deploy.models.neurons import LIF  # noqa: E402
 from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402

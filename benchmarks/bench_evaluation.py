@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
-from rssnn_deploy import sim as sim_module  # noqa: E402
+from rssnn_deploy.sim import simulator as sim_module  # noqa: E402
 from rssnn_deploy.fileio import atomic_write_text  # noqa: E402
 from rssnn_deploy.robustness.certify import CertifyConfig  # noqa: E402
 from rssnn_deploy.robustness.evaluation import evaluate_subject, load_subject  # noqa: E402

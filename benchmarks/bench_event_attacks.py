@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rssnn_deploy.cli import main as cli
+from rssnn_deploy.cli.main import main as cli
 
 
 def run(data: Path, out: Path, epochs: int, steps: int, hidden: int, samples: int) -> None:

@@ -11,7 +11,7 @@ first ``--samples`` test images of ``--dataset`` as the chip gets them (``rssnn_
 ``spec.steps`` steps and takes the argmax of the readout layer's membrane. Reports, per
 consumer, how many predictions equal the bit-exact simulator's and each accuracy. What
 the consumers do differently from the chip (float instead of truncated decays, no
-per-layer delay, no 24-bit wrap) is listed in ``rssnn_deploy/nir_targets.py``.
+per-layer delay, no 24-bit wrap) is listed in ``rssnn_deploy/interop/targets.py``.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, argument_parser, start, write_results  # noqa: E402
 import rssnn_deploy as rd  # noqa: E402
-from rssnn_deploy.nir_io import spec_to_nir  # noqa: E402
+from rssnn_deploy.interop.nir import spec_to_nir  # noqa: E402
 from rssnn_deploy.spec import NetworkSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

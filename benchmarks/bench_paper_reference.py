@@ -5,7 +5,7 @@ r"""The ``paper`` preset against the authors' own code, side by side. Digits.
 
 Both sides train the same network on the same data from the same initial weights: an
 analog-input MLP 64-128-10 of DLIF neurons (T = 8, λ = 0.99, bias-free), the 1437/360
-digits split of ``rssnn_deploy.data``, R+FGSM training at ``--train-eps`` with the
+digits split of ``rssnn_deploy.data.datasets``, R+FGSM training at ``--train-eps`` with the
 paper's recipe (κ = 0.5, ρ = 1, pre-gain MPPD with the clean branch detached, SGD lr 0.1
 momentum 0.9 batch 64 cosine, no weight decay and the orthogonality step β = 5e-4 in
 this adversarial mode, best-test-accuracy epoch kept). Both seed torch identically
@@ -45,8 +45,8 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (argument_parser, cell, common_options, parse,  # noqa: E402
                           start, write_results)
-from rssnn_deploy.data import Dataset  # noqa: E402
-from rssnn_deploy.models import SNN, build_model  # noqa: E402
+from rssnn_deploy.data.datasets import Dataset  # noqa: E402
+from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402
 from rssnn_deploy.training import PRESETS, load_checkpoint, train  # noqa: E402

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (argument_parser, cell, common_options, parse, start,  # noqa: E402
                           write_results)
 from bench_paper_reference import CONDITIONS, MODEL, evaluate  # noqa: E402
-from rssnn_deploy.models import build_model  # noqa: E402
+from rssnn_deploy.models.zoo import build_model  # noqa: E402
 from rssnn_deploy.training import PRESETS, load_checkpoint, read_checkpoint, train  # noqa: E402
 from rssnn_deploy.training.presets import differences  # noqa: E402
 

@@ -59,8 +59,8 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
-from rssnn_deploy.data import Dataset, load_dataset  # noqa: E402
-from rssnn_deploy.models import SNN, build_model  # noqa: E402
+from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
+from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.quantization import INPUT_MAPPINGS, QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.robustness import accuracy, float_predictor, gaussian_noise  # noqa: E402
 from rssnn_deploy.robustness.attacks import AttackSpec, craft  # noqa: E402

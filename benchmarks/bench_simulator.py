@@ -52,12 +52,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
-from rssnn_deploy import fastsim  # noqa: E402
+from rssnn_deploy.sim.fused import engine as fastsim  # noqa: E402
 from rssnn_deploy.backends import get_backend  # noqa: E402
-from rssnn_deploy.netx_io import read_netx  # noqa: E402
+from rssnn_deploy.netx.hdf5 import read_netx  # noqa: E402
 from rssnn_deploy.report import markdown_table, save_figure, write_json  # noqa: E402
 from rssnn_deploy.fileio import atomic_write_text  # noqa: E402
-from rssnn_deploy.sim import Simulator  # noqa: E402
+from rssnn_deploy.sim.simulator import Simulator  # noqa: E402
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec  # noqa: E402
 
 INTEGRATOR = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=131071)

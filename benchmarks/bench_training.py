@@ -71,10 +71,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 import paper_code  # noqa: E402  (the re-statement of the authors' code)
 import rssnn_deploy  # noqa: E402,F401
-from rssnn_deploy import lif_kernel  # noqa: E402
-from rssnn_deploy.data import load_dataset  # noqa: E402
+from rssnn_deploy.models import lif_kernel  # noqa: E402
+from rssnn_deploy.data.datasets import load_dataset  # noqa: E402
 from rssnn_deploy.errors import UserError  # noqa: E402
-from rssnn_deploy.models import SNN, build_model  # noqa: E402
+from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.report import markdown_table, save_figure, versions, write_json  # noqa: E402
 from rssnn_deploy.fileio import atomic_write_text  # noqa: E402
 from rssnn_deploy.training import PRESETS, train  # noqa: E402
@@ -282,7 +282,7 @@ def compile_check(rounds: int, calls: int = 30) -> Dict[str, Dict[str, float]]:
     """One DLIF layer (8 × 128 × 256) forward and backward: the reference loop under
     ``torch.compile``, the same loop eager, and the fused node, alternating; ms per call
     (the compile time of the first call reported apart)."""
-    from rssnn_deploy.neurons import DLIF
+    from rssnn_deploy.models.neurons import DLIF
     layer = DLIF(STEPS)
     current = (1.5 * torch.rand(STEPS, 2 * BATCH, 256)).requires_grad_(True)
     probe = torch.randn(current.shape)

@@ -2,7 +2,7 @@
 
 Builds damaged files (checkpoints, netx files, datasets, inputs, profiles, NIR graphs,
 reports), bad options and unsafe output paths in a scratch folder, runs the installed
-CLI entry point (``rssnn_deploy.cli.main``) on each, and prints one Markdown table row
+CLI entry point (``rssnn_deploy.cli.main.main``) on each, and prints one Markdown table row
 per case: the exit status, the first line of stderr and whether any file that existed
 before the run was changed. The promise it checks: a one-line error with exit status 2
 or a correct result, never an internal error (exit 3) and never a changed input.
@@ -67,7 +67,7 @@ def prepare(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     for name in ("checkpoint.pt", "model.net", "model.stability.json", EXACT):
         shutil.copy(MODEL / name, work / name)
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     np.save(work / "images.npy", load_dataset("digits").x_test[:6].numpy())
     return work
 
@@ -131,13 +131,13 @@ def _npz_dataset(work: Path, name: str, x: np.ndarray, y: np.ndarray) -> str:
 
 
 def _digits_xy(n: int = 60):
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     data = load_dataset("digits")
     return data.x_train[:n, 0].numpy(), data.y_train[:n].numpy()
 
 
 def _profile(work: Path, name: str, old: str, new: str) -> str:
-    from rssnn_deploy.hw import PROFILE_DIR
+    from rssnn_deploy.hardware.profiles import PROFILE_DIR
     text = (PROFILE_DIR / "loihi2.toml").read_text()
     assert old in text, old
     (work / name).write_text(text.replace(old, new, 1))
@@ -145,8 +145,8 @@ def _profile(work: Path, name: str, old: str, new: str) -> str:
 
 
 def _nir(work: Path, name: str, edit: Callable[[h5py.File], None]) -> str:
-    from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.nir_io import write_nir
+    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.interop.nir import write_nir
     path = write_nir(read_netx(work / "model.net"), work / name)
     with h5py.File(path, "r+") as handle:
         edit(handle)
@@ -340,7 +340,7 @@ def _corrupt_cells(work: Path) -> List[str]:
 
 def _mismatched_pair(work: Path) -> List[str]:
     """A .net exported from the checkpoint, evaluated with a retrained (other) one."""
-    from rssnn_deploy.cli import main as cli_main
+    from rssnn_deploy.cli.main import main as cli_main
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli_main(["export", str(work / "checkpoint.pt"), "--out",
                          str(work / "exported.net")]) == 0
@@ -365,7 +365,7 @@ def _snapshot(work: Path) -> Dict[str, str]:
 
 def run_case(case: Case, work: Path) -> Outcome:
     """Build the case's files in ``work``, run the CLI in this process, compare files."""
-    from rssnn_deploy.cli import main as cli_main
+    from rssnn_deploy.cli.main import main as cli_main
     argv = case.build(work)
     before = _snapshot(work)
     err = io.StringIO()

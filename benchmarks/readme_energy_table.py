@@ -55,7 +55,7 @@ def pilotnet_record(out: Path) -> Dict[str, Any]:
     image = np.load(root / "image.npy").transpose(2, 1, 0)[None].astype(np.int64)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "image_bias.npy", image)
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     status = main(["info", str(root / "network.net"), "--profile", "loihi2", "--inputs",
                    str(out / "image_bias.npy"), "--samples", "1", "--steps", "16",
                    "--report", str(out)])
@@ -66,7 +66,7 @@ def pilotnet_record(out: Path) -> Dict[str, Any]:
 
 def pilotnet_tables(record: Dict[str, Any]) -> str:
     """Cores per layer ours vs Intel's; energy predicted/calibrated vs measured."""
-    from rssnn_deploy.hw import load_profile
+    from rssnn_deploy.hardware.profiles import load_profile
     ours = {m["index"]: m["cores"] for m in record["mapping"]["layers"]}
     names = ["input", "conv1", "conv2", "conv3", "conv4", "conv5", "fc0", "fc1", "fc2", "fc3"]
     head = "| PilotNet-LIF layer | " + " | ".join(names) + " | total |\n|" + "---|" * 12
@@ -139,7 +139,7 @@ def chip_pgd10(report_path: Path) -> float:
 
 
 def info_record(net: Path, profile: str, samples: int, out: Path) -> Dict[str, Any]:
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     status = main(["info", str(net), "--profile", profile, "--samples", str(samples),
                    "--report", str(out)])
     if status != 0:

@@ -16,7 +16,7 @@ their exports and evaluations took another 24 min (robust) and 23 min (natural)
 (card.json "wall_seconds" has each step's time). ``--reuse-training`` keeps a finished training run
 in ``models/.build`` and redoes only export and evaluation. Their card also records
 the simulator's correct count on the first 500 test images and a Lava run compared
-array by array (``rssnn_deploy.verify``) on the first test images, which the tests
+array by array (``rssnn_deploy.backends.verify``) on the first test images, which the tests
 check against the files.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 import rssnn_deploy
-from rssnn_deploy.cli import main
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
-from rssnn_deploy.netx_io import read_netx
+from rssnn_deploy.netx.hdf5 import read_netx
 from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.robustness import CheckConfig
 from rssnn_deploy.robustness.chip_model import ChipPredictor
@@ -132,7 +132,7 @@ def _sim_check(out: Path, dataset: str, n: int = SIM_CHECK_SAMPLES) -> dict:
 
 def _verify(out: Path, dataset: str, n: int) -> dict:
     """Each file on Lava and on the simulator, every u, v, s compared, first ``n`` images."""
-    from rssnn_deploy.verify import verify
+    from rssnn_deploy.backends.verify import verify
     images = load_dataset(dataset).x_test[:n].numpy()
     result = {"samples": n}
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,7 +233,7 @@ def write_model_readme(out: Path, card: dict) -> None:
                         f"simulator (`{c['file']}`)" for c in card["lava_check"].values())
             + ".", "", *table, ""]
     if verify_lines:
-        text += ["State by state (`rssnn_deploy.verify`: every u, v, s of every layer at every "
+        text += ["State by state (`rssnn_deploy.backends.verify`: every u, v, s of every layer at every "
                  "step, Lava vs simulator):", "", *verify_lines, ""]
     if sim:
         text += [f"Simulator on the first {sim['samples']} test images (the tests recount "

@@ -4,7 +4,7 @@ Every boundary of the tool (a CLI option, a file reader, a hardware profile, a d
 an output path) raises a subclass of :class:`UserError` with one line that names the
 file, the field, the value and the limit. The CLI prints that line and exits with
 status 2; anything else that escapes is a bug and is reported as an internal error with
-the path of a log file holding the traceback (see ``rssnn_deploy.cli.main``).
+the path of a log file holding the traceback (see ``rssnn_deploy.cli.main.main``).
 
 Each module keeps its own subclass (``NetxFormatError``, ``DatasetError``, …) so code
 and tests can tell the boundaries apart; they also subclass ``ValueError`` (or

@@ -16,8 +16,8 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from rssnn_deploy.fileio import atomic_files, atomic_write_text
-from rssnn_deploy.hw import load_profile
-from rssnn_deploy.netx_io import read_netx, write_netx
+from rssnn_deploy.hardware.profiles import load_profile
+from rssnn_deploy.netx.hdf5 import read_netx, write_netx
 from rssnn_deploy.quantization import QuantizationResult, QuantizeOptions, quantize
 from rssnn_deploy.report import (format_accuracy_rows, markdown_table, plot_accuracy_groups,
                                  stability_table, with_provenance, write_json)
@@ -85,7 +85,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Dict[str, Any]:
     folded into the weights (stock netx runs it) and ``model_exact.net`` with per-step
     gains (our simulator; Lava through the project's DLIF process).
     """
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     from rssnn_deploy.training import train_digits_model
     out = Path(config.out_dir)
     start = time.perf_counter()

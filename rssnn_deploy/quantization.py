@@ -21,7 +21,7 @@ runs, keeping what makes the model robust:
 * **DLIF gains.** ``gain_mode="fold"`` folds the mean gain ā_l into the weights (stock
   netx runs it; the report gives the relative error of the time-varying part);
   ``gain_mode="exact"`` stores per-step gain mantissas, which our simulator and the
-  Lava backend's DLIF process (``backends/lava_dlif.py``) apply exactly. The gain
+  Lava backend's DLIF process (``backends/lava_dlif/process.py``) apply exactly. The gain
   exponent ``e`` (gain = mantissa / 2^e) is chosen per layer from its learned gains:
   the largest ``e ≤ GAIN_EXP_MAX`` whose mantissas fit the profile's ``gain_bits``, so
   a layer with gains up to 3.98 keeps steps of 1/64 and one with larger gains trades
@@ -65,7 +65,7 @@ import numpy as np
 import torch
 
 from rssnn_deploy.fileio import jsonable
-from rssnn_deploy.hw import HardwareProfile, load_profile
+from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 from rssnn_deploy.errors import UserError
 
@@ -124,7 +124,7 @@ class QuantizationResult:
 
     ``weight_scales[i]`` (``i`` = index into ``spec.layers``) is the file weight per
     float weight, ``w_file ≈ scale·W`` (``scale·ā·W`` for a DLIF layer in fold mode); the
-    Loihi-exact forward (``rssnn_deploy.qat``) maps gradients and logits with it.
+    Loihi-exact forward (``rssnn_deploy.training.qat``) maps gradients and logits with it.
     """
 
     spec: NetworkSpec

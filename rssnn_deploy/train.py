@@ -2,7 +2,7 @@
 lines; the training code lives in :mod:`rssnn_deploy.training`."""
 import sys
 
-from rssnn_deploy.training.cli_args import train_main
+from rssnn_deploy.cli.train_args import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

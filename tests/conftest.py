@@ -121,7 +121,7 @@ def natural_lif_files(tmp_path_factory):
     """A naturally trained LIF MLP on digits (5 epochs), its checkpoint and its exported
     netx file: the small real model the evaluation and certification tests share."""
     import dataclasses
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     from rssnn_deploy.pipeline import export_model
     from rssnn_deploy.training import PRESETS, load_checkpoint, run_training
     out = tmp_path_factory.mktemp("natural_lif")

@@ -12,8 +12,8 @@ import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
 from rssnn_deploy.backends import get_backend
-from rssnn_deploy.netx_io import read_netx
-from rssnn_deploy.sim import Simulator, layer_timing, predict
+from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.sim.simulator import Simulator, layer_timing, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 pytestmark = pytest.mark.lava   # the whole module runs Lava
@@ -315,7 +315,7 @@ def test_random_sweep(seed):
 
 def analog_model_spec(gain_mode: str, arch: dict, seed: int = 0) -> NetworkSpec:
     """An analog-input model with time-varying gains, quantized as the exporter does."""
-    from rssnn_deploy.models import build_model
+    from rssnn_deploy.models.zoo import build_model
     from rssnn_deploy.quantization import QuantizeOptions, quantize
     torch.manual_seed(seed)
     model = build_model({**arch, "input_encoding": "analog"})
@@ -332,7 +332,7 @@ def analog_model_spec(gain_mode: str, arch: dict, seed: int = 0) -> NetworkSpec:
 def test_analog_input_graded_spikes_every_state(gain_mode, builder):
     """Graded input values (netx ``input_message_bits``) into the first Dense: stock netx
     for folded gains, the DLIF process for exact ones; every u, v, s equal."""
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     from rssnn_deploy.spec import encode_input
     spec = analog_model_spec(gain_mode, {"arch": "mlp", "hidden": [24, 12]})
     x = load_dataset("digits").x_test[:5].numpy()
@@ -347,7 +347,7 @@ def test_analog_input_graded_spikes_every_state(gain_mode, builder):
 
 
 def test_analog_input_into_conv_every_state():
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     from rssnn_deploy.spec import encode_input
     spec = analog_model_spec("fold", {"arch": "convnet", "channels": [3], "strides": [2],
                                       "hidden": [8]}, seed=2)
@@ -357,7 +357,7 @@ def test_analog_input_into_conv_every_state():
 
 
 def test_analog_predictions_match_lava_sample_by_sample():
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     from rssnn_deploy.spec import encode_input
     spec = analog_model_spec("exact", {"arch": "mlp", "hidden": [32]}, seed=3)
     graded = torch.as_tensor(encode_input(spec, load_dataset("digits").x_test[:30].numpy()))
@@ -384,7 +384,7 @@ def test_per_neuron_conv_bias_in_netx_layout(in_shape, tmp_path):
     """A per-neuron conv bias (spec (C, H, W), file (W, H, C)) runs identically in Lava
     from the file and in the simulator from the file read back; the bias varies along
     H and W, so any axis mix-up shows."""
-    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.netx.hdf5 import write_netx
     spec = _conv_bias_spec(4, in_shape, per_neuron=True)
     assert np.ptp(spec.layers[1].bias, axis=(1, 2)).min() > 0
     ours, _ = both(write_netx(spec, tmp_path / "bias.net"), rand_bias(spec, 2, hi=60), steps=8)
@@ -407,7 +407,7 @@ UNUSUAL_NEURONS = [(5000, 100, -3), (-300, 5000, 40), (70000, -200, 500), (2048,
 
 def test_decays_and_thresholds_lava_runs(tmp_path):
     """Lava runs these values, the reader reads them, the simulator matches every state."""
-    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.netx.hdf5 import write_netx
     rng = np.random.default_rng(11)
     layers = [LayerSpec("input", (10,), neuron=CubaNeuron(4096, 0, 0))]
     for i_decay, v_decay, vth in UNUSUAL_NEURONS:
@@ -443,7 +443,7 @@ def rec_spec(seed: int, sizes=(12, 10, 4), wmax: int = 70, rec_range=(-60, 61)) 
 
 def test_dense_rec_every_state(tmp_path):
     """From the file, as stock netx builds it (RecurrentDense)."""
-    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.netx.hdf5 import write_netx
     spec = rec_spec(0)
     ours, _ = both(write_netx(spec, tmp_path / "rec.net"), rand_bias(spec, 2), steps=14)
     assert ours.states[1]["s"].sum() > 4, "the recurrence should carry spikes"
@@ -477,7 +477,7 @@ def test_whole_piece_path_equals_lava(net, wmax):
     (looked-up input trains, im2col, the hand-written VNNI GEMM; weights beyond int8 as
     2·hi + lo at the larger wmax): output spikes, final v and counts equal Lava's,
     streamed with resets."""
-    from rssnn_deploy import fastsim_piece
+    from rssnn_deploy.sim.fused import piece as fastsim_piece
     spec = dense_spec([40, 24, 6], seed=31, wmax=wmax) if net == "dense" else \
         conv_spec(seed=31, wmax=wmax)
     sim = Simulator(spec)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.cli import build_parser, main
+from rssnn_deploy.cli.main import build_parser, main
 
 SUBCOMMANDS = ["train", "export", "simulate", "evaluate", "info", "demo"]
 
@@ -21,7 +21,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 @pytest.mark.lava
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "rssnn_deploy.cli", "info"],
+    out = subprocess.run([sys.executable, "-m", "rssnn_deploy.cli.main", "info"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "lava-nc: 0.10.0" in out.stdout
@@ -61,8 +61,8 @@ def test_export_rejects_a_non_checkpoint(tmp_path, capsys):
 def test_export_exact_gains_chooses_the_exponent_or_takes_gain_exp(tmp_path, capsys):
     import torch
 
-    from rssnn_deploy.models import build_model
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.models.zoo import build_model
+    from rssnn_deploy.netx.hdf5 import read_netx
     from rssnn_deploy.training import save_checkpoint
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [16]})
@@ -83,8 +83,8 @@ def test_export_exact_gains_chooses_the_exponent_or_takes_gain_exp(tmp_path, cap
 def test_analog_file_exports_and_simulates_alike_on_sim_and_lava(tmp_path):
     import torch
 
-    from rssnn_deploy.models import build_model
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.models.zoo import build_model
+    from rssnn_deploy.netx.hdf5 import read_netx
     from rssnn_deploy.training import save_checkpoint
     torch.manual_seed(1)
     model = build_model({"arch": "mlp", "hidden": [16], "input_encoding": "analog"})
@@ -118,7 +118,7 @@ def test_simulate_sim_backend_writes_outputs(tiny_net, tmp_path):
 
 
 def test_simulate_threads_option(tiny_net, tmp_path, capsys):
-    from rssnn_deploy import fastsim
+    from rssnn_deploy.sim.fused import engine as fastsim
     np.save(tmp_path / "x.npy", np.arange(5 * 16).reshape(5, 1, 4, 4) % 4096)
     args = ["simulate", str(tiny_net), "--input", str(tmp_path / "x.npy")]
     try:
@@ -179,7 +179,7 @@ def test_simulate_rejects_wrong_input_shape(tiny_net, tmp_path, capsys):
 
 @pytest.fixture
 def tiny_net(tmp_path):
-    from rssnn_deploy.netx_io import write_netx
+    from rssnn_deploy.netx.hdf5 import write_netx
     from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
     rng = np.random.default_rng(1)
     cuba = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=200)
@@ -196,15 +196,15 @@ def tiny_net(tmp_path):
 def test_every_module_error_is_a_user_error():
     """The CLI's one-line contract covers every boundary's own error class."""
     from rssnn_deploy.backends.base import BackendError
-    from rssnn_deploy.data import DatasetError
-    from rssnn_deploy.energy import EnergyError
+    from rssnn_deploy.data.datasets import DatasetError
+    from rssnn_deploy.hardware.energy import EnergyError
     from rssnn_deploy.errors import UserError
-    from rssnn_deploy.hw import ProfileError
-    from rssnn_deploy.mapping import MappingError
-    from rssnn_deploy.netx_io import NetxFormatError
-    from rssnn_deploy.nir_io import NIRConversionError
+    from rssnn_deploy.hardware.profiles import ProfileError
+    from rssnn_deploy.hardware.mapping import MappingError
+    from rssnn_deploy.netx.hdf5 import NetxFormatError
+    from rssnn_deploy.interop.nir import NIRConversionError
     from rssnn_deploy.quantization import QuantizationError
-    from rssnn_deploy.sim import SimulationError
+    from rssnn_deploy.sim.simulator import SimulationError
     from rssnn_deploy.spec import InputError
     from rssnn_deploy.training import CheckpointError
     for cls in (BackendError, DatasetError, EnergyError, ProfileError, MappingError,
@@ -214,7 +214,7 @@ def test_every_module_error_is_a_user_error():
 
 
 def test_a_bug_prints_one_line_and_keeps_the_traceback_in_a_log(monkeypatch, capsys):
-    import rssnn_deploy.cli as cli
+    import rssnn_deploy.cli.main as cli
 
     def broken(args):
         raise ZeroDivisionError("boom")

@@ -53,7 +53,7 @@ def _digest(paths: List[Path]) -> Dict[str, str]:
 
 def _cli(argv: List[str], inputs: List[Path], kind: str) -> int:
     """Run the CLI; assert the promise; return the exit status."""
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     before = _digest(inputs)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -74,7 +74,7 @@ def _cli(argv: List[str], inputs: List[Path], kind: str) -> int:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    from rssnn_deploy.data import load_dataset
+    from rssnn_deploy.data.datasets import load_dataset
     folder = tmp_path_factory.mktemp("fuzz")
     for name in ("checkpoint.pt", "model.net", "model_exact.net"):
         shutil.copy(MODEL / name, folder / name)
@@ -180,8 +180,8 @@ def _fuzz_netx(work: Path, data: st.DataObject) -> None:
 
 
 def _fuzz_nir(work: Path, data: st.DataObject) -> None:
-    from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.nir_io import write_nir
+    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.interop.nir import write_nir
     graph = _fresh(work, "graph", ".nir")
     write_nir(read_netx(work / "model.net"), graph)
     _mutate_h5(graph, data)
@@ -203,7 +203,7 @@ def _fuzz_inputs(work: Path, data: st.DataObject) -> None:
 
 
 def _fuzz_dataset(work: Path, data: st.DataObject) -> None:
-    from rssnn_deploy.data import MAX_CLASSES, DatasetError, load_dataset
+    from rssnn_deploy.data.datasets import MAX_CLASSES, DatasetError, load_dataset
     n = data.draw(st.integers(0, 12))
     x = data.draw(hnp.arrays(
         dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int32, np.complex64]),
@@ -273,7 +273,7 @@ option_text = st.one_of(
 
 
 def _fuzz_option(data: st.DataObject) -> None:
-    from rssnn_deploy.cli import build_parser
+    from rssnn_deploy.cli.main import build_parser
     base = data.draw(st.sampled_from(OPTION_CASES))
     value = data.draw(option_text)
     err = io.StringIO()

@@ -58,7 +58,7 @@ def test_lava_spike_trains_into_an_input_neuron_end_instead_of_hanging(originals
     second connection there never runs). Now: one line, exit 2, well within the limit."""
     spikes = (np.random.default_rng(0).random((2, 4, 1, 8, 8)) < 0.3).astype(np.int8)
     np.save(tmp_path / "spikes.npy", spikes)
-    argv = [sys.executable, "-m", "rssnn_deploy.cli", "simulate", str(originals / "model.net"),
+    argv = [sys.executable, "-m", "rssnn_deploy.cli.main", "simulate", str(originals / "model.net"),
             "--backend", "lava", "--input", str(tmp_path / "spikes.npy"),
             "--out", str(tmp_path / "out.npz")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300,
@@ -70,7 +70,7 @@ def test_lava_spike_trains_into_an_input_neuron_end_instead_of_hanging(originals
 
 def test_sim_backend_runs_the_same_spike_trains(originals, tmp_path):
     """The sim backend runs the case Lava refuses (spikes go past the idle input neuron)."""
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     spikes = (np.random.default_rng(0).random((2, 4, 1, 8, 8)) < 0.3).astype(np.int8)
     np.save(tmp_path / "spikes.npy", spikes)
     assert main(["simulate", str(originals / "model.net"), "--input",
@@ -81,7 +81,7 @@ def test_sim_backend_runs_the_same_spike_trains(originals, tmp_path):
 
 def test_a_second_evaluation_of_another_checkpoint_does_not_replace_the_first(originals,
                                                                              tmp_path):
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     import shutil
     work = tmp_path / "work"
     shutil.copytree(originals, work)

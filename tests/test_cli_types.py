@@ -5,8 +5,8 @@ import argparse
 
 import pytest
 
-from rssnn_deploy import cli_types as ct
-from rssnn_deploy.cli import build_parser
+from rssnn_deploy.cli import types as ct
+from rssnn_deploy.cli.main import build_parser
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "abc", ""])
@@ -64,7 +64,7 @@ def test_state_list_and_float_list():
 
 def test_level_ranges_cover_every_noise_and_fault():
     """The per-kind ranges cannot drift from the kinds the robustness modules define."""
-    from rssnn_deploy.robustness.cli_args import FAULT_RANGES, NOISE_RANGES
+    from rssnn_deploy.cli.evaluate_args import FAULT_RANGES, NOISE_RANGES
     from rssnn_deploy.robustness.faults import FAULTS
     from rssnn_deploy.robustness.noise import NOISES
     assert set(NOISE_RANGES) == set(NOISES) and set(FAULT_RANGES) == set(FAULTS)

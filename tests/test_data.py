@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.data import (MNIST_FILES, Dataset, DatasetError, detect_format,
+from rssnn_deploy.data.datasets import (MNIST_FILES, Dataset, DatasetError, detect_format,
                                image_folder_classes, load_dataset, load_npy_dir, subset_train,
                                load_idx_dataset, read_idx)
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.data import DatasetError, load_dataset
-from rssnn_deploy.dataset_record import (describe_dataset, load_recorded, resolve_dataset,
+from rssnn_deploy.data.datasets import DatasetError, load_dataset
+from rssnn_deploy.data.record import (describe_dataset, load_recorded, resolve_dataset,
                                          split_summary)
 
 

@@ -31,7 +31,7 @@ class Absent(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Absent())
-from rssnn_deploy.cli import main
+from rssnn_deploy.cli.main import main
 
 results = []
 for argv in json.loads(sys.argv[1]):
@@ -85,7 +85,7 @@ def runs(tmp_path_factory) -> Dict:
 def _subcommands() -> List[str]:
     import argparse
 
-    from rssnn_deploy.cli import build_parser
+    from rssnn_deploy.cli.main import build_parser
     actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     return sorted(actions[0].choices)
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.energy import (STATIC, ZERO_ENTRIES, EnergyError, accuracy_per_millijoule, count_events,
+from rssnn_deploy.hardware.energy import (STATIC, ZERO_ENTRIES, EnergyError, accuracy_per_millijoule, count_events,
                                  efficiency_table, estimate_energy, static_power_per_core_mw)
-from rssnn_deploy.hw import load_profile
-from rssnn_deploy.mapping import map_network
+from rssnn_deploy.hardware.profiles import load_profile
+from rssnn_deploy.hardware.mapping import map_network
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 #: no memory at all: u = a_in << 6 and v = u + bias << 6 every step.
@@ -134,7 +134,7 @@ def test_static_power_per_core_spreads_the_measured_idle_power():
 def pilotnet(netx_gt):
     """PilotNet-LIF as lava-dl ships it, mapped for Loihi 2 and counted on its image.npy
     (the input lava-dl's tests run) for the benchmark's 16 steps per inference."""
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.netx.hdf5 import read_netx
     root = netx_gt / "gts" / "pilotnet_lif"
     spec = read_netx(root / "network.net")
     image = np.load(root / "image.npy").transpose(2, 1, 0)[None].astype(np.int64)
@@ -165,7 +165,7 @@ def test_pilotnet_calibrated_figures_rederive(pilotnet):
     0.232078 W idle over our mapping's cores; the low synaptic-op time makes the step
     model's low end equal the measured 1e9 / (408.91 × 16) ns per step. So the low
     latency reproduces 408.91 inferences/s by construction, not as a prediction."""
-    from rssnn_deploy.energy import synaptic_op_ns_for_step
+    from rssnn_deploy.hardware.energy import synaptic_op_ns_for_step
     profile, mapping, counts, estimate = pilotnet
     point, model = profile.operating_point, profile.energy
     assert static_power_per_core_mw(point, mapping.total_cores) == pytest.approx(

@@ -1,4 +1,4 @@
-"""The fused CPU engine (rssnn_deploy.fastsim) against the reference loop of sim.py.
+"""The fused CPU engine (rssnn_deploy.sim.fused.engine) against the reference loop of sim.py.
 
 Every recorded u, v and s of every layer, the output spikes, final v and spike counts
 must be identical, array by array and dtype by dtype, on random networks that reach
@@ -18,9 +18,12 @@ import pytest
 import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy import (fastsim, fastsim_kernels, fastsim_layers, fastsim_piece,
-                          fastsim_threads)
-from rssnn_deploy.sim import SimulationError, Simulator
+from rssnn_deploy.sim.fused import engine as fastsim
+from rssnn_deploy.sim.fused import kernels as fastsim_kernels
+from rssnn_deploy.sim.fused import layers as fastsim_layers
+from rssnn_deploy.sim.fused import piece as fastsim_piece
+from rssnn_deploy.sim.fused import threads as fastsim_threads
+from rssnn_deploy.sim.simulator import SimulationError, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 

@@ -4,7 +4,7 @@ import re
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.hw import PROFILE_DIR, ProfileError, load_profile
+from rssnn_deploy.hardware.profiles import PROFILE_DIR, ProfileError, load_profile
 
 SOURCED_TABLES = ("core", "synapse_encoding", "energy", "operating_point")
 

@@ -2,7 +2,7 @@
 
 "Lava" here is the ``lava`` backend on a spec with gains: Lava's own Dense / Conv
 synapses and LIF neurons inside netx's block processes, with
-``rssnn_deploy.backends.lava_dlif.DLIF`` (Lava's bit-accurate LIF plus the per-step gain)
+``rssnn_deploy.backends.lava_dlif.process.DLIF`` (Lava's bit-accurate LIF plus the per-step gain)
 where a layer has gains, under ``Loihi2SimCfg("fixed_pt")``. Every recorded u, v and s
 of every layer at every step is compared, as in tests/test_bitexact_lava.py.
 """
@@ -16,9 +16,9 @@ import torch
 
 from conftest import conv_spec, dense_spec
 from rssnn_deploy.backends import get_backend
-from rssnn_deploy.backends.lava_dlif import DLIF, apply_gain, build_network, has_gains
-from rssnn_deploy.netx_io import read_netx, write_netx
-from rssnn_deploy.sim import Simulator, predict
+from rssnn_deploy.backends.lava_dlif.process import DLIF, apply_gain, build_network, has_gains
+from rssnn_deploy.netx.hdf5 import read_netx, write_netx
+from rssnn_deploy.sim.simulator import Simulator, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 from test_bitexact_lava import assert_states_equal, rand_bias
 
@@ -126,9 +126,9 @@ def test_quantized_digits_model_exact_gain_mode():
     """quantize(..., gain_mode="exact") on the digits MLP with non-trivial DLIF gains:
     Lava's predictions equal the simulator's sample by sample (and differ from the
     predictions without the gains, so the gains matter)."""
-    from rssnn_deploy.data import load_digits_dataset
-    from rssnn_deploy.models import build_model
-    from rssnn_deploy.neurons import DLIF as FloatDLIF
+    from rssnn_deploy.data.datasets import load_digits_dataset
+    from rssnn_deploy.models.zoo import build_model
+    from rssnn_deploy.models.neurons import DLIF as FloatDLIF
     from rssnn_deploy.quantization import QuantizeOptions, quantize
     from rssnn_deploy.spec import encode_input
 

@@ -16,8 +16,8 @@ from typing import Callable, Tuple
 import numpy as np
 import pytest
 
-from rssnn_deploy import loihi_weights as lw
-from rssnn_deploy.sim import effective_dense_weights
+from rssnn_deploy.netx import loihi_weights as lw
+from rssnn_deploy.sim.simulator import effective_dense_weights
 
 #: weights at the edges of Loihi's 8-bit synapse and of the clip rules
 EDGES = (-600, -257, -256, -255, -129, -128, -127, -1, 0, 1, 127, 128, 254, 255, 256, 600)

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.cli import main
-from rssnn_deploy.hw import load_profile
-from rssnn_deploy.mapping import (FAN_IN, FAN_OUT, NEURONS, SYN_MEM, MappingError,
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.hardware.profiles import load_profile
+from rssnn_deploy.hardware.mapping import (FAN_IN, FAN_OUT, NEURONS, SYN_MEM, MappingError,
                                   layer_connectivity, map_network, neuron_layers)
-from rssnn_deploy.netx_io import write_netx
+from rssnn_deploy.netx.hdf5 import write_netx
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 LIF = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=100)
@@ -135,7 +135,7 @@ def test_conv_synapses_match_the_explicit_matrix(make_conv):
 def test_kernel_fan_out_counts_every_kernel_synapse(make_conv):
     """kernel_fan_out equals the fan-out of the same conv with an all-ones kernel
     (stride, padding, dilation and groups), i.e. zero weights counted as stored."""
-    from rssnn_deploy.connectivity import kernel_fan_out
+    from rssnn_deploy.hardware.connectivity import kernel_fan_out
     spec = make_conv(groups_last=2, convs=((4, 3, 1, 1, 1), (6, 3, 2, 1, 2)))
     in_shape = tuple(spec.layers[0].shape)
     for index in (1, 2):
@@ -182,7 +182,7 @@ def test_delays_widen_each_synapse_entry():
 def test_cli_info_writes_mapping_energy_and_stability(tmp_path, capsys):
     """A digits-shaped network: info counts events on digits test images and writes both
     report files; a stability report beside the .net file is included."""
-    from rssnn_deploy.models import build_model
+    from rssnn_deploy.models.zoo import build_model
     from rssnn_deploy.pipeline import export_model
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "in_shape": [1, 8, 8], "num_classes": 10,
@@ -215,7 +215,7 @@ PILOTNET_SYNMEM_WORDS = {1: 81, 2: 864, 3: 1620, 4: 2160, 5: 2880, 7: 7253, 8: 1
 
 @pytest.fixture(scope="module")
 def pilotnet_mapping(netx_gt):
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.netx.hdf5 import read_netx
     spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
     return map_network(spec, load_profile("loihi2"))
 
@@ -252,8 +252,8 @@ def test_dense_layer_splits_by_the_compilers_overload_ratio(pilotnet_mapping, ne
     """The compiler logged fc0 at 61,440 then 12,800 SynMem words (limit 12,000) before
     settling on 12 cores: 1 core, × ratio 6, then × 2. The profile's encoding gives the
     same allocations on 1 and 6 cores."""
-    from rssnn_deploy.netx_io import read_netx
-    from rssnn_deploy.partition import core_stats
+    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.hardware.partition import core_stats
     profile = load_profile("loihi2")
     spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
     fc0 = next(n for n in neuron_layers(spec) if n.index == 7)
@@ -269,7 +269,7 @@ def test_netx_weight_bits_match_lava_dl(netx_gt):
     layer and on edge cases (one sign only, odd values)."""
     import h5py
     from lava.lib.dl.netx.utils import optimize_weight_bits
-    from rssnn_deploy.synmem import netx_weight_bits
+    from rssnn_deploy.hardware.synmem import netx_weight_bits
     weights = []
     with h5py.File(netx_gt / "gts" / "pilotnet_lif" / "network.net", "r") as f:
         for key in f["layer"]:
@@ -287,7 +287,7 @@ def test_info_maps_what_it_can_and_names_the_rest(netx_gt, capsys):
     assert main(["info", str(net), "--profile", "loihi2"]) == 0
     out = capsys.readouterr().out
     assert "not mapped" in out and "average" in out
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.netx.hdf5 import read_netx
     mapping = map_network(read_netx(net), load_profile("loihi2"), skip_unmapped=True)
     assert mapping.layers and [s.kind for s in mapping.skipped] == ["average"]
     with pytest.raises(MappingError, match="average"):

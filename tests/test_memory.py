@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import dense_spec
-from rssnn_deploy.memory import (MemoryLimitError, available_bytes, check_simulation_memory,
+from rssnn_deploy.sim.memory import (MemoryLimitError, available_bytes, check_simulation_memory,
                                  simulation_bytes)
-from rssnn_deploy.sim import Simulator
+from rssnn_deploy.sim.simulator import Simulator
 
 
 def test_estimate_counts_outputs_and_recorded_states():
@@ -38,7 +38,7 @@ def test_recorded_states_are_int32():
 def test_available_memory_is_read_at_most_every_half_second(monkeypatch):
     """Back-to-back small runs reuse the last /proc/meminfo reading (≈ 50 µs a read);
     after MEMINFO_TTL_S it is read again, so a machine filling up is still noticed."""
-    from rssnn_deploy import memory
+    from rssnn_deploy.sim import memory
     reads = []
     clock = [50.0]
     monkeypatch.setattr(memory, "_read_available", lambda: reads.append(1) or 1000 * len(reads))

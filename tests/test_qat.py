@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.data import Dataset, load_dataset
-from rssnn_deploy.models import build_model
-from rssnn_deploy.netx_io import read_netx, write_netx
-from rssnn_deploy.qat import LoihiExact
+from rssnn_deploy.data.datasets import Dataset, load_dataset
+from rssnn_deploy.models.zoo import build_model
+from rssnn_deploy.netx.hdf5 import read_netx, write_netx
+from rssnn_deploy.training.qat import LoihiExact
 from rssnn_deploy.quantization import QuantizeOptions, quantize
-from rssnn_deploy.sim import (SimulationError, Simulator, StraightThrough,
+from rssnn_deploy.sim.simulator import (SimulationError, Simulator, StraightThrough,
                               encode_input_differentiable, layer_timing)
 from rssnn_deploy.spec import encode_input
 from rssnn_deploy.training import (PRESETS, CheckpointError, TrainConfig, add_train_arguments,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.hw import ProfileError, load_profile
-from rssnn_deploy.models import build_model
+from rssnn_deploy.hardware.profiles import ProfileError, load_profile
+from rssnn_deploy.models.zoo import build_model
 from rssnn_deploy.quantization import (QuantizationError, QuantizeOptions, quantize,
                                    stable_v_decay)
 from rssnn_deploy.spec import encode_input

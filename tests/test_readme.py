@@ -31,7 +31,7 @@ def test_stock_netx_snippet_is_bit_exact(tmp_path):
     v it reads from stock netx equals our simulator's."""
     code = _block("### Running a file in your own Lava script")
     code = code.replace('"models/', f'"{ROOT}/models/')
-    code += ("\nimport torch\nfrom rssnn_deploy.sim import Simulator\n"
+    code += ("\nimport torch\nfrom rssnn_deploy.sim.simulator import Simulator\n"
              "ours = Simulator(rd.read_netx(path)).run(torch.as_tensor(rd.encode(x, path)))"
              ".output_v.numpy()[0]\nprint('equal v', bool((ours == np.asarray(v)).all()))\n")
     out = _run(code, tmp_path)
@@ -50,8 +50,8 @@ def test_api_pipeline_snippet_runs(tmp_path):
 
 
 def test_config_example_parses_for_every_command(tmp_path):
-    from rssnn_deploy.cli import build_parser
-    from rssnn_deploy.run_config import parse_with_config
+    from rssnn_deploy.cli.main import build_parser
+    from rssnn_deploy.cli.run_config import parse_with_config
     text = (ROOT / "README.md").read_text().split("## Configs and run records", 1)[1]
     (tmp_path / "run.toml").write_text(re.search(r"```toml\n(.*?)```", text, re.S).group(1))
     cfg = str(tmp_path / "run.toml")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.quantization import quantize
 from rssnn_deploy.robustness import (CheckConfig, Predictor, accuracy, float_predictor,
                                      gaussian_noise, pgd_examples, run_checks)
@@ -274,7 +274,7 @@ def test_restarts_never_weaken_pgd(natural, digits):
 
 
 def test_surrogate_sweep_covers_every_surrogate_and_scale(natural, digits):
-    from rssnn_deploy.neurons import SURROGATES
+    from rssnn_deploy.models.neurons import SURROGATES
     x, y = digits
     variants = sweep_variants(natural)
     assert len(variants) == len(SURROGATES) * len(SWEEP_SCALES)

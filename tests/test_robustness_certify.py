@@ -9,8 +9,8 @@ import torch
 from scipy.stats import norm
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.cli import main
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.robustness.certify import (CertifyConfig, certified_accuracy, certify,
                                              certify_one, lower_confidence_bound)
 from rssnn_deploy.robustness.checks import float_predictor
@@ -71,7 +71,7 @@ def files(natural_lif_files):
 
 def test_float_and_chip_share_the_noise_draws(files):
     checkpoint, net = files
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.netx.hdf5 import read_netx
     model, spec = load_checkpoint(checkpoint), read_netx(net)
     data = load_dataset("digits")
     x, y = data.x_test[:4], data.y_test[:4]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.cli import main
+from rssnn_deploy.cli.main import main
 from rssnn_deploy.robustness.cells import Evaluator as _Evaluator
-from rssnn_deploy.robustness.cli_args import parse_levels
+from rssnn_deploy.cli.evaluate_args import parse_levels
 from rssnn_deploy.robustness.config import EvaluateConfig, default_eps_255, eps_grid_255
 from rssnn_deploy.robustness.evaluation import evaluate
 
@@ -132,7 +132,7 @@ def test_levels_parse():
 def test_torchrun_sharded_evaluation_equals_a_single_process(files, report, tmp_path):
     out, record = report
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               "2", "-m", "rssnn_deploy.cli", "evaluate", str(files[0]), str(files[1]),
+               "2", "-m", "rssnn_deploy.cli.main", "evaluate", str(files[0]), str(files[1]),
                "--out", str(tmp_path), *CLI_OPTIONS]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[1])

@@ -11,7 +11,7 @@ import rssnn_deploy  # noqa: F401  (Lava shim first)
 from conftest import dense_spec
 from rssnn_deploy.robustness.faults import (SpikeDropper, decay_mismatch, flip_weight_bits,
                                             inject, threshold_mismatch, weight_field)
-from rssnn_deploy.sim import SimulationError, Simulator, effective_dense_weights
+from rssnn_deploy.sim.simulator import SimulationError, Simulator, effective_dense_weights
 from rssnn_deploy.spec import NetworkSpec
 
 

@@ -9,11 +9,11 @@ import dataclasses
 import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.quantization import quantize
 from rssnn_deploy.robustness.attacks import AUTOATTACK
 from rssnn_deploy.robustness.certify import CertifyConfig
-from rssnn_deploy.robustness.cli_args import add_evaluate_arguments, config_from_args
+from rssnn_deploy.cli.evaluate_args import add_evaluate_arguments, config_from_args
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.evaluation import evaluate_subject
 from rssnn_deploy.robustness.protocols import PROTOCOLS, config_for_protocol
@@ -83,7 +83,7 @@ def test_adaptive_attack_cells(tmp_path):
     """--adaptive adds the attack at ε with the model's surrogate, the surrogate sweep and
     the chip's straight-through gradients."""
     import torch
-    from rssnn_deploy.models import build_model
+    from rssnn_deploy.models.zoo import build_model
     from rssnn_deploy.robustness.cells import Evaluator
     config = parse("--adaptive", "--attacks", "FGSM", "--threat-models", "float,chip")
     assert config.adaptive == "PGD-100x5"

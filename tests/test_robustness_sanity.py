@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.evaluation import evaluate_subject
-from rssnn_deploy.models import build_model
+from rssnn_deploy.models.zoo import build_model
 from rssnn_deploy.quantization import quantize
 from rssnn_deploy.robustness.sanity import (check_beats_noise, check_budget,
                                             check_gradient_free_not_stronger,

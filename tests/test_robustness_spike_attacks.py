@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import rssnn_deploy as rd
-from rssnn_deploy.cli import main
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.errors import OptionError
 from rssnn_deploy.robustness.chip_model import ChipModel, readout_logit_scale
 from rssnn_deploy.robustness.spike_attacks import (check_flip_budgets, flip_counts,

@@ -4,9 +4,9 @@ import argparse
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.cli import build_parser, main
+from rssnn_deploy.cli.main import build_parser, main
 from rssnn_deploy.errors import OptionError
-from rssnn_deploy.run_config import parse_with_config, to_toml
+from rssnn_deploy.cli.run_config import parse_with_config, to_toml
 
 
 def _write(tmp_path, text):
@@ -70,7 +70,7 @@ def test_run_folder_gets_resolved_options_and_log_that_round_trip(tmp_path, caps
 
 
 def test_to_toml_writes_what_tomllib_reads():
-    from rssnn_deploy.run_config import tomllib
+    from rssnn_deploy.cli.run_config import tomllib
     values = {"a_b": 1, "c": 0.5, "d": "x\"y", "e": [1, 2], "f": True, "g": None,
               "noise": [("gaussian", (0.1, 0.2))]}
     assert tomllib.loads(to_toml(values)) == {"a-b": 1, "c": 0.5, "d": "x\"y", "e": [1, 2],

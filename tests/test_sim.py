@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import rssnn_deploy.sim as sim_mod
-import rssnn_deploy.sim_layers as sim_layers
+import rssnn_deploy.sim.simulator as sim_mod
+import rssnn_deploy.sim.layers as sim_layers
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy.netx_io import read_netx
-from rssnn_deploy.sim import (SimResult, SimulationError, Simulator, effective_dense_weights,
+from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.sim.simulator import (SimResult, SimulationError, Simulator, effective_dense_weights,
                               encode_input_differentiable, expand_delays, layer_timing, predict)
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec, encode_input
 

@@ -14,8 +14,8 @@ from torch import nn
 
 import rssnn_deploy  # noqa: F401
 import rssnn_deploy.training.loop as loop_module
-from rssnn_deploy.data import Dataset, load_dataset
-from rssnn_deploy.models import build_model
+from rssnn_deploy.data.datasets import Dataset, load_dataset
+from rssnn_deploy.models.zoo import build_model
 from rssnn_deploy.training import (CHECKPOINT_NAME, PRESETS, CheckpointError, RandomStepFGSM,
                                    TrainConfig,
                                    add_train_arguments, configs_from_args, evaluate_accuracy,

@@ -1,6 +1,6 @@
 """Runners of a deployed network behind one interface (see ``base.Backend``).
 
-* ``sim``: the project's batched bit-exact simulator (``rssnn_deploy.sim``).
+* ``sim``: the project's batched bit-exact simulator (``rssnn_deploy.sim.simulator``).
 * ``lava``: stock lava-dl netx on Lava's fixed-point CPU simulation.
 * ``loihi``: stock netx on a Loihi 2 chip (needs Intel's non-public lava-loihi).
 
@@ -33,7 +33,7 @@ class SimBackend(Backend):
 
     def run(self, spec_or_path: SpecOrPath, inputs=None, steps: Optional[int] = None,
             record=None, *, spikes=None, reset: str = "staggered"):
-        from rssnn_deploy.sim import Simulator
+        from rssnn_deploy.sim.simulator import Simulator
         sim = Simulator(load_spec(spec_or_path), device=self.device)
         return sim.run(inputs, spikes=spikes, steps=steps, record=record, reset=reset,
                        batch_size=self.batch_size)

@@ -1,7 +1,7 @@
 """The one interface every runner of a deployed network implements.
 
 A backend takes a ``NetworkSpec`` or a netx file, integer inputs, and a number of chip
-steps, and returns a ``rssnn_deploy.sim.SimResult`` (output spikes per step, the output
+steps, and returns a ``rssnn_deploy.sim.simulator.SimResult`` (output spikes per step, the output
 layer's final v, spike counts, optionally per-layer u / v / s). Inputs are either bias
 mantissas ``(N, *input_shape)`` for the input layer's neuron, or spike trains
 ``(N, T, *input_shape)`` fed to the first synaptic layer. Array layouts follow the spec:
@@ -90,7 +90,7 @@ class Backend(abc.ABC):
 def load_spec(spec_or_path: SpecOrPath) -> NetworkSpec:
     if isinstance(spec_or_path, NetworkSpec):
         return spec_or_path
-    from rssnn_deploy.netx_io import read_netx
+    from rssnn_deploy.netx.hdf5 import read_netx
     return read_netx(spec_or_path)
 
 
@@ -98,7 +98,7 @@ def load_spec(spec_or_path: SpecOrPath) -> NetworkSpec:
 def netx_file(spec_or_path: SpecOrPath) -> Iterator[Tuple[Path, NetworkSpec]]:
     """A netx file for ``spec_or_path`` (written to a temporary folder for a spec)."""
     if isinstance(spec_or_path, NetworkSpec):
-        from rssnn_deploy.netx_io import write_netx
+        from rssnn_deploy.netx.hdf5 import write_netx
         with tempfile.TemporaryDirectory(prefix="rssnn-netx-") as tmp:
             path = write_netx(spec_or_path, Path(tmp) / "network.net")
             yield path, spec_or_path

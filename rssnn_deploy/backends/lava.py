@@ -4,7 +4,7 @@ The netx file is loaded by Lava's own ``hdf5.Network``; nothing of the project's
 simulator is involved in computing results. Files with DLIF gains (exact gain mode) are
 the exception: stock netx refuses their ``RSSNN_DLIF`` neuron type (and would drop the
 gains of an older file that kept them in a ``rssnn`` group), so their network is built
-from the spec by ``rssnn_deploy.backends.lava_dlif`` instead (netx's own block
+from the spec by ``rssnn_deploy.backends.lava_dlif.process`` instead (netx's own block
 processes and weight optimisation, with the ``DLIF`` neuron process where a layer has
 gains); ``last_builder`` says which path ran. Samples run one after another through one
 compiled network:
@@ -48,8 +48,8 @@ import rssnn_deploy  # noqa: F401  (installs the Lava compatibility shim first)
 from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
                                         SpecOrPath, netx_file)
 from rssnn_deploy.dependencies import LAVA_INSTALL
-from rssnn_deploy.sim import SimResult, Simulator, SimulationError, layer_timing
-from rssnn_deploy.memory import check_simulation_memory
+from rssnn_deploy.sim.simulator import SimResult, Simulator, SimulationError, layer_timing
+from rssnn_deploy.sim.memory import check_simulation_memory
 from rssnn_deploy.spec import CubaNeuron, NetworkSpec
 
 
@@ -123,7 +123,7 @@ class LavaBackend(Backend):
         """DLIF gains run in Lava's CPU simulation only (``lava_dlif`` has no chip model)."""
         from lava.magma.core.run_configs import AbstractLoihiSimRunCfg
 
-        from rssnn_deploy.backends.lava_dlif import has_gains
+        from rssnn_deploy.backends.lava_dlif.process import has_gains
         gains = has_gains(spec)
         if gains and not isinstance(self._run_config(), AbstractLoihiSimRunCfg):
             raise BackendError(f"{name}: layers {gains} carry DLIF gains, which only Lava's "
@@ -186,7 +186,7 @@ class LavaBackend(Backend):
         from lava.proc.monitor.process import Monitor
         from tqdm.auto import tqdm
 
-        from rssnn_deploy.backends.lava_dlif import build_network, has_gains
+        from rssnn_deploy.backends.lava_dlif.process import build_network, has_gains
 
         if has_gains(spec):
             # Stock netx would ignore the gains (they live in the file's rssnn group):

@@ -236,7 +236,7 @@ def surrogate_variant(model: nn.Module, surrogate: Optional[str] = None,
     A non-default surrogate takes its own default shape parameter (the scales of
     different surrogates are not comparable) unless ``scale`` sets it.
     """
-    from rssnn_deploy.models import build_model
+    from rssnn_deploy.models.zoo import build_model
     describe = getattr(model, "describe", None)
     if describe is None:
         raise TypeError(f"{type(model).__name__} cannot be rebuilt with another surrogate; "
@@ -296,7 +296,7 @@ def worst_case(reference: nn.Module, x: Tensor, y: Tensor, candidates: Sequence[
 def sweep_variants(model: nn.Module, factors: Sequence[float] = SWEEP_SCALES
                    ) -> List[nn.Module]:
     """Every surrogate of ``neurons.SURROGATES`` at ``factors`` × its default scale."""
-    from rssnn_deploy.neurons import SURROGATES
+    from rssnn_deploy.models.neurons import SURROGATES
     return [surrogate_variant(model, surrogate=name, scale=f * cls.default_scale)
             for name, cls in SURROGATES.items() for f in factors]
 

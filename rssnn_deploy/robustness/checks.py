@@ -11,7 +11,7 @@ from typing import Callable, Dict, Sequence
 
 import torch
 
-from rssnn_deploy.models import predict_classes
+from rssnn_deploy.models.zoo import predict_classes
 from rssnn_deploy.robustness.attacks import AttackSpec, craft
 from rssnn_deploy.robustness.noise import gaussian_noise
 

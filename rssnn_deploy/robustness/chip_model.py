@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rssnn_deploy.sim import Simulator, SpikeTransform, encode_input_differentiable
+from rssnn_deploy.sim.simulator import Simulator, SpikeTransform, encode_input_differentiable
 from rssnn_deploy.spec import STATE_SHIFT, NetworkSpec, encode_input
 
 __all__ = ["ChipModel", "ChipPredictor", "readout_logit_scale"]

@@ -99,7 +99,7 @@ def weight_field(layer: LayerSpec, index: int = -1) -> WeightField:
     """The stored 8-bit field of a dense (Lava's) or conv layer; see the module docstring."""
     w = np.asarray(layer.weight).astype(np.int64)
     if layer.kind == "dense":
-        from rssnn_deploy.sim import effective_dense_weights
+        from rssnn_deploy.sim.simulator import effective_dense_weights
         w_eff, exp = effective_dense_weights(w.reshape(int(np.prod(layer.shape)), -1),
                                              f"layer {index} (dense)")
         w_eff = w_eff.reshape(w.shape)

@@ -23,7 +23,7 @@ Run as ``python -m rssnn_deploy.training ...`` or, data-parallel,
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError,
                                                load_checkpoint, read_checkpoint,
                                                save_checkpoint)
-from rssnn_deploy.training.cli_args import (add_train_arguments, configs_from_args,
+from rssnn_deploy.cli.train_args import (add_train_arguments, configs_from_args,
                                             run_training_from_args, train_main)
 from rssnn_deploy.training.config import PERTURBATIONS, TrainConfig
 from rssnn_deploy.training.loop import (evaluate_accuracy, run_training, train,

@@ -21,7 +21,7 @@ import torch
 
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import atomic_path, atomic_write_text, sha256_file
-from rssnn_deploy.models import SNN, build_model
+from rssnn_deploy.models.zoo import SNN, build_model
 from rssnn_deploy.training.config import TrainConfig
 
 __all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "CheckpointError", "save_checkpoint",
@@ -170,7 +170,7 @@ def write_run(out_dir: Path, model: SNN, config: TrainConfig, epoch: int,
     """Write the run's checkpoint (resumable: optimiser and scheduler state included)
     and a human-readable ``metrics.json`` beside it. ``best``: the best epoch kept so
     far (``epoch``, ``test_acc``, ``state_dict``), for ``keep_best`` runs;
-    ``dataset_record`` (what the run trains on, :mod:`rssnn_deploy.dataset_record`)
+    ``dataset_record`` (what the run trains on, :mod:`rssnn_deploy.data.record`)
     rides along under ``"dataset"``."""
     payload = {
         "model_config": model.describe(),

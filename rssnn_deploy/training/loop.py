@@ -2,7 +2,7 @@
 
 Quantization-aware fine-tuning (``TrainConfig.qat_epochs``): after the float epochs the
 same objective is trained for ``qat_epochs`` more on the model's Loihi-exact forward
-(``rssnn_deploy.qat.LoihiExact``): the logits, the MPPD currents and the adversarial
+(``rssnn_deploy.training.qat.LoihiExact``): the logits, the MPPD currents and the adversarial
 examples are those of the integer network the weights export to, with straight-through
 gradients to the float weights, so the fine-tuning closes the float-to-chip gap rather
 than training past it.
@@ -27,11 +27,11 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from rssnn_deploy.data import Dataset, load_dataset, subset_train
-from rssnn_deploy.dataset_record import describe_dataset, split_summary
-from rssnn_deploy.models import (COMMON_DEFAULTS, SNN, build_model, normalize_config,
+from rssnn_deploy.data.datasets import Dataset, load_dataset, subset_train
+from rssnn_deploy.data.record import describe_dataset, split_summary
+from rssnn_deploy.models.zoo import (COMMON_DEFAULTS, SNN, build_model, normalize_config,
                                  predict_classes)
-from rssnn_deploy.qat import LoihiExact
+from rssnn_deploy.training.qat import LoihiExact
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
                                                check_resumable_fields, load_checkpoint,
                                                read_checkpoint, write_run)
@@ -157,7 +157,7 @@ def train(model: SNN, data: Union[Dataset, Sequence[Tensor]], config: TrainConfi
     checkpoint is an error rather than silently overwritten. Under ``torchrun`` the
     batches are split across processes (DistributedSampler + DDP) and only rank 0
     writes files. Deterministic for a fixed ``config.seed`` and world size.
-    ``dataset_record`` (:func:`rssnn_deploy.dataset_record.describe_dataset`) is stored
+    ``dataset_record`` (:func:`rssnn_deploy.data.record.describe_dataset`) is stored
     in the checkpoint so later commands default to the same data.
     """
     x_train, y_train, x_test, y_test = data

@@ -1,0 +1,2 @@
+"""The ``rssnn-deploy`` command line: one module per command group, typed option parsers
+and run configs. ``main`` is the entry point."""

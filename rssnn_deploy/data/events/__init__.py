@@ -1,0 +1,2 @@
+"""Event-camera data: N-MNIST-style binary files and AEDAT 4 recordings, binned into spike
+trains for networks without an input neuron."""

@@ -1,0 +1,1 @@
+"""NIR export and import, and the dialects of NIR consumers (snnTorch, Norse)."""

@@ -1,0 +1,297 @@
+/* Fused integer CUBA neuron loop: every chip step of one layer in one call.
+ *
+ * The arithmetic is Lava 0.10 fixed_pt's CUBA update as documented in
+ * rssnn_deploy/sim/simulator.py (the reference, checked array by array against Lava):
+ *
+ *   u = trunc(u * (4096 - iDecay) / 4096) + (a_in << 6)       int32, wraps mod 2^32
+ *   u = u - 2^24 if u > 2^23;  u = u + 2^24 if u <= -2^23      one wrap only
+ *   v = clip(trunc(v * (4096 - vDecay) / 4096) + u + (bias << 6), -(2^23-1), 2^23-1)
+ *   s = v > (vThMant << 6);  v = 0 where s
+ *
+ * Every wrap and clip is applied unconditionally: where sim.py's bounds show that
+ * one cannot trigger, applying it is the identity, so the result is the same.
+ * Truncating division by 4096 is branch-free: (p + ((p >> 63) & 4095)) >> 12.
+ *
+ * The module is also a (function-less) CPython extension so that setuptools builds it
+ * for the running interpreter at install time; Python calls the kernel through ctypes
+ * (rssnn_deploy/sim/fused/kernels.py), which releases the GIL for the duration of the call.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuba.h"
+
+#define U_LIMIT (1 << 23)
+#define V_LIMIT ((1 << 23) - 1)
+#define BLOCK_NEURONS 4096
+
+static inline int32_t wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
+
+static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 12; }
+
+/* a_in for one element, already wrapped to int32 (Lava's int32 channel).
+ * Kinds: 1 float32 (exact integers below 2^24), 2 float64, 3 int32 sums of an int8 GEMM
+ * with the weights split as 2 hi + lo (hi sums in columns [0, f), lo sums in [f, 2f) of
+ * each row), to which the weight exponent (shift) still applies. */
+static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, int shift) {
+    if (a_kind == 1) {
+        return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+    }
+    if (a_kind == 3) {
+        int64_t row = idx / f, j = idx - row * f;
+        const int32_t *r = (const int32_t *)a + row * 2 * f;
+        int64_t x = 2 * (int64_t)r[j] + r[f + j];
+        x = shift >= 0 ? x << shift : x >> (-shift);      /* floor shift, as Lava's */
+        return wrap32(x);
+    }
+    if (a_kind == 4) {
+        int64_t x = ((const int32_t *)a)[idx];
+        x = shift >= 0 ? x << shift : x >> (-shift);
+        return wrap32(x);
+    }
+    double x = ((const double *)a)[idx];
+    x -= 4294967296.0 * floor((x + 2147483648.0) / 4294967296.0);
+    return (int64_t)x;
+}
+
+/* One step of a block of w neurons (constants tiled to the block). Separate function so
+ * the compiler vectorises it. */
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void step_block(int64_t w, const int32_t *restrict a6, const int32_t *restrict bias6,
+                       const int32_t *restrict cu, const int32_t *restrict cv,
+                       const int32_t *restrict theta, int32_t *restrict u,
+                       int32_t *restrict v, uint8_t *restrict s) {
+    for (int64_t j = 0; j < w; j++) {
+        int32_t uu = wrap32(tdiv4096((int64_t)u[j] * cu[j]) + a6[j]);
+        uu -= ((uu > U_LIMIT) - (uu <= -U_LIMIT)) * (2 * U_LIMIT);
+        int32_t vv = wrap32(tdiv4096((int64_t)v[j] * cv[j]) + (int64_t)uu + bias6[j]);
+        vv = vv > V_LIMIT ? V_LIMIT : (vv < -V_LIMIT ? -V_LIMIT : vv);
+        int32_t spike = vv > theta[j];
+        u[j] = uu;
+        v[j] = spike ? 0 : vv;
+        s[j] = (uint8_t)spike;
+    }
+}
+
+/* This thread's scratch memory number `slot` (RSSNN_SCRATCH_SLOTS of them, so that a
+ * caller holding one can call a function that uses another), at least `bytes`, kept
+ * between calls (a layer of 76,032 neurons otherwise mapped and faulted in 1.3 MB on
+ * every call); its old contents are not kept when it grows. NULL when it cannot be
+ * allocated. */
+void *rssnn_scratch(int slot, size_t bytes) {
+    static __thread void *mem[RSSNN_SCRATCH_SLOTS];
+    static __thread size_t size[RSSNN_SCRATCH_SLOTS];
+    if (bytes > size[slot]) {
+        free(mem[slot]);
+        mem[slot] = malloc(bytes);
+        size[slot] = mem[slot] ? bytes : 0;
+    }
+    return mem[slot];
+}
+
+/* Copy one block's step result into a (steps, n, f) record: in the state's own order,
+ * or through perm (state neuron j goes to position perm[j] of the sample's row). */
+#define STORE(TYPE, DST, SRC)                                                          \
+    do {                                                                               \
+        TYPE *d_ = (TYPE *)(DST);                                                      \
+        for (int64_t c_ = 0; c_ < count; c_++) {                                       \
+            TYPE *dr_ = d_ + c_ * f;                                                   \
+            const __typeof__(*(SRC)) *sr_ = (SRC) + c_ * f;                            \
+            if (perm)                                                                  \
+                for (int64_t j_ = 0; j_ < f; j_++) dr_[perm[j_]] = (TYPE)sr_[j_];      \
+            else                                                                       \
+                for (int64_t j_ = 0; j_ < f; j_++) dr_[j_] = (TYPE)sr_[j_];            \
+        }                                                                              \
+    } while (0)
+
+/*
+ * Run samples [n0, n1) of one layer for chip steps 1..steps.
+ *
+ * steps, n, f  : chip steps, samples in the arrays, neurons per sample
+ * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64,
+ *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums;
+ *                row r is what the neurons receive at chip step a_first + r, other steps 0
+ * a_shift      : weight exponent for kinds 3 and 4 (left, or floor right when negative)
+ * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
+ *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
+ * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
+ * cu, cv       : (f,) 4096 - iDecay, 4096 - vDecay;  theta: (f,) vThMant << 6 (clamped)
+ * reset_mask   : (steps + 1,) non-zero at chip steps that zero u and v first
+ * s_out, s_kind: (steps, n, f) spikes as 0/1 in uint8 (s_kind 0), float32 (1) or
+ *                float64 (2): the dtype the next layer's synapse takes
+ * u_rec, v_rec : (steps, n, f) int32 or NULL
+ * v_final      : (n, f) int64, v after the last step
+ * perm, s_perm : NULL, or (f,) position of state neuron j in the (C, H, W) order of a
+ *                sample's row. Conv layers keep their state, a and spikes in channels-last
+ *                (H, W, C) order, which their synapses produce and read; records and
+ *                v_final always go out in (C, H, W) order, s_out only when s_perm.
+ * Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
+                   const void *a, int a_kind, int64_t a_rows, int64_t a_first, int a_shift,
+                   const int32_t *gain, int64_t gain_len, int gain_exp, int64_t hops,
+                   const int16_t *bias, int bias_per_sample,
+                   const int32_t *cu, const int32_t *cv, const int32_t *theta,
+                   const uint8_t *reset_mask, void *s_out, int s_kind, int32_t *u_rec,
+                   int32_t *v_rec, int64_t *v_final, const int32_t *perm, int s_perm,
+                   int64_t n0, int64_t n1) {
+    int64_t block = BLOCK_NEURONS / (f > 0 ? f : 1);
+    if (block < 1) block = 1;
+    if (block > n1 - n0) block = n1 - n0;
+    if (block < 1) return 0;
+    int64_t width = block * f;
+    /* With several samples to a block, the per-neuron constants are tiled over them, so
+     * that a step is one flat loop over count * f neurons (vectorised whatever f is;
+     * with f = 10 the per-sample loop ran at a quarter of the speed). A block of one
+     * sample uses the constants as they are. */
+    int tiled = block > 1;
+    int32_t *mem = rssnn_scratch(RSSNN_SCRATCH_KERNEL, (size_t)width * (tiled ? 7 : 4) * sizeof(int32_t) + (size_t)width);
+    if (!mem) return -1;
+    int32_t *u = mem, *v = u + width, *a6 = v + width, *bias6 = a6 + width;
+    int32_t *cu_t = tiled ? bias6 + width : (int32_t *)cu;
+    int32_t *cv_t = tiled ? cu_t + width : (int32_t *)cv;
+    int32_t *th_t = tiled ? cv_t + width : (int32_t *)theta;
+    uint8_t *s = (uint8_t *)(bias6 + width * (tiled ? 4 : 1));
+    memset(a6, 0, sizeof(int32_t) * width);
+    memset(bias6, 0, sizeof(int32_t) * width);
+    for (int64_t c = 0; c < block; c++) {
+        if (tiled) {
+            memcpy(cu_t + c * f, cu, sizeof(int32_t) * f);
+            memcpy(cv_t + c * f, cv, sizeof(int32_t) * f);
+            memcpy(th_t + c * f, theta, sizeof(int32_t) * f);
+        }
+        if (bias && !bias_per_sample)
+            for (int64_t j = 0; j < f; j++) bias6[c * f + j] = (int32_t)bias[j] * 64;
+    }
+    const int64_t row = n * f;
+    for (int64_t b0 = n0; b0 < n1; b0 += block) {
+        int64_t count = (n1 - b0 < block) ? n1 - b0 : block;
+        int64_t w = count * f;
+        memset(u, 0, sizeof(int32_t) * w);
+        memset(v, 0, sizeof(int32_t) * w);
+        if (bias && bias_per_sample)
+            for (int64_t i = 0; i < w; i++) bias6[i] = (int32_t)bias[b0 * f + i] * 64;
+        for (int64_t t = 1; t <= steps; t++) {
+            if (reset_mask[t]) {
+                memset(u, 0, sizeof(int32_t) * w);
+                memset(v, 0, sizeof(int32_t) * w);
+            }
+            int64_t r = t - a_first;
+            if (a_kind && r >= 0 && r < a_rows) {
+                int64_t base = r * row + b0 * f;
+                if (gain) {
+                    int64_t k = t - hops - 1;
+                    k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
+                    int64_t g = gain[k];
+                    for (int64_t i = 0; i < w; i++) {
+                        int64_t p = load_a(a, a_kind, base + i, f, a_shift) * g;
+                        p = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
+                        a6[i] = wrap32(p * 64);
+                    }
+                } else if (a_kind == 3) {
+                    const int32_t *ai = (const int32_t *)a + (r * n + b0) * 2 * f;
+                    for (int64_t c = 0; c < count; c++) {
+                        const int32_t *hi = ai + c * 2 * f;
+                        const int32_t *lo = hi + f;
+                        int32_t *dst = a6 + c * f;
+                        for (int64_t j = 0; j < f; j++) {
+                            int64_t x = 2 * (int64_t)hi[j] + lo[j];
+                            x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
+                            dst[j] = wrap32(x * 64);
+                        }
+                    }
+                } else if (a_kind == 4) {
+                    const int32_t *ai = (const int32_t *)a + base;
+                    if (a_shift == 0) {
+                        for (int64_t i = 0; i < w; i++) a6[i] = wrap32((int64_t)ai[i] * 64);
+                    } else {
+                        for (int64_t i = 0; i < w; i++) {
+                            int64_t x = ai[i];
+                            x = a_shift > 0 ? x << a_shift : x >> (-a_shift);
+                            a6[i] = wrap32(x * 64);
+                        }
+                    }
+                } else if (a_kind == 1) {
+                    const float *af = (const float *)a + base;
+                    for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)af[i] * 64;
+                } else {
+                    for (int64_t i = 0; i < w; i++)
+                        a6[i] = wrap32(load_a(a, a_kind, base + i, f, a_shift) * 64);
+                }
+            } else {
+                memset(a6, 0, sizeof(int32_t) * w);
+            }
+            step_block(w, a6, bias6, cu_t, cv_t, th_t, u, v, s);
+            int64_t at = (t - 1) * row + b0 * f;
+            if (s_perm && perm) {
+                if (s_kind == 0) STORE(uint8_t, (uint8_t *)s_out + at, s);
+                else if (s_kind == 1) STORE(float, (float *)s_out + at, s);
+                else STORE(double, (double *)s_out + at, s);
+            } else if (s_kind == 0) {
+                memcpy((uint8_t *)s_out + at, s, (size_t)w);
+            } else if (s_kind == 1) {
+                float *dst = (float *)s_out + at;
+                for (int64_t i = 0; i < w; i++) dst[i] = (float)s[i];
+            } else {
+                double *dst = (double *)s_out + at;
+                for (int64_t i = 0; i < w; i++) dst[i] = (double)s[i];
+            }
+            if (u_rec) STORE(int32_t, u_rec + at, u);
+            if (v_rec) STORE(int32_t, v_rec + at, v);
+        }
+        STORE(int64_t, v_final + b0 * f, v);
+    }
+    return 0;
+}
+
+
+/*
+ * Spike trains of neurons without synaptic input (an input layer driven by its bias
+ * alone), looked up instead of simulated. Such a neuron's u stays 0, so its spikes
+ * depend only on its bias, its v decay and threshold and the reset steps; for a layer
+ * whose neurons share these, fastsim_input.py runs rssnn_cuba_run once on every bias value
+ * in [offset, offset + R) and packs each value's train into `words` 64-bit masks
+ * (bit t % 64 of word t / 64 = spike at chip step t + 1), pattern[(value - offset) *
+ * words + word]. This writes the trains of count neurons (one sample after another,
+ * in the state's order) to out (steps, row) at out + t * row, as 0/1 in uint8 (s_kind
+ * 0), float32 (1) or float64 (2). The bias values must lie in [offset, offset + R).
+ */
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+void rssnn_pattern_spikes(int64_t steps, int64_t count, const uint64_t *pattern,
+                          int64_t words, const int16_t *bias, int32_t offset,
+                          void *out, int s_kind, int64_t row) {
+    enum { CHUNK = 1024 };
+    uint64_t p[CHUNK];
+    for (int64_t i0 = 0; i0 < count; i0 += CHUNK) {
+        int64_t m = count - i0 < CHUNK ? count - i0 : CHUNK;
+        for (int64_t w = 0; w * 64 < steps; w++) {
+            for (int64_t i = 0; i < m; i++)
+                p[i] = pattern[(int64_t)(bias[i0 + i] - offset) * words + w];
+            int64_t t_end = steps - w * 64 < 64 ? steps - w * 64 : 64;
+            for (int64_t b = 0; b < t_end; b++) {
+                int64_t at = (w * 64 + b) * row + i0;
+                if (s_kind == 0) {
+                    uint8_t *o = (uint8_t *)out + at;
+                    for (int64_t i = 0; i < m; i++) o[i] = (uint8_t)((p[i] >> b) & 1);
+                } else if (s_kind == 1) {
+                    float *o = (float *)out + at;
+                    for (int64_t i = 0; i < m; i++) o[i] = (float)((p[i] >> b) & 1);
+                } else {
+                    double *o = (double *)out + at;
+                    for (int64_t i = 0; i < m; i++) o[i] = (double)((p[i] >> b) & 1);
+                }
+            }
+        }
+    }
+}
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cuba",
+    "Fused integer CUBA neuron kernel; called through ctypes by rssnn_deploy.sim.fused.engine.",
+    -1, NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__cuba(void) { return PyModule_Create(&module); }
