@@ -46,15 +46,19 @@ def predict(net: NetLike, x: np.ndarray, backend: str = "sim",
 
     ``x`` is pixels in [0, 1] (float, encoded with :func:`encode`), integer bias
     mantissas shaped like the input layer, or spike trains (N, T, ...) for a network
-    without an input neuron. ``backend`` is ``"sim"`` (our bit-exact simulator),
-    ``"lava"`` (stock netx on Lava's fixed-point CPU simulation) or ``"loihi"``.
+    without an input neuron that takes no pixels (event data). Floats are pixels, flat or
+    not, for a network with an input neuron or an input scale: an analog-input file has
+    no input neuron yet takes pixels (as graded spikes), so the neuron alone cannot tell.
+    ``backend`` is ``"sim"`` (our bit-exact simulator), ``"lava"`` (stock netx on Lava's
+    fixed-point CPU simulation) or ``"loihi"``.
     """
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.backends.base import split_inputs
     spec = _spec(net)
     x = np.asarray(x)
     if x.dtype.kind == "f":
-        if x.ndim == len(spec.input_layer.shape) + 1 or spec.input_layer.neuron is not None:
+        if (x.ndim == len(spec.input_layer.shape) + 1 or spec.input_layer.neuron is not None
+                or spec.input_scale is not None):
             x = encode_input(spec, x)
         else:
             x = (x != 0).astype(np.int64)       # spike trains given as floats

@@ -22,10 +22,16 @@ class index; the logits carry that rule as a bonus below one membrane unit, and 
 return float64 logits (exact for any 24-bit membrane), so their ``argmax`` and the
 margins a gradient-free attack reads are the chip's own.
 
-A network without an input neuron (event data) takes spike trains (N, T, *input_shape)
-instead of pixels: they enter the first synaptic layer unencoded, and the gradient is
-the simulator's with respect to those 0/1 entries (what the sparse event attacks of
-:mod:`rssnn_deploy.robustness.spike_attacks` rank flips by).
+Pixels x in [0, 1] are encoded exactly as ``simulate`` encodes them,
+``floor(x·input_scale + 0.5)``: the input neuron's bias (spiking encoding) or, in an
+analog-input file (no input neuron, ``meta["input_message_bits"]``), the graded spike
+sent to the first synaptic layer at every step; in both the gradient passes the rounding
+straight through. So an input neuron alone does not tell pixels from spike trains
+(:attr:`ChipModel.takes_pixels`): only a file with neither an input neuron nor an input
+scale (event data) takes spike trains (N, T, *input_shape). They enter the first synaptic
+layer unencoded, and the gradient is the simulator's with respect to those 0/1 entries
+(what the sparse event attacks of :mod:`rssnn_deploy.robustness.spike_attacks` rank flips
+by).
 """
 from __future__ import annotations
 
@@ -121,21 +127,29 @@ class ChipModel(nn.Module):
             # a query: the integer model itself, no surrogate anywhere; float64 keeps ties
             membrane = self.readout_membrane(x).to(torch.float64)
             return (membrane + self.tie_bonus) / self.logit_scale
-        if not self.sim.has_input_neuron:          # spike trains enter unencoded
-            result = self.sim.run(spikes=x, batch_size=self.batch_size)
-        else:
+        if self.takes_pixels:
             result = self.sim.run(bias_input=encode_input_differentiable(self.spec, x),
                                   batch_size=self.batch_size)
+        else:                                       # spike trains enter unencoded
+            result = self.sim.run(spikes=x, batch_size=self.batch_size)
         membrane = result.output_v_float.reshape(len(x), -1)
         return ((membrane + self.tie_bonus) / self.logit_scale).to(x.dtype)
 
     def readout_membrane(self, x: Tensor) -> Tensor:
         """The output layer's integer membrane v after the last step, (N, classes)."""
-        if not self.exact.has_input_neuron:
+        if self.takes_pixels:
+            bias = torch.as_tensor(encode_input(self.spec, x.detach().cpu().numpy()))
+            result = self.exact.run(bias_input=bias.to(self.tie_bonus.device),
+                                    batch_size=self.batch_size)
+        else:
             result = self.exact.run(spikes=x.detach().to(self.tie_bonus.device),
                                     batch_size=self.batch_size)
-            return result.readout("membrane")
-        bias = torch.as_tensor(encode_input(self.spec, x.detach().cpu().numpy()))
-        result = self.exact.run(bias_input=bias.to(self.tie_bonus.device),
-                                batch_size=self.batch_size)
         return result.readout("membrane")
+
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether inputs are pixels in [0, 1] rather than spike trains: the file has an
+        input neuron (pixels become its bias) or an input scale. An analog-input file has
+        no input neuron yet takes pixels (as graded spikes), so the neuron alone cannot
+        decide it; only event files, with neither, take spike trains."""
+        return self.exact.has_input_neuron or self.spec.input_scale is not None

@@ -19,7 +19,10 @@ parameters ported between chips) and measure how gracefully the integer model de
   ``vDecay_i = round(vDecay·(1 + σ·z_i))``, clipped to [1, 4096]; the leak 1 − λ is
   what varies, so λ stays below 1 and the stability bound holds for every neuron.
 * **Dropped spikes** (``drop``, level = probability): every spike on its way to a
-  synaptic layer is lost with that probability, independently.
+  synaptic layer is lost with that probability, independently. In an analog-input file
+  the first layer's input messages are graded spikes: a lost one loses its whole value,
+  a kept one arrives with its value (the simulator keeps graded values through the
+  transform; it counts every other transformed spike as 0/1).
 
 The readout integrator is left out of threshold and decay mismatch: its "threshold" is
 a sentinel above any reachable membrane and its decay is exactly 0 by construction,

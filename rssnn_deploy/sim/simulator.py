@@ -119,7 +119,9 @@ what an unmodified spec computes):
 * **Spike transform.** ``Simulator(..., spike_transform=f)`` calls ``f(spec_index,
   spikes)`` on the spike train ``(steps, N, *shape)`` a synaptic layer receives, before
   its synapse, e.g. to drop spikes in transit (bool in the exact mode, float64 with
-  ``differentiable=True``; any non-zero value counts as a spike in the exact mode).
+  ``differentiable=True``; any non-zero value counts as a spike in the exact mode). The
+  graded input of an analog-input file keeps its values: the first layer's transform
+  sees and returns the integer messages (``_transform_spikes``).
 
 * **Recurrent dense** (netx ``dense_rec``): a second synapse feeds the layer's own spikes
   of step t − 1 back into its ``a_in`` of step t, ``W_rec_eff·s[t−1]`` shifted by the
@@ -556,9 +558,7 @@ class Simulator:
             else:
                 n = prev.shape[1]
                 if self.spike_transform is not None:
-                    prev = self.spike_transform(st.spec_index, prev)
-                    if not grad:
-                        prev = prev != 0
+                    prev = self._transform_spikes(st, prev)
                 a_in = self._synaptic_input(st, prev, steps, grad, path.weight)
                 bias = st.bias
             prev, rec, v_final, rec_float = self._neuron_loop(
@@ -575,6 +575,18 @@ class Simulator:
         return SimResult(output_spikes=out_spikes, output_v=v_final.detach().to(torch.int64),
                          spike_counts=counts, steps=steps, window_start=window, states=states,
                          output_v_float=v_final if grad else None, states_float=states_float)
+
+    def _transform_spikes(self, stage: _Stage, prev: torch.Tensor) -> torch.Tensor:
+        """``spike_transform`` on the input ``prev`` (steps, N, ...) of synaptic ``stage``.
+
+        In the exact mode its output counts as 0/1 spikes (any non-zero value fires),
+        except the graded input of an analog-input file's first layer: those messages
+        carry their values (``input_message_bits``), so a transform may drop one whole
+        but must not turn its value into a 1. The differentiable mode keeps the values.
+        """
+        out = self.spike_transform(stage.spec_index, prev)
+        graded = bool(self.input_message_bits) and stage is self.stages[0]
+        return out if self.differentiable or graded else out != 0
 
     def _spike_train(self, spikes, steps):
         s = spikes.transpose(0, 1)  # (T_in, N, ...)

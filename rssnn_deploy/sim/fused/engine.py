@@ -414,7 +414,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
-                prev = sim.spike_transform(st.spec_index, prev) != 0
+                prev = sim._transform_spikes(st, prev)
             a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
         nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
         if nxt is None or sim.spike_transform is not None:
