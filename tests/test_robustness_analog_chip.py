@@ -16,13 +16,13 @@ import pytest
 import torch
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.cli import main
-from rssnn_deploy.data import load_dataset
+from rssnn_deploy.cli.main import main
+from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.inference import predict
-from rssnn_deploy.netx_io import read_netx
+from rssnn_deploy.netx.hdf5 import read_netx
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.faults import SpikeDropper, inject
-from rssnn_deploy.sim import Simulator
+from rssnn_deploy.sim.simulator import Simulator
 from rssnn_deploy.spec import encode_input
 from rssnn_deploy.training import load_checkpoint
 
