@@ -24,7 +24,8 @@ from bench_common import (argument_parser, common_options, parse, start,  # noqa
                           write_results)
 from rssnn_deploy.backends import get_backend  # noqa: E402
 from rssnn_deploy.models.zoo import build_model  # noqa: E402
-from rssnn_deploy.netx.hdf5 import read_netx, write_netx  # noqa: E402
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx  # noqa: E402
 from rssnn_deploy.quantization import QuantizeOptions, quantize  # noqa: E402
 from rssnn_deploy.sim.simulator import Simulator  # noqa: E402
 from rssnn_deploy.spec import encode_input  # noqa: E402

@@ -20,15 +20,16 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, argument_parser, start, write_results  # noqa: E402
+
 import rssnn_deploy as rd  # noqa: E402
-from rssnn_deploy.interop.nir import spec_to_nir  # noqa: E402
+from rssnn_deploy.interop.nir_export import spec_to_nir  # noqa: E402
 from rssnn_deploy.spec import NetworkSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 from rssnn_deploy.sim.fused import engine as fastsim  # noqa: E402
 from rssnn_deploy.backends import get_backend  # noqa: E402
-from rssnn_deploy.netx.hdf5 import read_netx  # noqa: E402
+from rssnn_deploy.netx.reader import read_netx  # noqa: E402
 from rssnn_deploy.report import markdown_table, save_figure, write_json  # noqa: E402
 from rssnn_deploy.fileio import atomic_write_text  # noqa: E402
 from rssnn_deploy.sim.simulator import Simulator  # noqa: E402
@@ -329,7 +329,7 @@ def main() -> int:
                         n_thr = set_threads(n_set, cores) if engine == "fused" else (n_set or cores)
                         rate, mib = timed(sims[engine], x[:batch], steps)
                         if engine == "fused":   # the count the run took (capped by its work)
-                            n_thr = sims[engine]._fused_last_threads
+                            n_thr = sims[engine].fused_state.last_threads
                         runs.setdefault(key, []).append(rate)
                         chosen.setdefault(key, []).append(n_thr)
                         mem[key] = max(mem.get(key, 0.0), mib)
@@ -384,7 +384,7 @@ def main() -> int:
                         key = ("fused", label, batch)
                         set_threads(n_set, cores)
                         rate, mib = timed(sims["fused"], x[:batch], steps)
-                        n_thr = sims["fused"]._fused_last_threads
+                        n_thr = sims["fused"].fused_state.last_threads
                         runs.setdefault(key, []).append(rate)
                         chosen.setdefault(key, []).append(n_thr)
                         mem[key] = max(mem.get(key, 0.0), mib)

@@ -145,8 +145,8 @@ def _profile(work: Path, name: str, old: str, new: str) -> str:
 
 
 def _nir(work: Path, name: str, edit: Callable[[h5py.File], None]) -> str:
-    from rssnn_deploy.netx.hdf5 import read_netx
-    from rssnn_deploy.interop.nir import write_nir
+    from rssnn_deploy.netx.reader import read_netx
+    from rssnn_deploy.interop.nir_export import write_nir
     path = write_nir(read_netx(work / "model.net"), work / name)
     with h5py.File(path, "r+") as handle:
         edit(handle)

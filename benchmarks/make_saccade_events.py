@@ -5,7 +5,7 @@ MNIST converted here (from local files; nothing is downloaded). Like N-MNIST (Or
 ~100 ms each) in front of a simulated DVS: the image is placed on a 34×34 sensor at
 sub-pixel positions (scipy.ndimage.shift), and a pixel emits an ON (OFF) event when its
 intensity rose (fell) by more than 0.15 since its last event. Written with
-rssnn_deploy.data.events.nmnist.write_nmnist_bin into Train/<class>/ and Test/<class>/.
+rssnn_deploy.data.events.recordings.write_nmnist_bin into Train/<class>/ and Test/<class>/.
 A simulation, not a sensor: no pixel noise, refractory period or bias drift.
 
     python benchmarks/make_saccade_events.py MNIST_DIR OUT_DIR N_TRAIN N_TEST
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.ndimage import shift as subpixel_shift
 
 from rssnn_deploy.data.datasets import load_dataset
-from rssnn_deploy.data.events.nmnist import write_nmnist_bin
+from rssnn_deploy.data.events.recordings import write_nmnist_bin
 
 SENSOR, FRAMES, THRESHOLD = 34, 30, 0.15
 PATH = [(0, 0), (2, 4), (4, 0), (0, 0)]        # triangle, in pixels (N-MNIST-like)

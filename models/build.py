@@ -35,7 +35,7 @@ import rssnn_deploy
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.robustness import CheckConfig
 from rssnn_deploy.robustness.chip_model import ChipPredictor

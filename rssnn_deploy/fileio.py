@@ -26,6 +26,9 @@ import numpy as np
 
 from rssnn_deploy.errors import OutputError
 
+#: a file-system path as callers give it (the one definition of the alias)
+PathLike = Union[str, "os.PathLike[str]"]
+
 
 @contextlib.contextmanager
 def atomic_path(target: Union[str, os.PathLike], suffix: str = ".tmp") -> Iterator[Path]:

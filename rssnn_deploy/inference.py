@@ -30,7 +30,7 @@ NetLike = Union[str, Path, NetworkSpec]
 def _spec(net: NetLike) -> NetworkSpec:
     if isinstance(net, NetworkSpec):
         return net
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     return read_netx(net)
 
 

@@ -17,7 +17,8 @@ import torch
 
 from rssnn_deploy.fileio import atomic_files, atomic_write_text
 from rssnn_deploy.hardware.profiles import load_profile
-from rssnn_deploy.netx.hdf5 import read_netx, write_netx
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.quantization import QuantizationResult, QuantizeOptions, quantize
 from rssnn_deploy.report import (format_accuracy_rows, markdown_table, plot_accuracy_groups,
                                  stability_table, with_provenance, write_json)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rssnn_deploy.data.events.aedat import aedat_version, read_aedat, write_aedat2, write_aedat31
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.data.datasets import DatasetError, load_dataset
-from rssnn_deploy.data.events.nmnist import EventFileError, load_event_folder, read_recording
+from rssnn_deploy.data.events.recordings import EventFileError, load_event_folder, read_recording
 
 FILES = Path(__file__).parent / "data" / "events_aedat"
 TINY = Path(__file__).parent / "data" / "events_tiny"

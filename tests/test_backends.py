@@ -8,7 +8,7 @@ import torch
 from conftest import dense_spec
 from rssnn_deploy.backends import (BACKENDS, Backend, BackendError, BackendUnavailable,
                                    LavaLoihiMissing, get_backend)
-from rssnn_deploy.netx.hdf5 import write_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.sim.simulator import SimResult, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 

@@ -12,7 +12,7 @@ import torch
 
 from conftest import INTEGRATOR, conv_spec, dense_spec
 from rssnn_deploy.backends import get_backend
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.sim.simulator import Simulator, layer_timing, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
@@ -384,7 +384,7 @@ def test_per_neuron_conv_bias_in_netx_layout(in_shape, tmp_path):
     """A per-neuron conv bias (spec (C, H, W), file (W, H, C)) runs identically in Lava
     from the file and in the simulator from the file read back; the bias varies along
     H and W, so any axis mix-up shows."""
-    from rssnn_deploy.netx.hdf5 import write_netx
+    from rssnn_deploy.netx.writer import write_netx
     spec = _conv_bias_spec(4, in_shape, per_neuron=True)
     assert np.ptp(spec.layers[1].bias, axis=(1, 2)).min() > 0
     ours, _ = both(write_netx(spec, tmp_path / "bias.net"), rand_bias(spec, 2, hi=60), steps=8)
@@ -407,7 +407,7 @@ UNUSUAL_NEURONS = [(5000, 100, -3), (-300, 5000, 40), (70000, -200, 500), (2048,
 
 def test_decays_and_thresholds_lava_runs(tmp_path):
     """Lava runs these values, the reader reads them, the simulator matches every state."""
-    from rssnn_deploy.netx.hdf5 import write_netx
+    from rssnn_deploy.netx.writer import write_netx
     rng = np.random.default_rng(11)
     layers = [LayerSpec("input", (10,), neuron=CubaNeuron(4096, 0, 0))]
     for i_decay, v_decay, vth in UNUSUAL_NEURONS:
@@ -443,7 +443,7 @@ def rec_spec(seed: int, sizes=(12, 10, 4), wmax: int = 70, rec_range=(-60, 61)) 
 
 def test_dense_rec_every_state(tmp_path):
     """From the file, as stock netx builds it (RecurrentDense)."""
-    from rssnn_deploy.netx.hdf5 import write_netx
+    from rssnn_deploy.netx.writer import write_netx
     spec = rec_spec(0)
     ours, _ = both(write_netx(spec, tmp_path / "rec.net"), rand_bias(spec, 2), steps=14)
     assert ours.states[1]["s"].sum() > 4, "the recurrence should carry spikes"
@@ -484,5 +484,5 @@ def test_whole_piece_path_equals_lava(net, wmax):
     ours, _ = both(spec, rand_bias(spec, 12, hi=70, seed=31), steps=11, reset="staggered",
                    record={})
     sim.run(rand_bias(spec, 12, hi=70, seed=31), steps=11)
-    assert (sim.__dict__.get("_fused_piece_plan") is not None) == fastsim_piece.available()
+    assert (sim.fused_state.piece_plan is not None) == fastsim_piece.available()
     assert ours.spike_counts.sum() > 0 or ours.output_v.abs().sum() > 0

@@ -62,7 +62,7 @@ def test_export_exact_gains_chooses_the_exponent_or_takes_gain_exp(tmp_path, cap
     import torch
 
     from rssnn_deploy.models.zoo import build_model
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.training import save_checkpoint
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [16]})
@@ -84,7 +84,7 @@ def test_analog_file_exports_and_simulates_alike_on_sim_and_lava(tmp_path):
     import torch
 
     from rssnn_deploy.models.zoo import build_model
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.training import save_checkpoint
     torch.manual_seed(1)
     model = build_model({"arch": "mlp", "hidden": [16], "input_encoding": "analog"})
@@ -179,7 +179,7 @@ def test_simulate_rejects_wrong_input_shape(tiny_net, tmp_path, capsys):
 
 @pytest.fixture
 def tiny_net(tmp_path):
-    from rssnn_deploy.netx.hdf5 import write_netx
+    from rssnn_deploy.netx.writer import write_netx
     from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
     rng = np.random.default_rng(1)
     cuba = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=200)
@@ -201,8 +201,8 @@ def test_every_module_error_is_a_user_error():
     from rssnn_deploy.errors import UserError
     from rssnn_deploy.hardware.profiles import ProfileError
     from rssnn_deploy.hardware.mapping import MappingError
-    from rssnn_deploy.netx.hdf5 import NetxFormatError
-    from rssnn_deploy.interop.nir import NIRConversionError
+    from rssnn_deploy.netx.layout import NetxFormatError
+    from rssnn_deploy.interop.targets import NIRConversionError
     from rssnn_deploy.quantization import QuantizationError
     from rssnn_deploy.sim.simulator import SimulationError
     from rssnn_deploy.spec import InputError

@@ -180,8 +180,8 @@ def _fuzz_netx(work: Path, data: st.DataObject) -> None:
 
 
 def _fuzz_nir(work: Path, data: st.DataObject) -> None:
-    from rssnn_deploy.netx.hdf5 import read_netx
-    from rssnn_deploy.interop.nir import write_nir
+    from rssnn_deploy.netx.reader import read_netx
+    from rssnn_deploy.interop.nir_export import write_nir
     graph = _fresh(work, "graph", ".nir")
     write_nir(read_netx(work / "model.net"), graph)
     _mutate_h5(graph, data)

@@ -134,7 +134,7 @@ def test_static_power_per_core_spreads_the_measured_idle_power():
 def pilotnet(netx_gt):
     """PilotNet-LIF as lava-dl ships it, mapped for Loihi 2 and counted on its image.npy
     (the input lava-dl's tests run) for the benchmark's 16 steps per inference."""
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     root = netx_gt / "gts" / "pilotnet_lif"
     spec = read_netx(root / "network.net")
     image = np.load(root / "image.npy").transpose(2, 1, 0)[None].astype(np.int64)

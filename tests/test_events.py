@@ -8,7 +8,7 @@ import torch
 import rssnn_deploy as rd
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.data.datasets import DatasetError, detect_format, load_dataset
-from rssnn_deploy.data.events.nmnist import (EventFileError, bin_events, drop_events, jitter_events,
+from rssnn_deploy.data.events.recordings import (EventFileError, bin_events, drop_events, jitter_events,
                                  read_event_npz, read_events, read_nmnist_bin,
                                  write_nmnist_bin)
 

@@ -78,7 +78,7 @@ def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, im2co
     for spec in (dense_spec([23, 17, 9, 4], seed=11, steps=7), conv_spec(seed=11)):
         fused = Simulator(spec, engine="fused")
         fastsim.unsupported(fused)
-        modes = {layer.mode for i, layer in fused._fused_layers.items() if i > 0}
+        modes = {layer.mode for i, layer in fused.fused_state.layers.items() if i > 0}
         assert modes == {"int8" if int_mm else "torch"}
         assert_same(spec, bias_input=bias(spec, 9, seed=11))
 
@@ -109,11 +109,11 @@ def test_int8_weight_forms(im2col_everywhere, weights, form, shift):
     fused = Simulator(spec, engine="fused")
     fastsim.unsupported(fused)
     for i in (2, 5):        # the second conv layer and the first dense layer
-        w = fused._fused_layers[i].int_w
-        assert fused._fused_layers[i].mode == "int8"
+        w = fused.fused_state.layers[i].int_w
+        assert fused.fused_state.layers[i].mode == "int8"
         assert (w.split, w.rows is not None) == (form == "split", form == "high")
     # conv weights are used as stored (dense ones go through Lava's weight scaling)
-    assert fused._fused_layers[2].int_w.shift == shift
+    assert fused.fused_state.layers[2].int_w.shift == shift
     assert_same(spec, bias_input=bias(spec, 5, seed=14))
 
 
@@ -292,16 +292,16 @@ def test_recurrent_layers_run_on_the_reference():
     # dense_rec needs the previous step's spikes inside the time loop: not fused
     from test_sim import _recurrent_spec
     spec = _recurrent_spec()
-    assert not Simulator(spec)._fused_engine()
+    assert not Simulator(spec).uses_fused_engine()
     with pytest.raises(SimulationError, match="recurrent"):
         Simulator(spec, engine="fused").run(bias(spec, 2))
 
 
 def test_engine_choice():
     spec = dense_spec([8, 6, 3], seed=1)
-    assert Simulator(spec)._fused_engine()
-    assert not Simulator(spec, differentiable=True)._fused_engine()
-    assert not Simulator(spec, engine="reference")._fused_engine()
+    assert Simulator(spec).uses_fused_engine()
+    assert not Simulator(spec, differentiable=True).uses_fused_engine()
+    assert not Simulator(spec, engine="reference").uses_fused_engine()
     with pytest.raises(SimulationError, match="differentiable"):
         Simulator(spec, engine="fused", differentiable=True).run(bias(spec, 1))
     with pytest.raises(ValueError):
@@ -451,9 +451,9 @@ def test_thread_count_weighs_the_work(monkeypatch):
     spec = dense_spec([25, 15, 5], seed=26, steps=8)
     sim = Simulator(spec, engine="fused")
     sim.run(bias(spec, 4 * fastsim_threads.MIN_PIECE - 1), steps=8)
-    assert 8 not in sim.__dict__.get("_fused_cost", {})     # fixed costs would dominate
+    assert 8 not in sim.fused_state.cost     # fixed costs would dominate
     sim.run(bias(spec, 4 * fastsim_threads.MIN_PIECE), steps=8)
-    assert sim._fused_cost[8] > 0                           # seconds per sample, measured
+    assert sim.fused_state.cost[8] > 0                           # seconds per sample, measured
     try:
         fastsim.set_threads(3)                              # a set count is obeyed
         assert count(256, 1e-6) == 3
@@ -552,7 +552,7 @@ def test_whole_piece_runs_input_and_dense_networks(monkeypatch, case):
     assert fused.output_v.abs().sum() > 0
     sim = Simulator(spec, engine="fused")
     fastsim.unsupported(sim)
-    forms = [(sim._fused_layers[i].int_w.rows is not None, sim._fused_layers[i].split)
+    forms = [(sim.fused_state.layers[i].int_w.rows is not None, sim.fused_state.layers[i].split)
              for i in (1, 2, 3)]
     expected = {"weights beyond int8": (True, False), "split weights": (False, True)}
     assert forms == [expected.get(case, (False, False))] * 3
@@ -575,7 +575,7 @@ def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
     for spec in (conv_last, delays):
         sim = Simulator(spec)
         fastsim.unsupported(sim)
-        assert fastsim_piece.plan_for(sim, sim._fused_layers) is None
+        assert fastsim_piece.plan_for(sim, sim.fused_state.layers) is None
     assert runs == []
 
 
@@ -605,7 +605,7 @@ def test_whole_piece_runs_conv_networks(monkeypatch, convs, groups, wmax):
     sim = Simulator(spec)
     fastsim.unsupported(sim)
     if wmax == 200:
-        assert any(sim._fused_layers[i].piece_w.split for i in (1, 2))
+        assert any(sim.fused_state.layers[i].piece_w.split for i in (1, 2))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")

@@ -5,7 +5,7 @@ import torch
 
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.inference import encode, predict
-from rssnn_deploy.netx.hdf5 import write_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.sim.simulator import Simulator
 from rssnn_deploy.spec import InputError
 

@@ -17,7 +17,8 @@ import torch
 from conftest import conv_spec, dense_spec
 from rssnn_deploy.backends import get_backend
 from rssnn_deploy.backends.lava_dlif.process import DLIF, apply_gain, build_network, has_gains
-from rssnn_deploy.netx.hdf5 import read_netx, write_netx
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.sim.simulator import Simulator, predict
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 from test_bitexact_lava import assert_states_equal, rand_bias

@@ -11,7 +11,7 @@ from rssnn_deploy.cli.main import main
 from rssnn_deploy.hardware.profiles import load_profile
 from rssnn_deploy.hardware.mapping import (FAN_IN, FAN_OUT, NEURONS, SYN_MEM, MappingError,
                                   layer_connectivity, map_network, neuron_layers)
-from rssnn_deploy.netx.hdf5 import write_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
 LIF = CubaNeuron(i_decay=4096, v_decay=41, vth_mant=100)
@@ -215,7 +215,7 @@ PILOTNET_SYNMEM_WORDS = {1: 81, 2: 864, 3: 1620, 4: 2160, 5: 2880, 7: 7253, 8: 1
 
 @pytest.fixture(scope="module")
 def pilotnet_mapping(netx_gt):
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
     return map_network(spec, load_profile("loihi2"))
 
@@ -252,7 +252,7 @@ def test_dense_layer_splits_by_the_compilers_overload_ratio(pilotnet_mapping, ne
     """The compiler logged fc0 at 61,440 then 12,800 SynMem words (limit 12,000) before
     settling on 12 cores: 1 core, × ratio 6, then × 2. The profile's encoding gives the
     same allocations on 1 and 6 cores."""
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.hardware.partition import core_stats
     profile = load_profile("loihi2")
     spec = read_netx(netx_gt / "gts" / "pilotnet_lif" / "network.net")
@@ -287,7 +287,7 @@ def test_info_maps_what_it_can_and_names_the_rest(netx_gt, capsys):
     assert main(["info", str(net), "--profile", "loihi2"]) == 0
     out = capsys.readouterr().out
     assert "not mapped" in out and "average" in out
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     mapping = map_network(read_netx(net), load_profile("loihi2"), skip_unmapped=True)
     assert mapping.layers and [s.kind for s in mapping.skipped] == ["average"]
     with pytest.raises(MappingError, match="average"):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rssnn_deploy.data.datasets import load_dataset
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.pipeline import lava_predictions
 from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.training import load_checkpoint, read_checkpoint

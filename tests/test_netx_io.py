@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401  (installs the Lava shim before netx imports)
-from rssnn_deploy.netx.hdf5 import NetxFormatError, read_netx, specs_equal, write_netx
+from rssnn_deploy.netx.layout import NetxFormatError, specs_equal
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.spec import CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
 
 
@@ -261,7 +263,7 @@ def test_failed_write_leaves_no_file(tmp_path):
 def test_overwrite_is_atomic(tmp_path, monkeypatch):
     target = write_netx(small_spec(), tmp_path / "out.net")
     before = target.read_bytes()
-    import rssnn_deploy.netx.hdf5 as io
+    import rssnn_deploy.netx.writer as io
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -10,10 +10,13 @@ import torch
 
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.cli.main import main
+from rssnn_deploy.interop.nir_export import spec_to_nir, write_nir
+from rssnn_deploy.interop.nir_import import nir_to_spec, read_nir
+from rssnn_deploy.interop.targets import NON_SPIKING_VTH, NIRConversionError
 from rssnn_deploy.models.zoo import build_model
-from rssnn_deploy.netx.hdf5 import read_netx, specs_equal, write_netx
-from rssnn_deploy.interop.nir import (NON_SPIKING_VTH, NIRConversionError, nir_to_spec, read_nir,
-                                 spec_to_nir, write_nir)
+from rssnn_deploy.netx.layout import specs_equal
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.quantization import QuantizeOptions, quantize
 from rssnn_deploy.sim.simulator import Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec

@@ -3,15 +3,16 @@ trip Norse → NIR → our netx (integer) → NIR → Norse with its predictions
 from pathlib import Path
 
 import nir
+import norse.torch as norse  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
 import numpy as np
 import pytest
 import torch
+from conftest import check_nir_round_trip, rate_spikes
 
 import rssnn_deploy as rd
-from conftest import check_nir_round_trip, rate_spikes
-from rssnn_deploy.interop.nir import NORSE_DT, nir_to_spec, spec_to_nir
-
-import norse.torch as norse  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
+from rssnn_deploy.interop.nir_export import spec_to_nir
+from rssnn_deploy.interop.nir_import import nir_to_spec
+from rssnn_deploy.interop.targets import NORSE_DT
 
 ROOT_MODEL = Path(__file__).parents[1] / "models/digits_lif_natural/model.net"
 STEPS = 8

@@ -5,16 +5,16 @@ import io
 
 import numpy as np
 import pytest
-import torch
-
-import rssnn_deploy as rd
-from conftest import check_nir_round_trip, rate_spikes
-from rssnn_deploy.interop.nir import nir_to_spec, spec_to_nir
-
 import snntorch as snn  # noqa: E402  (requirements-nodeps.txt; `make env` installs it)
+import torch
+from conftest import check_nir_round_trip, rate_spikes
 from snntorch.export_nir import export_to_nir  # noqa: E402
 from snntorch.import_nir import import_from_nir  # noqa: E402
 from snntorch.utils import reset  # noqa: E402
+
+import rssnn_deploy as rd
+from rssnn_deploy.interop.nir_export import spec_to_nir
+from rssnn_deploy.interop.nir_import import nir_to_spec
 
 ROOT_MODEL = "models/digits_lif_natural/model.net"
 STEPS = 8
@@ -98,8 +98,9 @@ def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
 
 
 def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
-    import nir
     from pathlib import Path
+
+    import nir
 
     from rssnn_deploy.cli.main import main
     path = Path(__file__).parents[1] / ROOT_MODEL

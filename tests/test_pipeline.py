@@ -7,7 +7,7 @@ import torch
 
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.data.datasets import load_dataset
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.pipeline import (evaluate_deployment, export_both,
                                    export_model, lava_predictions, write_report)
 from rssnn_deploy.robustness import CheckConfig, float_predictor
@@ -44,7 +44,7 @@ def test_export_writes_file_and_stability_report(exported):
 
 
 def test_file_is_the_quantized_network(exported):
-    from rssnn_deploy.netx.hdf5 import specs_equal
+    from rssnn_deploy.netx.layout import specs_equal
     path, result = exported
     assert specs_equal(result.spec, read_netx(path)) is None
 

@@ -16,14 +16,16 @@ import torch.nn.functional as F
 import rssnn_deploy  # noqa: F401
 from rssnn_deploy.data.datasets import Dataset, load_dataset
 from rssnn_deploy.models.zoo import build_model
-from rssnn_deploy.netx.hdf5 import read_netx, write_netx
+from rssnn_deploy.netx.reader import read_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.training.qat import LoihiExact
 from rssnn_deploy.quantization import QuantizeOptions, quantize
 from rssnn_deploy.sim.simulator import (SimulationError, Simulator, StraightThrough,
                               encode_input_differentiable, layer_timing)
 from rssnn_deploy.spec import encode_input
-from rssnn_deploy.training import (PRESETS, CheckpointError, TrainConfig, add_train_arguments,
-                                   configs_from_args, read_checkpoint, robust_loss, train)
+from rssnn_deploy.cli.train_args import add_train_arguments, configs_from_args
+from rssnn_deploy.training import (PRESETS, CheckpointError, TrainConfig, read_checkpoint,
+                                   robust_loss, train)
 
 ARCHS = {
     "mlp": {"arch": "mlp", "hidden": [24, 16]},

@@ -19,7 +19,7 @@ import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.inference import predict
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.faults import SpikeDropper, inject
 from rssnn_deploy.sim.simulator import Simulator

@@ -71,7 +71,7 @@ def files(natural_lif_files):
 
 def test_float_and_chip_share_the_noise_draws(files):
     checkpoint, net = files
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     model, spec = load_checkpoint(checkpoint), read_netx(net)
     data = load_dataset("digits")
     x, y = data.x_test[:4], data.y_test[:4]

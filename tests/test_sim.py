@@ -9,9 +9,11 @@ import pytest
 import torch
 
 import rssnn_deploy.sim.simulator as sim_mod
+from rssnn_deploy.sim import reference as sim_reference
+from rssnn_deploy.sim.network import reset_steps
 import rssnn_deploy.sim.layers as sim_layers
 from conftest import INTEGRATOR, conv_spec, dense_spec
-from rssnn_deploy.netx.hdf5 import read_netx
+from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.sim.simulator import (SimResult, SimulationError, Simulator, effective_dense_weights,
                               encode_input_differentiable, expand_delays, layer_timing, predict)
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec, encode_input
@@ -128,10 +130,10 @@ def test_staggered_reset_discards_bias_only_history():
 
 
 def test_reset_interval_phases_follow_netx():
-    assert sim_mod._reset_steps(1, 40, "staggered", 17) == {1, 18, 35}
-    assert sim_mod._reset_steps(3, 40, "staggered", 17) == {3, 20, 37}
-    assert sim_mod._reset_steps(17, 40, "staggered", 17) == {17, 34}
-    assert sim_mod._reset_steps(3, 40, "none", 17) == set()
+    assert reset_steps(1, 40, "staggered", 17) == {1, 18, 35}
+    assert reset_steps(3, 40, "staggered", 17) == {3, 20, 37}
+    assert reset_steps(17, 40, "staggered", 17) == {17, 34}
+    assert reset_steps(3, 40, "none", 17) == set()
 
 
 # ------------------------------------------------------------------ consistency
@@ -145,8 +147,8 @@ def test_batch_chunking_and_float_paths_agree(make, monkeypatch):
     one = Simulator(spec).run(bias, record="all", batch_size=2)
     singles = [Simulator(spec).run(bias[i:i + 1], record="all") for i in range(5)]
     monkeypatch.setattr(sim_layers, "_F32_EXACT", 0)                    # force float64
-    monkeypatch.setattr(sim_mod, "_plan_checks",
-                        lambda *a, **k: sim_mod._Checks(True, True, True))  # every wrap on
+    monkeypatch.setattr(sim_reference, "_plan_checks",
+                        lambda *a, **k: sim_reference._Checks(True, True, True))  # every wrap on
     f64 = Simulator(spec).run(bias, record="all")
     for other in (one, f64):
         assert torch.equal(ref.output_v, other.output_v)

@@ -16,9 +16,10 @@ import rssnn_deploy  # noqa: F401
 import rssnn_deploy.training.loop as loop_module
 from rssnn_deploy.data.datasets import Dataset, load_dataset
 from rssnn_deploy.models.zoo import build_model
+from rssnn_deploy.cli.train_args import add_train_arguments, configs_from_args
 from rssnn_deploy.training import (CHECKPOINT_NAME, PRESETS, CheckpointError, RandomStepFGSM,
                                    TrainConfig,
-                                   add_train_arguments, configs_from_args, evaluate_accuracy,
+                                   evaluate_accuracy,
                                    load_checkpoint, make_perturbation, mppd, orthogonality_step,
                                    read_checkpoint, robust_loss, run_training, runner_up_class,
                                    save_checkpoint, sparse_gradient_probe, train, train_digits_model,

@@ -9,7 +9,7 @@ import torch
 
 from conftest import dense_spec
 from rssnn_deploy.cli.main import main
-from rssnn_deploy.netx.hdf5 import write_netx
+from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.sim.simulator import SimResult
 from rssnn_deploy.backends.verify import VerifyError, first_difference, random_inputs
 
@@ -55,7 +55,7 @@ def test_lava_dl_tiny_net_is_bit_exact(netx_gt, capsys):
 def test_a_wrong_simulator_is_caught_with_both_values(tmp_path, monkeypatch, capsys):
     """Shift one layer's bias by one mantissa in the simulator only: verify names that
     layer's v at step 1 (the bias enters v there) and exits 1."""
-    import rssnn_deploy.sim.simulator as sim
+    import rssnn_deploy.sim.network as sim
     spec = dense_spec([6, 5, 3], seed=2)
     path = write_netx(spec, tmp_path / "net.net")
     original = sim._layer_bias
@@ -85,7 +85,7 @@ def test_given_integer_input_and_exact_gain_file(tmp_path, capsys):
 
 
 def test_only_trailing_foreign_layers_are_left_out(netx_gt):
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.backends.verify import verifiable_prefix
     spec = read_netx(netx_gt / "gts" / "ntidigits" / "ntidigits.net")
     prefix, notes = verifiable_prefix(spec, netx_gt)

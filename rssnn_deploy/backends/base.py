@@ -90,7 +90,7 @@ class Backend(abc.ABC):
 def load_spec(spec_or_path: SpecOrPath) -> NetworkSpec:
     if isinstance(spec_or_path, NetworkSpec):
         return spec_or_path
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     return read_netx(spec_or_path)
 
 
@@ -98,7 +98,7 @@ def load_spec(spec_or_path: SpecOrPath) -> NetworkSpec:
 def netx_file(spec_or_path: SpecOrPath) -> Iterator[Tuple[Path, NetworkSpec]]:
     """A netx file for ``spec_or_path`` (written to a temporary folder for a spec)."""
     if isinstance(spec_or_path, NetworkSpec):
-        from rssnn_deploy.netx.hdf5 import write_netx
+        from rssnn_deploy.netx.writer import write_netx
         with tempfile.TemporaryDirectory(prefix="rssnn-netx-") as tmp:
             path = write_netx(spec_or_path, Path(tmp) / "network.net")
             yield path, spec_or_path

@@ -39,7 +39,7 @@ import contextlib
 import io
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class LavaBackend(Backend):
         if reset not in ("staggered", "none"):
             raise ValueError("reset must be 'staggered' or 'none'")
         steps = int(spec.run_steps if steps is None else steps)
-        bias, spk = sim._check_inputs(inputs, spikes)
+        bias, spk = sim.check_inputs(inputs, spikes)
         if spk is not None and _flattens_input_neuron(spec):
             # netx wires the input block to layer 1 through transpose/flatten virtual
             # ports; a second connection into that port makes Lava wait forever.
@@ -155,7 +155,7 @@ class LavaBackend(Backend):
             spk = spk.cpu().numpy()
             spk = spk.astype(np.int64) if sim.input_message_bits else spk != 0
         n = len(bias) if bias is not None else len(spk)
-        record_map = sim._record_map(record)
+        record_map = sim.record_map(record)
         check_simulation_memory(spec, n, steps, record_map, torch.device("cpu"))
         timing = {t.spec_index: t for t in layer_timing(spec)}
         staggered = reset == "staggered"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -208,7 +208,7 @@ def verify(path: Union[str, Path], inputs: Optional[Union[str, Path]] = None,
            progress: bool = True) -> VerifyResult:
     """Run ``path`` in Lava and in the simulator, compare every state (module docstring)."""
     from rssnn_deploy.backends.lava import LavaBackend
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.sim.simulator import Simulator, layer_timing
 
     path = Path(path)

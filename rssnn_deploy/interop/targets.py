@@ -3,7 +3,7 @@ Loihi's CUBA update, and what it cannot read.
 
 NIR 1.0 states its neurons as continuous-time equations; each consumer picks its own
 discretisation and leaves out parameters it does not model, so a graph that is correct
-NIR is not necessarily imported as such. :func:`rssnn_deploy.interop.nir.spec_to_nir`
+NIR is not necessarily imported as such. :func:`rssnn_deploy.interop.nir_export.spec_to_nir`
 writes plain NIR (``target="nir"``) or one of the forms below, each still valid NIR
 with the same meaning (our importer reads every form back to the same spec), but using
 only nodes and parameters the consumer's importer interprets as NIR says.
@@ -46,7 +46,7 @@ the imported networks take batches.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Literal, Optional
 
 import numpy as np
 
@@ -54,13 +54,15 @@ from rssnn_deploy.errors import UserError
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron
 
 __all__ = ["NIRConversionError", "TARGETS", "TARGET_DT", "SNNTORCH_DT", "NORSE_DT",
-           "NON_SPIKING_VTH", "target_neuron", "check_target_layer", "affine_only"]
+           "NON_SPIKING_VTH", "Target", "target_neuron", "check_target_layer", "affine_only",
+           "nir_library"]
 
 #: the threshold mantissa that marks a non-spiking readout (17-bit maximum).
 NON_SPIKING_VTH = (1 << 17) - 1
-#: NIR dialects :func:`rssnn_deploy.interop.nir.spec_to_nir` writes: plain NIR 1.0, or the
+#: NIR dialects :func:`rssnn_deploy.interop.nir_export.spec_to_nir` writes: plain NIR 1.0, or the
 #: subset a consumer imports as NIR means it.
 TARGETS = ("nir", "snntorch", "norse")
+Target = Literal["nir", "snntorch", "norse"]
 #: snnTorch's importer assumes this step (``snntorch/import_nir.py``: ``dt = 1e-4``).
 SNNTORCH_DT = 1e-4
 #: Norse's ``from_nir`` default step (``norse/torch/utils/import_nir.py``).
@@ -75,7 +77,9 @@ class NIRConversionError(UserError, ValueError):
     """A spec or NIR graph that has no faithful counterpart on the other side."""
 
 
-def _nir():
+def nir_library() -> Any:
+    """The ``nir`` package, imported on first use (it takes a while to import, and only
+    the NIR commands need it)."""
     import nir
     return nir
 
@@ -111,7 +115,7 @@ def target_neuron(neuron: CubaNeuron, shape: tuple, dt: float,
 def _snntorch_neuron(neuron: CubaNeuron, ones: np.ndarray, dt: float,
                      leak_bias: Optional[np.ndarray], vth: np.ndarray) -> Any:
     """``LIF`` / ``CubaLIF`` only, unit gains."""
-    nir = _nir()
+    nir = nir_library()
     steps = _INTEGRATOR_TAU_STEPS if neuron.v_decay == 0 else DECAY_ONE / neuron.v_decay
     tau_mem = ones * dt * steps
     v_leak = np.zeros(ones.shape) if leak_bias is None else leak_bias * tau_mem / dt
@@ -124,7 +128,7 @@ def _snntorch_neuron(neuron: CubaNeuron, ones: np.ndarray, dt: float,
 
 def _norse_neuron(neuron: CubaNeuron, ones: np.ndarray, dt: float, vth: np.ndarray) -> Any:
     """``CubaLIF`` (τ_syn ≥ dt, v_leak = 0) or ``IF``, unit gains."""
-    nir = _nir()
+    nir = nir_library()
     if neuron.v_decay == 0:                       # i_decay is 4096 here (checked)
         return nir.IF(r=ones / dt, v_threshold=vth)
     tau_mem = ones * dt * DECAY_ONE / neuron.v_decay

@@ -191,7 +191,7 @@ def load_subject(checkpoint: Path, net_path: Path, dataset: Optional[str],
     this checkpoint unless ``allow_mismatch``.
     """
     from rssnn_deploy.data.record import resolve_dataset
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.report import read_stability
     from rssnn_deploy.training import load_checkpoint, read_checkpoint
     from rssnn_deploy.training.checkpoints import checkpoint_file

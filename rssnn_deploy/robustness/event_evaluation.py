@@ -2,7 +2,7 @@
 
 Event cameras lose events (bandwidth, refractory pixels) and time-stamp them with
 jitter; the perturbations here act on the binned spike trains the network sees
-(:func:`rssnn_deploy.data.events.nmnist.drop_events`, :func:`~rssnn_deploy.data.events.nmnist.jitter_events`),
+(:func:`rssnn_deploy.data.events.recordings.drop_events`, :func:`~rssnn_deploy.data.events.recordings.jitter_events`),
 on the float model and, with the very same perturbed spikes, on the deployed integer
 model (our bit-exact simulator), over several seeds.
 
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.data.events.nmnist import drop_events, jitter_events
+from rssnn_deploy.data.events.recordings import drop_events, jitter_events
 from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
 
 __all__ = ["DROP_LEVELS", "JITTER_LEVELS", "FLIP_BUDGETS", "evaluate_events", "event_summary",
@@ -51,7 +51,7 @@ def evaluate_events(checkpoint: Path, net_path: Path, dataset: Optional[str] = N
     from rssnn_deploy.data.record import resolve_dataset
     from rssnn_deploy.inference import predict
     from rssnn_deploy.models.zoo import predict_classes
-    from rssnn_deploy.netx.hdf5 import read_netx
+    from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.report import write_json
     from rssnn_deploy.training import load_checkpoint, read_checkpoint
     start = time.perf_counter()

@@ -13,7 +13,7 @@ so a resumed or sharded sweep draws exactly the noise a single run would.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import Tensor

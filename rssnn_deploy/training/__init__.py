@@ -15,7 +15,7 @@ copy ``x̃``:
 - :mod:`.loop`: float epochs, then optional Loihi-exact fine-tuning;
 - :mod:`.distributed`: data parallelism under torchrun;
 - :mod:`.checkpoints`: what a run writes and how it is read back;
-- :mod:`.cli_args`: the command-line options.
+- the command-line options live in :mod:`rssnn_deploy.cli.train_args`.
 
 Run as ``python -m rssnn_deploy.training ...`` or, data-parallel,
 ``torchrun --nproc_per_node N -m rssnn_deploy.training ...``; only rank 0 writes files.
@@ -23,8 +23,6 @@ Run as ``python -m rssnn_deploy.training ...`` or, data-parallel,
 from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError,
                                                load_checkpoint, read_checkpoint,
                                                save_checkpoint)
-from rssnn_deploy.cli.train_args import (add_train_arguments, configs_from_args,
-                                            run_training_from_args, train_main)
 from rssnn_deploy.training.config import PERTURBATIONS, TrainConfig
 from rssnn_deploy.training.loop import (evaluate_accuracy, run_training, train,
                                         train_digits_model)
@@ -56,11 +54,7 @@ __all__ = [
     "read_checkpoint",
     "load_checkpoint",
     "run_training",
-    "add_train_arguments",
-    "configs_from_args",
-    "run_training_from_args",
     "train_digits_model",
-    "train_main",
 ]
 
 

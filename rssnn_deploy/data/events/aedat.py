@@ -39,17 +39,20 @@ and ``events/polarity.h``):
   cut inside its packets is an error; one that lacks only the trailing packet index (a
   recording not closed cleanly) still reads, as in DV.
 
-Every reader returns events in the common layout of :mod:`rssnn_deploy.data.events.nmnist` plus the
+Every reader returns events in the common layout of :mod:`rssnn_deploy.data.events.recordings` plus the
 sensor size the file declares (None where it declares none) and is checked by
-:func:`rssnn_deploy.data.events.nmnist.check_events`.
+:func:`rssnn_deploy.data.events.recordings.check_events`.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from rssnn_deploy.data.events.base import EventFileError, Events, PathLike, Sensor
+from rssnn_deploy.fileio import atomic_path
 
 __all__ = ["AEDAT_SUFFIXES", "AEDAT2_CAMERAS", "aedat_version", "read_aedat",
            "write_aedat2", "write_aedat31"]
@@ -63,14 +66,7 @@ _SOURCES_31 = {"DVS128": (128, 128), "DAVIS240": (180, 240), "DAVIS346": (260, 3
                "DVXPLORER": (480, 640)}
 _POLARITY_EVENT, _PACKET_HEADER = 1, 28
 
-PathLike = Union[str, Path]
-Events = Dict[str, np.ndarray]
-Sensor = Optional[Tuple[int, int]]
-
-
-def _error(message: str) -> Exception:
-    from rssnn_deploy.data.events.nmnist import EventFileError
-    return EventFileError(message)
+_error = EventFileError
 
 
 def aedat_version(path: PathLike) -> str:
@@ -218,7 +214,6 @@ def _header_text(lines: List[str]) -> bytes:
 
 def write_aedat2(path: PathLike, events: Events, camera: str = "DVS128") -> Path:
     """Write events as jAER AEDAT 2.0 for ``camera`` (a key of :data:`AEDAT2_CAMERAS`)."""
-    from rssnn_deploy.fileio import atomic_path
     layout, (height, width) = AEDAT2_CAMERAS[camera]
     x, y, t, p = (np.asarray(events[k], dtype=np.int64) for k in "xytp")
     if x.size and (x.max() >= width or y.max() >= height or t.max() >= 1 << 32):
@@ -239,7 +234,6 @@ def write_aedat31(path: PathLike, events: Events, source: str = "DVS128",
                   packet_size: int = 4096) -> Path:
     """Write events as AEDAT 3.1 polarity packets (libcaer layout), ``packet_size`` events
     per packet, timestamps above 2**31 µs carried in each packet's overflow counter."""
-    from rssnn_deploy.fileio import atomic_path
     x, y, t, p = (np.asarray(events[k], dtype=np.int64) for k in "xytp")
     if x.size and (x.max() >= 1 << 15 or y.max() >= 1 << 15 or min(x.min(), y.min(), t.min()) < 0):
         raise _error(f"{path}: AEDAT 3.1 holds 0 <= x, y < 2**15 and t >= 0")

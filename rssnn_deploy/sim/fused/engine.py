@@ -62,6 +62,7 @@ from rssnn_deploy.sim.fused.layers import FusedLayer, row_major
 from rssnn_deploy.sim.fused.threads import (MIN_PIECE, PIECES_PER_THREAD, auto_threads,
                                           describe_threads, set_threads, shared, thread_count,
                                           torch_threads)
+from rssnn_deploy.sim.result import SimResult, concat_results
 
 __all__ = ["available", "engine_status", "set_threads", "auto_threads", "unsupported", "run",
            "MEMORY_BUDGET"]
@@ -97,7 +98,7 @@ def unsupported(sim) -> Optional[str]:
         return "differentiable mode (the reference computes the gradients)"
     if sim.device.type != "cpu":
         return f"device {sim.device.type} (the fused kernel is CPU code)"
-    layers = sim.__dict__.get("_fused_layers")
+    layers = sim.fused_state.layers
     if layers is not None:
         return layers if isinstance(layers, str) else None
     out: Dict[int, FusedLayer] = {}
@@ -114,7 +115,7 @@ def unsupported(sim) -> Optional[str]:
             break
         first_synaptic = st.synapse is not None and not any(
             s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
-        layer = FusedLayer(st, in_shape, sim._input_max(first_synaptic))
+        layer = FusedLayer(st, in_shape, sim.input_max(first_synaptic))
         in_shape = tuple(st.shape)
         reason = layer.problem(st)
         if reason:
@@ -122,7 +123,7 @@ def unsupported(sim) -> Optional[str]:
         out[st.spec_index] = layer
     else:
         reason = None
-    sim._fused_layers = reason if reason else out
+    sim.fused_state.layers = reason if reason else out
     return reason
 
 
@@ -158,7 +159,7 @@ CACHE_BUDGET = 2 * _cache_bytes()
 def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
     """Samples per chunk so that one layer's intermediates stay near CACHE_BUDGET and
     one chunk's records near MEMORY_BUDGET."""
-    layers = sim._fused_layers
+    layers = sim.fused_state.layers
     per_sample = 0
     in_width = math.prod(sim.input_shape)
     for st in sim.stages:
@@ -187,9 +188,8 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     another process takes fewer pieces. The automatic thread count (``thread_count``)
     also weighs the run's expected work, from this simulator's earlier runs.
     """
-    from rssnn_deploy.sim.simulator import _concat_results
     n = (bias_input if bias_input is not None else spikes).shape[0]
-    cost = sim.__dict__.get("_fused_cost", {}).get(steps)
+    cost = sim.fused_state.cost.get(steps)
     threads = 1 if sim.spike_transform is not None else thread_count(n, cost)
     # (a spike transform may hold state, such as a fault's random generator)
     chunk = _chunk_size(sim, steps, record_map)
@@ -221,10 +221,10 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
 
     with torch_threads(1):
         parts = shared(piece, len(ranges), threads)
-        result = parts[0] if len(parts) == 1 else _concat_results(parts)
+        result = parts[0] if len(parts) == 1 else concat_results(parts)
     if n >= 4 * MIN_PIECE:    # smaller runs' fixed costs would inflate the per-sample cost
-        sim.__dict__.setdefault("_fused_cost", {})[steps] = sum(spent) / n
-    sim._fused_last_threads = min(threads, len(ranges))    # shown by the benchmark
+        sim.fused_state.cost[steps] = sum(spent) / n
+    sim.fused_state.last_threads = min(threads, len(ranges))    # shown by the benchmark
     return result
 
 
@@ -242,7 +242,7 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
     if steps < 2:
         return None, 0, 0, 0
     if layer.mode == "delays":
-        a = sim._synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
+        a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
         return a.contiguous(), _KIND[a.dtype], steps, 1
     rows = steps - 1
     if layer.mode == "int8":    # exact: 0/1 × int8 summed in int32
@@ -344,9 +344,11 @@ _WS = _Workspace()
 
 def _piece_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
-    if "_fused_piece_plan" not in sim.__dict__:
-        sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers)
-    return sim._fused_piece_plan
+    state = sim.fused_state
+    if not state.piece_planned:
+        state.piece_plan = fastsim_piece.plan_for(sim, state.layers)
+        state.piece_planned = True
+    return state.piece_plan
 
 
 def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: Optional[torch.Tensor],
@@ -357,7 +359,7 @@ def _whole_piece(sim, plan: fastsim_piece.PiecePlan, bias_input: Optional[torch.
     (N, T_in, *input shape), cut or zero-padded to ``steps`` like ``Simulator._spike_train``."""
     masks = [reset_mask(st, steps, reset, reset_interval) for st in plan.stages]
     if spike_input is not None:    # the simulator's own cut/pad to steps, as 0/1 bytes
-        train = _channels_last(sim._spike_train(spike_input, steps))
+        train = _channels_last(sim.spike_train(spike_input, steps))
         n = train.shape[1]
         as_bytes = _WS.take("spike_input", tuple(train.shape), torch.uint8)
         as_bytes.copy_(train != 0)
@@ -383,7 +385,6 @@ def _result(sim, spikes: torch.Tensor, v: Optional[torch.Tensor], steps: int, re
             states: Dict[int, Dict[str, torch.Tensor]]):
     """A piece's ``SimResult``: the output layer's spike counts from its first step
     after the reset on (netx's staggered resets)."""
-    from rssnn_deploy.sim.simulator import SimResult
     window = sim.stages[-1].timing.block_index + 1 if reset == "staggered" else 1
     return SimResult(output_spikes=spikes, output_v=v,
                      spike_counts=spikes[window - 1:].sum(dim=0, dtype=torch.int64),
@@ -392,11 +393,11 @@ def _result(sim, spikes: torch.Tensor, v: Optional[torch.Tensor], steps: int, re
 
 def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
                patterns: Optional[Patterns] = None):
-    layers: Dict[int, FusedLayer] = sim._fused_layers
+    layers: Dict[int, FusedLayer] = sim.fused_state.layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
     prev = None
     if not sim.has_input_neuron or spikes is not None:
-        prev = sim._spike_train(spikes, steps)
+        prev = sim.spike_train(spikes, steps)
     v_final = None
     stages = sim.stages
     for pos, st in enumerate(stages):
@@ -407,14 +408,14 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         if st.kind == "input":
             if spikes is not None:
                 if names:
-                    states[st.spec_index] = sim._input_records(prev, names)
+                    states[st.spec_index] = sim.input_records(prev, names)
                 continue
             bias, per_sample = _bias16(bias_input), 1
             n = bias_input.shape[0]
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
-                prev = sim._transform_spikes(st, prev)
+                prev = sim.transform_spikes(st, prev)
             a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
         nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
         if nxt is None or sim.spike_transform is not None:

@@ -47,7 +47,7 @@ def input_patterns(sim, bias_input: Optional[torch.Tensor], steps: int,
     if bias_input is None or kernels.LOOKUP is None or len(sim.stages) < 2:
         return None
     st = sim.stages[0]
-    layer: FusedLayer = sim._fused_layers[st.spec_index]
+    layer: FusedLayer = sim.fused_state.layers[st.spec_index]
     if (st.kind != "input" or not layer.shared_v or record_map.get(st.spec_index, set()) - {"s"}
             or (sim.spike_transform is not None and layer.order is not None)):
         return None
@@ -59,7 +59,7 @@ def input_patterns(sim, bias_input: Optional[torch.Tensor], steps: int,
     r = hi - lo + 1
     if 4 * r > bias_input.numel():
         return None
-    cache = sim.__dict__.setdefault("_fused_patterns", {})
+    cache = sim.fused_state.patterns
     key = (lo, hi, steps, reset, reset_interval)
     if key not in cache:
         if len(cache) >= 16:

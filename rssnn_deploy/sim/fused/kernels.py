@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rssnn_deploy.native import load_library
+from rssnn_deploy.sim.network import reset_steps
 
 _I32 = ctypes.c_int32
 _P = ctypes.c_void_p
@@ -74,9 +75,8 @@ def reset_mask(st, steps: int, reset: str, reset_interval: Optional[int]) -> np.
 
 @functools.lru_cache(maxsize=256)
 def _mask(phase: int, steps: int, reset: str, reset_interval: Optional[int]) -> np.ndarray:
-    from rssnn_deploy.sim.simulator import _reset_steps
     mask = np.zeros(steps + 1, dtype=np.uint8)
-    for t in _reset_steps(phase, steps, reset, reset_interval):
+    for t in reset_steps(phase, steps, reset, reset_interval):
         if t <= steps:
             mask[t] = 1
     mask.flags.writeable = False

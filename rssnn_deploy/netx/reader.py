@@ -1,88 +1,48 @@
-"""NetworkSpec ⇄ lava-dl netx HDF5 files.
-
-The file format is handled here and nowhere else. Writing produces exactly what stock
-``lava.lib.dl.netx.hdf5.Network`` reads (DESIGN §4): groups ``layer/0 … layer/n−1``,
-``type`` as a one-element bytes array, ``shape`` in (C, H, W) order, CUBA neuron fields
-``iDecay``/``vDecay``/``vThMant``/``refDelay``/``gradedSpike``, a per-neuron conv bias in
-the block's (W, H, C) order. Network metadata lives in a ``/rssnn`` group, which netx
-never opens.
-
-A layer with exact DLIF per-step gains is written with the neuron type
-``RSSNN_DLIF`` (``spec.DLIF_NEURON_TYPE``: the CUBA fields plus ``gainMant`` and
-``gainExp``). Stock netx refuses that type when it builds the network, so such a file
-cannot run there with its gains silently dropped; the project's reader, simulator and
-Lava DLIF process run it. Files written before this type existed keep the gains in a
-``layer/i/rssnn`` group beside a CUBA neuron; they are still read (with a warning, since
-stock netx runs them without their gains).
-
-Reading accepts any netx file, ours or lava-dl's own: layer groups are ordered
-numerically (h5py lists ``10`` before ``2``), weights and biases are taken as netx takes
-them (``astype(int)``, i.e. truncation toward zero), neuron types netx knows but the
-project does not simulate are kept as ``ForeignNeuron``, and every field netx ignores is
-kept in ``passthrough`` so a file re-exports to an equivalent one. A damaged or foreign
-file raises ``NetxFormatError`` naming the file, the layer and the field.
-
-Every field is checked before use for presence, type, shape and finiteness, and against
-sizes no network can have (``MAX_*`` below: values that would overflow the simulator's
-arithmetic or allocate without bound), so the simulator, the mapper and Lava can trust
-a spec read from disk. The tighter limits of a particular chip are the profile's.
-
-The reader's limits are Lava's (checked by running Lava, see tests/test_bitexact_lava.py):
-decays outside [0, 4096] and negative or huge thresholds run in Lava and are read (within
-``spec.DECAY_LIMIT`` / ``spec.VTH_LIMIT``, where the simulator stays exact); conv biases
-follow netx's broadcasting rule and anything netx refuses is refused here. A CUBA neuron
-with ``messageBits`` (netx hands the HDF5 dataset itself to Lava, which then fails to
-build) or ``gradedSpike = True`` (netx ignores it; Lava's LIF sends binary spikes only)
-is refused rather than run as something the file did not ask for.
-
-Writes are atomic (``fileio.atomic_path``): a failed export never leaves half a file.
-"""
+"""netx HDF5 → ``NetworkSpec``: any netx file, ours or lava-dl's own, checked field by
+field (see ``rssnn_deploy/netx/README.md``)."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import h5py
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path, jsonable
-from rssnn_deploy.spec import (DECAY_LIMIT, DLIF_NEURON_TYPE, FOREIGN_LAYER_KINDS,
-                               LAYER_KINDS, NETX_DEFAULT_NEURON, VTH_LIMIT, BiasLayoutError,
-                               CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec,
-                               conv_bias_from_netx,
-                               conv_bias_per_neuron, conv_bias_to_netx)
-from rssnn_deploy.errors import UserError
+from rssnn_deploy.netx.layout import (
+    CUBA_FIELDS,
+    CUBA_TYPES,
+    GAIN_FIELDS,
+    HANDLED_FIELDS,
+    MAX_GAIN_EXP,
+    MAX_GAIN_MANT,
+    MAX_INT_FIELD,
+    MAX_NEURONS,
+    MAX_STEPS,
+    READOUTS,
+    NetxFormatError,
+    PathLike,
+    check_structure,
+)
+from rssnn_deploy.spec import (
+    DECAY_LIMIT,
+    DLIF_NEURON_TYPE,
+    FOREIGN_LAYER_KINDS,
+    LAYER_KINDS,
+    NETX_DEFAULT_NEURON,
+    VTH_LIMIT,
+    BiasLayoutError,
+    CubaNeuron,
+    ForeignNeuron,
+    LayerSpec,
+    NetworkSpec,
+    conv_bias_from_netx,
+)
 
-PathLike = Union[str, os.PathLike]
+__all__ = ["read_netx"]
 
-_CUBA_TYPES = ("CUBA", "LOIHI")
-_CUBA_FIELDS = ("type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike")
-_GAIN_FIELDS = ("gainMant", "gainExp")
-_CONV_DERIVED = ("inChannels", "outChannels", "kernelSize")
-_DENSE_DERIVED = ("inFeatures", "outFeatures")
-_HANDLED = {"type", "shape", "neuron", "weight", "weight_rec", "bias", "delay", "stride",
-            "padding",
-            "dilation", "groups", "rssnn", *_CONV_DERIVED, *_DENSE_DERIVED}
-
-
-#: sizes beyond any deployable network: a value past these is a damaged file.
-MAX_STEPS = 1 << 16          #: rssnn/meta steps (T) per sample
-MAX_NEURONS = 1 << 26        #: neurons in one layer
-MAX_INT_FIELD = (1 << 31) - 1  #: |weight|, |bias|, neuron fields: Lava keeps them in int32
-MAX_GAIN_MANT = (1 << 16) - 1  #: |gainMant| (a profile allows 8 bits)
-MAX_GAIN_EXP = 31            #: gainExp in [0, 31]: gain = gainMant / 2**gainExp
-READOUTS = ("membrane", "spike_count")
-
-
-class NetxFormatError(UserError, ValueError):
-    """A netx file (or a spec about to be written) that breaks the format."""
-
-
-# --------------------------------------------------------------------------- reading
 
 def read_netx(path: PathLike) -> NetworkSpec:
     """Load any netx HDF5 file into a ``NetworkSpec``; raise ``NetxFormatError`` if bad."""
@@ -107,7 +67,7 @@ def read_netx(path: PathLike) -> NetworkSpec:
             raise NetxFormatError(f"{path}: damaged HDF5 file ({type(err).__name__}: "
                                   f"{' '.join(str(err).split())[:120]})") from None
     spec = NetworkSpec(layers=layers, meta=meta)
-    _check_structure(spec, path)
+    check_structure(spec, path)
     _check_gain_lengths(spec, path)
     return spec
 
@@ -144,7 +104,7 @@ def _read_layer(path: Path, index: int, group: h5py.Group) -> LayerSpec:
         "dense": _read_dense, "conv": _read_conv, "dense_rec": _read_dense}
     if kind in readers:
         readers[kind](group, where, fields)
-    passthrough = {k: _read_raw(group[k]) for k in group.keys() if k not in _HANDLED}
+    passthrough = {k: _read_raw(group[k]) for k in group.keys() if k not in HANDLED_FIELDS}
     if kind == "input":  # netx's scalar input transform: kept, not interpreted
         passthrough.update({k: _read_raw(group[k]) for k in ("weight", "bias") if k in group})
     fields["passthrough"] = passthrough
@@ -221,7 +181,7 @@ def _read_conv(group: h5py.Group, where: str, fields: Dict[str, Any]) -> None:
 def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeuron]:
     neuron_type = _read_str(group, "type", where)
     is_dlif = neuron_type == DLIF_NEURON_TYPE
-    if neuron_type not in _CUBA_TYPES and not is_dlif:
+    if neuron_type not in CUBA_TYPES and not is_dlif:
         return ForeignNeuron(type=neuron_type,
                              fields={k: _read_raw(group[k]) for k in group.keys()
                                      if k != "type"})
@@ -237,10 +197,10 @@ def _read_neuron(group: h5py.Group, where: str) -> Union[CubaNeuron, ForeignNeur
         graded_spike=bool(group["gradedSpike"][()]) if "gradedSpike" in group else False,
         netx_type="CUBA" if is_dlif else neuron_type,
         passthrough=tuple((k, _read_raw(group[k])) for k in sorted(group.keys())
-                          if k not in _CUBA_FIELDS + _GAIN_FIELDS))
+                          if k not in CUBA_FIELDS + GAIN_FIELDS))
     if is_dlif:
         return _with_gains(neuron, group, where)
-    if any(k in group for k in _GAIN_FIELDS):
+    if any(k in group for k in GAIN_FIELDS):
         raise NetxFormatError(f"{where}: gainMant/gainExp in a {neuron_type} neuron, which "
                               f"stock netx would run without them; gains belong to a "
                               f"{DLIF_NEURON_TYPE!r} neuron")
@@ -454,193 +414,3 @@ def _read_raw(item: Union[h5py.Dataset, h5py.Group]) -> Any:
     if isinstance(item, h5py.Group):
         return {k: _read_raw(item[k]) for k in item.keys()}
     return item[()]
-
-
-# --------------------------------------------------------------------------- writing
-
-def write_netx(spec: NetworkSpec, path: PathLike) -> Path:
-    """Write ``spec`` as a netx file atomically and return the final path."""
-    path = Path(path)
-    _check_structure(spec, path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        layer_group = handle.create_group("layer")
-        for index, layer in enumerate(spec.layers):
-            _write_layer(layer_group.create_group(str(index)), layer)
-        _write_meta(handle, spec.meta)
-    return path
-
-
-def _write_layer(group: h5py.Group, layer: LayerSpec) -> None:
-    group.create_dataset("type", data=np.array([layer.kind.encode("ascii")], dtype="S10"))
-    group.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-    if layer.weight is not None:
-        group.create_dataset("weight", data=_file_dtype(layer.weight))
-    if layer.weight_rec is not None:
-        group.create_dataset("weight_rec", data=_file_dtype(layer.weight_rec))
-    if layer.bias is not None:
-        bias = conv_bias_to_netx(layer.bias, layer.shape) if layer.kind == "conv" else layer.bias
-        group.create_dataset("bias", data=_file_dtype(bias))
-    if layer.delay is not None:
-        group.create_dataset("delay", data=np.asarray(layer.delay))
-    if layer.kind in ("dense", "dense_rec") and layer.weight is not None:
-        group.create_dataset("outFeatures", data=int(layer.weight.shape[0]))
-        group.create_dataset("inFeatures", data=int(layer.weight.shape[1]))
-    if layer.kind == "conv":
-        group.create_dataset("outChannels", data=int(layer.weight.shape[0]))
-        group.create_dataset("inChannels", data=int(layer.weight.shape[1] * layer.groups))
-        group.create_dataset("kernelSize", data=np.asarray(layer.weight.shape[2:]))
-        for name in ("stride", "padding", "dilation"):
-            group.create_dataset(name, data=np.asarray(getattr(layer, name), dtype=np.int64))
-        group.create_dataset("groups", data=int(layer.groups))
-    for name, value in layer.passthrough.items():
-        _write_raw(group, name, value)
-    if layer.neuron is not None:
-        _write_neuron(group, layer.neuron)
-
-
-def _write_neuron(layer_group: h5py.Group, neuron: Union[CubaNeuron, ForeignNeuron]) -> None:
-    group = layer_group.create_group("neuron")
-    if isinstance(neuron, ForeignNeuron):
-        _write_string(group, "type", neuron.type)
-        for name, value in neuron.fields.items():
-            _write_raw(group, name, value)
-        return
-    _write_string(group, "type",
-                  DLIF_NEURON_TYPE if neuron.gain_mant is not None else neuron.netx_type)
-    group.create_dataset("iDecay", data=int(neuron.i_decay))
-    group.create_dataset("vDecay", data=int(neuron.v_decay))
-    group.create_dataset("vThMant", data=int(neuron.vth_mant))
-    group.create_dataset("refDelay", data=int(neuron.ref_delay))
-    group.create_dataset("gradedSpike", data=bool(neuron.graded_spike))
-    for name, value in neuron.passthrough:
-        _write_raw(group, name, value)
-    if neuron.gain_mant is not None:
-        group.create_dataset("gainMant", data=np.asarray(neuron.gain_mant, dtype=np.int64))
-        group.create_dataset("gainExp", data=int(neuron.gain_exp))
-
-
-def _write_meta(handle: h5py.File, meta: Dict[str, Any]) -> None:
-    meta = dict(meta)
-    simulation = meta.pop("simulation", None)
-    if simulation:
-        group = handle.create_group("simulation")
-        for name, value in simulation.items():
-            _write_raw(group, name, value)
-    if meta:
-        handle.create_group("rssnn").attrs["meta"] = json.dumps(meta, sort_keys=True,
-                                                                default=jsonable)
-
-
-def _write_string(group: h5py.Group, name: str, value: str) -> None:
-    group.create_dataset(name, data=value.encode("ascii"), dtype=h5py.string_dtype("ascii"))
-
-
-def _write_raw(group: h5py.Group, name: str, value: Any) -> None:
-    if isinstance(value, dict):
-        sub = group.create_group(name)
-        for key, item in value.items():
-            _write_raw(sub, key, item)
-    elif isinstance(value, (bytes, str)):
-        _write_string(group, name, value.decode("ascii") if isinstance(value, bytes) else value)
-    else:
-        group.create_dataset(name, data=value)
-
-
-def _file_dtype(values: np.ndarray) -> np.ndarray:
-    """Integers as float32 when exactly representable (as slayer writes them)."""
-    values = np.asarray(values)
-    if np.issubdtype(values.dtype, np.integer) and np.abs(values).max(initial=0) < (1 << 24):
-        return values.astype(np.float32)
-    return values
-
-
-# ------------------------------------------------------------------------- validation
-
-def _check_structure(spec: NetworkSpec, path: Path) -> None:
-    """Shapes chain from layer to layer the way netx connects them."""
-    if not spec.layers:
-        raise NetxFormatError(f"{path}: network has no layers")
-    if spec.layers[0].kind != "input":
-        raise NetxFormatError(f"{path}: layer/0 must be an input layer, "
-                              f"found {spec.layers[0].kind!r}")
-    previous = spec.layers[0].shape
-    for index, layer in enumerate(spec.layers[1:], start=1):
-        where = f"{path}: layer/{index}"
-        if layer.kind in ("dense", "dense_rec") and layer.weight is not None:
-            fan_in = int(np.prod(previous))
-            if layer.weight.shape[1] != fan_in:
-                raise NetxFormatError(f"{where}/weight: {layer.weight.shape[1]} inputs, but "
-                                      f"the layer before has {fan_in} neurons {previous}")
-        if layer.kind == "conv" and layer.weight is not None:
-            in_channels = layer.weight.shape[1] * layer.groups
-            if len(previous) != 3 or previous[0] != in_channels:
-                raise NetxFormatError(f"{where}/weight: expects {in_channels} input channels, "
-                                      f"the layer before has shape {previous} (C, H, W)")
-            expected = _conv_output_shape(layer, previous)
-            if expected != layer.shape:
-                raise NetxFormatError(f"{where}/shape: {layer.shape}, but the convolution "
-                                      f"of {previous} gives {expected}")
-            if layer.bias is not None:
-                try:
-                    conv_bias_per_neuron(layer.bias, layer.shape)
-                except BiasLayoutError as err:
-                    raise NetxFormatError(f"{where}/bias: {err}") from None
-        if layer.kind == "dense_rec":
-            n = int(np.prod(layer.shape))
-            if layer.weight_rec is None or np.shape(layer.weight_rec) != (n, n):
-                raise NetxFormatError(f"{where}/weight_rec: a recurrent layer of {n} neurons "
-                                      f"needs ({n}, {n}) recurrent weights, found "
-                                      f"{None if layer.weight_rec is None else np.shape(layer.weight_rec)}")
-        if layer.kind != "flatten" and not layer.is_foreign:
-            previous = layer.shape
-        elif layer.kind == "flatten":
-            previous = (int(np.prod(previous)),)
-        else:
-            previous = layer.shape
-
-
-def _conv_output_shape(layer: LayerSpec, in_shape: Tuple[int, ...]) -> Tuple[int, int, int]:
-    sizes = []
-    for axis in range(2):
-        size, kernel = in_shape[1 + axis], layer.weight.shape[2 + axis]
-        span = layer.dilation[axis] * (kernel - 1) + 1
-        sizes.append((size + 2 * layer.padding[axis] - span) // layer.stride[axis] + 1)
-    return (int(layer.weight.shape[0]), *sizes)
-
-
-def specs_equal(a: NetworkSpec, b: NetworkSpec) -> Optional[str]:
-    """None when two specs describe the same network, else the first difference."""
-    if len(a.layers) != len(b.layers):
-        return f"{len(a.layers)} vs {len(b.layers)} layers"
-    for index, (la, lb) in enumerate(zip(a.layers, b.layers)):
-        for name in ("kind", "shape", "neuron", "stride", "padding", "dilation", "groups"):
-            if _normalise(getattr(la, name)) != _normalise(getattr(lb, name)):
-                return f"layer {index} {name}: {getattr(la, name)!r} vs {getattr(lb, name)!r}"
-        for name in ("weight", "weight_rec", "bias", "delay"):
-            va, vb = getattr(la, name), getattr(lb, name)
-            if (va is None) != (vb is None) or (va is not None and not np.array_equal(va, vb)):
-                return f"layer {index} {name} differs"
-        if _normalise(la.passthrough) != _normalise(lb.passthrough):
-            return f"layer {index} passthrough fields differ"
-    return None
-
-
-def _normalise(value: Any) -> Any:
-    """A comparable form of nested file values (arrays, bytes, dataclasses)."""
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in sorted(value.items())}
-    if isinstance(value, (tuple, list)):
-        return tuple(_normalise(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return ("array", value.shape, tuple(value.reshape(-1).tolist()))
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("ascii", errors="replace")
-    if isinstance(value, CubaNeuron):
-        return ("CUBA", value.i_decay, value.v_decay, value.vth_mant, value.ref_delay,
-                value.graded_spike, value.gain_mant, value.gain_exp, value.netx_type,
-                _normalise(value.passthrough))
-    if isinstance(value, ForeignNeuron):
-        return (value.type, _normalise(value.fields))
-    return value

@@ -1,263 +1,27 @@
-"""NetworkSpec ⇄ NIR (Neuromorphic Intermediate Representation, ``nir`` 1.0) graphs.
-
-NIR describes a network in continuous time; a Loihi layer is a discrete-time integer
-update. The mapping below reads NIR's equations with forward Euler at step ``dt`` (one
-chip step) and measures voltages and currents in units of one weight LSB, i.e. ``2⁶``
-Loihi state units (``a_in << 6``, ``bias << 6`` and ``vThMant << 6`` all carry the same
-factor, so it cancels):
-
-    NIR CubaLIF, Euler:  I[t] = (1 − dt/τ_syn)·I[t−1] + (dt/τ_syn)·w_in·x[t]
-                         v[t] = (1 − dt/τ_mem)·v[t−1] + (dt/τ_mem)·(v_leak + r·I[t])
-                         spike when v > v_threshold, then v = v_reset
-    Loihi CUBA:          u[t] = (1 − iDecay/4096)·u[t−1] + a_in[t]
-                         v[t] = (1 − vDecay/4096)·v[t−1] + u[t] + bias;  v > vThMant
-
-so, per layer (netx holds one neuron parameter set per layer):
-
-==========================  ===============================================  ==========
-Loihi                       NIR                                              exact?
-==========================  ===============================================  ==========
-iDecay = 4096 (no current)  ``LIF`` (vDecay > 0) or ``IF`` (vDecay = 0); the    yes
-                            synaptic current is the input itself
-0 < iDecay < 4096           ``CubaLIF``, τ_syn = dt·4096/iDecay,               yes
-                            w_in = τ_syn/dt (unit input gain, as snntorch)
-vDecay > 0                  τ_mem (``tau`` for LIF) = dt·4096/vDecay,          yes
-                            r = τ_mem/dt (unit gain)
-vDecay = 0                  ``IF`` with r = 1/dt                               yes
-vThMant                     v_threshold = vThMant, v_reset = 0, v_leak = 0     yes
-vThMant = 2¹⁷ − 1           ``I`` / ``LI`` / ``CubaLI``: a non-spiking readout  yes
-weight (file integers)      ``Linear`` / ``Conv2d`` weight                     yes
-bias, iDecay = 4096         ``Affine`` / ``Conv2d`` bias                       yes
-bias, iDecay < 4096         v_leak = bias·τ_mem/dt (a bias enters v, not u)    yes
-input layer                 ``Input`` → neuron node; the graph input is the     yes
-                            bias mantissa per step (its iDecay, which never
-                            acts, rides in node metadata)
-analog input (no neuron)    ``Input`` straight into the first synapse; the      yes
-                            graph input is the graded value per step
-flatten                     ``Flatten`` (start_dim = −rank of its input: a     yes
-                            sample's axes, never a batch axis in front)
-==========================  ===============================================  ==========
-
-"Exact" means the parameters carry the integers without loss, so spec → NIR → spec
-returns the same spec. What NIR cannot say, and a NIR simulator will therefore do
-differently, is approximated or dropped: Loihi truncates each decay product toward zero,
-wraps u at 24 bits and saturates v, and delivers a layer's output one step after its
-input (one step per synaptic hop); NIR's continuous dynamics have none of these.
-``refDelay`` (ignored by netx) is dropped. iDecay = 0 (a current that never decays),
-vDecay = 0 with 0 < iDecay < 4096, graded spikes, DLIF per-step gains and synaptic delays
-have no finite NIR form here and raise ``NIRConversionError``.
-
-**Consumer forms** (``spec_to_nir(..., target="snntorch" | "norse")``, ``export-nir
---for``): the same graph written with only the nodes and parameters snnTorch 1.0 or
-Norse 1.1 import as NIR means them (``rssnn_deploy/interop/targets.py`` says what each
-consumer does and why each form looks as it does). Our importer reads every form back
-to the same spec. What remains approximate in a consumer is the rest of the table's
-caveats: float instead of truncated decays, no 24-bit wrap, no per-hop delay.
-
-Importing a graph another library wrote (snntorch, for instance, writes dt = 1e-4 s
-time constants with r = τ/dt and w_in = τ_syn/dt): ``dt`` comes from the argument, else
-the graph's ``metadata["dt"]``, else from the unit-gain convention ``τ/r`` the graph's
-neurons share. The per-neuron input gain (``r·dt/τ``, times ``w_in·dt/τ_syn`` for
-CubaLIF) is folded into the weights; decays are rounded to 12 bits. Weights, biases and
-thresholds that are already integers within range are taken as they are (exact);
-otherwise one scale per layer maps the largest weight to the profile's largest 8-bit
-mantissa and the threshold and bias follow it (rounded: an approximation, recorded in
-``meta["nir_import"]``).
-"""
+"""NIR graph or file → ``NetworkSpec``: graphs we wrote (exactly) or another library
+wrote (time constants to 12-bit decays, gains folded into the weights, one scale per
+layer where values are not integers); see ``rssnn_deploy/interop/README.md``."""
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from rssnn_deploy.fileio import atomic_path, jsonable
+from rssnn_deploy.fileio import PathLike
 from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
-from rssnn_deploy.interop.targets import (NON_SPIKING_VTH, NORSE_DT, SNNTORCH_DT, TARGET_DT,
-                                      TARGETS, NIRConversionError, affine_only,
-                                      check_target_layer, target_neuron)
-from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.interop.targets import NON_SPIKING_VTH, NIRConversionError, nir_library
+from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, LayerSpec, NetworkSpec
 
-__all__ = ["NIRConversionError", "spec_to_nir", "nir_to_spec", "write_nir", "read_nir",
-           "NON_SPIKING_VTH", "TARGETS", "SNNTORCH_DT", "NORSE_DT"]
+__all__ = ["nir_to_spec", "read_nir"]
 
-PathLike = Union[str, os.PathLike]
 _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "I", "LI", "CubaLI")
 _SYNAPSE_TYPES = ("Linear", "Affine", "Conv2d")
 
-
-def _nir():
-    import nir
-    return nir
-
-
-# =========================================================================== export
-
-def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
-    """A ``nir.NIRGraph`` equivalent to ``spec`` (see the module table), one chip step = ``dt``.
-
-    ``target="snntorch"`` / ``"norse"`` writes the form that consumer imports
-    (``nir_targets``; dt is then its step, 1e-4 / 1e-3, whatever ``dt`` says)."""
-    nir = _nir()
-    if target not in TARGETS:
-        raise NIRConversionError(f"target must be one of {TARGETS}, not {target!r}")
-    dt = TARGET_DT.get(target, dt)
-    if dt <= 0:
-        raise NIRConversionError(f"dt must be positive, got {dt}")
-    layers = spec.layers
-    if not layers or layers[0].kind != "input":
-        raise NIRConversionError("a network must start with an input layer")
-    nodes: Dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(layers[0].shape)})}
-    chain = ["input"]
-    shape: Tuple[int, ...] = tuple(layers[0].shape)
-    if layers[0].neuron is not None:
-        nodes["layer0"] = _input_neuron(layers[0], dt, target)
-        chain.append("layer0")
-    for index, layer in enumerate(layers[1:], start=1):
-        where = f"layer {index} ({layer.kind})"
-        if layer.kind == "flatten":
-            nodes[f"layer{index}"] = nir.Flatten(input_type={"input": np.array(shape)},
-                                                 start_dim=-len(shape), end_dim=-1)
-            chain.append(f"layer{index}")
-            shape = (int(np.prod(shape)),)
-            continue
-        if layer.kind not in ("dense", "conv"):
-            raise NIRConversionError(f"{where}: no NIR export for this layer kind")
-        neuron = _cuba(layer, where)
-        _check_exportable(layer, neuron, where)
-        if target != "nir":
-            check_target_layer(neuron, layer.bias is not None and np.any(layer.bias != 0),
-                               target, where)
-        bias_into_synapse = neuron.i_decay == DECAY_ONE
-        nodes[f"layer{index}_synapse"] = _synapse_node(layer, shape, bias_into_synapse, where,
-                                                       affine_only(target))
-        shape = (int(np.prod(layer.shape)),) if layer.kind == "dense" else tuple(layer.shape)
-        leak = None if bias_into_synapse else _bias_array(layer, shape)
-        nodes[f"layer{index}"] = _neuron_node(neuron, shape, dt, leak, where, target)
-        chain += [f"layer{index}_synapse", f"layer{index}"]
-    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
-    chain.append("output")
-    metadata = {"dt": float(dt), "source": "rssnn-deploy", "target": target,
-                "rssnn_meta": json.dumps(spec.meta, sort_keys=True, default=jsonable)}
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), metadata=metadata)
-
-
-def _cuba(layer: LayerSpec, where: str) -> CubaNeuron:
-    if isinstance(layer.neuron, ForeignNeuron):
-        raise NIRConversionError(f"{where}: {layer.neuron.type!r} neurons have no NIR export")
-    if not isinstance(layer.neuron, CubaNeuron):
-        raise NIRConversionError(f"{where}: no neuron (netx's implicit default is not exported)")
-    return layer.neuron
-
-
-def _check_exportable(layer: LayerSpec, neuron: CubaNeuron, where: str) -> None:
-    if neuron.gain_mant is not None:
-        raise NIRConversionError(f"{where}: DLIF per-step gains have no NIR form; export "
-                                 "the file with folded gains (`export --gain-mode fold`, "
-                                 "QuantizeOptions(gain_mode='fold'))")
-    if neuron.graded_spike:
-        raise NIRConversionError(f"{where}: graded spikes have no NIR form")
-    if layer.delay is not None and np.any(np.asarray(layer.delay) != 0):
-        raise NIRConversionError(f"{where}: synaptic delays are not exported")
-    if neuron.i_decay == 0:
-        raise NIRConversionError(f"{where}: iDecay = 0 (a current that never decays) has "
-                                 "no finite NIR time constant")
-    if neuron.i_decay != DECAY_ONE and neuron.v_decay == 0:
-        raise NIRConversionError(f"{where}: vDecay = 0 with a synaptic current (iDecay "
-                                 f"{neuron.i_decay}) has no finite NIR form")
-    if not 0 <= neuron.v_decay <= DECAY_ONE or not 0 < neuron.i_decay <= DECAY_ONE:
-        raise NIRConversionError(f"{where}: decays outside [0, 4096]")
-
-
-def _input_neuron(layer: LayerSpec, dt: float, target: str = "nir") -> Any:
-    neuron = _cuba(layer, "layer 0 (input)")
-    if neuron.graded_spike or neuron.gain_mant is not None:
-        raise NIRConversionError("layer 0 (input): graded spikes or gains have no NIR form")
-    shape = tuple(layer.shape)
-    plain = CubaNeuron(DECAY_ONE, neuron.v_decay, neuron.vth_mant)
-    node = _neuron_node(plain, shape, dt, None, "layer 0 (input)", target)
-    node.metadata = {"loihi_i_decay": int(neuron.i_decay)}
-    return node
-
-
-def _neuron_node(neuron: CubaNeuron, shape: Tuple[int, ...], dt: float,
-                 leak_bias: Optional[np.ndarray], where: str, target: str = "nir") -> Any:
-    """The NIR neuron for one CUBA parameter set, arrays of ``shape``."""
-    nir = _nir()
-    if target != "nir":
-        return target_neuron(neuron, shape, dt, leak_bias, target)
-    ones = np.ones(shape)
-    spiking = neuron.vth_mant != NON_SPIKING_VTH
-    vth = ones * float(neuron.vth_mant)
-    if neuron.v_decay == 0:                       # i_decay is 4096 here (checked)
-        return nir.IF(r=ones / dt, v_threshold=vth) if spiking else nir.I(r=ones / dt)
-    tau_mem = ones * dt * DECAY_ONE / neuron.v_decay
-    v_leak = np.zeros(shape) if leak_bias is None else leak_bias * tau_mem / dt
-    if neuron.i_decay == DECAY_ONE:
-        if spiking:
-            return nir.LIF(tau=tau_mem, r=tau_mem / dt, v_leak=v_leak, v_threshold=vth)
-        return nir.LI(tau=tau_mem, r=tau_mem / dt, v_leak=v_leak)
-    tau_syn = ones * dt * DECAY_ONE / neuron.i_decay
-    if spiking:
-        return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
-                           v_threshold=vth, w_in=tau_syn / dt)
-    return nir.CubaLI(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=v_leak,
-                      w_in=tau_syn / dt)
-
-
-def _synapse_node(layer: LayerSpec, in_shape: Tuple[int, ...], with_bias: bool, where: str,
-                  affine: bool = False) -> Any:
-    """``Linear``/``Affine``/``Conv2d``; ``affine``: a dense synapse is always ``Affine``."""
-    nir = _nir()
-    weight = np.asarray(layer.weight, dtype=np.float64)
-    if layer.kind == "dense":
-        weight = weight.reshape(int(np.prod(layer.shape)), -1)
-        if layer.bias is not None and with_bias:
-            return nir.Affine(weight=weight, bias=_bias_array(layer, (weight.shape[0],)))
-        if affine:
-            return nir.Affine(weight=weight, bias=np.zeros(weight.shape[0]))
-        return nir.Linear(weight=weight)
-    if weight.ndim == 5 and weight.shape[-1] == 1:
-        weight = weight[..., 0]
-    bias = np.zeros(weight.shape[0])
-    if layer.bias is not None and with_bias:
-        bias = _channel_bias(layer, where)
-    return nir.Conv2d(input_shape=tuple(int(s) for s in in_shape[1:]), weight=weight,
-                      stride=tuple(int(s) for s in layer.stride),
-                      padding=tuple(int(s) for s in layer.padding),
-                      dilation=tuple(int(s) for s in layer.dilation),
-                      groups=int(layer.groups), bias=bias)
-
-
-def _bias_array(layer: LayerSpec, shape: Tuple[int, ...]) -> np.ndarray:
-    if layer.bias is None:
-        return np.zeros(shape)
-    bias = np.asarray(layer.bias, dtype=np.float64)
-    if layer.kind == "conv" and bias.size == shape[0] and len(shape) == 3:
-        return np.broadcast_to(bias.reshape(-1, 1, 1), shape).copy()
-    return np.broadcast_to(bias.reshape(-1) if bias.size > 1 else bias.reshape(()),
-                           (int(np.prod(shape)),)).reshape(shape).copy()
-
-
-def _channel_bias(layer: LayerSpec, where: str) -> np.ndarray:
-    bias = np.asarray(layer.bias, dtype=np.float64)
-    channels = int(layer.shape[0])
-    if bias.size == channels:
-        return bias.reshape(channels)
-    full = np.broadcast_to(bias.reshape(-1) if bias.size > 1 else bias, (int(np.prod(layer.shape)),))
-    full = full.reshape(layer.shape)
-    if not np.all(full == full[:, :1, :1]):
-        raise NIRConversionError(f"{where}: a per-neuron conv bias has no Conv2d form "
-                                 "(NIR takes one bias per output channel)")
-    return full[:, 0, 0].copy()
-
-
-# =========================================================================== import
 
 @dataclass
 class _Step:
@@ -547,20 +311,6 @@ def _import_meta(graph: Any) -> Dict[str, Any]:
     return json.loads(str(text))
 
 
-# ============================================================================ files
-
-def write_nir(spec: NetworkSpec, path: PathLike, dt: float = 1.0, target: str = "nir"
-              ) -> Path:
-    """Write ``spec`` as a NIR HDF5 file (``nir.write``), atomically; ``target`` as in
-    :func:`spec_to_nir`."""
-    nir = _nir()
-    path = Path(path)
-    graph = spec_to_nir(spec, dt, target)
-    with atomic_path(path) as tmp:
-        nir.write(str(tmp), graph)
-    return path
-
-
 def _check_finite(path: Path, graph: Any) -> None:
     """Every numeric parameter of every node is a finite real array (NaN or ∞ in a
     weight, a τ or a threshold has no integer counterpart)."""
@@ -599,7 +349,7 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
         # would print warnings before the one-line error that follows
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            graph = _nir().read(path)
+            graph = nir_library().read(path)
     except (OSError, KeyError, ValueError, AssertionError, TypeError, IndexError,
             AttributeError, RuntimeError, ZeroDivisionError, OverflowError) as err:
         # the nir library builds nodes as it parses: damage surfaces as any of these

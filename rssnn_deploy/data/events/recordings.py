@@ -34,13 +34,14 @@ uniform integer in ``[-k, k]`` bins (clipped to the window).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rssnn_deploy.errors import UserError
+from rssnn_deploy.data.events.aedat import read_aedat
+from rssnn_deploy.data.events.base import EventFileError, Events, PathLike
 
 __all__ = ["EventFileError", "EVENT_SUFFIXES", "read_nmnist_bin", "write_nmnist_bin",
            "read_event_npz", "read_events", "read_recording", "check_events", "bin_events",
@@ -50,14 +51,8 @@ __all__ = ["EventFileError", "EVENT_SUFFIXES", "read_nmnist_bin", "write_nmnist_
 EVENT_SUFFIXES = (".bin", ".npz", ".aedat", ".aedat4")
 _SPLITS = (("Train", "Test"), ("train", "test"))
 
-PathLike = Union[str, Path]
-Events = Dict[str, np.ndarray]       # x, y, t (µs), p (0/1), equal lengths
 #: (train spike trains, train labels, test spike trains or None, test labels or None)
 EventArrays = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]
-
-
-class EventFileError(UserError, ValueError):
-    """An event recording or folder that cannot be read; the message names the file."""
 
 
 def read_nmnist_bin(path: PathLike) -> Events:
@@ -153,7 +148,6 @@ def read_recording(path: PathLike) -> Tuple[Events, Optional[Tuple[int, int]]]:
     elif path.suffix == ".npz":
         events = read_event_npz(path)
     elif path.suffix in (".aedat", ".aedat4"):
-        from rssnn_deploy.data.events.aedat import read_aedat
         events, sensor = read_aedat(path)
     else:
         raise EventFileError(f"{path}: unknown event file type (use {', '.join(EVENT_SUFFIXES)})")

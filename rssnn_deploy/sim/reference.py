@@ -1,0 +1,289 @@
+"""The reference loop: every layer's neurons stepped in torch, exactly as Lava's
+fixed-point CUBA model (the equations are in ``rssnn_deploy/sim/README.md``).
+
+It is the definition the fused engine is tested against, and the only path with
+gradients (``differentiable=True``: straight-through estimators around every rounding,
+wrap and clip, a triangle surrogate for the spike). Neuron state lives in float64, where
+every value is an exact integer; overflow handling runs only where a bound shows it can
+trigger (``_plan_checks``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Set
+
+import numpy as np
+import torch
+
+from rssnn_deploy.sim.layers import NeuronConstant, _is, _neuron_constant, _Stage
+from rssnn_deploy.sim.network import NO_PATH, CompiledNetwork, StraightThrough, reset_steps
+from rssnn_deploy.sim.ops import (_TWO31, _U_LIMIT, _V_LIMIT, _Clip, _Spike, _no_tf32, _trunc,
+                                  _wrap, _wrap16_t, _wrap_u_once, _zero_with_grad)
+from rssnn_deploy.sim.result import SimResult, concat_results
+from rssnn_deploy.spec import BIAS_EXP, DECAY_ONE, STATE_SHIFT
+
+__all__ = ["run_reference", "auto_batch"]
+
+
+def run_reference(net: CompiledNetwork, bias_input: Optional[torch.Tensor],
+                  spikes: Optional[torch.Tensor], steps: int, record_map: Dict[int, Set[str]],
+                  reset: str, reset_interval: Optional[int], batch_size: Optional[int],
+                  paths: Mapping[int, StraightThrough]) -> SimResult:
+    """``Simulator.run`` on the reference loop (inputs already checked), in chunks of
+    ``batch_size`` samples (default :func:`auto_batch`)."""
+    n = (bias_input if bias_input is not None else spikes).shape[0]
+    if batch_size is None:
+        batch_size = auto_batch(net, steps, record_map)
+    ctx = contextlib.nullcontext() if net.differentiable else torch.inference_mode()
+    with ctx, _no_tf32():
+        parts = []
+        for lo in range(0, max(n, 1), max(batch_size, 1)):
+            hi = min(n, lo + batch_size)
+            parts.append(_run_batch(
+                net, None if bias_input is None else bias_input[lo:hi],
+                None if spikes is None else spikes[lo:hi], steps, record_map, reset,
+                reset_interval, paths))
+    return parts[0] if len(parts) == 1 else concat_results(parts)
+
+
+def auto_batch(net: CompiledNetwork, steps: int, record_map) -> int:
+    """Samples per chunk: the neuron loop is memory-bound, so on CPU a chunk's largest
+    state tensor should stay cache-sized (≈ 2 MiB of float64, measured fastest on 2
+    cores); on CUDA only the memory cap applies."""
+    largest = max(max(int(np.prod(st.shape)) for st in net.stages),
+                  int(np.prod(net.input_shape)))
+    per_sample = steps * (largest * 3
+                          + sum(int(np.prod(st.shape)) * len(record_map.get(st.spec_index, ()))
+                                for st in net.stages))
+    cap = int((1 << 25) // max(per_sample, 1))
+    if net.device.type == "cpu" and not net.differentiable:
+        cap = min(cap, (1 << 18) // largest)
+    return max(1, cap)
+
+def _run_batch(net: CompiledNetwork, bias_input, spikes, steps, record_map, reset,
+               reset_interval=None, paths: Optional[Mapping[int, StraightThrough]] = None
+               ) -> SimResult:
+    grad = net.differentiable
+    paths = paths or {}
+    states: Dict[int, Dict[str, torch.Tensor]] = {}
+    states_float: Dict[int, Dict[str, torch.Tensor]] = {}
+    prev = None  # (steps, N, *shape) float spikes of the previous neuron layer
+    stages = net.stages
+    if not net.has_input_neuron or spikes is not None:
+        prev = net.spike_train(spikes, steps)
+    for st in stages:
+        path = paths.get(st.spec_index, NO_PATH)
+        if st.kind == "input":
+            if spikes is not None:   # spikes replace the input neuron's own output
+                if st.spec_index in record_map:
+                    states[st.spec_index] = net.input_records(prev, record_map[st.spec_index])
+                continue
+            n = bias_input.shape[0]
+            bias = _wrap16_t(bias_input.to(torch.float64), grad) * float(1 << BIAS_EXP)
+            a_in = None
+        else:
+            n = prev.shape[1]
+            if net.spike_transform is not None:
+                prev = net.transform_spikes(st, prev)
+            a_in = net.synaptic_input(st, prev, steps, grad, path.weight)
+            bias = st.bias
+        prev, rec, v_final, rec_float = _neuron_loop(net, 
+            st, a_in, bias, n, steps, record_map.get(st.spec_index, set()), reset,
+            reset_interval, path.gains)
+        if rec:
+            states[st.spec_index] = rec
+        if rec_float:
+            states_float[st.spec_index] = rec_float
+    out = stages[-1]
+    window = out.timing.block_index + 1 if reset == "staggered" else 1
+    out_spikes = prev.detach() != 0
+    counts = out_spikes[window - 1:].sum(dim=0).to(torch.int64)
+    return SimResult(output_spikes=out_spikes, output_v=v_final.detach().to(torch.int64),
+                     spike_counts=counts, steps=steps, window_start=window, states=states,
+                     output_v_float=v_final if grad else None, states_float=states_float)
+
+
+def _neuron_loop(net, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str],
+                 reset: str, reset_interval: Optional[int] = None,
+                 gains_path: Optional[torch.Tensor] = None):
+    """Run one layer's neurons over all steps.
+
+    Returns (spikes, records, final v, records in the autograd graph); the last is
+    empty outside the differentiable mode.
+    """
+    grad = net.differentiable
+    neuron = st.neuron
+    shape = (n,) + st.shape
+    dev = net.device
+    cu = _neuron_constant(neuron.i_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+    cv = _neuron_constant(neuron.v_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+    theta = _neuron_constant(neuron.vth_mant, lambda m: m << STATE_SHIFT, st.shape, dev)
+    resets = reset_steps(st.timing.block_index + 1, steps, reset, reset_interval)
+    if a_in is not None and st.gains is not None:
+        k = (torch.arange(1, steps + 1, device=dev) - st.timing.hops - 1).clamp(
+            0, st.gains.numel() - 1)
+        gains = st.gains if gains_path is None else st.gains + _zero_with_grad(gains_path)
+        g = gains[k].reshape((steps,) + (1,) * len(shape))
+        a_in = _trunc(a_in * g * st.gain_scale, grad)
+    recurrent = getattr(st.synapse, "recurrent", None)
+    if a_in is None and recurrent is not None:   # no feed-forward input yet
+        a_in = torch.zeros((steps,) + shape, dtype=torch.float64, device=dev)
+    a6 = None
+    if a_in is not None:   # << 6: a power-of-two scaling, exact in float32 as well
+        a6 = a_in * 64.0 if grad else a_in.mul_(64.0)
+    static_a = 0.0 if a_in is None else 64.0 * _static_bound(st)
+    plan = _plan_checks(st.exact_wraps, a6, bias, cu, cv, static_a)
+    if plan.wrap32 and a6 is not None:
+        a6 = _wrap(a6.to(torch.float64), 32, grad)
+    if grad:
+        return _loop_grad(net, a6, bias, shape, steps, cu, cv, theta, resets, plan,
+                               names, recurrent)
+    return (*_loop_exact(net, a6, bias, shape, steps, cu, cv, theta, resets, plan,
+                              names, recurrent), {})
+
+def _loop_exact(net, a6, bias, shape, steps, cu, cv, theta, resets, plan, names,
+                recurrent=None):
+    """In-place integer dynamics on float64 (no autograd); spikes as bool.
+
+    ``recurrent`` (a ``dense_rec`` layer): ``a_in`` of step t also gets the layer's
+    own spikes of step t − 1 through ``recurrent``.
+    """
+    dev = net.device
+    u = torch.zeros(shape, dtype=torch.float64, device=dev)
+    v = torch.zeros(shape, dtype=torch.float64, device=dev)
+    s_all = torch.empty((steps,) + shape, dtype=torch.bool, device=dev)
+    rec = {k: torch.empty((steps,) + shape, dtype=torch.bool if k == "s" else torch.int32,
+                          device=dev) for k in names}
+    # iDecay 4096 (the paper's LIF): u forgets everything, so u = a_in << 6 exactly
+    u_is_input = _is(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
+    for t in range(1, steps + 1):
+        if t in resets:
+            u.zero_()
+            v.zero_()
+        if u_is_input:
+            u = a6[t - 1]
+        elif a6 is not None or not _is(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
+            if _is(cu, 0.0):
+                u.zero_()
+            elif not _is(cu, 1.0):
+                u.mul_(cu).trunc_()
+            if a6 is not None:
+                u.add_(a6[t - 1])
+            if recurrent is not None and t > 1:
+                u.add_(recurrent(s_all[t - 2], False), alpha=64.0)
+            if plan.wrap32:
+                u = _wrap(u, 32, False)
+            if plan.wrap_u:
+                u = _wrap_u_once(u, False)
+        if _is(cv, 0.0):                       # v = trunc(v·cv) + u + bias
+            v.copy_(u)
+        else:
+            if not _is(cv, 1.0):
+                v.mul_(cv).trunc_()
+            v.add_(u)
+        if bias is not None:
+            v.add_(bias)
+        if plan.wrap32:
+            v = _wrap(v, 32, False)
+        if plan.clamp_v:
+            v.clamp_(-_V_LIMIT, _V_LIMIT)
+        s = s_all[t - 1]
+        torch.gt(v, theta, out=s)
+        v.masked_fill_(s, 0.0)
+        if "u" in rec:
+            rec["u"][t - 1].copy_(u)
+        if "v" in rec:
+            rec["v"][t - 1].copy_(v)
+        if "s" in rec:
+            rec["s"][t - 1].copy_(s)
+    return s_all, rec, v
+
+def _loop_grad(net, a6, bias, shape, steps, cu, cv, theta, resets, plan, names,
+               recurrent=None):
+    """Same dynamics, out of place, with straight-through and surrogate gradients."""
+    dev = net.device
+    u = torch.zeros(shape, dtype=torch.float64, device=dev)
+    v = torch.zeros(shape, dtype=torch.float64, device=dev)
+    spikes, rec = [], {k: [] for k in names}
+    for t in range(1, steps + 1):
+        if t in resets:
+            u, v = u * 0.0, v * 0.0
+        u = u * 0.0 if _is(cu, 0.0) else (u if _is(cu, 1.0) else _trunc(u * cu, True))
+        if a6 is not None:
+            u = u + a6[t - 1]
+        if recurrent is not None and spikes:
+            u = u + 64.0 * recurrent(spikes[-1], True)
+        if plan.wrap32:
+            u = _wrap(u, 32, True)
+        if plan.wrap_u:
+            u = _wrap_u_once(u, True)
+        v = (v * 0.0 if _is(cv, 0.0) else (v if _is(cv, 1.0) else _trunc(v * cv, True))) + u
+        if bias is not None:
+            v = v + bias
+        if plan.wrap32:
+            v = _wrap(v, 32, True)
+        if plan.clamp_v:
+            v = _Clip.apply(v, -_V_LIMIT, _V_LIMIT)
+        s = _Spike.apply(v, theta)
+        v = v * (1.0 - s)
+        spikes.append(s)
+        for k, val in (("u", u), ("v", v), ("s", s)):
+            if k in rec:
+                rec[k].append(val)
+    floats = {k: torch.stack(x) for k, x in rec.items()}
+    out = {k: (x.detach() > 0.5) if k == "s" else x.detach().to(torch.int32)
+           for k, x in floats.items()}
+    return torch.stack(spikes), out, v, floats
+
+
+
+
+@dataclass(frozen=True)
+class _Checks:
+    wrap32: bool    # emulate int32 overflow of a_in << 6, u and v
+    wrap_u: bool    # Lava's single 24-bit wrap of u can trigger
+    clamp_v: bool   # v can reach the ±(2²³ − 1) saturation
+
+
+def _static_bound(st: _Stage) -> float:
+    """Largest |a_in| the layer can receive, from its weights (and gains)."""
+    a = min(st.synapse.max_abs, _TWO31)
+    if st.kind == "dense" and st.synapse.delays != [0]:
+        a = min(a * len(st.synapse.delays), _TWO31)
+    if st.gains is not None:
+        a = a * float(st.gains.abs().max()) * st.gain_scale
+    return a
+
+
+def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronConstant,
+                 static_a: float = math.inf) -> _Checks:
+    """Skip overflow handling that provably cannot trigger for this input (bounds below).
+
+    |u| ≤ A/(1 − cu) with A = max|a_in << 6| (|trunc(x)| ≤ |x|); |v| ≤ (U + B)/(1 − cv)
+    with U the bound on |u| after its wrap and B = max|bias << 6|. Spike resets only
+    shrink v. Per-neuron decays bound with their extremes. The bound from the weights
+    (``static_a``) is tried first; only if it allows an overflow is the actual input
+    measured. When ``exact_wraps`` is set (int32 overflow possible), everything is on.
+    """
+    if exact_wraps:
+        return _Checks(True, True, True)
+    b = 0.0 if bias is None else float(bias.detach().abs().max()) if bias.numel() else 0.0
+
+    def geometric(x: float, c: NeuronConstant) -> float:
+        if x == 0.0:
+            return 0.0
+        lo, hi = (float(c.min()), float(c.max())) if torch.is_tensor(c) else (c, c)
+        return x / (1.0 - hi) if 0.0 <= lo and hi < 1.0 else math.inf
+
+    def checks(a: float) -> _Checks:
+        u_bound = geometric(a, cu)
+        v_bound = geometric(min(u_bound, _U_LIMIT) + b, cv)
+        return _Checks(False, u_bound >= _U_LIMIT, v_bound > _V_LIMIT)
+
+    plan = checks(static_a if a6 is not None else 0.0)
+    if (plan.wrap_u or plan.clamp_v) and a6 is not None and a6.numel():
+        plan = checks(float(a6.detach().abs().max()))    # the actual input may be smaller
+    return plan
+
