@@ -5,18 +5,26 @@ one budget from one gradient source, one noise level, one fault level and seed, 
 clean run, and the Lava cross-check. :class:`Evaluator` lists them and computes any
 one of them from the subject and the configuration alone, so cells can be cached,
 resumed and sharded. Per-sample correctness is kept as packed bits for the worst case.
+
+An attack cell over more samples than one batch is computed batch by batch, each batch
+seeded on its own (``attacks.craft`` seeds torch at every call; torchattacks' APGD,
+FAB and Square reseed at every call anyway), and each finished batch is stored in the
+cell cache as a part (``sweep.part_key``): AutoAttack on a whole test set can run for
+hours, and a kill inside it then loses one batch, not the cell. The result does not
+depend on which batches were restored, so a resumed cell equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from rssnn_deploy.report import write_npz
 from rssnn_deploy.robustness import faults as fault_lib
 from rssnn_deploy.robustness.attacks import (AttackSpec, check_budget, craft, craft_with_gradient,
                                              is_gradient_free, is_stochastic)
@@ -25,7 +33,7 @@ from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject, default_eps_255, eps_grid_255
 from rssnn_deploy.robustness.noise import apply_noise
-from rssnn_deploy.robustness.sweep import Cell
+from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key
 from rssnn_deploy.spec import NetworkSpec, encode_input
 
 __all__ = ["Evaluator", "lava_cross_check", "pack_bits", "unpack_bits"]
@@ -42,6 +50,12 @@ def unpack_bits(bits: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:n].astype(bool)
 
 
+def _scores(float_ok: Tensor, chip_ok: Tensor) -> Dict[str, Any]:
+    """Accuracies and per-sample bits of the float and the integer model."""
+    return {"float": float(float_ok.float().mean()), "chip": float(chip_ok.float().mean()),
+            "float_bits": pack_bits(float_ok), "chip_bits": pack_bits(chip_ok)}
+
+
 def _safe_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)
 
@@ -49,12 +63,18 @@ def _safe_name(key: str) -> str:
 # ----------------------------------------------------------------------------- engine
 
 class Evaluator:
-    """Builds the cells of one evaluation and computes any of them."""
+    """Builds the cells of one evaluation and computes any of them.
 
-    def __init__(self, subject: Subject, config: EvaluateConfig, out: Path) -> None:
+    ``checkpoints`` is the cell cache a long attack cell stores its finished batches in
+    (and finds those an interrupted run stored); None computes every cell whole.
+    """
+
+    def __init__(self, subject: Subject, config: EvaluateConfig, out: Path,
+                 checkpoints: Optional[CellCache] = None) -> None:
         self.subject = subject
         self.config = config
         self.out = Path(out)
+        self.checkpoints = checkpoints
         self.eps = config.eps if config.eps is not None else default_eps_255(subject.x.shape[1:])
         grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps,
                                                config.eps_grid_factors)
@@ -129,46 +149,78 @@ class Evaluator:
     def compute(self, cell: Cell) -> Dict[str, Any]:
         start = time.perf_counter()
         result = getattr(self, f"_compute_{cell.group}")(cell)
-        result["seconds"] = time.perf_counter() - start
+        # parts restored from an interrupted run count with the time they took then
+        result["seconds"] = time.perf_counter() - start + result.pop("restored_seconds", 0.0)
         return result
 
     def _score(self, x: Tensor) -> Dict[str, Any]:
         y = self.subject.y
-        float_ok = self.float_predict(x).cpu() == y
-        chip_pred = self.chip_predict(x)
-        chip_ok = chip_pred == y
-        return {"float": float(float_ok.float().mean()), "chip": float(chip_ok.float().mean()),
-                "float_bits": pack_bits(float_ok), "chip_bits": pack_bits(chip_ok),
-                "_chip_pred": chip_pred}
+        return _scores(self.float_predict(x).cpu() == y, self.chip_predict(x) == y)
 
     def _compute_clean(self, cell: Cell) -> Dict[str, Any]:
-        score = self._score(self.subject.x)
-        score.pop("_chip_pred")
-        return score
+        return self._score(self.subject.x)
 
     def _compute_noise(self, cell: Cell) -> Dict[str, Any]:
         x = apply_noise(cell["kind"], self.subject.x, cell["level"], self.config.seed)
-        score = self._score(x)
-        score.pop("_chip_pred")
-        return score
+        return self._score(x)
 
     def _compute_attack(self, cell: Cell) -> Dict[str, Any]:
+        """The attack batch by batch (see the module docstring), then the batches'
+        per-sample results and budget checks joined into the cell's."""
         eps = cell["eps"] / 255.0
-        target = self.chip_model if cell["source"] == "chip" else self.subject.model
         eot = self.config.eot_samples if self.stochastic(cell["source"]) else 1
         spec = AttackSpec(cell["attack"], eps, apgd_steps=self.config.apgd_steps,
                           seed=self.config.seed, square_queries=self.config.square_queries,
                           n_classes=self.classes, eot_iter=eot,
                           pgd_alpha_factor=self.config.pgd_alpha_factor.get(cell["attack"], 2.5))
-        x, y = self.subject.x, self.subject.y
+        n, step = len(self.subject.y), self.config.batch_size
+        ranges = [(a, min(a + step, n)) for a in range(0, max(n, 1), step)]
+        parts, restored = zip(*(self._attack_part(cell, spec, a, b, len(ranges) == 1)
+                                for a, b in ranges))
+        if len(ranges) > 1:
+            self._join_pool(cell, ranges)
+        float_ok = torch.from_numpy(np.concatenate(
+            [unpack_bits(p["float_bits"], b - a) for p, (a, b) in zip(parts, ranges)]))
+        chip_ok = torch.from_numpy(np.concatenate(
+            [unpack_bits(p["chip_bits"], b - a) for p, (a, b) in zip(parts, ranges)]))
+        return {**_scores(float_ok, chip_ok), "linf": max(p["linf"] for p in parts),
+                "min": min(p["min"] for p in parts), "max": max(p["max"] for p in parts),
+                "within_budget": all(p["within_budget"] for p in parts),
+                "restored_seconds": sum(p["seconds"] for p, old in zip(parts, restored) if old)}
+
+    def _attack_part(self, cell: Cell, spec: AttackSpec, start: int, stop: int, whole: bool
+                     ) -> Tuple[Dict[str, Any], bool]:
+        """Samples ``start:stop`` of an attack cell and whether they came from the cache.
+
+        A part of a cell cut into several is looked up in, and stored to, the cell
+        cache; one whose attacked inputs belong in the Lava pool is reused only if its
+        piece of the pool is on disk too.
+        """
+        key = part_key(cell.key, start, stop)
+        pool = self._pool_path(cell.key if whole else key)
+        in_pool = start < min(self.config.adversarial_pool, stop)
+        if not whole and self.checkpoints is not None:
+            found = self.checkpoints.get(key)
+            if found is not None and (not in_pool or pool.is_file()):
+                return found, True
+        began = time.perf_counter()
+        x, y = self.subject.x[start:stop], self.subject.y[start:stop]
         if cell["source"] == "chip":
-            x_adv = craft(target, x, y, spec, self.config.batch_size)
+            x_adv = craft(self.chip_model, x, y, spec, self.config.batch_size)
         else:
-            x_adv = craft_with_gradient(target, x, y, spec, cell["gradient"],
+            x_adv = craft_with_gradient(self.subject.model, x, y, spec, cell["gradient"],
                                         self.config.batch_size)
-        score = self._score(x_adv)
-        self._keep_for_lava(cell, x_adv, score.pop("_chip_pred"))
-        return {**score, **check_budget(x, x_adv, eps)}
+        float_ok = self.float_predict(x_adv).cpu() == y
+        chip_pred = self.chip_predict(x_adv)
+        if in_pool:
+            k = self.config.adversarial_pool - start
+            write_npz(pool, {"x": x_adv[:k].cpu().numpy().astype(np.float32),
+                             "sim_pred": chip_pred[:k].numpy(), "y": y[:k].cpu().numpy()})
+        part = {**_scores(float_ok, chip_pred == y), **check_budget(x, x_adv, spec.eps),
+                "seconds": time.perf_counter() - began}
+        if not whole and self.checkpoints is not None:
+            self.checkpoints.put(key, part)
+        return part, False
 
     def _compute_fault(self, cell: Cell) -> Dict[str, Any]:
         seed = self.config.seed * 1000 + int(cell["repeat"])
@@ -197,8 +249,10 @@ class Evaluator:
                                 self.config.seed, self.config.device,
                                 progress=self.config.progress)
 
-    def _pool_path(self, cell: Cell) -> Path:
-        return self.out / "adversarial" / f"{_safe_name(cell.key)}.npz"
+    def _pool_path(self, cell: Union[Cell, str]) -> Path:
+        """The Lava pool file of a cell (or of one part of it, by key)."""
+        key = cell if isinstance(cell, str) else cell.key
+        return self.out / "adversarial" / f"{_safe_name(key)}.npz"
 
     @property
     def classes(self) -> int:
@@ -219,16 +273,20 @@ class Evaluator:
             self._chip_model = ChipModel(self.subject.spec, scale, device=self.config.device)
         return self._chip_model
 
-    def _keep_for_lava(self, cell: Cell, x_adv: Tensor, chip_pred: Tensor) -> None:
-        """Save the first few attacked inputs and the simulator's predictions for Lava."""
-        k = min(self.config.adversarial_pool, len(x_adv))
-        if k == 0:
+    def _join_pool(self, cell: Cell, ranges: Sequence[Tuple[int, int]]) -> None:
+        """The Lava pool pieces of a cell computed in parts, joined into its pool file."""
+        pieces = [self._pool_path(part_key(cell.key, a, b)) for a, b in ranges
+                  if a < min(self.config.adversarial_pool, b)]
+        if not pieces:
             return
-        from rssnn_deploy.report import write_npz
-        write_npz(self._pool_path(cell),
-                  {"x": x_adv[:k].cpu().numpy().astype(np.float32),
-                   "sim_pred": chip_pred[:k].numpy(), "y": self.subject.y[:k].cpu().numpy()})
-
+        arrays: Dict[str, List[np.ndarray]] = {"x": [], "sim_pred": [], "y": []}
+        for path in pieces:
+            with np.load(path) as data:
+                for name, values in arrays.items():
+                    values.append(data[name])
+        write_npz(self._pool_path(cell), {k: np.concatenate(v) for k, v in arrays.items()})
+        for path in pieces:
+            path.unlink()
 
 def lava_cross_check(net_path: Path, spec: NetworkSpec, files: Sequence[Path], samples: int,
                      seed: int = 0, device: str = "cpu", progress: bool = True

@@ -45,7 +45,7 @@ from rssnn_deploy.robustness.plots import plot_certified, write_plots
 from rssnn_deploy.robustness.record import build_record, certification_record
 from rssnn_deploy.robustness.tables import certification_section, render_markdown
 from rssnn_deploy.robustness.sweep import (Cell, CellCache, dist_info, file_digest, fingerprint,
-                                           run_cells)
+                                           log_line, run_cells)
 
 __all__ = ["evaluate", "evaluate_subject", "certify_files", "load_subject", "distributed_from_env", "exit_status", "write_report"]
 
@@ -112,11 +112,13 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     from rssnn_deploy.report import with_provenance
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    ev = Evaluator(subject, config, out)
     cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
+    ev = Evaluator(subject, config, out, checkpoints=cache)
+    log = None if config.progress else log_line       # no bar: one line per cell instead
     results: Dict[str, Any] = {}
     for cells, progress, desc in phases(ev):
-        results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc))
+        results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc,
+                                 log=log))
     if dist_info()[0] != 0:
         return None
     record = build(ev, results)

@@ -4,31 +4,46 @@ A *cell* is one unit of work with a stable, human-readable key (``attack|source=
 gradient=ste|attack=PGD-10|eps=25.5``) whose result is a small JSON-safe dict. Cells do
 not depend on each other and seed themselves, so
 
-* **resume**: every finished cell is written at once (atomically) to ``cells.json``
-  next to the report; a rerun loads it and computes only what is missing. Each file
-  carries a fingerprint of everything the numbers depend on (model and network file
-  bytes, samples, settings), and a cache with another fingerprint is ignored, never
-  mixed in. Extending a grid reuses the cells already done.
+* **resume**: every finished cell is on disk before the next one starts: the file is
+  rewritten whole (temporary file, fsync, rename) and always holds what was loaded at
+  the start *and* what this run computed, so any number of interruptions, ``SIGKILL``
+  included, lose at most the cell in progress. A rerun loads it and computes only what
+  is missing. Each file carries a fingerprint of everything the numbers depend on
+  (model and network file bytes, samples, settings), and a cache with another
+  fingerprint is ignored, never mixed in. Extending a grid reuses the cells already done.
+* **parts**: a long cell may store its finished pieces (``CellCache.put`` of
+  :func:`part_key`, one batch of samples each) in the same file; they are dropped once
+  the whole cell is stored, so a kill inside a cell loses at most one piece.
 * **shard**: under ``torchrun`` (``torch.distributed`` initialised, gloo on CPU) rank
   ``r`` of ``W`` computes the pending cells ``r, r + W, …`` and writes its own
   ``cells.rank{r}.json``; results are gathered to every rank with
   ``all_gather_object`` and rank 0 merges them into ``cells.json``. A sharded run
-  interrupted midway resumes with any number of processes.
+  interrupted midway resumes with any number of processes. No two processes write one
+  file (a single-process run holds ``fileio.directory_lock`` on the folder, and shards
+  write their own), so the files need no lock of their own.
+* **log**: without a progress bar, one line per finished cell (``log_line``) says how
+  long it took and estimates the time left, for runs whose output goes to a log file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from rssnn_deploy.fileio import atomic_write_text, sha256_file
+from rssnn_deploy.fileio import atomic_path, sha256_file
 
-__all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest"]
+__all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest",
+           "part_key", "log_line"]
 
 CACHE_NAME = "cells.json"
+_PART = re.compile(r"^(?P<cell>.+)\|part=\d+-\d+$")
 
 
 def _format(value: Any) -> str:
@@ -68,6 +83,17 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def part_key(cell_key: str, start: int, stop: int) -> str:
+    """The cache key of samples ``start:stop`` of a cell: one checkpointed piece of it."""
+    return f"{cell_key}|part={start}-{stop}"
+
+
+def _cell_of_part(key: str) -> Optional[str]:
+    """The cell a :func:`part_key` belongs to; None for a whole cell's key."""
+    match = _PART.match(key)
+    return match.group("cell") if match else None
+
+
 def dist_info() -> Tuple[int, int]:
     """(rank, world size); (0, 1) unless torch.distributed is initialised."""
     import torch.distributed as dist
@@ -77,13 +103,19 @@ def dist_info() -> Tuple[int, int]:
 
 
 class CellCache:
-    """Finished cells on disk: ``cells.json`` plus one ``cells.rank{r}.json`` per shard."""
+    """Finished cells on disk: ``cells.json`` plus one ``cells.rank{r}.json`` per shard.
+
+    Every write holds the union of the cells on disk when the run started (``keep``)
+    and those this process finished since: a file holding only this run's cells would
+    drop an earlier run's work the moment it replaced the old file.
+    """
 
     def __init__(self, directory: Path, digest: str, enabled: bool = True) -> None:
         self.directory = Path(directory)
         self.digest = digest
         self.enabled = enabled
         self.rank, self.world = dist_info()
+        self._kept: Dict[str, Dict[str, Any]] = {}
         self._mine: Dict[str, Dict[str, Any]] = {}
 
     @property
@@ -113,21 +145,57 @@ class CellCache:
             found.update(payload.get("cells", {}))
         return found
 
+    def keep(self, cells: Mapping[str, Dict[str, Any]]) -> None:
+        """Cells (and parts) already finished: every later write of this process's file
+        carries them, and :meth:`get` finds them."""
+        self._kept.update(cells)
+
+    def get(self, key: str) -> Optional[Dict[str, Any]]:
+        """A finished cell or part, kept or computed by this process; None if unknown."""
+        return self._mine.get(key, self._kept.get(key))
+
     def put(self, key: str, value: Dict[str, Any]) -> None:
-        """Record one finished cell in this process's file, atomically."""
+        """Record one finished cell (or part) and write the file, durably, before
+        returning; a whole cell replaces its parts."""
         self._mine[key] = value
+        for store in (self._kept, self._mine):
+            for stale in [k for k in store if _cell_of_part(k) == key]:
+                del store[stale]
         if self.enabled:
-            self._write(self.path, self._mine)
+            self._write(self.path, {**self._kept, **self._mine})
 
     def write_merged(self, cells: Mapping[str, Dict[str, Any]]) -> None:
-        """Rank 0: everything in ``cells.json``; the per-rank files are then redundant."""
-        self._write(self.directory / CACHE_NAME, dict(cells))
+        """Rank 0: everything in ``cells.json`` (less the parts of whole cells); the
+        per-rank files are then redundant."""
+        self._write(self.directory / CACHE_NAME,
+                    {k: v for k, v in cells.items() if _cell_of_part(k) not in cells})
         for path in self.directory.glob("cells.rank*.json"):
             path.unlink(missing_ok=True)
 
     def _write(self, path: Path, cells: Mapping[str, Dict[str, Any]]) -> None:
-        atomic_write_text(path, json.dumps({"fingerprint": self.digest, "cells": cells},
-                                           sort_keys=True) + "\n")
+        """Temporary file, fsync, rename, fsync of the folder: after a crash or power
+        loss the file is the old one or the new one, and the new one is on disk."""
+        text = json.dumps({"fingerprint": self.digest, "cells": cells}, sort_keys=True) + "\n"
+        with atomic_path(path) as tmp:
+            with open(tmp, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _from_rank0(value: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
@@ -153,23 +221,51 @@ def _gather(local: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     return merged
 
 
+def log_line(line: str) -> None:
+    """One line to stderr, flushed at once (the log of an unattended run)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
-              cache: CellCache, progress: bool = True, desc: str = "cells"
-              ) -> Dict[str, Dict[str, Any]]:
-    """Results of every cell, computing only those not cached, sharded across ranks."""
+              cache: CellCache, progress: bool = True, desc: str = "cells",
+              log: Optional[Callable[[str], None]] = None) -> Dict[str, Dict[str, Any]]:
+    """Results of every cell, computing only those not cached, sharded across ranks.
+
+    Each computed cell is stored (``cache.put``) before the next starts. ``log``, if
+    given, receives one line per computed cell with its time, the elapsed time and an
+    estimate of the time left (this shard's remaining cells at the mean rate so far).
+    """
     from tqdm.auto import tqdm
     rank, world = dist_info()
     # one view of what is finished, rank 0's: shards must agree on the pending list, and
     # another rank could otherwise read a cache file while a fast shard writes to it
     done = _from_rank0(cache.load() if rank == 0 else {})
-    pending = [c for c in _unique(cells) if c.key not in done]
+    cache.keep(done)
+    unique = _unique(cells)
+    pending = [c for c in unique if c.key not in done]
     mine = pending[rank::world]
     computed: Dict[str, Dict[str, Any]] = {}
     label = desc if world == 1 else f"{desc} [rank {rank}/{world}]"
-    for cell in tqdm(mine, desc=label, disable=not progress, position=rank, unit="cell",
-                     dynamic_ncols=True):
+    if log is not None and mine:
+        log(f"{label}: cells to compute: {len(mine)} ({len(unique) - len(pending)} of "
+            f"{len(unique)} already in {cache.directory / CACHE_NAME})")
+    start = time.perf_counter()
+    for i, cell in enumerate(tqdm(mine, desc=label, disable=not progress, position=rank,
+                                  unit="cell", dynamic_ncols=True), 1):
+        began = time.perf_counter()
         computed[cell.key] = compute(cell)
         cache.put(cell.key, computed[cell.key])
+        if log is not None:
+            now = time.perf_counter()
+            left = (now - start) / i * (len(mine) - i)
+            log(f"{label}: cell {i}/{len(mine)} {cell.key} in {now - began:.1f} s; "
+                f"{_clock(now - start)} elapsed, about {_clock(left)} left")
     done.update(_gather(computed))
     if rank == 0 and cache.enabled and (computed or world > 1):
         cache.write_merged(done)
