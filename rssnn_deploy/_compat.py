@@ -31,6 +31,8 @@ import sys
 import types
 from typing import Callable, Dict, Optional, Sequence
 
+__all__ = ["LavaCompatFinder", "install", "lava_loihi_installed"]
+
 _PLACEHOLDER = "lava.lib.dl.slayer.object_detection"
 
 

@@ -26,6 +26,10 @@ import numpy as np
 
 from rssnn_deploy.errors import OutputError
 
+__all__ = ["PathLike", "atomic_path", "atomic_write_text", "check_output", "check_output_dir",
+           "atomic_files", "staged_directory", "sha256_file", "LOCK_NAME", "directory_lock",
+           "jsonable"]
+
 #: a file-system path as callers give it (the one definition of the alias)
 PathLike = Union[str, "os.PathLike[str]"]
 

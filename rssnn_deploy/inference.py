@@ -36,7 +36,20 @@ def _spec(net: NetLike) -> NetworkSpec:
 
 def encode(x: np.ndarray, net: NetLike) -> np.ndarray:
     """Bias mantissas (N, *input_shape) int64 for pixels ``x`` (N, ...) in [0, 1]:
-    ``floor(x · net.input_scale + 0.5)``."""
+    ``floor(x · net.input_scale + 0.5)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    >>> spec = NetworkSpec(layers=[
+    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
+    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
+    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> encode(np.array([[0.5, 0.0], [0.0, 1.0]]), spec).tolist()
+    [[11, 0], [0, 22]]
+    """
     return encode_input(_spec(net), np.asarray(x))
 
 
@@ -51,6 +64,19 @@ def predict(net: NetLike, x: np.ndarray, backend: str = "sim",
     no input neuron yet takes pixels (as graded spikes), so the neuron alone cannot tell.
     ``backend`` is ``"sim"`` (our bit-exact simulator), ``"lava"`` (stock netx on Lava's
     fixed-point CPU simulation) or ``"loihi"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    >>> spec = NetworkSpec(layers=[
+    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
+    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]),
+    ...               neuron=CubaNeuron(i_decay=4096, v_decay=0, vth_mant=2**17 - 1))],
+    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> predict(spec, np.array([[1.0, 0.0], [0.0, 1.0]])).tolist()   # argmax of the readout v
+    [0, 1]
     """
     from rssnn_deploy.backends import get_backend
     from rssnn_deploy.backends.base import split_inputs

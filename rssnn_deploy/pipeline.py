@@ -26,6 +26,9 @@ from rssnn_deploy.robustness import CheckConfig, accuracy, float_predictor, run_
 from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.spec import NetworkSpec, encode_input
 
+__all__ = ["export_model", "lava_predictions", "DemoConfig", "run_demo", "DEPLOYMENTS",
+           "export_both", "evaluate_deployment", "write_report"]
+
 
 def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2",
                  gain_mode: str = "fold", gain_exp: Optional[int] = None,

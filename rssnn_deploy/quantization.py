@@ -69,6 +69,11 @@ from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 from rssnn_deploy.errors import UserError
 
+__all__ = ["ACTIVATION_SHIFT", "INPUT_MAPPINGS", "NETX_WEIGHT_EXP_MAX", "ANALOG_WEIGHT_EXP_MIN",
+           "GAIN_EXP_MAX", "QuantizationError", "QuantizeOptions", "LayerReport",
+           "QuantizationResult", "stable_v_decay", "quantize", "choose_gain_exp",
+           "FOLD_WARN_REL_ERROR"]
+
 ACTIVATION_SHIFT = 6
 #: how inputs x ∈ [0, 1] become bias mantissas (``_quantize_encoder``).
 INPUT_MAPPINGS = ("membrane", "threshold")

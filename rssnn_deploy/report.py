@@ -17,6 +17,10 @@ import numpy as np
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import atomic_path, atomic_write_text, jsonable
 
+__all__ = ["STABILITY_FIELDS", "ReportError", "read_stability", "versions", "write_npz",
+           "write_json", "markdown_table", "stability_table", "plot_accuracy_groups",
+           "save_figure", "with_provenance", "format_accuracy_rows", "confusion_text"]
+
 #: fields of each layer of a stability report (``export`` writes them; ``info`` prints
 #: and ``evaluate`` reads them).
 STABILITY_FIELDS = ("index", "kind", "float_decay", "realised_decay", "v_decay", "vth_mant",

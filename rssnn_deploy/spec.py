@@ -33,6 +33,12 @@ import numpy as np
 
 from rssnn_deploy.errors import UserError
 
+__all__ = ["BIAS_EXP", "STATE_SHIFT", "DECAY_ONE", "STATE_BITS", "STATE_MAX", "LAYER_KINDS",
+           "FOREIGN_LAYER_KINDS", "DLIF_NEURON_TYPE", "DECAY_LIMIT", "VTH_LIMIT", "CubaNeuron",
+           "NETX_DEFAULT_NEURON", "ForeignNeuron", "LayerSpec", "BiasLayoutError",
+           "conv_bias_per_neuron", "conv_bias_from_netx", "conv_bias_to_netx", "NetworkSpec",
+           "InputError", "encode_input"]
+
 #: netx's fixed bias exponent and Loihi's fixed threshold / activation shift.
 BIAS_EXP = 6
 STATE_SHIFT = 6
@@ -237,6 +243,18 @@ class NetworkSpec:
     * ``readout``: ``"membrane"`` (argmax of the last layer's v after the run, the
       paper's mean-over-T readout) or ``"spike_count"``.
     * ``source``: where the network came from (checkpoint, recipe, quantizer options).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    >>> spec = NetworkSpec(layers=[
+    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
+    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
+    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> spec.steps, spec.run_steps          # T, and T plus the one synaptic hop
+    (4, 5)
     """
 
     layers: List[LayerSpec]

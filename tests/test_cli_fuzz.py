@@ -203,7 +203,8 @@ def _fuzz_inputs(work: Path, data: st.DataObject) -> None:
 
 
 def _fuzz_dataset(work: Path, data: st.DataObject) -> None:
-    from rssnn_deploy.data.datasets import MAX_CLASSES, DatasetError, load_dataset
+    from rssnn_deploy.data.base import MAX_CLASSES
+    from rssnn_deploy.data.datasets import DatasetError, load_dataset
     n = data.draw(st.integers(0, 12))
     x = data.draw(hnp.arrays(
         dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int32, np.complex64]),

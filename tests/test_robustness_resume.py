@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401  (Lava shim first)
-from rssnn_deploy.cli import main
+from rssnn_deploy.cli.main import main
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key, run_cells
 
@@ -100,7 +100,7 @@ def run_until(files: Tuple[Path, Path], out: Path, options: List[str],
               ready: Callable[[Dict[str, Any]], bool], log: Path) -> Dict[str, Any]:
     """Start ``evaluate``, poll ``cells.json`` until ``ready``, SIGKILL it; the entries
     seen at that moment."""
-    command = [sys.executable, "-m", "rssnn_deploy.cli", "evaluate", str(files[0]),
+    command = [sys.executable, "-m", "rssnn_deploy.cli.main", "evaluate", str(files[0]),
                str(files[1]), "--out", str(out), *options]
     with open(log, "w") as stderr:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -245,7 +245,7 @@ def test_square_and_autoattack_sharded_equal_a_single_process(natural_lif_files,
                                                               monkeypatch, capsys):
     files = natural_lif_files
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               "2", "-m", "rssnn_deploy.cli", "evaluate", str(files[0]), str(files[1]),
+               "2", "-m", "rssnn_deploy.cli.main", "evaluate", str(files[0]), str(files[1]),
                "--out", str(tmp_path / "sharded"), *QUERIES]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]

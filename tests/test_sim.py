@@ -146,7 +146,7 @@ def test_batch_chunking_and_float_paths_agree(make, monkeypatch):
     ref = Simulator(spec).run(bias, record="all")
     one = Simulator(spec).run(bias, record="all", batch_size=2)
     singles = [Simulator(spec).run(bias[i:i + 1], record="all") for i in range(5)]
-    monkeypatch.setattr(sim_layers, "_F32_EXACT", 0)                    # force float64
+    monkeypatch.setattr(sim_layers, "F32_EXACT", 0)                    # force float64
     monkeypatch.setattr(sim_reference, "_plan_checks",
                         lambda *a, **k: sim_reference._Checks(True, True, True))  # every wrap on
     f64 = Simulator(spec).run(bias, record="all")

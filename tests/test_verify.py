@@ -63,7 +63,7 @@ def test_a_wrong_simulator_is_caught_with_both_values(tmp_path, monkeypatch, cap
     def off_by_one(layer, index, device):
         b = original(layer, index, device)
         return b + 64.0 if index == 1 else b
-    monkeypatch.setattr(sim, "_layer_bias", off_by_one)
+    monkeypatch.setattr(sim, "layer_bias", off_by_one)
     assert main(["verify", str(path), "--samples", "1", "--steps", "6"]) == 1
     out = capsys.readouterr().out
     found = re.search(r"first difference: layer 1 \(dense\) v at step 1, sample 0, neuron "

@@ -21,6 +21,9 @@ import torch
 from rssnn_deploy.spec import NetworkSpec
 from rssnn_deploy.errors import UserError
 
+__all__ = ["SpecOrPath", "BackendError", "BackendUnavailable", "LavaLoihiMissing", "Backend",
+           "load_spec", "netx_file", "split_inputs"]
+
 SpecOrPath = Union[NetworkSpec, str, Path]
 
 

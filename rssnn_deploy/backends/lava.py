@@ -52,6 +52,8 @@ from rssnn_deploy.sim.simulator import SimResult, Simulator, SimulationError, la
 from rssnn_deploy.sim.memory import check_simulation_memory
 from rssnn_deploy.spec import CubaNeuron, NetworkSpec
 
+__all__ = ["LavaBackend"]
+
 
 def _to_lava(x: np.ndarray, ndim: int) -> np.ndarray:
     """(…, C, H, W) spec order → (…, W, H, C) Lava order (1-D shapes unchanged)."""

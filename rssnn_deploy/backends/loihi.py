@@ -12,6 +12,8 @@ from typing import Optional
 from rssnn_deploy._compat import lava_loihi_installed
 from rssnn_deploy.backends.base import Backend, LavaLoihiMissing, SpecOrPath
 
+__all__ = ["MISSING", "LoihiBackend"]
+
 MISSING = ("the 'loihi' backend needs Intel's non-public lava-loihi package (Loihi2HwCfg), "
            "which is not installed here; use the 'lava' backend (Lava CPU, bit-exact) or "
            "the 'sim' backend instead")

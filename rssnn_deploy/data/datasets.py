@@ -84,6 +84,14 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
     own test set (digits, an ``.npz``/``.npy`` pair without a test part, an unsplit
     image folder). ``subset`` keeps that many training samples (see :func:`subset_train`).
     Event recordings become spike trains of ``steps`` time bins, (N, steps, 2, H, W).
+
+    Examples
+    --------
+    >>> data = load_dataset("digits")
+    >>> data.in_shape, data.num_classes
+    ((1, 8, 8), 10)
+    >>> float(data.x_train.min()), float(data.x_train.max())
+    (0.0, 1.0)
     """
     kind = detect_format(name_or_path)
     if kind == "digits":

@@ -24,6 +24,9 @@ from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
 from rssnn_deploy.errors import UserError
 
+__all__ = ["ProfileError", "PARTITIONS", "SynapseEncoding", "Range", "EnergyModel",
+           "OperatingPoint", "HardwareProfile", "load_profile"]
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
@@ -194,7 +197,14 @@ class HardwareProfile:
 
 
 def load_profile(name_or_path: Union[str, Path] = "loihi2") -> HardwareProfile:
-    """Load ``hw_profiles/<name>.toml`` or an explicit TOML path."""
+    """Load ``hw_profiles/<name>.toml`` or an explicit TOML path.
+
+    Examples
+    --------
+    >>> profile = load_profile("loihi2")
+    >>> profile.name
+    'loihi2'
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = PROFILE_DIR / f"{name_or_path}.toml"

@@ -45,7 +45,24 @@ __all__ = ["read_netx"]
 
 
 def read_netx(path: PathLike) -> NetworkSpec:
-    """Load any netx HDF5 file into a ``NetworkSpec``; raise ``NetxFormatError`` if bad."""
+    """Load any netx HDF5 file into a ``NetworkSpec``; raise ``NetxFormatError`` if bad.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from rssnn_deploy.netx.writer import write_netx
+    >>> import numpy as np
+    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    >>> spec = NetworkSpec(layers=[
+    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
+    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
+    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> path = write_netx(spec, pathlib.Path(tempfile.mkdtemp()) / "net.net")
+    >>> back = read_netx(path)
+    >>> [layer.kind for layer in back.layers], back.layers[1].weight.tolist()
+    (['input', 'dense'], [[20, 0], [0, 20]])
+    """
     path = Path(path)
     if not path.is_file():
         raise NetxFormatError(f"{path}: no such file")

@@ -24,7 +24,23 @@ __all__ = ["write_netx"]
 
 
 def write_netx(spec: NetworkSpec, path: PathLike) -> Path:
-    """Write ``spec`` as a netx file atomically and return the final path."""
+    """Write ``spec`` as a netx file atomically and return the final path.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, h5py
+    >>> import numpy as np
+    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    >>> spec = NetworkSpec(layers=[
+    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
+    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
+    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> path = write_netx(spec, pathlib.Path(tempfile.mkdtemp()) / "net.net")
+    >>> with h5py.File(path) as f:            # what stock lava-dl netx reads
+    ...     sorted(f["layer"].keys()), f["layer/1/type"][0]
+    (['0', '1'], b'dense')
+    """
     path = Path(path)
     check_structure(spec, path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:

@@ -15,9 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from rssnn_deploy.errors import UserError
-from rssnn_deploy.sim.ops import _F32_EXACT, _TWO31, _Round, _floor, _wrap, _zero_with_grad
+from rssnn_deploy.sim.ops import F32_EXACT, TWO31, Round, floor, wrap, zero_with_grad
 from rssnn_deploy.spec import (BIAS_EXP, NETX_DEFAULT_NEURON, BiasLayoutError, CubaNeuron,
                                ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_per_neuron)
+
+__all__ = ["NeuronConstant", "SimulationError", "lava_default_neuron", "effective_dense_weights",
+           "effective_recurrent_weights", "expand_delays", "LayerTiming", "layer_timing",
+           "is_constant", "neuron_constant", "check_neuron_arrays", "DenseSynapse", "ConvSynapse",
+           "Stage", "neuron_of", "layer_bias"]
 
 
 #: a per-layer neuron constant: a Python float, or float64 per neuron (layer shape)
@@ -140,12 +145,12 @@ def layer_timing(spec: NetworkSpec) -> List[LayerTiming]:
     return out
 
 
-def _is(c: NeuronConstant, value: float) -> bool:
+def is_constant(c: NeuronConstant, value: float) -> bool:
     """True when a neuron constant is the scalar ``value`` (per-neuron tensors never are)."""
     return not torch.is_tensor(c) and c == value
 
 
-def _neuron_constant(value, scale: Callable[[np.ndarray], np.ndarray], shape: Tuple[int, ...],
+def neuron_constant(value, scale: Callable[[np.ndarray], np.ndarray], shape: Tuple[int, ...],
                      device) -> NeuronConstant:
     """A CUBA field (scalar or per-neuron integers) mapped by ``scale`` to a float or tensor.
 
@@ -158,7 +163,7 @@ def _neuron_constant(value, scale: Callable[[np.ndarray], np.ndarray], shape: Tu
     return torch.as_tensor(mapped, dtype=torch.float64, device=device)
 
 
-def _check_neuron_arrays(neuron: CubaNeuron, shape: Tuple[int, ...], index: int) -> None:
+def check_neuron_arrays(neuron: CubaNeuron, shape: Tuple[int, ...], index: int) -> None:
     """Per-neuron fields must be integers broadcastable to the layer's neuron shape."""
     for name in ("i_decay", "v_decay", "vth_mant"):
         arr = np.asarray(getattr(neuron, name))
@@ -174,7 +179,7 @@ def _check_neuron_arrays(neuron: CubaNeuron, shape: Tuple[int, ...], index: int)
                                   f"does not fit the layer's neurons {shape}") from None
 
 
-class _DenseSynapse:
+class DenseSynapse:
     def __init__(self, layer: LayerSpec, index: int, in_features: int, device, grad: bool,
                  input_max: float = 1.0):
         w = np.asarray(layer.weight)
@@ -201,12 +206,12 @@ class _DenseSynapse:
             self.delays = [0]
             stack = w_eff
         row_abs = np.abs(w_eff).sum(axis=1).max(initial=0) * input_max   # graded input
-        exact32 = row_abs < _F32_EXACT and torch.device(device).type == "cpu" and not grad
+        exact32 = row_abs < F32_EXACT and torch.device(device).type == "cpu" and not grad
         self.dtype = torch.float32 if exact32 else torch.float64
         self.round = torch.device(device).type != "cpu"
         self.weight_t = torch.as_tensor(stack.T.copy(), dtype=self.dtype, device=device)
         self.max_abs = float(row_abs) * 2.0 ** max(self.exp, 0)
-        self.needs_wrap32 = self.max_abs >= _TWO31
+        self.needs_wrap32 = self.max_abs >= TWO31
         self.scale = 2.0 ** self.exp
 
     def __call__(self, x: torch.Tensor, grad: bool,
@@ -218,14 +223,14 @@ class _DenseSynapse:
         """
         weight_t = self.weight_t
         if weight_path is not None:   # W_eff + (p − sg(p)) / 2^exp: same values, new grad
-            weight_t = weight_t + _zero_with_grad(weight_path).t() / self.scale
+            weight_t = weight_t + zero_with_grad(weight_path).t() / self.scale
         a = x.to(self.dtype) @ weight_t
         if self.round:
-            a = _Round.apply(a) if grad else torch.round(a)
+            a = Round.apply(a) if grad else torch.round(a)
         if self.exp > 0:
             a = a.to(torch.float64) * self.scale
         elif self.exp < 0:
-            a = _floor(a * self.scale, grad)      # power-of-two scaling: exact, then floor
+            a = floor(a * self.scale, grad)      # power-of-two scaling: exact, then floor
         return a.reshape(a.shape[0], len(self.delays), self.out_features)
 
 
@@ -260,11 +265,11 @@ class _Recurrent:
         if self.exp > 0:
             return a * 2.0 ** self.exp
         if self.exp < 0:
-            return _floor(a * 2.0 ** self.exp, grad)
+            return floor(a * 2.0 ** self.exp, grad)
         return a
 
 
-class _ConvSynapse:
+class ConvSynapse:
     def __init__(self, layer: LayerSpec, index: int, in_shape, device, grad: bool,
                  input_max: float = 1.0):
         w = np.asarray(layer.weight)
@@ -280,7 +285,7 @@ class _ConvSynapse:
         self.dilation = tuple(int(s) for s in np.broadcast_to(layer.dilation, (2,)))
         self.groups = int(layer.groups)
         bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0) * input_max
-        exact32 = bound < _F32_EXACT and torch.device(device).type == "cpu" and not grad
+        exact32 = bound < F32_EXACT and torch.device(device).type == "cpu" and not grad
         self.dtype = torch.float32 if exact32 else torch.float64
         self.round = torch.device(device).type != "cpu"
         self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
@@ -304,18 +309,18 @@ class _ConvSynapse:
         """
         weight = self.weight
         if weight_path is not None:
-            weight = weight + _zero_with_grad(weight_path)
+            weight = weight + zero_with_grad(weight_path)
         a = F.conv2d(x.to(self.dtype), weight, stride=self.stride, padding=self.padding,
                      dilation=self.dilation, groups=self.groups)
         if self.round:
-            a = _Round.apply(a) if grad else torch.round(a)
+            a = Round.apply(a) if grad else torch.round(a)
         if self.needs_wrap24:   # only reachable when Σ|w| ≥ 2²³ (then a is float64)
-            a = _wrap(a.to(torch.float64), 24, grad)
+            a = wrap(a.to(torch.float64), 24, grad)
         return a.unsqueeze(1)
 
 
 @dataclass
-class _Stage:
+class Stage:
     spec_index: int
     kind: str
     shape: Tuple[int, ...]
@@ -329,7 +334,7 @@ class _Stage:
     gain_scale: float = 1.0
 
 
-def _neuron_of(layer: LayerSpec, index: int) -> CubaNeuron:
+def neuron_of(layer: LayerSpec, index: int) -> CubaNeuron:
     n = layer.neuron
     if n is None:
         if layer.kind == "dense":
@@ -347,7 +352,7 @@ def _wrap16(b: np.ndarray) -> np.ndarray:
     return ((np.asarray(b).astype(np.int64) + (1 << 15)) % (1 << 16)) - (1 << 15)
 
 
-def _layer_bias(layer: LayerSpec, index: int, device) -> Optional[torch.Tensor]:
+def layer_bias(layer: LayerSpec, index: int, device) -> Optional[torch.Tensor]:
     if layer.bias is None:
         return None
     b = np.asarray(layer.bias)

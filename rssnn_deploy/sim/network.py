@@ -15,10 +15,10 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.layers import (SimulationError, _check_neuron_arrays,
-                                     _ConvSynapse, _DenseSynapse, _layer_bias, _neuron_of,
-                                     _Stage, layer_timing)
-from rssnn_deploy.sim.ops import _TWO31, _wrap
+from rssnn_deploy.sim.layers import (SimulationError, check_neuron_arrays,
+                                     ConvSynapse, DenseSynapse, layer_bias, neuron_of,
+                                     Stage, layer_timing)
+from rssnn_deploy.sim.ops import TWO31, wrap
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, NetworkSpec
 
 __all__ = ["CompiledNetwork", "StraightThrough", "RecordSpec", "SpikeTransform", "reset_steps"]
@@ -68,7 +68,7 @@ class CompiledNetwork:
         self.device = torch.device(device)
         self.differentiable = bool(differentiable)
         self.spike_transform = spike_transform
-        self.stages: List[_Stage] = []
+        self.stages: List[Stage] = []
         #: graded-spike width of the input (0: binary spikes); see "Graded input" above
         self.input_message_bits = (int(spec.meta.get("input_message_bits", 0))
                                    if spec.layers and spec.layers[0].neuron is None else 0)
@@ -94,8 +94,8 @@ class CompiledNetwork:
                 if i != 0:
                     raise SimulationError(f"layer {i}: input layer must come first")
                 if layer.neuron is not None:
-                    _check_neuron_arrays(_neuron_of(layer, i), shape, i)
-                    self.stages.append(_Stage(i, "input", shape, _neuron_of(layer, i),
+                    check_neuron_arrays(neuron_of(layer, i), shape, i)
+                    self.stages.append(Stage(i, "input", shape, neuron_of(layer, i),
                                               timings[i], None))
                 continue
             if layer.kind == "flatten":
@@ -108,23 +108,23 @@ class CompiledNetwork:
                                           "without a flatten layer; netx cannot wire it")
                 flatten = flatten or len(shape) != 1
                 in_features = int(np.prod(shape))
-                syn = _DenseSynapse(layer, i, in_features, self.device, grad,
+                syn = DenseSynapse(layer, i, in_features, self.device, grad,
                                     self.input_max(not self.stages))
                 out_shape = (syn.out_features,)
             elif layer.kind == "conv":
                 if len(shape) != 3:
                     raise SimulationError(f"layer {i} (conv) needs a (C, H, W) input, got {shape}")
-                syn = _ConvSynapse(layer, i, shape, self.device, grad,
+                syn = ConvSynapse(layer, i, shape, self.device, grad,
                                    self.input_max(not self.stages))
                 out_shape = syn.out_shape
             else:  # pragma: no cover - LayerSpec validates kinds
                 raise SimulationError(f"layer {i}: unsupported kind {layer.kind!r}")
-            neuron = _neuron_of(layer, i)
-            _check_neuron_arrays(neuron, tuple(out_shape), i)
+            neuron = neuron_of(layer, i)
+            check_neuron_arrays(neuron, tuple(out_shape), i)
             # a dense_rec layer is a dense stage whose synapse also feeds back its spikes
             kind = "dense" if layer.kind == "dense_rec" else layer.kind
-            stage = _Stage(i, kind, tuple(out_shape), neuron, timings[i],
-                           _layer_bias(layer, i, self.device), syn, flatten)
+            stage = Stage(i, kind, tuple(out_shape), neuron, timings[i],
+                           layer_bias(layer, i, self.device), syn, flatten)
             self._set_gains(stage, neuron)
             stage.exact_wraps = self._needs_exact_wraps(stage, syn.max_abs)
             if getattr(syn, "recurrent", None) is not None:
@@ -143,7 +143,7 @@ class CompiledNetwork:
         return float((1 << self.input_message_bits) - 1) if first and self.input_message_bits \
             else 1.0
 
-    def _set_gains(self, stage: _Stage, neuron: CubaNeuron) -> None:
+    def _set_gains(self, stage: Stage, neuron: CubaNeuron) -> None:
         if neuron.gain_mant is None:
             return
         g = np.asarray(neuron.gain_mant, dtype=np.int64)
@@ -154,10 +154,10 @@ class CompiledNetwork:
         stage.gain_scale = 2.0 ** -int(neuron.gain_exp)
 
     @staticmethod
-    def _needs_exact_wraps(stage: _Stage, max_abs_a: float) -> bool:
+    def _needs_exact_wraps(stage: Stage, max_abs_a: float) -> bool:
         """True when int32 overflow or an unbounded u is possible (see module notes)."""
         n = stage.neuron
-        a = min(max_abs_a, _TWO31)
+        a = min(max_abs_a, TWO31)
         if stage.gains is not None:
             a = a * float(stage.gains.abs().max()) * stage.gain_scale
         cu = DECAY_ONE - np.asarray(n.i_decay)
@@ -267,7 +267,7 @@ class CompiledNetwork:
             out[idx] = names
         return out
 
-    def transform_spikes(self, stage: _Stage, prev: torch.Tensor) -> torch.Tensor:
+    def transform_spikes(self, stage: Stage, prev: torch.Tensor) -> torch.Tensor:
         """``spike_transform`` on the input ``prev`` (steps, N, ...) of synaptic ``stage``.
 
         In the exact mode its output counts as 0/1 spikes (any non-zero value fires),
@@ -305,7 +305,7 @@ class CompiledNetwork:
         return {name: torch.zeros(prev.shape, dtype=torch.bool if name == "s" else torch.int32,
                                   device=prev.device) for name in names}
 
-    def synaptic_input(self, st: _Stage, prev: torch.Tensor, steps: int, grad: bool,
+    def synaptic_input(self, st: Stage, prev: torch.Tensor, steps: int, grad: bool,
                         weight_path: Optional[torch.Tensor] = None):
         """a_in for chip steps 1..steps: (steps, N, *shape), or None if steps < 2.
 
@@ -333,14 +333,14 @@ class CompiledNetwork:
                         a = a.index_add(0, torch.arange(1 + d, steps, device=a.device), part)
                     else:
                         a[1 + d:] += part
-            wrap = syn.needs_wrap32 or syn.max_abs * len(syn.delays) >= _TWO31
+            wraps32 = syn.needs_wrap32 or syn.max_abs * len(syn.delays) >= TWO31
         else:
             body = acc[:, :, 0]
             zero = torch.zeros((1,) + tuple(body.shape[1:]), dtype=body.dtype, device=body.device)
             a = torch.cat([zero, body], dim=0)
-            wrap = st.kind == "dense" and syn.needs_wrap32
-        if wrap:                                           # int32 channel of Lava's Dense
-            a = _wrap(a.to(torch.float64), 32, grad)
+            wraps32 = st.kind == "dense" and syn.needs_wrap32
+        if wraps32:                                           # int32 channel of Lava's Dense
+            a = wrap(a.to(torch.float64), 32, grad)
         return a.reshape((steps, n) + st.shape)
 
 

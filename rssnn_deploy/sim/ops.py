@@ -13,14 +13,17 @@ from typing import Callable
 
 import torch
 
-_U_LIMIT = 1 << 23            # Lava wraps u once around ±2²³
-_V_LIMIT = (1 << 23) - 1      # Lava clips v to ±(2²³ − 1)
+__all__ = ["U_LIMIT", "V_LIMIT", "TWO31", "F32_EXACT", "zero_with_grad", "Floor", "Round", "Clip",
+           "Spike", "trunc", "floor", "wrap", "wrap_u_once", "wrap16", "no_tf32"]
+
+U_LIMIT = 1 << 23            # Lava wraps u once around ±2²³
+V_LIMIT = (1 << 23) - 1      # Lava clips v to ±(2²³ − 1)
 _TWO32 = float(1 << 32)
-_TWO31 = float(1 << 31)
-_F32_EXACT = 1 << 24
+TWO31 = float(1 << 31)
+F32_EXACT = 1 << 24
 
 
-def _zero_with_grad(p: torch.Tensor) -> torch.Tensor:
+def zero_with_grad(p: torch.Tensor) -> torch.Tensor:
     """``p − sg(p)`` in float64: exactly 0 in value, the identity for the gradient."""
     p = p.to(torch.float64)
     return p - p.detach()
@@ -40,10 +43,10 @@ def _straight_through(op: Callable[[torch.Tensor], torch.Tensor]) -> type:
 _Trunc = _straight_through(torch.trunc)
 
 
-_Floor = _straight_through(torch.floor)
+Floor = _straight_through(torch.floor)
 
 
-_Round = _straight_through(torch.round)
+Round = _straight_through(torch.round)
 
 
 class _Wrap(torch.autograd.Function):
@@ -59,7 +62,7 @@ class _Wrap(torch.autograd.Function):
         return g, None
 
 
-class _Clip(torch.autograd.Function):
+class Clip(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, lo, hi):
         return torch.clamp(x, lo, hi)
@@ -69,7 +72,7 @@ class _Clip(torch.autograd.Function):
         return g, None, None
 
 
-class _Spike(torch.autograd.Function):
+class Spike(torch.autograd.Function):
     """Heaviside ``v > θ`` forward, triangle surrogate backward (width θ)."""
 
     @staticmethod
@@ -87,46 +90,46 @@ class _Spike(torch.autograd.Function):
         return g * surrogate, None
 
 
-def _trunc(x, grad):
+def trunc(x, grad):
     return _Trunc.apply(x) if grad else torch.trunc(x)
 
 
-def _floor(x, grad):
-    return _Floor.apply(x) if grad else torch.floor(x)
+def floor(x, grad):
+    return Floor.apply(x) if grad else torch.floor(x)
 
 
-def _wrap(x, bits, grad):
+def wrap(x, bits, grad):
     if grad:
         return _Wrap.apply(x, bits)
     m = float(1 << bits)
     return x - m * torch.floor((x + m / 2) / m)
 
 
-def _wrap_u_once(u, grad):
+def wrap_u_once(u, grad):
     """Lava's single asymmetric 24-bit wrap of u (identity gradient)."""
     if grad:
         return _WrapOnce.apply(u)
-    u = torch.where(u > _U_LIMIT, u - 2 * _U_LIMIT, u)
-    return torch.where(u <= -_U_LIMIT, u + 2 * _U_LIMIT, u)
+    u = torch.where(u > U_LIMIT, u - 2 * U_LIMIT, u)
+    return torch.where(u <= -U_LIMIT, u + 2 * U_LIMIT, u)
 
 
 class _WrapOnce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u):
-        u = torch.where(u > _U_LIMIT, u - 2 * _U_LIMIT, u)
-        return torch.where(u <= -_U_LIMIT, u + 2 * _U_LIMIT, u)
+        u = torch.where(u > U_LIMIT, u - 2 * U_LIMIT, u)
+        return torch.where(u <= -U_LIMIT, u + 2 * U_LIMIT, u)
 
     @staticmethod
     def backward(ctx, g):
         return g
 
 
-def _wrap16_t(b, grad):
-    return _wrap(b, 16, grad)
+def wrap16(b, grad):
+    return wrap(b, 16, grad)
 
 
 @contextlib.contextmanager
-def _no_tf32():
+def no_tf32():
     """TF32 would round integer sums on CUDA; make sure it is off while simulating."""
     if not torch.cuda.is_available():
         yield

@@ -17,10 +17,10 @@ from typing import Dict, Mapping, Optional, Set
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.layers import NeuronConstant, _is, _neuron_constant, _Stage
+from rssnn_deploy.sim.layers import NeuronConstant, is_constant, neuron_constant, Stage
 from rssnn_deploy.sim.network import NO_PATH, CompiledNetwork, StraightThrough, reset_steps
-from rssnn_deploy.sim.ops import (_TWO31, _U_LIMIT, _V_LIMIT, _Clip, _Spike, _no_tf32, _trunc,
-                                  _wrap, _wrap16_t, _wrap_u_once, _zero_with_grad)
+from rssnn_deploy.sim.ops import (TWO31, U_LIMIT, V_LIMIT, Clip, Spike, no_tf32, trunc,
+                                  wrap, wrap16, wrap_u_once, zero_with_grad)
 from rssnn_deploy.sim.result import SimResult, concat_results
 from rssnn_deploy.spec import BIAS_EXP, DECAY_ONE, STATE_SHIFT
 
@@ -37,7 +37,7 @@ def run_reference(net: CompiledNetwork, bias_input: Optional[torch.Tensor],
     if batch_size is None:
         batch_size = auto_batch(net, steps, record_map)
     ctx = contextlib.nullcontext() if net.differentiable else torch.inference_mode()
-    with ctx, _no_tf32():
+    with ctx, no_tf32():
         parts = []
         for lo in range(0, max(n, 1), max(batch_size, 1)):
             hi = min(n, lo + batch_size)
@@ -81,7 +81,7 @@ def _run_batch(net: CompiledNetwork, bias_input, spikes, steps, record_map, rese
                     states[st.spec_index] = net.input_records(prev, record_map[st.spec_index])
                 continue
             n = bias_input.shape[0]
-            bias = _wrap16_t(bias_input.to(torch.float64), grad) * float(1 << BIAS_EXP)
+            bias = wrap16(bias_input.to(torch.float64), grad) * float(1 << BIAS_EXP)
             a_in = None
         else:
             n = prev.shape[1]
@@ -105,7 +105,7 @@ def _run_batch(net: CompiledNetwork, bias_input, spikes, steps, record_map, rese
                      output_v_float=v_final if grad else None, states_float=states_float)
 
 
-def _neuron_loop(net, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str],
+def _neuron_loop(net, st: Stage, a_in, bias, n: int, steps: int, names: Set[str],
                  reset: str, reset_interval: Optional[int] = None,
                  gains_path: Optional[torch.Tensor] = None):
     """Run one layer's neurons over all steps.
@@ -117,16 +117,16 @@ def _neuron_loop(net, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str
     neuron = st.neuron
     shape = (n,) + st.shape
     dev = net.device
-    cu = _neuron_constant(neuron.i_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
-    cv = _neuron_constant(neuron.v_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
-    theta = _neuron_constant(neuron.vth_mant, lambda m: m << STATE_SHIFT, st.shape, dev)
+    cu = neuron_constant(neuron.i_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+    cv = neuron_constant(neuron.v_decay, lambda d: (DECAY_ONE - d) / DECAY_ONE, st.shape, dev)
+    theta = neuron_constant(neuron.vth_mant, lambda m: m << STATE_SHIFT, st.shape, dev)
     resets = reset_steps(st.timing.block_index + 1, steps, reset, reset_interval)
     if a_in is not None and st.gains is not None:
         k = (torch.arange(1, steps + 1, device=dev) - st.timing.hops - 1).clamp(
             0, st.gains.numel() - 1)
-        gains = st.gains if gains_path is None else st.gains + _zero_with_grad(gains_path)
+        gains = st.gains if gains_path is None else st.gains + zero_with_grad(gains_path)
         g = gains[k].reshape((steps,) + (1,) * len(shape))
-        a_in = _trunc(a_in * g * st.gain_scale, grad)
+        a_in = trunc(a_in * g * st.gain_scale, grad)
     recurrent = getattr(st.synapse, "recurrent", None)
     if a_in is None and recurrent is not None:   # no feed-forward input yet
         a_in = torch.zeros((steps,) + shape, dtype=torch.float64, device=dev)
@@ -136,7 +136,7 @@ def _neuron_loop(net, st: _Stage, a_in, bias, n: int, steps: int, names: Set[str
     static_a = 0.0 if a_in is None else 64.0 * _static_bound(st)
     plan = _plan_checks(st.exact_wraps, a6, bias, cu, cv, static_a)
     if plan.wrap32 and a6 is not None:
-        a6 = _wrap(a6.to(torch.float64), 32, grad)
+        a6 = wrap(a6.to(torch.float64), 32, grad)
     if grad:
         return _loop_grad(net, a6, bias, shape, steps, cu, cv, theta, resets, plan,
                                names, recurrent)
@@ -157,38 +157,38 @@ def _loop_exact(net, a6, bias, shape, steps, cu, cv, theta, resets, plan, names,
     rec = {k: torch.empty((steps,) + shape, dtype=torch.bool if k == "s" else torch.int32,
                           device=dev) for k in names}
     # iDecay 4096 (the paper's LIF): u forgets everything, so u = a_in << 6 exactly
-    u_is_input = _is(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
+    u_is_input = is_constant(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
     for t in range(1, steps + 1):
         if t in resets:
             u.zero_()
             v.zero_()
         if u_is_input:
             u = a6[t - 1]
-        elif a6 is not None or not _is(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
-            if _is(cu, 0.0):
+        elif a6 is not None or not is_constant(cu, 1.0):  # u = trunc(u·cu) + (a_in << 6)
+            if is_constant(cu, 0.0):
                 u.zero_()
-            elif not _is(cu, 1.0):
+            elif not is_constant(cu, 1.0):
                 u.mul_(cu).trunc_()
             if a6 is not None:
                 u.add_(a6[t - 1])
             if recurrent is not None and t > 1:
                 u.add_(recurrent(s_all[t - 2], False), alpha=64.0)
             if plan.wrap32:
-                u = _wrap(u, 32, False)
+                u = wrap(u, 32, False)
             if plan.wrap_u:
-                u = _wrap_u_once(u, False)
-        if _is(cv, 0.0):                       # v = trunc(v·cv) + u + bias
+                u = wrap_u_once(u, False)
+        if is_constant(cv, 0.0):                       # v = trunc(v·cv) + u + bias
             v.copy_(u)
         else:
-            if not _is(cv, 1.0):
+            if not is_constant(cv, 1.0):
                 v.mul_(cv).trunc_()
             v.add_(u)
         if bias is not None:
             v.add_(bias)
         if plan.wrap32:
-            v = _wrap(v, 32, False)
+            v = wrap(v, 32, False)
         if plan.clamp_v:
-            v.clamp_(-_V_LIMIT, _V_LIMIT)
+            v.clamp_(-V_LIMIT, V_LIMIT)
         s = s_all[t - 1]
         torch.gt(v, theta, out=s)
         v.masked_fill_(s, 0.0)
@@ -210,23 +210,25 @@ def _loop_grad(net, a6, bias, shape, steps, cu, cv, theta, resets, plan, names,
     for t in range(1, steps + 1):
         if t in resets:
             u, v = u * 0.0, v * 0.0
-        u = u * 0.0 if _is(cu, 0.0) else (u if _is(cu, 1.0) else _trunc(u * cu, True))
+        u = u * 0.0 if is_constant(cu, 0.0) else (
+            u if is_constant(cu, 1.0) else trunc(u * cu, True))
         if a6 is not None:
             u = u + a6[t - 1]
         if recurrent is not None and spikes:
             u = u + 64.0 * recurrent(spikes[-1], True)
         if plan.wrap32:
-            u = _wrap(u, 32, True)
+            u = wrap(u, 32, True)
         if plan.wrap_u:
-            u = _wrap_u_once(u, True)
-        v = (v * 0.0 if _is(cv, 0.0) else (v if _is(cv, 1.0) else _trunc(v * cv, True))) + u
+            u = wrap_u_once(u, True)
+        v = (v * 0.0 if is_constant(cv, 0.0) else (
+            v if is_constant(cv, 1.0) else trunc(v * cv, True))) + u
         if bias is not None:
             v = v + bias
         if plan.wrap32:
-            v = _wrap(v, 32, True)
+            v = wrap(v, 32, True)
         if plan.clamp_v:
-            v = _Clip.apply(v, -_V_LIMIT, _V_LIMIT)
-        s = _Spike.apply(v, theta)
+            v = Clip.apply(v, -V_LIMIT, V_LIMIT)
+        s = Spike.apply(v, theta)
         v = v * (1.0 - s)
         spikes.append(s)
         for k, val in (("u", u), ("v", v), ("s", s)):
@@ -247,11 +249,11 @@ class _Checks:
     clamp_v: bool   # v can reach the ±(2²³ − 1) saturation
 
 
-def _static_bound(st: _Stage) -> float:
+def _static_bound(st: Stage) -> float:
     """Largest |a_in| the layer can receive, from its weights (and gains)."""
-    a = min(st.synapse.max_abs, _TWO31)
+    a = min(st.synapse.max_abs, TWO31)
     if st.kind == "dense" and st.synapse.delays != [0]:
-        a = min(a * len(st.synapse.delays), _TWO31)
+        a = min(a * len(st.synapse.delays), TWO31)
     if st.gains is not None:
         a = a * float(st.gains.abs().max()) * st.gain_scale
     return a
@@ -279,8 +281,8 @@ def _plan_checks(exact_wraps: bool, a6, bias, cu: NeuronConstant, cv: NeuronCons
 
     def checks(a: float) -> _Checks:
         u_bound = geometric(a, cu)
-        v_bound = geometric(min(u_bound, _U_LIMIT) + b, cv)
-        return _Checks(False, u_bound >= _U_LIMIT, v_bound > _V_LIMIT)
+        v_bound = geometric(min(u_bound, U_LIMIT) + b, cv)
+        return _Checks(False, u_bound >= U_LIMIT, v_bound > V_LIMIT)
 
     plan = checks(static_a if a6 is not None else 0.0)
     if (plan.wrap_u or plan.clamp_v) and a6 is not None and a6.numel():

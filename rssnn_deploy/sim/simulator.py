@@ -24,7 +24,7 @@ from rssnn_deploy.sim.layers import (  # noqa: F401  (public names re-exported, 
 from rssnn_deploy.sim.memory import check_simulation_memory
 from rssnn_deploy.sim.network import (  # noqa: F401  (public names re-exported)
     CompiledNetwork, RecordSpec, SpikeTransform, StraightThrough)
-from rssnn_deploy.sim.ops import _Floor
+from rssnn_deploy.sim.ops import Floor
 from rssnn_deploy.sim.result import SimResult
 from rssnn_deploy.spec import NetworkSpec
 
@@ -70,7 +70,7 @@ class Simulator(CompiledNetwork):
     ...     meta={"steps": 4})
     >>> result = Simulator(spec).run(bias_input=np.array([[11, 0], [0, 11]]))
     >>> result.spike_counts.tolist()
-    [[1, 0], [0, 1]]
+    [[4, 0], [0, 4]]
     """
 
     def __init__(self, spec: Union[NetworkSpec, str, Path],
@@ -143,7 +143,7 @@ def encode_input_differentiable(spec: NetworkSpec, x: torch.Tensor) -> torch.Ten
     if "input_scale" not in spec.meta:
         raise SimulationError("spec.meta has no 'input_scale'; give integer bias input")
     y = torch.as_tensor(x, dtype=torch.float64) * float(spec.meta["input_scale"]) + 0.5
-    return _Floor.apply(y).reshape((y.shape[0],) + tuple(spec.input_layer.shape))
+    return Floor.apply(y).reshape((y.shape[0],) + tuple(spec.input_layer.shape))
 
 
 def predict(spec: Union[NetworkSpec, Simulator], bias_input: torch.Tensor,

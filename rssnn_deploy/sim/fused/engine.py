@@ -1,4 +1,4 @@
-"""The fused CPU engine of ``rssnn_deploy.sim.simulator``: same results, integer state, one call per layer.
+"""The fused CPU engine of the simulator: same results, integer state, one call per layer.
 
 ``sim.Simulator`` stays the reference (float64 state, one torch op per rule and step,
 differentiable). On CPU, outside the differentiable mode, ``Simulator.run`` hands the
@@ -91,7 +91,7 @@ def engine_status() -> str:
 
 def unsupported(sim) -> Optional[str]:
     """Why ``sim`` cannot use the fused engine, or ``None`` when it can."""
-    from rssnn_deploy.sim.layers import _ConvSynapse, _DenseSynapse
+    from rssnn_deploy.sim.layers import ConvSynapse, DenseSynapse
     if kernels.KERNEL is None:
         return f"fused kernel unavailable: {kernels.WHERE}"
     if sim.differentiable:
@@ -107,7 +107,7 @@ def unsupported(sim) -> Optional[str]:
         if st.kind not in ("input", "dense", "conv"):
             reason = f"layer {st.spec_index}: kind {st.kind!r}"
             break
-        if st.kind != "input" and type(st.synapse) not in (_DenseSynapse, _ConvSynapse):
+        if st.kind != "input" and type(st.synapse) not in (DenseSynapse, ConvSynapse):
             reason = f"layer {st.spec_index}: synapse {type(st.synapse).__name__}"
             break
         if getattr(st.synapse, "recurrent", None) is not None:   # needs s[t−1] inside the loop

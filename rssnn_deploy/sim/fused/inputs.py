@@ -19,6 +19,8 @@ from rssnn_deploy.sim.fused import kernels
 from rssnn_deploy.sim.fused.kernels import S_KIND, ptr, reset_mask, wrap16_input
 from rssnn_deploy.sim.fused.layers import FusedLayer
 
+__all__ = ["Patterns", "input_patterns", "pattern_table", "looked_up_layer"]
+
 
 class Patterns:
     """The spike trains of an input layer's neurons for every bias value in

@@ -24,6 +24,8 @@ import torch
 from rssnn_deploy.native import load_library
 from rssnn_deploy.sim.network import reset_steps
 
+__all__ = ["KERNEL", "LOOKUP", "PIECE", "GEMM", "S_KIND", "ptr", "reset_mask", "wrap16_input"]
+
 _I32 = ctypes.c_int32
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64

@@ -36,6 +36,9 @@ import torch
 
 from rssnn_deploy.spec import DECAY_ONE, STATE_SHIFT
 
+__all__ = ["IM2COL_MIN_K", "Take", "INT_MM", "chw_order", "Int8Weights", "int8_weights",
+           "FusedLayer", "row_major"]
+
 #: shortest im2col row (kH·kW·C) for which conv layers use the int8 GEMM; shorter
 #: ones use torch's float32 channels-last conv (see the module notes)
 IM2COL_MIN_K = 128

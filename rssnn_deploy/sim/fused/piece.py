@@ -34,6 +34,8 @@ import torch
 from rssnn_deploy.sim.fused import kernels
 from rssnn_deploy.sim.fused.layers import FusedLayer
 
+__all__ = ["available", "pack_weights", "gemm", "PiecePlan", "plan_for"]
+
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I32 = ctypes.c_int32

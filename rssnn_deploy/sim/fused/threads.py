@@ -37,6 +37,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 
+__all__ = ["set_threads", "cores", "auto_threads", "describe_threads", "torch_threads",
+           "PIECES_PER_THREAD", "MIN_PIECE", "MIN_THREAD_WORK_S", "thread_count", "shared"]
+
 _THREADS: Optional[int] = None
 
 
