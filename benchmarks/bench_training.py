@@ -13,7 +13,7 @@ Every contender starts every round from the same initial weights and trains the 
 number of batches of the same training images.
 
 * **official (re-stated)**: the authors' training step (DingJianhao/stable-snn,
-  ``main_train-v2.py`` in ``RAT_FGSM`` mode) as ``tests/paper_code.py`` re-states it
+  ``main_train-v2.py`` in ``RAT_FGSM`` mode) as ``tests/training/paper_code.py`` re-states it
   from their equations, in their order: an eval-mode clean forward whose graph is built
   and discarded, the R+FGSM forward and input gradient, a clean and an adversarial
   train-mode forward, loss, backward, SGD step, ``snn_rat_reg1``; batches from a

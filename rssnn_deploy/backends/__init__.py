@@ -8,14 +8,16 @@
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
                                         LavaLoihiMissing, SpecOrPath, load_spec)
 
 BACKENDS = ("sim", "lava", "loihi")
+#: where a deployed network runs: our simulator, Lava's CPU fixed point, or a Loihi chip
+BackendName = Literal["sim", "lava", "loihi"]
 
-__all__ = ["Backend", "BackendError", "BackendUnavailable", "LavaLoihiMissing", "BACKENDS",
+__all__ = ["Backend", "BackendError", "BackendUnavailable", "LavaLoihiMissing", "BACKENDS", "BackendName",
            "get_backend", "SimBackend"]
 
 
@@ -39,7 +41,7 @@ class SimBackend(Backend):
                        batch_size=self.batch_size)
 
 
-def get_backend(name: str, **options) -> Backend:
+def get_backend(name: BackendName, **options) -> Backend:
     """The backend called ``name`` (one of ``BACKENDS``); options go to its constructor."""
     if name == "sim":
         return SimBackend(**options)

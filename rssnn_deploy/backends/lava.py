@@ -13,7 +13,7 @@ compiled network:
   so block ``j`` clears its u and v at chip steps ``k·steps + j + 1``; sample ``k``
   occupies steps ``k·steps + 1 … (k+1)·steps``, its bias is set just before that chunk
   and the output layer's v is read right after it. Stale activity of the previous sample
-  is always wiped by the staggered resets (measured; see tests/test_bitexact_lava.py),
+  is always wiped by the staggered resets (measured; see tests/backends/test_bitexact_lava.py),
   so each sample equals a fresh run of the simulator with the same reset semantics.
   Networks with synaptic delays or recurrent (``dense_rec``) layers are the exception:
   spikes still in flight (or fed back) would cross the sample boundary, so for them

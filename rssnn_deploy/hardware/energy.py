@@ -36,7 +36,7 @@ loihi2.toml`` labels each. Static power per core and the low synaptic-op time ar
 *calibrated* on lava-dl's PilotNet-LIF measurement (``static_power_per_core_mw`` and
 ``synaptic_op_ns_for_step`` re-derive them); the dynamic energy uses Loihi 1's published
 per-event energies unchanged, so for PilotNet-LIF it is a *prediction* (1.12 mJ per
-inference against 1.09 mJ measured, ``tests/test_energy.py``). Synaptic ops count
+inference against 1.09 mJ measured, ``tests/hardware/test_energy.py``). Synaptic ops count
 non-zero synapses; whether Loihi 2 spends an op on a stored zero weight is not
 published: they are counted as ``zero-weight entries read``, priced from nothing (low)
 to a full synaptic op (high). A profile whose ``[energy].estimate`` is true carries derived rather than

@@ -25,7 +25,7 @@ The model, stated so it can be checked against a real compiler:
   cores, not neurons: a spike carries its position, and the compiler shows 1–2 input
   axons on every PilotNet conv core. It is filled in after all layers are cut.
 
-Validated in ``tests/test_mapping.py`` against the per-core table Intel's compiler
+Validated in ``tests/hardware/test_mapping.py`` against the per-core table Intel's compiler
 printed for lava-dl's PilotNet-LIF (74 cores on one chip). A layer that does not fit
 even cut as finely as the strategy allows raises ``MappingError`` naming the layer and
 the limit; so does a network needing more than ``max_chips`` chips. With

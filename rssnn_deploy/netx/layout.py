@@ -3,7 +3,7 @@ its way into or out of a file (shared by ``reader`` and ``writer``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from rssnn_deploy.spec import (
     conv_bias_per_neuron,
 )
 
-__all__ = ["NetxFormatError", "PathLike", "READOUTS", "CUBA_TYPES", "CUBA_FIELDS", "GAIN_FIELDS",
+__all__ = ["NetxFormatError", "PathLike", "READOUTS", "Readout", "CUBA_TYPES", "CUBA_FIELDS", "GAIN_FIELDS",
            "HANDLED_FIELDS", "MAX_STEPS", "MAX_NEURONS", "MAX_INT_FIELD", "MAX_GAIN_MANT",
            "MAX_GAIN_EXP", "check_structure", "conv_output_shape", "specs_equal"]
 
@@ -40,6 +40,8 @@ MAX_INT_FIELD = (1 << 31) - 1  #: |weight|, |bias|, neuron fields: Lava keeps th
 MAX_GAIN_MANT = (1 << 16) - 1  #: |gainMant| (a profile allows 8 bits)
 MAX_GAIN_EXP = 31            #: gainExp in [0, 31]: gain = gainMant / 2**gainExp
 READOUTS = ("membrane", "spike_count")
+#: how class scores are read off the output layer: its membrane v, or its spike counts
+Readout = Literal["membrane", "spike_count"]
 
 
 class NetxFormatError(UserError, ValueError):

@@ -19,7 +19,7 @@ names, arguments and results:
   ``lava/utils/weightutils.py`` (dense numpy arrays only; Lava also takes scipy sparse
   matrices, which netx never passes to a dense layer).
 
-``tests/test_loihi_weights.py`` checks them against Lava's functions value for value
+``tests/netx/test_loihi_weights.py`` checks them against Lava's functions value for value
 (exhaustively over the 8-bit range and on random matrices, every sign mode, bit width
 and the edge cases) whenever Lava is installed.
 

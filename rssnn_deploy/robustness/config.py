@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Literal, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from torch import Tensor, nn
@@ -24,10 +24,13 @@ from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.spec import NetworkSpec
 
 __all__ = ["EvaluateConfig", "Subject", "THREATS", "default_eps_255", "eps_grid_255",
-           "LARGE_EPS_255"]
+           "LARGE_EPS_255", "ThreatModel"]
 
+#: who the attacker is: gradients of the float model, the float model's examples sent to
+#: the chip, or gradients (straight-through) of the integer chip model itself
+ThreatModel = Literal["float", "transfer", "chip"]
 #: threat model → how the report names it.
-THREATS: Dict[str, str] = {"float": "float white-box", "transfer": "transfer → chip",
+THREATS: Dict[ThreatModel, str] = {"float": "float white-box", "transfer": "transfer → chip",
                            "chip": "chip white-box"}
 NATURAL_EPS_255 = 8.0
 SMALL_IMAGE_EPS_255 = 25.5

@@ -29,7 +29,7 @@ from rssnn_deploy.sim.result import SimResult
 from rssnn_deploy.spec import NetworkSpec
 
 __all__ = [
-    "Engine", "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
+    "Engine", "Reset", "Simulator", "SimResult", "SimulationError", "StraightThrough", "predict",
     "encode_input_differentiable", "effective_dense_weights", "effective_recurrent_weights",
     "expand_delays", "lava_default_neuron", "layer_timing",
 ]
@@ -86,7 +86,7 @@ class Simulator(CompiledNetwork):
 
     # -- running ------------------------------------------------------------------------
     def run(self, bias_input: Optional[torch.Tensor] = None, spikes: Optional[torch.Tensor] = None,
-            steps: Optional[int] = None, record: RecordSpec = None, reset: str = "staggered",
+            steps: Optional[int] = None, record: RecordSpec = None, reset: Reset = "staggered",
             reset_interval: Optional[int] = None, batch_size: Optional[int] = None,
             straight_through: Optional[Mapping[int, StraightThrough]] = None) -> SimResult:
         """Simulate ``steps`` chip steps (default ``spec.run_steps``) for a batch.

@@ -44,7 +44,7 @@ def _takes_state(net) -> bool:
 
 def test_our_file_imports_in_snntorch_and_predicts_like_the_chip():
     from pathlib import Path
-    path = Path(__file__).parents[1] / ROOT_MODEL
+    path = Path(__file__).parents[2] / ROOT_MODEL
     spec = rd.read_netx(path)
     net = _quiet(import_from_nir, spec_to_nir(spec, target="snntorch"))
     x = rd.load_dataset("digits").x_test[:100].numpy()
@@ -103,7 +103,7 @@ def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
     import nir
 
     from rssnn_deploy.cli.main import main
-    path = Path(__file__).parents[1] / ROOT_MODEL
+    path = Path(__file__).parents[2] / ROOT_MODEL
     assert main(["export-nir", str(path), "--out", str(tmp_path / "m.nir"),
                  "--for", "snntorch"]) == 0
     graph = nir.read(str(tmp_path / "m.nir"))

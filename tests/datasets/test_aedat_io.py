@@ -13,8 +13,8 @@ from rssnn_deploy.cli.main import main
 from rssnn_deploy.data.datasets import DatasetError, load_dataset
 from rssnn_deploy.data.events.recordings import EventFileError, load_event_folder, read_recording
 
-FILES = Path(__file__).parent / "data" / "events_aedat"
-TINY = Path(__file__).parent / "data" / "events_tiny"
+FILES = Path(__file__).parents[1] / "data" / "events_aedat"
+TINY = Path(__file__).parents[1] / "data" / "events_tiny"
 
 
 @pytest.mark.parametrize("name, version, sensor", [

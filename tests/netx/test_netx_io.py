@@ -205,7 +205,7 @@ def _set_neuron(h, name, value, layer=1):
                                         ("vDecay", -200), ("vThMant", -3),
                                         ("vThMant", 1 << 26)])
 def test_values_lava_runs_are_read(tmp_path, name, value):
-    """Lava runs these (tests/test_bitexact_lava.py compares them bit by bit)."""
+    """Lava runs these (tests/backends/test_bitexact_lava.py compares them bit by bit)."""
     spec = read_netx(_damage(tmp_path, lambda h: _set_neuron(h, name, value)))
     field = {"iDecay": "i_decay", "vDecay": "v_decay", "vThMant": "vth_mant"}[name]
     assert getattr(spec.layers[1].neuron, field) == value

@@ -21,7 +21,7 @@ from rssnn_deploy.quantization import QuantizeOptions, quantize
 from rssnn_deploy.sim.simulator import Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.training import load_checkpoint, read_checkpoint
 from rssnn_deploy.training.checkpoints import checkpoint_digest
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 ROBUST, NATURAL = MODELS / "mnist_conv_robust", MODELS / "mnist_conv_natural"
 FILES = [(ROBUST, "model.net"), (ROBUST, "model_exact.net"), (NATURAL, "model.net")]
 

@@ -4,7 +4,7 @@
 synapses and LIF neurons inside netx's block processes, with
 ``rssnn_deploy.backends.lava_dlif.process.DLIF`` (Lava's bit-accurate LIF plus the per-step gain)
 where a layer has gains, under ``Loihi2SimCfg("fixed_pt")``. Every recorded u, v and s
-of every layer at every step is compared, as in tests/test_bitexact_lava.py.
+of every layer at every step is compared, as in tests/backends/test_bitexact_lava.py.
 """
 from __future__ import annotations
 

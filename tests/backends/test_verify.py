@@ -58,7 +58,7 @@ def test_a_wrong_simulator_is_caught_with_both_values(tmp_path, monkeypatch, cap
     import rssnn_deploy.sim.network as sim
     spec = dense_spec([6, 5, 3], seed=2)
     path = write_netx(spec, tmp_path / "net.net")
-    original = sim._layer_bias
+    original = sim.layer_bias
 
     def off_by_one(layer, index, device):
         b = original(layer, index, device)

@@ -135,7 +135,7 @@ def test_torchrun_sharded_evaluation_equals_a_single_process(files, report, tmp_
                "2", "-m", "rssnn_deploy.cli.main", "evaluate", str(files[0]), str(files[1]),
                "--out", str(tmp_path), *CLI_OPTIONS]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     sharded = json.loads((tmp_path / "report.json").read_text())
     for key in ("clean", "noise", "faults", "worst_case"):

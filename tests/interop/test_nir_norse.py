@@ -14,7 +14,7 @@ from rssnn_deploy.interop.nir_export import spec_to_nir
 from rssnn_deploy.interop.nir_import import nir_to_spec
 from rssnn_deploy.interop.targets import NORSE_DT
 
-ROOT_MODEL = Path(__file__).parents[1] / "models/digits_lif_natural/model.net"
+ROOT_MODEL = Path(__file__).parents[2] / "models/digits_lif_natural/model.net"
 STEPS = 8
 
 

@@ -96,7 +96,7 @@ def run_torchrun(script: Path, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", str(script), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=240,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
 
 
 def test_torchrun_shards_cells_across_two_processes(tmp_path):

@@ -12,7 +12,7 @@ from rssnn_deploy.data.events.recordings import (EventFileError, bin_events, dro
                                  read_event_npz, read_events, read_nmnist_bin,
                                  write_nmnist_bin)
 
-TINY = Path(__file__).parent / "data" / "events_tiny"
+TINY = Path(__file__).parents[1] / "data" / "events_tiny"
 
 
 def _events(n=50, seed=0):
@@ -124,7 +124,7 @@ def test_event_file_runs_on_lava_like_the_simulator(tmp_path):
 
 def test_saccade_conversion_gives_events_of_both_polarities(tmp_path):
     import importlib.util
-    path = Path(__file__).parents[1] / "benchmarks" / "make_saccade_events.py"
+    path = Path(__file__).parents[2] / "benchmarks" / "make_saccade_events.py"
     spec = importlib.util.spec_from_file_location("make_saccade_events", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -14,7 +14,7 @@ from rssnn_deploy.robustness.chip_model import ChipModel, readout_logit_scale
 from rssnn_deploy.robustness.spike_attacks import (check_flip_budgets, flip_counts,
                                                     greedy_flip_attack, random_flips)
 
-TINY = Path(__file__).parent / "data" / "events_tiny"
+TINY = Path(__file__).parents[1] / "data" / "events_tiny"
 STEPS = 6
 
 

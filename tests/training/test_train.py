@@ -25,7 +25,7 @@ from rssnn_deploy.training import (CHECKPOINT_NAME, PRESETS, CheckpointError, Ra
                                    save_checkpoint, sparse_gradient_probe, train, train_digits_model,
                                    two_class_probability)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"arch": "mlp", "hidden": [16]}
 
 

@@ -22,7 +22,7 @@ from rssnn_deploy.cli.main import main
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key, run_cells
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: six attack cells of a few tenths of a second each (long enough to be interrupted
 #: between two of them), then the cheap noise and clean cells; 120 samples in batches
 #: of 40, so an attack cell is also computed in three checkpointed parts
