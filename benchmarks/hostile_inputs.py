@@ -130,6 +130,14 @@ def _npz_dataset(work: Path, name: str, x: np.ndarray, y: np.ndarray) -> str:
     return str(work / name)
 
 
+def _unseen_test_label(work: Path) -> str:
+    """Training labels 0–9, one test label 50: a 51-class model that never sees it."""
+    x, y = _digits_xy()
+    np.savez(work / "unseen_label.npz", x=x[:48], y=y[:48], x_test=x[48:],
+             y_test=np.where(np.arange(12) == 0, 50, y[48:]))
+    return str(work / "unseen_label.npz")
+
+
 def _digits_xy(n: int = 60):
     from rssnn_deploy.data.datasets import load_dataset
     data = load_dataset("digits")
@@ -278,6 +286,15 @@ def _cases() -> List[Case]:
         Case(T, "dataset label 2^40", train_on(lambda k: _npz_dataset(
             k, "big_label.npz", _digits_xy()[0],
             np.where(np.arange(60) == 0, 1 << 40, _digits_xy()[1])))),
+        *[Case(T, f"dataset {kind} images with a zero-size axis", train_on(
+            lambda k, kind=kind: _npz_dataset(k, f"zero_axis_{kind}.npz",
+                                              np.zeros((60, 1, 0, 8), kind), _digits_xy()[1])))
+          for kind in ("float32", "uint8")],
+        Case("wrong", "dataset test label never in training", train_on(_unseen_test_label)),
+        Case(T, "simulate --labels --dataset with a zero-size axis", lambda k: [
+            "simulate", str(k / net), "--labels", "--dataset", _npz_dataset(
+                k, "zero_axis.npz", np.zeros((60, 1, 0, 8), np.float32), _digits_xy()[1]),
+            "--out", str(k / "out.npz")]),
         Case(T, "dataset NaN pixels", train_on(lambda k: _npz_dataset(
             k, "nan_pixels.npz", np.full((60, 8, 8), np.nan, np.float32), _digits_xy()[1]))),
         Case(T, "dataset complex pixels", train_on(lambda k: _npz_dataset(

@@ -42,11 +42,18 @@ def export_model(model: torch.nn.Module, out_path: Path, profile: str = "loihi2"
     the file's metadata so ``simulate --labels`` and ``info`` find the test data without
     being told; so is ``provenance`` (e.g. the checkpoint's ``checkpoint_sha256``), so
     ``evaluate`` can tell whether a checkpoint and a netx file belong together. Both
-    files appear together or not at all (``fileio.atomic_files``).
+    files appear together or not at all (``fileio.atomic_files``). A file with neuron
+    fields the profile's chip cannot hold (a profile wider than netx's fixed point, see
+    ``hardware.limits``) is written with a warning saying so.
     """
-    result = quantize(model, load_profile(profile),
+    from rssnn_deploy.hardware.limits import cannot_hold, field_violations
+    hardware = load_profile(profile)
+    result = quantize(model, hardware,
                       QuantizeOptions(gain_mode=gain_mode, gain_exp=gain_exp,
                                       input_mapping=input_mapping))
+    violations = field_violations(result.spec, hardware)
+    if violations:
+        result.warnings.append(cannot_hold(hardware.chip, violations))
     if dataset is not None:
         result.spec = result.spec.with_meta(dataset=dict(dataset))
     if provenance:

@@ -325,6 +325,9 @@ def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
     public name for it.
     """
     if "input_scale" not in spec.meta:
+        if spec.input_layer.neuron is None:     # e.g. a model of event data
+            raise InputError("network takes spike trains (N, T, ...) of 0/1 into its first "
+                             "synapse, not pixels: it has no input scale to encode them with")
         raise InputError("network has no meta['input_scale']; it was not produced by "
                          "rssnn-deploy, so pass integer bias mantissas directly")
     x = np.asarray(x)

@@ -15,7 +15,7 @@ from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
 INTEGRATOR = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=131071)
 
 #: test modules that import Lava at load; without Lava they are not collected
-LAVA_MODULES = ("test_bitexact_lava.py", "test_lava_dlif.py")
+LAVA_MODULES = ("backends/test_bitexact_lava.py", "backends/test_lava_dlif.py")
 collect_ignore = [] if lava_installed() else list(LAVA_MODULES)
 
 

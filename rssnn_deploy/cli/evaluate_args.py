@@ -9,6 +9,7 @@ import argparse
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from rssnn_deploy.cli import types as ct
+from rssnn_deploy.errors import OptionError
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.certify import SIGMAS, CertifyConfig
 from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
@@ -17,7 +18,7 @@ from rssnn_deploy.robustness.protocols import PROTOCOLS, protocol_settings
 from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
 
 __all__ = ["add_evaluate_arguments", "add_certify_arguments", "config_from_args",
-           "certify_config_from_args", "parse_levels"]
+           "certify_config_from_args", "parse_levels", "check_event_options"]
 
 
 def _csv(text: str) -> Tuple[str, ...]:
@@ -209,3 +210,37 @@ def config_from_args(args) -> EvaluateConfig:
         lava_samples=args.lava_samples, tolerance=args.tolerance,
         zero_tolerance=args.zero_tolerance, seed=args.seed, resume=not args.no_resume,
         progress=not args.no_progress, device=args.device)
+
+
+#: ``evaluate`` options of the image evaluation (L∞ attacks, pixel noise, hardware
+#: faults, randomized smoothing) that the event-data evaluation does not run.
+IMAGE_ONLY_OPTIONS: Dict[str, str] = {
+    "attacks": "--attacks", "grid_attacks": "--grid-attacks", "eps": "--eps",
+    "eps_grid": "--eps-grid", "adaptive": "--adaptive", "apgd_steps": "--apgd-steps",
+    "square_queries": "--square-queries", "noise": "--noise", "faults": "--faults",
+    "certify": "--certify"}
+
+
+def check_event_options(args) -> None:
+    """Refuse, in one line, image-evaluation options given for an event-data model.
+
+    A model of event data is evaluated under event drop, timing jitter and the sparse
+    (L0) flip attack (``robustness.event_evaluation``); L∞ attacks, pixel noise, hardware
+    faults and randomized smoothing act on pixels or on the image evaluation only, and
+    were ignored without a word. ``--noise none`` and ``--faults none`` ask for nothing
+    and pass.
+    """
+    given = [flag for dest, flag in IMAGE_ONLY_OPTIONS.items()
+             if _asks_for_something(dest, getattr(args, dest, None))]
+    if given:
+        raise OptionError(f"{args.checkpoint}: a model of event data (spike trains); "
+                          f"{', '.join(given)} belong{'s' * (len(given) == 1)} to the "
+                          f"evaluation of images and {'is' if len(given) == 1 else 'are'} "
+                          f"not run on spike trains: evaluate runs event drop, jitter and "
+                          f"the sparse flip attack (--event-flips)")
+
+
+def _asks_for_something(dest: str, value) -> bool:
+    if dest in ("noise", "faults"):
+        return bool(parse_levels(value, {}))
+    return value not in (None, False, ())

@@ -11,6 +11,7 @@ from rssnn_deploy.cli.common import (
     existing,
     set_threads,
 )
+from rssnn_deploy.cli.evaluate_args import check_event_options
 from rssnn_deploy.fileio import check_output_dir
 
 __all__ = ['register']
@@ -88,6 +89,7 @@ def _takes_events(checkpoint: Path) -> bool:
 def _evaluate_events(args: argparse.Namespace, checkpoint: Path, net: Path) -> int:
     """Event-data models: float and chip accuracy under event drop and timing jitter,
     and under the sparse (L0) event attack."""
+    check_event_options(args)    # image-only options are refused, not silently ignored
     from rssnn_deploy.robustness.event_evaluation import (
         evaluate_events,
         event_summary,

@@ -201,6 +201,9 @@ class EnergyEstimate:
     events: Dict[str, float]            # per inference
     energy_pj: Dict[str, Span]          # per inference, by kind of event
     step_ns: Span                       # one chip step, compute-bound
+    #: neuron fields the chip cannot hold (``NetworkMapping.violations``): then these are
+    #: the figures of a chip that could, not of this one.
+    cannot_hold: Tuple[str, ...] = ()
 
     @property
     def total_pj(self) -> Span:
@@ -256,6 +259,12 @@ class EnergyEstimate:
         head = (f"{self.chip} ({self.profile}), {self.cores} cores on {chips}, "
                 f"{self.steps_per_inference} steps per inference — {self.label}: "
                 f"{self.source}\n\n")
+        if self.cannot_hold:
+            count = len(self.cannot_hold)
+            head = (f"**Not a figure {self.chip} can reach: it cannot hold this network "
+                    f"({count} neuron field{'s' * (count > 1)} out of range: "
+                    f"{self.cannot_hold[0]}{'; …' * (count > 1)}); this prices a chip "
+                    f"that could.**\n\n" + head)
         tail = (f"\n\nenergy per inference {span_text(self.total_uj)} µJ; latency per "
                 f"inference {span_text(self.latency_us)} µs ({span_text(self.step_ns)} ns "
                 "per step, compute-bound, low–high from the profile's per-event ranges)")
@@ -317,7 +326,8 @@ def estimate_energy(counts: EventCounts, mapping: NetworkMapping,
                       mapping.chips * model.static_power_per_chip_mw * counts.steps
                       * step_ns[HIGH])
     return EnergyEstimate(profile.name, profile.chip, model.source, model.estimate, counts.steps,
-                          mapping.total_cores, mapping.chips, events, energy, step_ns)
+                          mapping.total_cores, mapping.chips, events, energy, step_ns,
+                          tuple(mapping.violations))
 
 
 def _energy_model(profile: HardwareProfile) -> EnergyModel:

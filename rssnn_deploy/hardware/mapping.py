@@ -31,6 +31,11 @@ even cut as finely as the strategy allows raises ``MappingError`` naming the lay
 the limit; so does a network needing more than ``max_chips`` chips. With
 ``skip_unmapped=True`` layers of kinds the mapper does not model (pooling, a netx
 ``average`` readout) are listed in ``NetworkMapping.skipped`` instead of failing.
+
+A network whose neuron fields the chip's registers cannot hold (``limits.py``: a
+threshold mantissa beyond 17 bits, a decay beyond 4096, a negative threshold) is still
+mapped, core counts and all, and ``NetworkMapping.violations`` lists each field: the
+table and ``to_dict`` say the chip cannot hold it, the energy estimate repeats it.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ import numpy as np
 from rssnn_deploy.hardware.connectivity import (Connectivity, MappingError, NeuronLayer, Skipped,
                                        kernel_fan_out, layer_connectivity, mappable_layers,
                                        neuron_layers)
+from rssnn_deploy.hardware.limits import cannot_hold, field_violations
 from rssnn_deploy.hardware.profiles import HardwareProfile
 from rssnn_deploy.hardware.partition import (FAN_IN, FAN_OUT, LIMITS, NEURONS, SYN_MEM, CoreStats,
                                     destination_cores, fit_layer, limits_of, pair_table,
@@ -101,6 +107,13 @@ class NetworkMapping:
     limits: Dict[str, int]
     layers: List[LayerMapping]
     skipped: List[Skipped] = field(default_factory=list)
+    #: neuron fields the chip cannot hold, one line each (``limits.field_violations``).
+    violations: List[str] = field(default_factory=list)
+
+    @property
+    def holdable(self) -> bool:
+        """Every neuron field fits the chip's registers."""
+        return not self.violations
 
     @property
     def total_cores(self) -> int:
@@ -125,7 +138,8 @@ class NetworkMapping:
         return {"profile": self.profile, "chip": self.chip, "cores_per_chip": self.cores_per_chip,
                 "limits": dict(self.limits), "total_cores": self.total_cores,
                 "chips": self.chips, "layers": [layer.to_dict() for layer in self.layers],
-                "skipped": [asdict(s) for s in self.skipped]}
+                "skipped": [asdict(s) for s in self.skipped],
+                "cannot_hold": list(self.violations)}
 
     def table(self) -> str:
         """Markdown: one row per layer, loads as % of the per-core limits."""
@@ -141,7 +155,10 @@ class NetworkMapping:
         rows.append(["total", "", sum(m.neurons for m in self.layers),
                      sum(m.synapses for m in self.layers), self.total_cores, "", "", "", "",
                      chips + ("" if self.complete else ", skipped layers not counted")])
-        return markdown_table(header, rows)
+        text = markdown_table(header, rows)
+        if self.violations:
+            text += f"\n\n**{cannot_hold(self.chip, self.violations)}.**"
+        return text
 
     def _load(self, m: LayerMapping, name: str) -> str:
         """'% of the limit', or the raw peak where the chip's limit is not modelled."""
@@ -168,7 +185,7 @@ def map_network(spec: NetworkSpec, profile: HardwareProfile, max_chips: Optional
     mapped = [_layer_mapping(nl, *placed[nl.index], limits, entries.get(nl.index))
               for nl in layers]
     result = NetworkMapping(profile.name, profile.chip, profile.cores_per_chip, limits, mapped,
-                            skipped)
+                            skipped, field_violations(spec, profile))
     if max_chips is not None and result.chips > max_chips:
         largest = max(mapped, key=lambda m: m.cores)
         raise MappingError(f"the network needs {result.total_cores} cores = {result.chips} "

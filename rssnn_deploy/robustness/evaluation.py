@@ -164,6 +164,7 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: Optional[str] = Non
     """
     if config.certify is None:
         raise ValueError("certify_files needs config.certify")
+    _refuse_event_model(checkpoint)
     subject, provenance = load_subject(checkpoint, net_path, dataset,
                                        min(config.samples or config.certify_samples,
                                            config.certify_samples), allow_mismatch)
@@ -181,6 +182,20 @@ def certify_files(checkpoint: Path, net_path: Path, dataset: Optional[str] = Non
             atomic_write_text(staging / "certify.md", "# Certified robustness of the deployed "
                               "model\n\n" + certification_section(record) + "\n")
         return record
+
+
+def _refuse_event_model(checkpoint: Path) -> None:
+    """Randomized smoothing adds Gaussian noise to pixels; a model of event data takes
+    0/1 spike trains, which have none (its file has no input scale to encode them)."""
+    from rssnn_deploy.training import read_checkpoint
+    from rssnn_deploy.training.checkpoints import checkpoint_file
+    checkpoint = checkpoint_file(checkpoint)
+    if read_checkpoint(checkpoint)["model_config"].get("input_encoding") == "events":
+        raise EvaluationInputError(
+            f"{checkpoint}: a model of event data (spike trains); randomized smoothing "
+            f"certifies against Gaussian noise on pixels in [0, 1], which spike trains do "
+            f"not have: `evaluate` measures it under event drop, jitter and the sparse "
+            f"attack instead")
 
 
 def load_subject(checkpoint: Path, net_path: Path, dataset: Optional[str],

@@ -27,8 +27,9 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from rssnn_deploy.data.datasets import Dataset, load_dataset, subset_train
+from rssnn_deploy.data.datasets import Dataset, subset_train
 from rssnn_deploy.data.record import describe_dataset, split_summary
+from rssnn_deploy.data.validate import check_test_labels, load_checked
 from rssnn_deploy.models.zoo import (COMMON_DEFAULTS, SNN, build_model, normalize_config,
                                  predict_classes)
 from rssnn_deploy.training.qat import LoihiExact
@@ -353,11 +354,13 @@ def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, 
     record = None
     if isinstance(dataset, Dataset):
         data = dataset if subset is None else subset_train(dataset, subset, split_seed)
+        check_test_labels(data, "the data set")
     else:
         steps = int(model_config.get("steps") or COMMON_DEFAULTS["steps"])  # event bins
-        full = load_dataset(dataset, test_fraction=test_fraction, seed=split_seed,
+        full = load_checked(dataset, test_fraction=test_fraction, seed=split_seed,
                             steps=steps)
         data = full if subset is None else subset_train(full, subset, split_seed)
+        check_test_labels(data, dataset if subset is None else f"{dataset} (--subset {subset})")
         record = describe_dataset(dataset, data, test_fraction=test_fraction,
                                   seed=split_seed, subset=subset,
                                   full_train=len(full.y_train) if subset else None)
