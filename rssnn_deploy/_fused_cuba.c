@@ -36,10 +36,16 @@ static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 1
 /* a_in for one element, already wrapped to int32 (Lava's int32 channel).
  * Kinds: 1 float32 (exact integers below 2^24), 2 float64, 3 int32 sums of an int8 GEMM
  * with the weights split as 2 hi + lo (hi sums in columns [0, f), lo sums in [f, 2f) of
- * each row), to which the weight exponent (shift) still applies. */
+ * each row), 4 int32 sums and 5 float32 sums (exact integers up to 2^24) of the weights
+ * divided by 2^shift, to which the weight exponent (shift) still applies. */
 static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, int shift) {
     if (a_kind == 1) {
         return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+    }
+    if (a_kind == 5) {
+        int64_t x = (int64_t)((const float *)a)[idx];
+        x = shift >= 0 ? x << shift : x >> (-shift);
+        return wrap32(x);
     }
     if (a_kind == 3) {
         int64_t row = idx / f, j = idx - row * f;
@@ -113,9 +119,9 @@ void *rssnn_scratch(int slot, size_t bytes) {
  *
  * steps, n, f  : chip steps, samples in the arrays, neurons per sample
  * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64,
- *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums;
+ *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums, 5 float32 sums;
  *                row r is what the neurons receive at chip step a_first + r, other steps 0
- * a_shift      : weight exponent for kinds 3 and 4 (left, or floor right when negative)
+ * a_shift      : weight exponent for kinds 3, 4 and 5 (left, or floor right when negative)
  * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
  *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
  * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
@@ -214,6 +220,13 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                             x = a_shift > 0 ? x << a_shift : x >> (-a_shift);
                             a6[i] = wrap32(x * 64);
                         }
+                    }
+                } else if (a_kind == 5) {
+                    const float *af = (const float *)a + base;
+                    for (int64_t i = 0; i < w; i++) {
+                        int64_t x = (int64_t)af[i];
+                        x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
+                        a6[i] = wrap32(x * 64);
                     }
                 } else if (a_kind == 1) {
                     const float *af = (const float *)a + base;

@@ -33,11 +33,13 @@ batch 256, and run times that wandered 2× with glibc's adaptive threshold). Wha
 returns never comes from there.
 
 Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
-each layer's constants and synapses (int8 GEMM, im2col: ``fastsim_layers``), the input
-layer looked up by bias value instead of simulated (``fastsim_input``), threads and how
-pieces are shared (``fastsim_threads``), and whole pieces of conv/dense networks fed by
-bias or binary spike input in one C call that holds no Python lock (``fastsim_piece``,
-on CPUs with AVX-512 VNNI).
+which exact synaptic product the CPU and each layer take (AVX-512 VNNI, AVX-VNNI, AVX2
+int8 kernels, float32 GEMM; ``fastsim_dispatch``), each layer's constants and synapses
+(int8 GEMM, im2col: ``fastsim_layers``), the input layer looked up by bias value
+instead of simulated (``fastsim_input``), threads and how pieces are shared
+(``fastsim_threads``), and whole pieces of conv/dense networks fed by bias or binary
+spike input in one C call that holds no Python lock (``fastsim_piece``, wherever the
+product has a C kernel).
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -54,6 +56,7 @@ from typing import Dict, Optional, Set, Tuple
 import numpy as np
 import torch
 
+from rssnn_deploy import fastsim_dispatch as dispatch
 from rssnn_deploy import fastsim_kernels as kernels
 from rssnn_deploy import fastsim_piece
 from rssnn_deploy.fastsim_input import Patterns, input_patterns, looked_up_layer
@@ -62,9 +65,10 @@ from rssnn_deploy.fastsim_layers import FusedLayer, row_major
 from rssnn_deploy.fastsim_threads import (MIN_PIECE, PIECES_PER_THREAD, auto_threads,
                                           describe_threads, set_threads, shared, thread_count,
                                           torch_threads)
+from rssnn_deploy.sim_layers import SimulationError
 
 __all__ = ["available", "engine_status", "set_threads", "auto_threads", "unsupported", "run",
-           "MEMORY_BUDGET"]
+           "use_kernel", "engine_path", "MEMORY_BUDGET"]
 
 #: bytes of per-chunk intermediates (spike trains, synaptic sums, records) the fused
 #: engine aims for when it cuts a batch into chunks
@@ -79,9 +83,31 @@ def engine_status() -> str:
     """One line: which CPU engine ``Simulator`` uses, and why."""
     if kernels.KERNEL is None:
         return f"reference torch loop (fused kernel unavailable: {kernels.WHERE})"
-    piece = "on" if kernels.PIECE is not None else "off (the CPU lacks AVX-512 VNNI)"
-    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), whole pieces in C "
-            f"{piece}, threads {describe_threads()}")
+    try:
+        kernel = dispatch.piece_kernel(dispatch.machine_product(dispatch.requested()))
+    except SimulationError:
+        kernel = None
+    piece = f"on ({kernel} GEMM)" if kernel else "off (the synaptic product has no C kernel)"
+    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), synaptic product "
+            f"{dispatch.describe()}, whole pieces in C {piece}, threads {describe_threads()}")
+
+
+def use_kernel(sim, product: Optional[str]) -> None:
+    """Make ``sim``'s fused runs use the synaptic product ``product`` (a name of
+    ``fastsim_dispatch.PRODUCTS``, or ``None``/``"auto"`` for the environment's or the
+    automatic choice), as ``RSSNN_SIM_KERNEL`` does for every simulator; where the
+    machine cannot run it, the next in the fallback order runs."""
+    if product is not None:
+        dispatch.check(product, "product")
+    for key in ("_fused_layers", "_fused_piece_plan", "_fused_machine", "_fused_cost"):
+        sim.__dict__.pop(key, None)
+    sim._fused_request = None if product in (None, "auto") else product
+
+
+def engine_path(sim) -> str:
+    """Short name of the path ``sim``'s last run took: ``reference``, ``C pieces
+    (<kernel>)``, or ``layers (<product per synaptic layer>)`` (the benchmark's rows)."""
+    return sim.__dict__.get("_fused_last_path", "reference")
 
 
 # ----------------------------------------------------------------------------------
@@ -100,6 +126,8 @@ def unsupported(sim) -> Optional[str]:
     layers = sim.__dict__.get("_fused_layers")
     if layers is not None:
         return layers if isinstance(layers, str) else None
+    request = sim.__dict__.get("_fused_request") or dispatch.requested()
+    machine = sim._fused_machine = dispatch.machine_product(request)
     out: Dict[int, FusedLayer] = {}
     in_shape = tuple(sim.input_shape)
     for st in sim.stages:
@@ -114,7 +142,7 @@ def unsupported(sim) -> Optional[str]:
             break
         first_synaptic = st.synapse is not None and not any(
             s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
-        layer = FusedLayer(st, in_shape, sim._input_max(first_synaptic))
+        layer = FusedLayer(st, in_shape, sim._input_max(first_synaptic), machine)
         in_shape = tuple(st.shape)
         reason = layer.problem(st)
         if reason:
@@ -164,7 +192,7 @@ def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
     for st in sim.stages:
         f = math.prod(st.shape)
         layer = layers[st.spec_index]
-        a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1)}.get(layer.mode, 8)
+        a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1), "fp32": 4}.get(layer.mode, 8)
         patches = 0 if layer.int_w is None or layer.conv is None else \
             layer.int_w.main.shape[0] * f // layer.int_w.main.shape[1] * (2 if layer.split else 1)
         per_sample = max(per_sample, (in_width + patches + f * (a_bytes + 1)) * steps)
@@ -225,6 +253,9 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     if n >= 4 * MIN_PIECE:    # smaller runs' fixed costs would inflate the per-sample cost
         sim.__dict__.setdefault("_fused_cost", {})[steps] = sum(spent) / n
     sim._fused_last_threads = min(threads, len(ranges))    # shown by the benchmark
+    sim._fused_last_path = f"C pieces ({plan.kernel})" if plan is not None else \
+        "layers (" + ", ".join(layer.product for layer in sim._fused_layers.values()
+                               if layer.product) + ")"
     return result
 
 
@@ -245,6 +276,15 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
         a = sim._synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
         return a.contiguous(), _KIND[a.dtype], steps, 1
     rows = steps - 1
+    if layer.mode == "fp32":    # exact: every partial sum an integer ≤ 2²⁴ (FusedLayer)
+        x = _channels_last(prev[:rows])
+        x = x.reshape(rows * n, layer.w32.shape[0])
+        if x.dtype != torch.float32:      # (the previous layer writes float32 spikes)
+            x = x.to(torch.float32)
+        a = torch.mm(x, layer.w32, out=_WS.take(f"a{st.spec_index}",
+                                                (x.shape[0], layer.w32.shape[1]),
+                                                torch.float32))
+        return a, 5, rows, 2
     if layer.mode == "int8":    # exact: 0/1 × int8 summed in int32
         x = _channels_last(prev[:rows])
         x = x.view(torch.int8) if x.dtype in (torch.int8, torch.uint8, torch.bool) \
@@ -256,7 +296,7 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
         x = row_major(x, functools.partial(_WS.take, "gemm_in"))
         a = layer.int_w.matmul(x, _WS.take(f"a{st.spec_index}",
                                            (x.shape[0], layer.int_w.main.shape[1]), torch.int32),
-                               functools.partial(_WS.take, "high_rows"))
+                               functools.partial(_WS.take, "high_rows"), layer.gemm)
         if layer.conv is None:
             return a, 3 if layer.split else 4, rows, 2
         if layer.split:     # per pixel hi | lo: combine here (the kernel pairs per sample)
@@ -345,7 +385,8 @@ _WS = _Workspace()
 def _piece_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
     if "_fused_piece_plan" not in sim.__dict__:
-        sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers)
+        sim._fused_piece_plan = fastsim_piece.plan_for(sim, sim._fused_layers,
+                                                       sim._fused_machine)
     return sim._fused_piece_plan
 
 
@@ -421,6 +462,8 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
             s_dtype = torch.bool
         elif nxt.mode == "int8":
             s_dtype = torch.int8
+        elif nxt.mode == "fp32":
+            s_dtype = torch.float32
         else:
             s_dtype = stages[pos + 1].synapse.dtype
         # the last layer's spikes (and those a transform sees) go out in (C, H, W) order;

@@ -36,7 +36,7 @@ def _load():
     try:
         lib = ctypes.CDLL(_fused_cuba.__file__)
         fns = {name: getattr(lib, f"rssnn_{name}") for name in
-               ("cuba_run", "pattern_spikes", "net_piece", "gemm_u8s8", "piece_supported")}
+               ("cuba_run", "pattern_spikes", "net_piece", "gemm_u8s8", "gemm_kernels")}
     except (OSError, AttributeError) as err:
         return {}, f"extension {_fused_cuba.__file__} unusable: {err}"
     signatures = {
@@ -45,8 +45,8 @@ def _load():
                             _I64]),
         "pattern_spikes": (None, [_I64, _I64, _P, _I64, _P, _I32, _P, _INT, _I64]),
         "net_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _P, _I64, _P, _P, _P]),
-        "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P]),
-        "piece_supported": (_INT, []),
+        "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P, _INT]),
+        "gemm_kernels": (_INT, []),
     }
     for name, (restype, argtypes) in signatures.items():
         fns[name].restype, fns[name].argtypes = restype, argtypes
@@ -58,10 +58,14 @@ _FNS, WHERE = _load()
 KERNEL = _FNS.get("cuba_run")
 #: the input layer's trains copied from a table by bias value (``rssnn_pattern_spikes``)
 LOOKUP = _FNS.get("pattern_spikes")
-_VNNI = bool(_FNS) and bool(_FNS["piece_supported"]())
-#: a whole piece of a network (``rssnn_net_piece``) and its GEMM alone, on CPUs with VNNI
-PIECE = _FNS.get("net_piece") if _VNNI else None
-GEMM = _FNS.get("gemm_u8s8") if _VNNI else None
+#: the C GEMM kernels (u8 0/1 × s8 → s32, ``_fused_piece.c``) by name and their
+#: ``RSSNN_GEMM_*`` numbers, and those this CPU runs (``rssnn_gemm_kernels``)
+GEMM_IDS = {"scalar": 0, "avx2": 1, "vnni": 2, "avx_vnni": 3}
+CPU_GEMMS = frozenset(name for name, i in GEMM_IDS.items()
+                      if _FNS and (_FNS["gemm_kernels"]() >> i) & 1)
+#: a whole piece of a network (``rssnn_net_piece``) and its GEMM alone
+PIECE = _FNS.get("net_piece")
+GEMM = _FNS.get("gemm_u8s8")
 
 #: the kernel's code for the dtype of the spikes it writes
 S_KIND = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}
