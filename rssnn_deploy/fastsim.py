@@ -1,9 +1,10 @@
 """The fused CPU engine of ``rssnn_deploy.sim``: same results, integer state, one call per layer.
 
 ``sim.Simulator`` stays the reference (float64 state, one torch op per rule and step,
-differentiable). On CPU, outside the differentiable mode, ``Simulator.run`` hands the
-work to :func:`run` here: exact integer synapses (below) and, instead of the neuron
-loop, ``rssnn_cuba_run`` in ``_fused_cuba.c``:
+differentiable). Outside the differentiable mode, ``Simulator.run`` hands the work to
+:func:`run` here (on CUDA and other devices it goes on to ``fastsim_torch``: int64
+torch ops and exact float32 GEMMs); on CPU: exact integer synapses (below) and,
+instead of the neuron loop, ``rssnn_cuba_run`` in ``_fused_cuba.c``:
 
 * int32 ``u`` and ``v`` (4 bytes a neuron instead of float64's 8), every chip step of
   a layer in one call, the sample range cut into blocks of ≈ 4096 neurons whose state
@@ -58,7 +59,7 @@ import torch
 
 from rssnn_deploy import fastsim_dispatch as dispatch
 from rssnn_deploy import fastsim_kernels as kernels
-from rssnn_deploy import fastsim_piece
+from rssnn_deploy import fastsim_piece, fastsim_torch
 from rssnn_deploy.fastsim_input import Patterns, input_patterns, looked_up_layer
 from rssnn_deploy.fastsim_kernels import S_KIND, ptr, reset_mask, wrap16_input
 from rssnn_deploy.fastsim_layers import FusedLayer, row_major
@@ -117,12 +118,10 @@ def engine_path(sim) -> str:
 def unsupported(sim) -> Optional[str]:
     """Why ``sim`` cannot use the fused engine, or ``None`` when it can."""
     from rssnn_deploy.sim_layers import _ConvSynapse, _DenseSynapse
-    if kernels.KERNEL is None:
+    if kernels.KERNEL is None and sim.device.type == "cpu":
         return f"fused kernel unavailable: {kernels.WHERE}"
     if sim.differentiable:
         return "differentiable mode (the reference computes the gradients)"
-    if sim.device.type != "cpu":
-        return f"device {sim.device.type} (the fused kernel is CPU code)"
     layers = sim.__dict__.get("_fused_layers")
     if layers is not None:
         return layers if isinstance(layers, str) else None
@@ -216,6 +215,9 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     also weighs the run's expected work, from this simulator's earlier runs.
     """
     from rssnn_deploy.sim import _concat_results
+    if sim.device.type != "cpu":       # CUDA and other devices: torch ops (fastsim_torch)
+        return run_torch_ops(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
+                             batch_size)
     n = (bias_input if bias_input is not None else spikes).shape[0]
     cost = sim.__dict__.get("_fused_cost", {}).get(steps)
     threads = 1 if sim.spike_transform is not None else thread_count(n, cost)
@@ -247,7 +249,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         spent[i] = time.perf_counter() - start
         return out
 
-    with torch_threads(1):
+    with torch_threads(1), dispatch.exact_products():
         parts = shared(piece, len(ranges), threads)
         result = parts[0] if len(parts) == 1 else _concat_results(parts)
     if n >= 4 * MIN_PIECE:    # smaller runs' fixed costs would inflate the per-sample cost
@@ -257,6 +259,18 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         "layers (" + ", ".join(layer.product for layer in sim._fused_layers.values()
                                if layer.product) + ")"
     return result
+
+
+def run_torch_ops(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
+                  steps: int, record_map: Dict[int, Set[str]], reset: str,
+                  reset_interval: Optional[int], batch_size: Optional[int]):
+    """``run`` on the device-generic path (``fastsim_torch``), whatever the device: what
+    CUDA simulators take, and what the tests run on CPU tensors to check that code
+    where no GPU is."""
+    from rssnn_deploy.sim import _concat_results
+    parts = [_result(sim, s, v, steps, reset, states) for s, v, states in fastsim_torch.run(
+        sim, bias_input, spikes, steps, record_map, reset, reset_interval, batch_size)]
+    return parts[0] if len(parts) == 1 else _concat_results(parts)
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,10 @@ the machine cannot run gives way to the next one it can: ``vnni`` → ``avx_vnni
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -69,6 +70,54 @@ INT8_PRODUCTS = ("vnni", "avx_vnni", "avx2", "int_mm", "scalar")
 
 #: the largest integer below which float32 sums are exact, whatever their order
 F32_EXACT = float(1 << 24)
+
+
+def _read(get):
+    """A torch precision setting, or ``None`` where torch refuses to read it (after a mix
+    of its legacy and new precision APIs, torch ≥ 2.9 raises on the legacy getters)."""
+    try:
+        return get()
+    except RuntimeError:
+        return None
+
+
+#: torch ≥ 2.9's per-backend float32 precision settings (the "new API")
+_LEAVES = [leaf for leaf in (getattr(torch.backends.cuda, "matmul", None),
+                             getattr(getattr(torch.backends, "cudnn", None), "conv", None),
+                             getattr(getattr(torch.backends, "mkldnn", None), "matmul", None),
+                             getattr(getattr(torch.backends, "mkldnn", None), "conv", None))
+           if leaf is not None and hasattr(leaf, "fp32_precision")]
+
+
+@contextlib.contextmanager
+def exact_products() -> Iterator[None]:
+    """Float products of integers must not round: float32 matmuls and convolutions at
+    full precision while the block runs (``torch.set_float32_matmul_precision("medium")``
+    lets oneDNN on CPU use bf16 and CUDA TF32; cuDNN convolutions take TF32 by default),
+    half-precision reductions off, and every setting as it was afterwards, in whichever
+    of torch's two precision APIs it was made."""
+    cuda = torch.backends.cuda.matmul
+    flags = [(obj, name) for obj, name in
+             ((cuda, "allow_fp16_reduced_precision_reduction"),
+              (cuda, "allow_bf16_reduced_precision_reduction"),
+              (torch.backends.cudnn, "allow_tf32")) if hasattr(obj, name)]
+    old_flags = [_read(lambda: getattr(obj, name)) for obj, name in flags]
+    old_leaves = [leaf.fp32_precision for leaf in _LEAVES]
+    precision = _read(torch.get_float32_matmul_precision)
+    torch.set_float32_matmul_precision("highest")
+    for obj, name in flags:
+        setattr(obj, name, False)
+    try:
+        yield
+    finally:
+        for (obj, name), value in zip(flags, old_flags):
+            if value is not None:
+                setattr(obj, name, value)
+        if precision is not None:
+            torch.set_float32_matmul_precision(precision)
+        else:
+            for leaf, value in zip(_LEAVES, old_leaves):
+                leaf.fp32_precision = value
 
 
 def _has_int_mm() -> bool:

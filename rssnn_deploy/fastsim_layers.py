@@ -195,6 +195,7 @@ class FusedLayer:
             self.gains = np.ascontiguousarray(st.gains.cpu().numpy().astype(np.int32))
             self.gain_exp = int(st.neuron.gain_exp)
         self.hops = int(st.timing.hops)
+        self.input_max = input_max                     # largest input value (graded > 1)
         self.mode: Optional[str] = None
         self.product: Optional[str] = None
         self.shift = 0                                 # added to the sums' exponent
@@ -202,7 +203,7 @@ class FusedLayer:
         self.gemm = "int_mm"                           # which int8 GEMM: torch or a C kernel
         self.split = False                             # int_w holds hi | lo halves
         self.w32: Optional[torch.Tensor] = None        # (K, N) float32 weights ("fp32")
-        self.conv: Optional[Tuple[int, ...]] = None    # kH, kW, stride, padding, dilation
+        self.conv: Optional[Tuple[int, ...]] = None    # conv: kH, kW, stride, padding, dilation
         # the exact int8 form whatever the im2col row length, for whole pieces in C
         # (fastsim_piece): its weights, and the exponent its sums take
         self.piece_w: Optional[Int8Weights] = None
@@ -230,14 +231,9 @@ class FusedLayer:
             g = syn.groups
             bound = float(np.abs(w).reshape(oc, -1).sum(axis=1).max(initial=0))
             # below Lava's 24-bit wrap; torch's GEMM only with rows long enough to win
+            self.conv = (kh, kw, *syn.stride, *syn.padding, *syn.dilation)
             if input_max == 1.0 and bound < (1 << 23):
-                full = np.zeros((kh, kw, cg * g, oc), dtype=np.int64)
-                for k in range(g):      # block-diagonal over the groups
-                    blk = w[k * (oc // g):(k + 1) * (oc // g)]
-                    full[:, :, k * cg:(k + 1) * cg, k * (oc // g):(k + 1) * (oc // g)] = \
-                        blk.transpose(2, 3, 1, 0)
-                self.piece_w = int8_weights(full.reshape(kh * kw * cg * g, oc))
-                self.conv = (kh, kw, *syn.stride, *syn.padding, *syn.dilation)
+                self.piece_w = int8_weights(im2col_weights(w, g))
                 short_rows = kh * kw * cg * g < IM2COL_MIN_K
             base_shift = 0
             fp32_exact = syn.dtype == torch.float32     # the reference conv's own bound
@@ -269,6 +265,18 @@ class FusedLayer:
                 return (f"layer {st.spec_index}: gain_exp {self.gain_exp} or gains beyond "
                         "2²² (the reference's float64 product would not be exact)")
         return None
+
+
+def im2col_weights(w: np.ndarray, groups: int) -> np.ndarray:
+    """Conv weights (OC, C/g, kH, kW) → the (kH·kW·C, OC) matrix that multiplies im2col
+    rows of channels-last input ((kH, kW, C) order), block-diagonal over the groups."""
+    oc, cg, kh, kw = w.shape
+    full = np.zeros((kh, kw, cg * groups, oc), dtype=np.int64)
+    per = oc // groups
+    for k in range(groups):
+        full[:, :, k * cg:(k + 1) * cg, k * per:(k + 1) * per] = \
+            w[k * per:(k + 1) * per].transpose(2, 3, 1, 0)
+    return full.reshape(kh * kw * cg * groups, oc)
 
 
 def row_major(x: torch.Tensor, take: Optional[Take] = None) -> torch.Tensor:

@@ -7,7 +7,9 @@ test run on one machine would otherwise check one of them; forcing each
 dense and conv, bias, spike and graded input, at batch sizes whose GEMM rows end inside
 a register tile. Products the CPU lacks are skipped with the reason. Also: the AVX2
 kernel's no-saturation argument at its worst case, the float32 bound falling back to
-float64, and the fallback order itself.
+float64, and the fallback order itself; and the device-generic path CUDA simulators
+take (``fastsim_torch``), on CPU tensors, against the reference on every rule of the
+update.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+import test_fastsim as tf
 from conftest import INTEGRATOR, conv_spec, dense_spec
 from test_fastsim import assert_same, assert_same_outputs, bias
 from rssnn_deploy import (fastsim, fastsim_dispatch, fastsim_kernels, fastsim_layers,
-                          fastsim_piece)
+                          fastsim_piece, fastsim_torch)
 from rssnn_deploy.backends import get_backend
 from rssnn_deploy.sim import SimulationError, Simulator
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
@@ -289,3 +292,137 @@ def test_every_product_equals_lava(product, net):
     assert fastsim.engine_path(sim).startswith(
         expected_path(product) if net == "dense" else "layers")
     assert ours.spike_counts.sum() > 0 or ours.output_v.abs().sum() > 0
+
+
+# ------------------------------------------------- the device-generic path (CUDA's)
+
+@pytest.fixture
+def torch_ops(monkeypatch):
+    """Fused runs take the device-generic path (``fastsim_torch``, what CUDA simulators
+    run) on CPU tensors; the list counts its runs."""
+    runs = []
+    real = fastsim_torch.run
+
+    def counting(*args, **kwargs):
+        runs.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastsim_torch, "run", counting)
+    monkeypatch.setattr(fastsim, "run", fastsim.run_torch_ops)
+    return runs
+
+
+#: test_fastsim's comparisons of the fused engine with the reference, each rule of the
+#: update among them (wraps, saturation, delays, gains, per-neuron constants, resets,
+#: spike, graded and transformed input, conv geometries)
+ENGINE_CASES = [
+    (tf.test_random_dense_nets, {"seed": 0}), (tf.test_random_dense_nets, {"seed": 3}),
+    (tf.test_random_conv_nets, {"im2col_everywhere": None, "seed": 1}),
+    (tf.test_u_wraps_and_v_saturates, {}), (tf.test_int32_and_24_bit_wraps_of_large_conv_weights, {}),
+    (tf.test_bias_and_input_wrap_in_int16, {}), (tf.test_delays, {}), (tf.test_dlif_gains, {}),
+    (tf.test_dlif_gains_on_conv_layers, {}), (tf.test_per_neuron_parameters, {}),
+    (tf.test_spike_train_input, {"input_neuron": True}),
+    (tf.test_spike_train_input, {"input_neuron": False}),
+    (tf.test_graded_input, {"conv": False}), (tf.test_graded_input, {"conv": True}),
+    (tf.test_resets, {"reset": "staggered", "interval": 4}),
+    (tf.test_resets, {"reset": "none", "interval": None}),
+    (tf.test_spike_transform_is_applied_alike, {}),
+    (tf.test_conv_geometries, {"convs": ((4, 3, 2, 1, 1), (6, 3, 1, 0, 2)), "groups": 2,
+                               "im2col": True}),
+]
+
+
+@pytest.mark.parametrize("case,kwargs", ENGINE_CASES,
+                         ids=[f"{c.__name__[5:]}{sorted(k.items())}" for c, k in ENGINE_CASES])
+def test_torch_ops_path_equals_the_reference(torch_ops, monkeypatch, case, kwargs):
+    if "monkeypatch" in case.__code__.co_varnames[:case.__code__.co_argcount]:
+        kwargs = {**kwargs, "monkeypatch": monkeypatch}
+    case(**kwargs)
+    assert torch_ops, "the device-generic path did not run"
+
+
+def test_torch_ops_path_float64_beyond_the_bound_and_every_record(torch_ops):
+    spec = _wide_layer_spec(70_001, 253)
+    sim = Simulator(spec, engine="fused")
+    spikes = torch.ones((2, 3, 70_001), dtype=torch.bool)
+    assert_same(spec, spikes=spikes, steps=4)
+    sim.run(spikes=spikes, steps=4)
+    assert fastsim.engine_path(sim) == "cpu layers (fp64)"
+    spec = conv_spec(seed=46, wmax=60)
+    sim = Simulator(spec, engine="fused")
+    sim.run(bias(spec, 3), record="all")
+    assert fastsim.engine_path(sim) == "cpu layers (fp32, fp32, fp32, fp32)"
+
+
+def test_products_run_with_exact_float_settings(torch_ops, monkeypatch):
+    """Reduced-precision float32 products off while the sums are formed (CUDA's TF32,
+    oneDNN's bf16 under precision "medium" would round integer sums), and back as they
+    were afterwards."""
+    seen = []
+    real = fastsim_torch._shift
+
+    def watching(x, exp):
+        seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
+        return real(x, exp)
+
+    monkeypatch.setattr(fastsim_torch, "_shift", watching)
+    old = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("medium")
+        torch.backends.cudnn.allow_tf32 = True
+        spec = dense_spec([30, 20, 6], seed=47, steps=7)
+        assert_same_outputs(spec, bias_input=bias(spec, 5))
+        assert seen and set(seen) == {("highest", False)}
+        assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == \
+            ("medium", True)
+    finally:
+        torch.set_float32_matmul_precision(old[0])
+        torch.backends.cudnn.allow_tf32 = old[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("net", ["dense", "conv"])
+def test_cuda_equals_the_cpu_engines(net):
+    """On a GPU (benchmarks/gpu_check.sh runs the benchmark's networks): CUDA simulators
+    take the device-generic path, with TF32 switched on outside, and equal the C
+    engine and the reference loop, every record."""
+    spec = dense_spec([70, 33, 17, 5], seed=48, steps=9) if net == "dense" else \
+        conv_spec(seed=48, wmax=60)
+    x = bias(spec, 40, lo=0, hi=60, seed=48)
+    old = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("medium")         # TF32 for cuBLAS
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        gpu_sim = Simulator(spec, device="cuda")
+        gpu = gpu_sim.run(x.cuda(), record="all")
+    finally:
+        torch.set_float32_matmul_precision(old[0])
+        torch.backends.cudnn.allow_tf32 = old[1]
+    assert fastsim.engine_path(gpu_sim).startswith("cuda layers")
+    for engine in ("fused", "reference"):
+        cpu = Simulator(spec, engine=engine).run(x, record="all")
+        assert torch.equal(cpu.output_v, gpu.output_v.cpu())
+        assert torch.equal(cpu.output_spikes, gpu.output_spikes.cpu())
+        for idx, rec in cpu.states.items():
+            for k, a in rec.items():
+                assert torch.equal(a, gpu.states[idx][k].cpu()), (engine, idx, k)
+
+
+def test_torch_ops_conv_sums_wrap_24_bit(torch_ops):
+    """Conv sums between 2²³ and 2²⁴ stay exact in float32 but wrap signed 24-bit, as
+    Lava's conv output does (all-ones input, nine weights of 1,800,000)."""
+    spec = NetworkSpec([
+        LayerSpec("input", (1, 5, 5)),
+        LayerSpec("conv", (1, 3, 3), neuron=CubaNeuron(4096, 0, 131071),
+                  weight=np.full((1, 1, 3, 3), 1_800_000)),
+        LayerSpec("flatten", (9,)),
+        LayerSpec("dense", (2,), neuron=INTEGRATOR, weight=np.ones((2, 9), dtype=np.int64))],
+        meta={"steps": 5})
+    spikes = torch.ones((2, 4, 1, 5, 5), dtype=torch.bool)
+    ref = Simulator(spec, engine="reference").run(spikes=spikes, record="all")
+    a_in = 9 * 1_800_000 - (1 << 24)                    # the 24-bit wrap of the sum
+    assert (ref.states[1]["u"] == a_in * 64 + (1 << 24)).any()    # (then u's one wrap)
+    assert_same(spec, spikes=spikes)
+    sim = Simulator(spec, engine="fused")
+    sim.run(spikes=spikes)
+    assert fastsim.engine_path(sim) == "cpu layers (fp32, fp32)"
