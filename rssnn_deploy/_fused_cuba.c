@@ -25,6 +25,14 @@
 
 #include "_fused_cuba.h"
 
+/* One copy per vector width, picked at load time (GCC function multi-versioning) on
+ * x86-64; elsewhere (aarch64: NEON is the baseline) one copy the compiler vectorises. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 #define U_LIMIT (1 << 23)
 #define V_LIMIT ((1 << 23) - 1)
 #define BLOCK_NEURONS 4096
@@ -66,7 +74,7 @@ static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, 
 
 /* One step of a block of w neurons (constants tiled to the block). Separate function so
  * the compiler vectorises it. */
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+VECTOR_CLONES
 static void step_block(int64_t w, const int32_t *restrict a6, const int32_t *restrict bias6,
                        const int32_t *restrict cu, const int32_t *restrict cv,
                        const int32_t *restrict theta, int32_t *restrict u,
@@ -273,7 +281,7 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
  * in the state's order) to out (steps, row) at out + t * row, as 0/1 in uint8 (s_kind
  * 0), float32 (1) or float64 (2). The bias values must lie in [offset, offset + R).
  */
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+VECTOR_CLONES
 void rssnn_pattern_spikes(int64_t steps, int64_t count, const uint64_t *pattern,
                           int64_t words, const int16_t *bias, int32_t offset,
                           void *out, int s_kind, int64_t row) {
