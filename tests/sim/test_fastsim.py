@@ -69,17 +69,19 @@ def im2col_everywhere(monkeypatch):
     monkeypatch.setattr(fastsim_layers, "IM2COL_MIN_K", 1)
 
 
-@pytest.mark.parametrize("int_mm", [True, False])
+@pytest.mark.parametrize("product", ["int_mm", "fp32"])
 def test_dense_and_conv_layers_with_and_without_the_int8_gemm(monkeypatch, im2col_everywhere,
-                                                               int_mm):
-    # the exact int8 GEMM (im2col for conv) is the default where torch has it; the
-    # float32 GEMM / channels-last conv path must agree as well
-    monkeypatch.setattr(fastsim_layers, "INT_MM", int_mm)
+                                                               product):
+    # the exact int8 GEMM (im2col for conv) where the product is one; the float32 GEMM
+    # (dense) / channels-last conv path must agree as well (every product of the
+    # machine: tests/test_fastsim_paths.py)
+    monkeypatch.setenv("RSSNN_SIM_KERNEL", product)
     for spec in (dense_spec([23, 17, 9, 4], seed=11, steps=7), conv_spec(seed=11)):
         fused = Simulator(spec, engine="fused")
         fastsim.unsupported(fused)
         modes = {layer.mode for i, layer in fused.fused_state.layers.items() if i > 0}
-        assert modes == {"int8" if int_mm else "torch"}
+        assert modes == ({"int8"} if product == "int_mm" else
+                         {"fp32"} if spec.layers[1].kind == "dense" else {"torch", "fp32"})
         assert_same(spec, bias_input=bias(spec, 9, seed=11))
 
 
@@ -371,7 +373,7 @@ def lookups(request, monkeypatch):
     monkeypatch.setattr(fastsim_kernels, "LOOKUP", counting)
     monkeypatch.setattr(fastsim_piece.PiecePlan, "run", counting_run)
     if request.param == "layer by layer":
-        monkeypatch.setattr(fastsim_piece, "plan_for", lambda sim, layers: None)
+        monkeypatch.setattr(fastsim_piece, "plan_for", lambda sim, layers, machine: None)
     return calls
 
 
@@ -490,22 +492,25 @@ def test_pieces_shared_by_caller_and_helpers_keep_order_and_errors():
 
 needs_vnni = pytest.mark.skipif(
     not fastsim_piece.available(),
-    reason="CPU without AVX-512 VNNI: the whole-piece path is off here and the "
-           "layer-by-layer path (tested above) runs instead")
+    reason="the machine's synaptic product has no C kernel (RSSNN_SIM_KERNEL=fp32 or "
+           "int_mm, or no C extension): the layer-by-layer path (tested above) runs instead")
 
 
-@needs_vnni
+@pytest.mark.parametrize("kernel", sorted(fastsim_kernels.GEMM_IDS))
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 5, 7), (4, 4, 16), (9, 130, 70),
                                    (37, 783, 200), (130, 64, 10)])
-def test_piece_gemm_is_exact(m, k, n):
+def test_piece_gemm_is_exact(m, k, n, kernel):
     # tails of every kind: rows not a multiple of the 4-row tile, inputs not a multiple
     # of 4 (read without running past the last row), columns not a multiple of 16
+    if kernel not in fastsim_kernels.CPU_GEMMS:
+        pytest.skip(f"this CPU cannot run the {kernel} kernel")
     rng = np.random.default_rng(m * k * n)
     a = (rng.random((m, k)) < 0.4).astype(np.uint8)
     w = rng.integers(-128, 128, (k, n)).astype(np.int8)
-    assert np.array_equal(fastsim_piece.gemm(a, w), a.astype(np.int64) @ w.astype(np.int64))
+    assert np.array_equal(fastsim_piece.gemm(a, w, kernel),
+                          a.astype(np.int64) @ w.astype(np.int64))
     ones, low = np.ones((m, k), np.uint8), np.full((k, n), -128, np.int8)
-    assert np.array_equal(fastsim_piece.gemm(ones, low), np.full((m, n), -128 * k))
+    assert np.array_equal(fastsim_piece.gemm(ones, low, kernel), np.full((m, n), -128 * k))
 
 
 def _dense_with(base: NetworkSpec, weights=None, gains=None) -> NetworkSpec:
@@ -575,7 +580,7 @@ def test_whole_piece_only_where_it_computes_the_same(monkeypatch):
     for spec in (conv_last, delays):
         sim = Simulator(spec)
         fastsim.unsupported(sim)
-        assert fastsim_piece.plan_for(sim, sim.fused_state.layers) is None
+        assert fastsim_piece.plan_for(sim, sim.fused_state.layers, sim.fused_state.machine) is None
     assert runs == []
 
 

@@ -25,6 +25,14 @@
 
 #include "cuba.h"
 
+/* One copy per vector width, picked at load time (GCC function multi-versioning) on
+ * x86-64; elsewhere (aarch64: NEON is the baseline) one copy the compiler vectorises. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 #define U_LIMIT (1 << 23)
 #define V_LIMIT ((1 << 23) - 1)
 #define BLOCK_NEURONS 4096
@@ -36,10 +44,16 @@ static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 1
 /* a_in for one element, already wrapped to int32 (Lava's int32 channel).
  * Kinds: 1 float32 (exact integers below 2^24), 2 float64, 3 int32 sums of an int8 GEMM
  * with the weights split as 2 hi + lo (hi sums in columns [0, f), lo sums in [f, 2f) of
- * each row), to which the weight exponent (shift) still applies. */
+ * each row), 4 int32 sums and 5 float32 sums (exact integers up to 2^24) of the weights
+ * divided by 2^shift, to which the weight exponent (shift) still applies. */
 static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, int shift) {
     if (a_kind == 1) {
         return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+    }
+    if (a_kind == 5) {
+        int64_t x = (int64_t)((const float *)a)[idx];
+        x = shift >= 0 ? x << shift : x >> (-shift);
+        return wrap32(x);
     }
     if (a_kind == 3) {
         int64_t row = idx / f, j = idx - row * f;
@@ -60,7 +74,7 @@ static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, 
 
 /* One step of a block of w neurons (constants tiled to the block). Separate function so
  * the compiler vectorises it. */
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+VECTOR_CLONES
 static void step_block(int64_t w, const int32_t *restrict a6, const int32_t *restrict bias6,
                        const int32_t *restrict cu, const int32_t *restrict cv,
                        const int32_t *restrict theta, int32_t *restrict u,
@@ -113,9 +127,9 @@ void *rssnn_scratch(int slot, size_t bytes) {
  *
  * steps, n, f  : chip steps, samples in the arrays, neurons per sample
  * a, a_kind    : synaptic input rows (a_rows, n, f); a_kind 0 none, 1 float32, 2 float64,
- *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums;
+ *                3 int32 hi/lo pairs (a_rows, n, 2f), 4 int32 sums, 5 float32 sums;
  *                row r is what the neurons receive at chip step a_first + r, other steps 0
- * a_shift      : weight exponent for kinds 3 and 4 (left, or floor right when negative)
+ * a_shift      : weight exponent for kinds 3, 4 and 5 (left, or floor right when negative)
  * gain         : NULL, or gain_len DLIF gain mantissas; step t uses
  *                gain[clamp(t - hops - 1, 0, gain_len - 1)], a' = sgn(a g)(|a g| >> gain_exp)
  * bias         : NULL, or int16 bias mantissas, (f,) or per sample (n, f)
@@ -215,6 +229,13 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
                             a6[i] = wrap32(x * 64);
                         }
                     }
+                } else if (a_kind == 5) {
+                    const float *af = (const float *)a + base;
+                    for (int64_t i = 0; i < w; i++) {
+                        int64_t x = (int64_t)af[i];
+                        x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
+                        a6[i] = wrap32(x * 64);
+                    }
                 } else if (a_kind == 1) {
                     const float *af = (const float *)a + base;
                     for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)af[i] * 64;
@@ -260,7 +281,7 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
  * in the state's order) to out (steps, row) at out + t * row, as 0/1 in uint8 (s_kind
  * 0), float32 (1) or float64 (2). The bias values must lie in [offset, offset + R).
  */
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+VECTOR_CLONES
 void rssnn_pattern_spikes(int64_t steps, int64_t count, const uint64_t *pattern,
                           int64_t words, const int16_t *bias, int32_t offset,
                           void *out, int s_kind, int64_t row) {

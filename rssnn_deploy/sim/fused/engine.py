@@ -1,9 +1,10 @@
-"""The fused CPU engine of the simulator: same results, integer state, one call per layer.
+"""The fused CPU engine of ``rssnn_deploy.sim.simulator``: same results, integer state, one call per layer.
 
 ``sim.Simulator`` stays the reference (float64 state, one torch op per rule and step,
-differentiable). On CPU, outside the differentiable mode, ``Simulator.run`` hands the
-work to :func:`run` here: exact integer synapses (below) and, instead of the neuron
-loop, ``rssnn_cuba_run`` in ``_fused_cuba.c``:
+differentiable). Outside the differentiable mode, ``Simulator.run`` hands the work to
+:func:`run` here (on CUDA and other devices it goes on to ``torch_ops``: int64
+torch ops and exact float32 GEMMs); on CPU: exact integer synapses (below) and,
+instead of the neuron loop, ``rssnn_cuba_run`` in ``cuba.c``:
 
 * int32 ``u`` and ``v`` (4 bytes a neuron instead of float64's 8), every chip step of
   a layer in one call, the sample range cut into blocks of ≈ 4096 neurons whose state
@@ -33,11 +34,13 @@ batch 256, and run times that wandered 2× with glibc's adaptive threshold). Wha
 returns never comes from there.
 
 Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
-each layer's constants and synapses (int8 GEMM, im2col: ``fastsim_layers``), the input
-layer looked up by bias value instead of simulated (``fastsim_input``), threads and how
-pieces are shared (``fastsim_threads``), and whole pieces of conv/dense networks fed by
-bias or binary spike input in one C call that holds no Python lock (``fastsim_piece``,
-on CPUs with AVX-512 VNNI).
+which exact synaptic product the CPU and each layer take (AVX-512 VNNI, AVX-VNNI, AVX2
+int8 kernels, float32 GEMM; ``dispatch``), each layer's constants and synapses
+(int8 GEMM, im2col: ``fastsim_layers``), the input layer looked up by bias value
+instead of simulated (``fastsim_input``), threads and how pieces are shared
+(``fastsim_threads``), and whole pieces of conv/dense networks fed by bias or binary
+spike input in one C call that holds no Python lock (``fastsim_piece``, wherever the
+product has a C kernel).
 
 When the extension is missing (no compiler at install time) the reference path runs;
 ``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
@@ -54,18 +57,27 @@ from typing import Dict, Optional, Set, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.fused import kernels
+from rssnn_deploy.sim.fused import dispatch, kernels, torch_ops
 from rssnn_deploy.sim.fused import piece as fastsim_piece
 from rssnn_deploy.sim.fused.inputs import Patterns, input_patterns, looked_up_layer
 from rssnn_deploy.sim.fused.kernels import S_KIND, ptr, reset_mask, wrap16_input
 from rssnn_deploy.sim.fused.layers import FusedLayer, row_major
-from rssnn_deploy.sim.fused.threads import (MIN_PIECE, PIECES_PER_THREAD, auto_threads,
-                                          describe_threads, set_threads, shared, thread_count,
-                                          torch_threads)
+from rssnn_deploy.sim.fused.state import FusedState
+from rssnn_deploy.sim.fused.threads import (
+    MIN_PIECE,
+    PIECES_PER_THREAD,
+    auto_threads,
+    describe_threads,
+    set_threads,
+    shared,
+    thread_count,
+    torch_threads,
+)
+from rssnn_deploy.sim.layers import ConvSynapse, DenseSynapse, SimulationError
 from rssnn_deploy.sim.result import SimResult, concat_results
 
 __all__ = ["available", "engine_status", "set_threads", "auto_threads", "unsupported", "run",
-           "MEMORY_BUDGET"]
+           "use_kernel", "engine_path", "MEMORY_BUDGET"]
 
 #: bytes of per-chunk intermediates (spike trains, synaptic sums, records) the fused
 #: engine aims for when it cuts a batch into chunks
@@ -80,9 +92,29 @@ def engine_status() -> str:
     """One line: which CPU engine ``Simulator`` uses, and why."""
     if kernels.KERNEL is None:
         return f"reference torch loop (fused kernel unavailable: {kernels.WHERE})"
-    piece = "on" if kernels.PIECE is not None else "off (the CPU lacks AVX-512 VNNI)"
-    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), whole pieces in C "
-            f"{piece}, threads {describe_threads()}")
+    try:
+        kernel = dispatch.piece_kernel(dispatch.machine_product(dispatch.requested()))
+    except SimulationError:
+        kernel = None
+    piece = f"on ({kernel} GEMM)" if kernel else "off (the synaptic product has no C kernel)"
+    return (f"fused C kernel ({os.path.basename(kernels.WHERE)}), synaptic product "
+            f"{dispatch.describe()}, whole pieces in C {piece}, threads {describe_threads()}")
+
+
+def use_kernel(sim, product: Optional[str]) -> None:
+    """Make ``sim``'s fused runs use the synaptic product ``product`` (a name of
+    ``dispatch.PRODUCTS``, or ``None``/``"auto"`` for the environment's or the
+    automatic choice), as ``RSSNN_SIM_KERNEL`` does for every simulator; where the
+    machine cannot run it, the next in the fallback order runs."""
+    if product is not None:
+        dispatch.check(product, "product")
+    sim.fused_state = FusedState(request=None if product in (None, "auto") else product)
+
+
+def engine_path(sim) -> str:
+    """Short name of the path ``sim``'s last run took: ``reference``, ``C pieces
+    (<kernel>)``, or ``layers (<product per synaptic layer>)`` (the benchmark's rows)."""
+    return sim.fused_state.last_path
 
 
 # ----------------------------------------------------------------------------------
@@ -91,16 +123,15 @@ def engine_status() -> str:
 
 def unsupported(sim) -> Optional[str]:
     """Why ``sim`` cannot use the fused engine, or ``None`` when it can."""
-    from rssnn_deploy.sim.layers import ConvSynapse, DenseSynapse
-    if kernels.KERNEL is None:
+    if kernels.KERNEL is None and sim.device.type == "cpu":
         return f"fused kernel unavailable: {kernels.WHERE}"
     if sim.differentiable:
         return "differentiable mode (the reference computes the gradients)"
-    if sim.device.type != "cpu":
-        return f"device {sim.device.type} (the fused kernel is CPU code)"
     layers = sim.fused_state.layers
     if layers is not None:
         return layers if isinstance(layers, str) else None
+    request = sim.fused_state.request or dispatch.requested()
+    machine = sim.fused_state.machine = dispatch.machine_product(request)
     out: Dict[int, FusedLayer] = {}
     in_shape = tuple(sim.input_shape)
     for st in sim.stages:
@@ -115,7 +146,7 @@ def unsupported(sim) -> Optional[str]:
             break
         first_synaptic = st.synapse is not None and not any(
             s.synapse is not None for s in sim.stages[:sim.stages.index(st)])
-        layer = FusedLayer(st, in_shape, sim.input_max(first_synaptic))
+        layer = FusedLayer(st, in_shape, sim.input_max(first_synaptic), machine)
         in_shape = tuple(st.shape)
         reason = layer.problem(st)
         if reason:
@@ -165,7 +196,7 @@ def _chunk_size(sim, steps: int, record_map: Dict[int, Set[str]]) -> int:
     for st in sim.stages:
         f = math.prod(st.shape)
         layer = layers[st.spec_index]
-        a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1)}.get(layer.mode, 8)
+        a_bytes = {None: 0, "int8": 4 * (2 if layer.split else 1), "fp32": 4}.get(layer.mode, 8)
         patches = 0 if layer.int_w is None or layer.conv is None else \
             layer.int_w.main.shape[0] * f // layer.int_w.main.shape[1] * (2 if layer.split else 1)
         per_sample = max(per_sample, (in_width + patches + f * (a_bytes + 1)) * steps)
@@ -188,6 +219,9 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
     another process takes fewer pieces. The automatic thread count (``thread_count``)
     also weighs the run's expected work, from this simulator's earlier runs.
     """
+    if sim.device.type != "cpu":       # CUDA and other devices: torch ops (torch_ops)
+        return run_torch_ops(sim, bias_input, spikes, steps, record_map, reset, reset_interval,
+                             batch_size)
     n = (bias_input if bias_input is not None else spikes).shape[0]
     cost = sim.fused_state.cost.get(steps)
     threads = 1 if sim.spike_transform is not None else thread_count(n, cost)
@@ -219,13 +253,27 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         spent[i] = time.perf_counter() - start
         return out
 
-    with torch_threads(1):
+    with torch_threads(1), dispatch.exact_products():
         parts = shared(piece, len(ranges), threads)
         result = parts[0] if len(parts) == 1 else concat_results(parts)
     if n >= 4 * MIN_PIECE:    # smaller runs' fixed costs would inflate the per-sample cost
         sim.fused_state.cost[steps] = sum(spent) / n
     sim.fused_state.last_threads = min(threads, len(ranges))    # shown by the benchmark
+    sim.fused_state.last_path = f"C pieces ({plan.kernel})" if plan is not None else \
+        "layers (" + ", ".join(layer.product for layer in sim.fused_state.layers.values()
+                               if layer.product) + ")"
     return result
+
+
+def run_torch_ops(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
+                  steps: int, record_map: Dict[int, Set[str]], reset: str,
+                  reset_interval: Optional[int], batch_size: Optional[int]):
+    """``run`` on the device-generic path (``torch_ops``), whatever the device: what
+    CUDA simulators take, and what the tests run on CPU tensors to check that code
+    where no GPU is."""
+    parts = [_result(sim, s, v, steps, reset, states) for s, v, states in torch_ops.run(
+        sim, bias_input, spikes, steps, record_map, reset, reset_interval, batch_size)]
+    return parts[0] if len(parts) == 1 else concat_results(parts)
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -245,6 +293,15 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
         a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
         return a.contiguous(), _KIND[a.dtype], steps, 1
     rows = steps - 1
+    if layer.mode == "fp32":    # exact: every partial sum an integer ≤ 2²⁴ (FusedLayer)
+        x = _channels_last(prev[:rows])
+        x = x.reshape(rows * n, layer.w32.shape[0])
+        if x.dtype != torch.float32:      # (the previous layer writes float32 spikes)
+            x = x.to(torch.float32)
+        a = torch.mm(x, layer.w32, out=_WS.take(f"a{st.spec_index}",
+                                                (x.shape[0], layer.w32.shape[1]),
+                                                torch.float32))
+        return a, 5, rows, 2
     if layer.mode == "int8":    # exact: 0/1 × int8 summed in int32
         x = _channels_last(prev[:rows])
         x = x.view(torch.int8) if x.dtype in (torch.int8, torch.uint8, torch.bool) \
@@ -256,7 +313,7 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
         x = row_major(x, functools.partial(_WS.take, "gemm_in"))
         a = layer.int_w.matmul(x, _WS.take(f"a{st.spec_index}",
                                            (x.shape[0], layer.int_w.main.shape[1]), torch.int32),
-                               functools.partial(_WS.take, "high_rows"))
+                               functools.partial(_WS.take, "high_rows"), layer.gemm)
         if layer.conv is None:
             return a, 3 if layer.split else 4, rows, 2
         if layer.split:     # per pixel hi | lo: combine here (the kernel pairs per sample)
@@ -346,7 +403,7 @@ def _piece_plan(sim) -> Optional[fastsim_piece.PiecePlan]:
     """``sim``'s whole-piece plan (built once), or ``None`` where it has none."""
     state = sim.fused_state
     if not state.piece_planned:
-        state.piece_plan = fastsim_piece.plan_for(sim, state.layers)
+        state.piece_plan = fastsim_piece.plan_for(sim, state.layers, state.machine)
         state.piece_planned = True
     return state.piece_plan
 
@@ -415,13 +472,15 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
-                prev = sim.transform_spikes(st, prev)
+                prev = sim.spike_transform(st.spec_index, prev) != 0
             a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
         nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
         if nxt is None or sim.spike_transform is not None:
             s_dtype = torch.bool
         elif nxt.mode == "int8":
             s_dtype = torch.int8
+        elif nxt.mode == "fp32":
+            s_dtype = torch.float32
         else:
             s_dtype = stages[pos + 1].synapse.dtype
         # the last layer's spikes (and those a transform sees) go out in (C, H, W) order;

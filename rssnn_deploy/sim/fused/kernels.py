@@ -1,4 +1,4 @@
-"""The fused engine's compiled kernels (``_fused_cuba.c``, ``_fused_piece.c``), loaded
+"""The fused engine's compiled kernels (``_fused_cuba.c``, ``piece.c``), loaded
 through ctypes, and the small helpers that shape their arguments.
 
 Why a C file and not something else: the loop is a dozen integer operations per
@@ -24,7 +24,8 @@ import torch
 from rssnn_deploy.native import load_library
 from rssnn_deploy.sim.network import reset_steps
 
-__all__ = ["KERNEL", "LOOKUP", "PIECE", "GEMM", "S_KIND", "ptr", "reset_mask", "wrap16_input"]
+__all__ = ["KERNEL", "LOOKUP", "PIECE", "GEMM", "GEMM_IDS", "CPU_GEMMS", "S_KIND", "ptr", "reset_mask",
+           "wrap16_input"]
 
 _I32 = ctypes.c_int32
 _P = ctypes.c_void_p
@@ -40,8 +41,8 @@ def _load():
                             _I64]),
         "pattern_spikes": (None, [_I64, _I64, _P, _I64, _P, _I32, _P, _INT, _I64]),
         "net_piece": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _I32, _P, _I64, _P, _P, _P]),
-        "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P]),
-        "piece_supported": (_INT, []),
+        "gemm_u8s8": (_INT, [_I64, _I64, _I64, _P, _P, _I64, _P, _INT]),
+        "gemm_kernels": (_INT, []),
     }
     return load_library("rssnn_deploy.sim.fused._cuba", signatures)
 
@@ -51,10 +52,14 @@ _FNS, WHERE = _load()
 KERNEL = _FNS.get("cuba_run")
 #: the input layer's trains copied from a table by bias value (``rssnn_pattern_spikes``)
 LOOKUP = _FNS.get("pattern_spikes")
-_VNNI = bool(_FNS) and bool(_FNS["piece_supported"]())
-#: a whole piece of a network (``rssnn_net_piece``) and its GEMM alone, on CPUs with VNNI
-PIECE = _FNS.get("net_piece") if _VNNI else None
-GEMM = _FNS.get("gemm_u8s8") if _VNNI else None
+#: the C GEMM kernels (u8 0/1 × s8 → s32, ``piece.c``) by name and their
+#: ``RSSNN_GEMM_*`` numbers, and those this CPU runs (``rssnn_gemm_kernels``)
+GEMM_IDS = {"scalar": 0, "avx2": 1, "vnni": 2, "avx_vnni": 3}
+CPU_GEMMS = frozenset(name for name, i in GEMM_IDS.items()
+                      if _FNS and (_FNS["gemm_kernels"]() >> i) & 1)
+#: a whole piece of a network (``rssnn_net_piece``) and its GEMM alone
+PIECE = _FNS.get("net_piece")
+GEMM = _FNS.get("gemm_u8s8")
 
 #: the kernel's code for the dtype of the spikes it writes
 S_KIND = {torch.bool: 0, torch.uint8: 0, torch.int8: 0, torch.float32: 1, torch.float64: 2}

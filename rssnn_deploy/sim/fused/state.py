@@ -30,6 +30,15 @@ class FusedState:
         ``piece_planned`` is set.
     last_threads
         Threads the last run used (shown by the benchmark).
+    request
+        The synaptic product asked for (``use_kernel``), or ``None`` for the automatic
+        choice (``RSSNN_SIM_KERNEL`` or the dispatch order).
+    machine
+        The product the machine runs for that request (``dispatch.machine_product``).
+    last_path
+        Short name of the path the last run took (``engine_path``).
+    device_layers
+        Per-device tensors of the torch-ops path (CUDA), by device.
     """
 
     layers: Union[None, str, Dict[int, Any]] = None
@@ -38,3 +47,7 @@ class FusedState:
     piece_plan: Optional[Any] = None
     piece_planned: bool = False
     last_threads: int = 0
+    request: Optional[str] = None
+    machine: Optional[str] = None
+    last_path: str = "reference"
+    device_layers: Dict[Any, Any] = field(default_factory=dict)
