@@ -41,12 +41,8 @@ def encode(x: np.ndarray, net: NetLike) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
-    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> from rssnn_deploy.spec import example_network
+    >>> spec = example_network()
     >>> encode(np.array([[0.5, 0.0], [0.0, 1.0]]), spec).tolist()
     [[11, 0], [0, 22]]
     """
@@ -68,13 +64,8 @@ def predict(net: NetLike, x: np.ndarray, backend: str = "sim",
     Examples
     --------
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]),
-    ...               neuron=CubaNeuron(i_decay=4096, v_decay=0, vth_mant=2**17 - 1))],
-    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> from rssnn_deploy.spec import example_network
+    >>> spec = example_network(readout=True)
     >>> predict(spec, np.array([[1.0, 0.0], [0.0, 1.0]])).tolist()   # argmax of the readout v
     [0, 1]
     """

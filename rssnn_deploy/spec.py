@@ -37,7 +37,7 @@ __all__ = ["BIAS_EXP", "STATE_SHIFT", "DECAY_ONE", "STATE_BITS", "STATE_MAX", "L
            "FOREIGN_LAYER_KINDS", "DLIF_NEURON_TYPE", "DECAY_LIMIT", "VTH_LIMIT", "CubaNeuron",
            "NETX_DEFAULT_NEURON", "ForeignNeuron", "LayerSpec", "BiasLayoutError",
            "conv_bias_per_neuron", "conv_bias_from_netx", "conv_bias_to_netx", "NetworkSpec",
-           "InputError", "encode_input"]
+           "InputError", "example_network", "encode_input"]
 
 #: netx's fixed bias exponent and Loihi's fixed threshold / activation shift.
 BIAS_EXP = 6
@@ -247,14 +247,13 @@ class NetworkSpec:
     Examples
     --------
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
     >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
-    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> spec = NetworkSpec(layers=[LayerSpec(kind="input", shape=(3,), neuron=lif),
+    ...                            LayerSpec(kind="dense", shape=(1,), neuron=lif,
+    ...                                      weight=np.ones((1, 3), dtype=int))],
+    ...                    meta={"steps": 8})
     >>> spec.steps, spec.run_steps          # T, and T plus the one synaptic hop
-    (4, 5)
+    (8, 9)
     """
 
     layers: List[LayerSpec]
@@ -312,6 +311,27 @@ class NetworkSpec:
 
 class InputError(UserError, ValueError):
     """Inputs that do not fit a network's input layer or its [0, 1] pixel range."""
+
+
+def example_network(readout: bool = False) -> NetworkSpec:
+    """A two-input, two-neuron network for examples and quick checks.
+
+    Input neurons (threshold 10) feed a dense layer with weights 20 on the diagonal;
+    ``readout=True`` makes that layer a non-spiking integrator (``vDecay = 0``, the
+    largest threshold), whose membrane ``predict`` reads. T = 4, input scale 22.
+
+    Examples
+    --------
+    >>> spec = example_network()
+    >>> [layer.kind for layer in spec.layers], spec.steps, spec.run_steps
+    (['input', 'dense'], 4, 5)
+    """
+    lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
+    out = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=(1 << 17) - 1) if readout else lif
+    return NetworkSpec(layers=[
+        LayerSpec(kind="input", shape=(2,), neuron=lif),
+        LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=out)],
+        meta={"steps": 4, "input_scale": 22.0, "readout": "membrane"})
 
 
 def encode_input(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""The C kernel of the fused training neuron (``_fused_lif.c``): loading and calling.
+"""The C kernel of the fused training neuron (``lif.c``): loading and calling.
 
 :class:`rssnn_deploy.models.neurons.LIFSequence` runs its forward here for CPU float32/float64
 tensors, and its backward for the triangle surrogate (the paper's); anything else (other
 devices, dtypes or surrogates, or no compiled extension) takes its torch path, which
 computes the same values. The kernel is called through ``ctypes``, which releases the
 GIL, so with several torch threads the neurons are split between Python threads the
-same way ``fastsim`` splits its batch.
+same way the fused simulator splits its batch.
 """
 from __future__ import annotations
 

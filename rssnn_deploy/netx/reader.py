@@ -52,12 +52,8 @@ def read_netx(path: PathLike) -> NetworkSpec:
     >>> import tempfile, pathlib
     >>> from rssnn_deploy.netx.writer import write_netx
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
-    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> from rssnn_deploy.spec import example_network
+    >>> spec = example_network()
     >>> path = write_netx(spec, pathlib.Path(tempfile.mkdtemp()) / "net.net")
     >>> back = read_netx(path)
     >>> [layer.kind for layer in back.layers], back.layers[1].weight.tolist()

@@ -30,12 +30,8 @@ def write_netx(spec: NetworkSpec, path: PathLike) -> Path:
     --------
     >>> import tempfile, pathlib, h5py
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
-    ...     meta={"steps": 4, "input_scale": 22.0})
+    >>> from rssnn_deploy.spec import example_network
+    >>> spec = example_network()
     >>> path = write_netx(spec, pathlib.Path(tempfile.mkdtemp()) / "net.net")
     >>> with h5py.File(path) as f:            # what stock lava-dl netx reads
     ...     sorted(f["layer"].keys()), f["layer/1/type"][0]

@@ -62,12 +62,8 @@ class Simulator(CompiledNetwork):
     Examples
     --------
     >>> import numpy as np
-    >>> from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-    >>> lif = CubaNeuron(i_decay=4096, v_decay=128, vth_mant=10)
-    >>> spec = NetworkSpec(layers=[
-    ...     LayerSpec(kind="input", shape=(2,), neuron=lif),
-    ...     LayerSpec(kind="dense", shape=(2,), weight=np.array([[20, 0], [0, 20]]), neuron=lif)],
-    ...     meta={"steps": 4})
+    >>> from rssnn_deploy.spec import example_network
+    >>> spec = example_network()
     >>> result = Simulator(spec).run(bias_input=np.array([[11, 0], [0, 11]]))
     >>> result.spike_counts.tolist()
     [[4, 0], [0, 4]]

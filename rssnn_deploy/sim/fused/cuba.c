@@ -274,7 +274,7 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
  * Spike trains of neurons without synaptic input (an input layer driven by its bias
  * alone), looked up instead of simulated. Such a neuron's u stays 0, so its spikes
  * depend only on its bias, its v decay and threshold and the reset steps; for a layer
- * whose neurons share these, fastsim_input.py runs rssnn_cuba_run once on every bias value
+ * whose neurons share these, inputs.py runs rssnn_cuba_run once on every bias value
  * in [offset, offset + R) and packs each value's train into `words` 64-bit masks
  * (bit t % 64 of word t / 64 = spike at chip step t + 1), pattern[(value - offset) *
  * words + word]. This writes the trains of count neurons (one sample after another,

@@ -30,13 +30,13 @@ compiler vectorises it as it can), both never chosen by ``auto`` because ``fp32`
 always exists and is faster where the others are missing.
 
 Per layer (``layer_product``): a layer whose input is 0/1 spikes and whose weights have
-an exact int8 form (``fastsim_layers.Int8Weights``) takes the machine's product; graded
+an exact int8 form (``layers.Int8Weights``) takes the machine's product; graded
 (multi-bit) input, weights without an int8 form and conv rows too short for the im2col
 GEMM take ``fp32`` where exact, else ``fp64``; synaptic delays ``delays`` (the
 reference's delay slots).
 
 Forcing (tests, benchmarks): ``RSSNN_SIM_KERNEL=<name>`` in the environment, read when a
-simulator's layers are compiled, or ``fastsim.use_kernel(sim, name)``. A forced product
+simulator's layers are compiled, or ``engine.use_kernel(sim, name)``. A forced product
 the machine cannot run gives way to the next one it can: ``vnni`` → ``avx_vnni`` →
 ``avx2`` → ``fp32``; ``int_mm`` and ``scalar`` → ``fp32``.
 """

@@ -1,49 +1,10 @@
-"""The fused CPU engine of ``rssnn_deploy.sim.simulator``: same results, integer state, one call per layer.
+"""The fused engine's driver: the same integers as the reference loop, with integer
+state, one C call per layer (or per whole piece of a network) and threads over the batch.
 
-``sim.Simulator`` stays the reference (float64 state, one torch op per rule and step,
-differentiable). Outside the differentiable mode, ``Simulator.run`` hands the work to
-:func:`run` here (on CUDA and other devices it goes on to ``torch_ops``: int64
-torch ops and exact float32 GEMMs); on CPU: exact integer synapses (below) and,
-instead of the neuron loop, ``rssnn_cuba_run`` in ``cuba.c``:
-
-* int32 ``u`` and ``v`` (4 bytes a neuron instead of float64's 8), every chip step of
-  a layer in one call, the sample range cut into blocks of ≈ 4096 neurons whose state
-  stays in L1/L2 while the block runs through all steps (per-neuron constants tiled
-  over the block, so a step is one flat vectorised loop whatever the layer width); per
-  neuron-step the kernel reads the synaptic sum (4 bytes) and writes the spike (1
-  byte), where the reference's 8–10 float64 torch ops move ≈ 120 bytes;
-* truncating division by 4096 without a branch, ``(p + ((p >> 63) & 4095)) >> 12``;
-  the int32 wraps, Lava's single 24-bit wrap of ``u`` and the ±(2²³ − 1) clip of ``v``
-  are applied on every step (the identity where sim.py's bounds show they cannot fire,
-  so the result is the same as the reference's planned checks);
-* DLIF gains ``sgn(a·g)(|a·g| >> e)`` and the int16 wrap of biases and bias input in
-  the kernel (an int16 cast, no int64 ``%``); per-neuron decays and thresholds as
-  arrays; staggered resets as a per-step mask.
-* (C, H, W) layers keep state, synaptic sums and spikes in channels-last (H, W, C)
-  order, the order the im2col GEMM produces and reads, with their per-neuron constants
-  permuted to match; records and the final v are written back in (C, H, W) order, and a
-  dense layer after a flatten takes its weight columns in channels-last order. (Reading
-  the sums through a permutation instead cost ≈ 3× the kernel time on PilotNet's
-  first conv layer.)
-
-Workspace. A piece's intermediates (int16 input biases, hidden layers' spikes and final
-v, synaptic sums, im2col patches) live in per-thread buffers kept between pieces and
-runs (``_Workspace``): fresh tensors of a few MiB are served by mmap, so each run
-faulted their pages in again (~1,000 page faults, 4.4 ms a run instead of 2.4 ms at
-batch 256, and run times that wandered 2× with glibc's adaptive threshold). What a run
-returns never comes from there.
-
-Beside this module: the compiled kernels and why they are C (``fastsim_kernels``),
-which exact synaptic product the CPU and each layer take (AVX-512 VNNI, AVX-VNNI, AVX2
-int8 kernels, float32 GEMM; ``dispatch``), each layer's constants and synapses
-(int8 GEMM, im2col: ``fastsim_layers``), the input layer looked up by bias value
-instead of simulated (``fastsim_input``), threads and how pieces are shared
-(``fastsim_threads``), and whole pieces of conv/dense networks fed by bias or binary
-spike input in one C call that holds no Python lock (``fastsim_piece``, wherever the
-product has a C kernel).
-
-When the extension is missing (no compiler at install time) the reference path runs;
-``engine_status()`` (shown by ``rssnn-deploy info``) says which engine is active.
+``Simulator.run`` hands CPU work outside the differentiable mode to :func:`run` here;
+other devices go to the device-generic torch path (``torch_ops``). How the kernels are
+laid out and why, with measurements, is in ``rssnn_deploy/sim/README.md``
+("The fused engine").
 """
 from __future__ import annotations
 
@@ -242,7 +203,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         torch.set_num_threads(1)       # per thread: OpenMP's thread count is thread-local
         start = time.perf_counter()
         with torch.inference_mode():
-            if plan is not None:       # the whole piece in one C call (fastsim_piece)
+            if plan is not None:       # the whole piece in one C call (piece.py)
                 out = _whole_piece(sim, plan, None if bias_input is None else bias_input[lo:hi],
                                    None if spikes is None else spikes[lo:hi], steps, reset,
                                    reset_interval, patterns)
@@ -472,7 +433,7 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
-                prev = sim.spike_transform(st.spec_index, prev) != 0
+                prev = sim.transform_spikes(st, prev)
             a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
         nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
         if nxt is None or sim.spike_transform is not None:

@@ -1,4 +1,4 @@
-"""The fused engine's compiled kernels (``_fused_cuba.c``, ``piece.c``), loaded
+"""The fused engine's compiled kernels (``cuba.c``, ``piece.c``), loaded
 through ctypes, and the small helpers that shape their arguments.
 
 Why a C file and not something else: the loop is a dozen integer operations per

@@ -25,7 +25,7 @@ PilotNet-LIF conv 2–5 (rows kH·kW·C = 216–576): 90 / 33 / 15 / 18 µs agai
 30 / 33 µs; but with short rows the float conv wins: PilotNet conv 1 (27) 129 against
 84 µs, 1×28×28-8c3 (9) 40 against 25 µs, 8c3-16c3s2 (72) 11 against 6 µs; hence int8
 from rows of ``IM2COL_MIN_K`` = 128 on in the Python-driven piece (the whole-piece C
-path, ``fastsim_piece``, runs its own im2col and int8 GEMM on every row length:
+path, ``piece``, runs its own im2col and int8 GEMM on every row length:
 ``piece_w``). An event-driven C synapse (adding the weight rows of the inputs that
 spiked, as Loihi does) was slower than both on conv layers
 (PilotNet conv 2: 315 µs at 10 % density) and beat the int8 GEMM on 784-128 dense rows
@@ -207,7 +207,7 @@ class FusedLayer:
         self.w32: Optional[torch.Tensor] = None        # (K, N) float32 weights ("fp32")
         self.conv: Optional[Tuple[int, ...]] = None    # conv: kH, kW, stride, padding, dilation
         # the exact int8 form whatever the im2col row length, for whole pieces in C
-        # (fastsim_piece): its weights, and the exponent its sums take
+        # (piece.py): its weights, and the exponent its sums take
         self.piece_w: Optional[Int8Weights] = None
         self.piece_shift = 0
         syn = st.synapse

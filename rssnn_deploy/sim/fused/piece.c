@@ -21,11 +21,11 @@
  *   RSSNN_GEMM_AVX2     AVX2: vpmaddubsw (u8 x s8 pairs summed into int16, saturating)
  *                       then vpaddw, widened by vpmaddwd every AVX2_QUADS groups;
  *   RSSNN_GEMM_PORTABLE plain C for any CPU (the compiler vectorises it as it can).
- * Exact for 0/1 A (the only A they are given; graded input takes fastsim's float path):
- * |sum| <= 128 K < 2^31 for K < 2^24 (fastsim_layers.py checks K). AVX2: a pair sum
+ * Exact for 0/1 A (the only A they are given; graded input takes the float path):
+ * |sum| <= 128 K < 2^31 for K < 2^24 (layers.py checks K). AVX2: a pair sum
  * a0 w0 + a1 w1 lies in [-256, 254], so vpmaddubsw never saturates, and AVX2_QUADS = 128
  * int16 partial sums of such pairs lie in [-32768, 32512], inside int16, before they are
- * widened (tests/test_fastsim_paths.py checks both bounds with -128 and +127 weights).
+ * widened (tests/sim/test_fastsim_paths.py checks both bounds with -128 and +127 weights).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -2,14 +2,14 @@
 for the fused engine (``rssnn_deploy.sim.fused.engine``).
 
 Which networks: an input layer whose spike trains are looked up by bias value
-(``fastsim_input``) or given as binary spike input, followed by conv and dense layers
+(``inputs``) or given as binary spike input, followed by conv and dense layers
 whose synaptic sums an exact int8 GEMM forms (``FusedLayer.piece_w``: weights as
 2^k·int8, as the int8 residue plus a few rows beyond int8, or as 2·hi + lo; conv layers
 on im2col rows of channels-last spikes, whatever the row length), ending in a dense
 layer, where the machine's product (``dispatch``) has a C kernel (AVX-512 VNNI,
 AVX2, or the portable one when forced), in runs that record nothing and transform no
 spikes. Everything else (a conv output layer, delays, records, graded input, the
-``fp32`` product) keeps fastsim's Python-driven piece, which computes the same
+``fp32`` product) keeps the engine's Python-driven piece, which computes the same
 integers.
 
 Measured (one core, PilotNet-LIF, 64 samples × 17 steps): 3,344–3,409 against
@@ -160,7 +160,7 @@ def plan_for(sim, layers: Dict[int, FusedLayer], machine: str) -> Optional[Piece
     exactly, ending in a dense layer."""
     kernel = dispatch.piece_kernel(machine)
     stages = sim.stages[1:] if sim.stages[0].kind == "input" else sim.stages
-    # (bias input also needs the lookup, spike input to be binary: fastsim.run checks)
+    # (bias input also needs the lookup, spike input to be binary: engine.run checks)
     if kernel is None or not stages or stages[-1].kind != "dense":
         return None
     synaptic = [layers[st.spec_index] for st in stages]

@@ -1,7 +1,7 @@
 """How many threads a fused run (``rssnn_deploy.sim.fused.engine``) uses, and how they share
 its pieces.
 
-Threads that cannot collapse. The batch is cut into pieces (``fastsim.run``: sized by
+Threads that cannot collapse. The batch is cut into pieces (``engine.run``: sized by
 cache, and with several threads at least ``PIECES_PER_THREAD`` per thread); the calling
 thread and helper threads of a pool kept for the process pull pieces from one counter
 and take each through every layer, torch single-threaded in them, so no thread waits
@@ -22,7 +22,7 @@ on short runs here: a helper whose core was idle runs its first millisecond or s
 half speed, and where a piece is driven from Python each GIL hand-over between its
 torch and kernel calls waits for the other thread's core (two concurrent 128-sample
 pieces of 784-128-10 took 1.5–1.7 ms each against 1.0–1.1 ms alone, and 1.03 ms each
-in two processes; as one C call, ``fastsim_piece``, they take 1.01 ms each in two
+in two processes; as one C call, ``piece``, they take 1.01 ms each in two
 threads). Batches up to ``MIN_PIECE`` samples run on one thread.
 """
 from __future__ import annotations

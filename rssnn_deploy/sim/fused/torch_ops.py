@@ -207,7 +207,7 @@ def run(sim, bias_input: Optional[torch.Tensor], spikes: Optional[torch.Tensor],
         batch_size: Optional[int]) -> List[Chunk]:
     """``Simulator.run``'s work on this path (inputs already checked by ``sim``), the
     batch cut into chunks of about ``DEVICE_BUDGET`` bytes of intermediates: per chunk
-    (output spikes, final v, records), which ``fastsim.run`` makes results of."""
+    (output spikes, final v, records), which ``engine.run`` makes results of."""
     device = sim.device
     n = (bias_input if bias_input is not None else spikes).shape[0]
     chunk = batch_size or _chunk_size(sim, steps, record_map)
@@ -269,7 +269,7 @@ def _run_chunk(sim, layers: Dict[int, DeviceLayer], bias_input, spikes, steps, r
         else:
             n = prev.shape[1]
             if sim.spike_transform is not None:
-                prev = sim.spike_transform(st.spec_index, prev) != 0
+                prev = sim.transform_spikes(st, prev)
             a, first = _sums(sim, st, dl, layer, prev, steps)
             a6 = None if a is None else _scaled(dl, a, first)
         last = pos + 1 == len(stages)
