@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rssnn_deploy.aedat_io import write_aedat2, write_aedat31
+from rssnn_deploy.data.events.aedat import write_aedat2, write_aedat31
 
 ROOT = Path(__file__).parent / "events_aedat"
 

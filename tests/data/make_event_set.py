@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rssnn_deploy.events import write_nmnist_bin
+from rssnn_deploy.data.events.recordings import write_nmnist_bin
 
 SIZE, DURATION_US = 10, 100_000
 SPLITS = {"train": 12, "test": 6}
