@@ -3,7 +3,7 @@ formats' names and how their values become [0, 1], and the stratified split."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ from rssnn_deploy.errors import UserError
 
 __all__ = ["DatasetError", "Dataset", "MAX_CLASSES", "MNIST_FILES", "CIFAR10_TRAIN_BATCHES",
            "CIFAR10_TEST_BATCH", "DATASET_FORMATS", "IMAGE_SUFFIXES", "NAMED_DATASETS",
-           "DOWNLOADABLE_NAMES", "split_dataset", "as_dataset", "check_classes"]
+           "DOWNLOADABLE_NAMES", "split_dataset", "as_dataset", "check_classes",
+           "check_sample_shape", "check_dataset"]
 
 
 #: the standard MNIST / Fashion-MNIST file names (each may also end in ``.gz``).
@@ -111,3 +112,20 @@ def check_classes(path: Path, y: np.ndarray) -> None:
     if len(np.unique(y)) < 2:
         raise DatasetError(f"{path}: 'y' holds a single class ({int(y[0])}); a classifier "
                            f"needs at least 2")
+
+
+def check_sample_shape(source: object, name: str, shape: Sequence[int]) -> None:
+    """One line when a sample axis (any axis after the first) of ``name`` is empty:
+    ``x`` of shape (200, 1, 0, 8) is no image, and would otherwise end deep inside a
+    reduction or a layer constructor."""
+    empty = [axis for axis, size in enumerate(shape) if axis > 0 and size == 0]
+    if empty:
+        raise DatasetError(f"{source}: '{name}' has shape {tuple(int(s) for s in shape)}: "
+                           f"axis {empty[0]} is empty; every sample needs at least one "
+                           f"value along each axis")
+
+
+def check_dataset(data: Dataset, source: object) -> None:
+    """Both splits of a loaded data set hold samples with no empty axis (every format)."""
+    for name, x in (("x_train", data.x_train), ("x_test", data.x_test)):
+        check_sample_shape(source, name, tuple(x.shape))

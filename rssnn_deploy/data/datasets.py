@@ -45,6 +45,7 @@ from rssnn_deploy.data.base import (
     Dataset,
     DatasetError,
     as_dataset,
+    check_dataset,
     split_dataset,
 )
 from rssnn_deploy.data.files import (
@@ -112,6 +113,7 @@ def load_dataset(name_or_path: PathLike = "digits", *, test_fraction: float = 0.
             "events": lambda: load_events_dataset(path, steps, test_fraction, seed),
         }
         data = loaders[kind]()
+    check_dataset(data, name_or_path)
     return data if subset is None else subset_train(data, subset, seed)
 
 

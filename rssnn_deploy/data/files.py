@@ -20,6 +20,7 @@ from rssnn_deploy.data.base import (
     DatasetError,
     as_dataset,
     check_classes,
+    check_sample_shape,
     split_dataset,
 )
 from rssnn_deploy.data.pickled import (
@@ -191,6 +192,7 @@ def _npz_pair(path: Path, x: np.ndarray, y: np.ndarray, x_name: str, y_name: str
 
 
 def _npz_images(path: Path, x: np.ndarray, name: str) -> np.ndarray:
+    check_sample_shape(path, name, x.shape)      # before min/max reduce over no pixels
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     elif x.dtype.kind == "f":

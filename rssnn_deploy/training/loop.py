@@ -27,21 +27,31 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from rssnn_deploy.data.datasets import Dataset, subset_train
+from rssnn_deploy.data.datasets import Dataset, load_dataset, subset_train
 from rssnn_deploy.data.record import describe_dataset, split_summary
-from rssnn_deploy.data.validate import check_test_labels, load_checked
-from rssnn_deploy.models.zoo import (COMMON_DEFAULTS, SNN, build_model, normalize_config,
-                                 predict_classes)
-from rssnn_deploy.training.qat import LoihiExact
-from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, CheckpointError,
-                                               check_resumable_fields, load_checkpoint,
-                                               read_checkpoint, write_run)
+from rssnn_deploy.data.validate import check_test_labels
+from rssnn_deploy.models.zoo import (
+    COMMON_DEFAULTS,
+    SNN,
+    build_model,
+    normalize_config,
+    predict_classes,
+)
+from rssnn_deploy.training.checkpoints import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    check_resumable_fields,
+    load_checkpoint,
+    read_checkpoint,
+    write_run,
+)
 from rssnn_deploy.training.config import TrainConfig
 from rssnn_deploy.training.distributed import Distributed, all_sum, start_distributed
 from rssnn_deploy.training.objectives import LossTerms, robust_loss, sparse_gradient_probe
 from rssnn_deploy.training.orthogonality import orthogonality_step
 from rssnn_deploy.training.perturbations import Perturbation, make_perturbation
 from rssnn_deploy.training.presets import PRESETS
+from rssnn_deploy.training.qat import LoihiExact
 
 __all__ = ["evaluate_accuracy", "train", "run_training", "train_digits_model"]
 
@@ -357,7 +367,7 @@ def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, 
         check_test_labels(data, "the data set")
     else:
         steps = int(model_config.get("steps") or COMMON_DEFAULTS["steps"])  # event bins
-        full = load_checked(dataset, test_fraction=test_fraction, seed=split_seed,
+        full = load_dataset(dataset, test_fraction=test_fraction, seed=split_seed,
                             steps=steps)
         data = full if subset is None else subset_train(full, subset, split_seed)
         check_test_labels(data, dataset if subset is None else f"{dataset} (--subset {subset})")
