@@ -8,14 +8,20 @@
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
-from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
-                                        LavaLoihiMissing, SpecOrPath, load_spec)
+from rssnn_deploy.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    LavaLoihiMissing,
+    SpecOrPath,
+    load_spec,
+)
 
-BACKENDS = ("sim", "lava", "loihi")
 #: where a deployed network runs: our simulator, Lava's CPU fixed point, or a Loihi chip
 BackendName = Literal["sim", "lava", "loihi"]
+BACKENDS = get_args(BackendName)
 
 __all__ = ["Backend", "BackendError", "BackendUnavailable", "LavaLoihiMissing", "BACKENDS", "BackendName",
            "get_backend", "SimBackend"]

@@ -18,8 +18,8 @@ from typing import Dict, Iterator, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from rssnn_deploy.spec import NetworkSpec
 from rssnn_deploy.errors import UserError
+from rssnn_deploy.spec import NetworkSpec
 
 __all__ = ["SpecOrPath", "BackendError", "BackendUnavailable", "LavaLoihiMissing", "Backend",
            "load_spec", "netx_file", "split_inputs"]

@@ -45,11 +45,16 @@ import numpy as np
 import torch
 
 import rssnn_deploy  # noqa: F401  (installs the Lava compatibility shim first)
-from rssnn_deploy.backends.base import (Backend, BackendError, BackendUnavailable,
-                                        SpecOrPath, netx_file)
+from rssnn_deploy.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    SpecOrPath,
+    netx_file,
+)
 from rssnn_deploy.dependencies import LAVA_INSTALL
-from rssnn_deploy.sim.simulator import SimResult, Simulator, SimulationError, layer_timing
 from rssnn_deploy.sim.memory import check_simulation_memory
+from rssnn_deploy.sim.simulator import SimResult, SimulationError, Simulator, layer_timing
 from rssnn_deploy.spec import CubaNeuron, NetworkSpec
 
 __all__ = ["LavaBackend"]

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import rssnn_deploy
 from rssnn_deploy.cli import deploy, nir, robustness, run
@@ -32,14 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "export (netx HDF5), simulate bit-exactly, evaluate robustness.")
     parser.add_argument("--version", action="version", version=rssnn_deploy.__version__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    handlers: Dict[str, Callable[[argparse.Namespace], int]] = {}
 
     from rssnn_deploy.cli.run_config import COMMANDS as CONFIG_COMMANDS
     from rssnn_deploy.cli.run_config import DefaultsHelpFormatter
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str
             ) -> argparse.ArgumentParser:
-        handlers[name] = handler
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=DefaultsHelpFormatter)
         p.set_defaults(handler=handler)

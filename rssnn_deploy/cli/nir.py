@@ -27,7 +27,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--for", dest="target", choices=("nir", "snntorch", "norse"),
                    default="nir",
                    help="plain NIR 1.0, or the form snnTorch 1.0 / Norse 1.1 imports "
-                        "(see nir_targets)")
+                        "(see rssnn_deploy/interop/targets.py)")
 
     p = add("import-nir", cmd_import_nir, "read a NIR graph (from rssnn-deploy, snntorch, …) "
                                           "and write it as a netx file")
@@ -39,7 +39,7 @@ def register(add: AddCommand) -> None:
 
 
 def cmd_export_nir(args: argparse.Namespace) -> int:
-    """netx file → NIR graph file (parameter mapping in ``nir_io``)."""
+    """netx file → NIR graph file (parameter mapping in ``rssnn_deploy/interop/README.md``)."""
     from rssnn_deploy.interop.nir_export import write_nir
     from rssnn_deploy.interop.targets import NIRConversionError
     from rssnn_deploy.netx.reader import read_netx

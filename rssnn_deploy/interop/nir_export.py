@@ -28,7 +28,7 @@ def spec_to_nir(spec: NetworkSpec, dt: float = 1.0, target: str = "nir") -> Any:
     """A ``nir.NIRGraph`` equivalent to ``spec`` (see the module table), one chip step = ``dt``.
 
     ``target="snntorch"`` / ``"norse"`` writes the form that consumer imports
-    (``nir_targets``; dt is then its step, 1e-4 / 1e-3, whatever ``dt`` says)."""
+    (``targets``; dt is then its step, 1e-4 / 1e-3, whatever ``dt`` says)."""
     nir = nir_library()
     if target not in TARGETS:
         raise NIRConversionError(f"target must be one of {TARGETS}, not {target!r}")

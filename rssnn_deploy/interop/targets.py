@@ -46,7 +46,7 @@ the imported networks take batches.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, Literal, Optional, get_args
 
 import numpy as np
 
@@ -61,8 +61,8 @@ __all__ = ["NIRConversionError", "TARGETS", "TARGET_DT", "SNNTORCH_DT", "NORSE_D
 NON_SPIKING_VTH = (1 << 17) - 1
 #: NIR dialects :func:`rssnn_deploy.interop.nir_export.spec_to_nir` writes: plain NIR 1.0, or the
 #: subset a consumer imports as NIR means it.
-TARGETS = ("nir", "snntorch", "norse")
 Target = Literal["nir", "snntorch", "norse"]
+TARGETS = get_args(Target)
 #: snnTorch's importer assumes this step (``snntorch/import_nir.py``: ``dt = 1e-4``).
 SNNTORCH_DT = 1e-4
 #: Norse's ``from_nir`` default step (``norse/torch/utils/import_nir.py``).

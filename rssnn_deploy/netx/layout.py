@@ -3,7 +3,7 @@ its way into or out of a file (shared by ``reader`` and ``writer``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Tuple
+from typing import Any, Literal, Optional, Tuple, get_args
 
 import numpy as np
 
@@ -39,9 +39,9 @@ MAX_NEURONS = 1 << 26        #: neurons in one layer
 MAX_INT_FIELD = (1 << 31) - 1  #: |weight|, |bias|, neuron fields: Lava keeps them in int32
 MAX_GAIN_MANT = (1 << 16) - 1  #: |gainMant| (a profile allows 8 bits)
 MAX_GAIN_EXP = 31            #: gainExp in [0, 31]: gain = gainMant / 2**gainExp
-READOUTS = ("membrane", "spike_count")
 #: how class scores are read off the output layer: its membrane v, or its spike counts
 Readout = Literal["membrane", "spike_count"]
+READOUTS = get_args(Readout)
 
 
 class NetxFormatError(UserError, ValueError):

@@ -16,8 +16,16 @@ import torch.nn.functional as F
 
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.sim.ops import F32_EXACT, TWO31, Round, floor, wrap, zero_with_grad
-from rssnn_deploy.spec import (BIAS_EXP, NETX_DEFAULT_NEURON, BiasLayoutError, CubaNeuron,
-                               ForeignNeuron, LayerSpec, NetworkSpec, conv_bias_per_neuron)
+from rssnn_deploy.spec import (
+    BIAS_EXP,
+    NETX_DEFAULT_NEURON,
+    BiasLayoutError,
+    CubaNeuron,
+    ForeignNeuron,
+    LayerSpec,
+    NetworkSpec,
+    conv_bias_per_neuron,
+)
 
 __all__ = ["NeuronConstant", "SimulationError", "lava_default_neuron", "effective_dense_weights",
            "effective_recurrent_weights", "expand_delays", "LayerTiming", "layer_timing",

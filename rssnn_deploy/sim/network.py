@@ -15,9 +15,16 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.layers import (SimulationError, check_neuron_arrays,
-                                     ConvSynapse, DenseSynapse, layer_bias, neuron_of,
-                                     Stage, layer_timing)
+from rssnn_deploy.sim.layers import (
+    ConvSynapse,
+    DenseSynapse,
+    SimulationError,
+    Stage,
+    check_neuron_arrays,
+    layer_bias,
+    layer_timing,
+    neuron_of,
+)
 from rssnn_deploy.sim.ops import TWO31, wrap
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, ForeignNeuron, NetworkSpec
 

@@ -17,10 +17,21 @@ from typing import Dict, Mapping, Optional, Set
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.layers import NeuronConstant, is_constant, neuron_constant, Stage
+from rssnn_deploy.sim.layers import NeuronConstant, Stage, is_constant, neuron_constant
 from rssnn_deploy.sim.network import NO_PATH, CompiledNetwork, StraightThrough, reset_steps
-from rssnn_deploy.sim.ops import (TWO31, U_LIMIT, V_LIMIT, Clip, Spike, no_tf32, trunc,
-                                  wrap, wrap16, wrap_u_once, zero_with_grad)
+from rssnn_deploy.sim.ops import (
+    TWO31,
+    U_LIMIT,
+    V_LIMIT,
+    Clip,
+    Spike,
+    no_tf32,
+    trunc,
+    wrap,
+    wrap16,
+    wrap_u_once,
+    zero_with_grad,
+)
 from rssnn_deploy.sim.result import SimResult, concat_results
 from rssnn_deploy.spec import BIAS_EXP, DECAY_ONE, STATE_SHIFT
 

@@ -10,7 +10,7 @@ What is reproduced of Lava, and how, is described in ``rssnn_deploy/sim/README.m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Union
+from typing import Literal, Mapping, Optional, Union, get_args
 
 import torch
 
@@ -19,11 +19,15 @@ from rssnn_deploy.sim import reference
 from rssnn_deploy.sim.fused import engine as fused_engine
 from rssnn_deploy.sim.fused.state import FusedState
 from rssnn_deploy.sim.layers import (  # noqa: F401  (public names re-exported, see __all__)
-    SimulationError, effective_dense_weights, effective_recurrent_weights, expand_delays,
-    lava_default_neuron, layer_timing)
+    SimulationError,
+    effective_dense_weights,
+    effective_recurrent_weights,
+    expand_delays,
+    lava_default_neuron,
+    layer_timing,
+)
 from rssnn_deploy.sim.memory import check_simulation_memory
-from rssnn_deploy.sim.network import (  # noqa: F401  (public names re-exported)
-    CompiledNetwork, RecordSpec, SpikeTransform, StraightThrough)
+from rssnn_deploy.sim.network import CompiledNetwork, RecordSpec, SpikeTransform, StraightThrough  # noqa: F401  (public names re-exported)
 from rssnn_deploy.sim.ops import Floor
 from rssnn_deploy.sim.result import SimResult
 from rssnn_deploy.spec import NetworkSpec
@@ -37,7 +41,7 @@ __all__ = [
 #: which engine runs a simulator: the fastest that can (``"auto"``), the fused engine or an
 #: error (``"fused"``), or the reference loop (``"reference"``)
 Engine = Literal["auto", "fused", "reference"]
-ENGINES = ("auto", "fused", "reference")
+ENGINES = get_args(Engine)
 #: netx's reset convention between samples, or none
 Reset = Literal["staggered", "none"]
 

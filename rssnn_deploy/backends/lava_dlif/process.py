@@ -45,8 +45,6 @@ from __future__ import annotations
 import typing as ty
 
 import numpy as np
-
-import rssnn_deploy  # noqa: F401  (Lava compatibility shim before any Lava import)
 from lava.magma.core.decorator import implements
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.variable import Var
@@ -54,6 +52,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import PyLifModelBitAcc
 from lava.proc.lif.process import LIF, LIFReset
 
+import rssnn_deploy  # noqa: F401  (Lava compatibility shim before any Lava import)
 from rssnn_deploy.spec import BIAS_EXP, CubaNeuron, LayerSpec, NetworkSpec, conv_bias_to_netx
 
 __all__ = ["DLIF", "PyDlifModelBitAcc", "SpecNetwork", "build_network", "apply_gain",

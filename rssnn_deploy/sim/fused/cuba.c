@@ -8,7 +8,7 @@
  *   v = clip(trunc(v * (4096 - vDecay) / 4096) + u + (bias << 6), -(2^23-1), 2^23-1)
  *   s = v > (vThMant << 6);  v = 0 where s
  *
- * Every wrap and clip is applied unconditionally: where sim.py's bounds show that
+ * Every wrap and clip is applied unconditionally: where the reference loop's bounds show that
  * one cannot trigger, applying it is the identity, so the result is the same.
  * Truncating division by 4096 is branch-free: (p + ((p >> 63) & 4095)) >> 12.
  *

@@ -52,7 +52,7 @@ import torch
 from rssnn_deploy.sim.fused import kernels
 from rssnn_deploy.sim.layers import SimulationError
 
-__all__ = ["ENV", "PRODUCTS", "AUTO_ORDER", "INT8_PRODUCTS", "F32_EXACT", "exact_products",
+__all__ = ["ENV", "PRODUCTS", "AUTO_ORDER", "INT8_PRODUCTS", "exact_products",
            "INT_MM", "can_run", "requested", "check", "machine_product", "piece_kernel",
            "layer_product", "X86_FLAGS", "ARM_FLAGS", "cpu", "describe"]
 
@@ -72,8 +72,6 @@ _NEXT = {"vnni": "avx_vnni", "avx_vnni": "avx2", "avx2": "fp32", "int_mm": "fp32
 #: products that form the sums with an int8 GEMM on 0/1 spikes (and their C kernels)
 INT8_PRODUCTS = ("vnni", "avx_vnni", "avx2", "int_mm", "scalar")
 
-#: the largest integer below which float32 sums are exact, whatever their order
-F32_EXACT = float(1 << 24)
 
 
 def _read(get):

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from rssnn_deploy.sim.fused import dispatch, kernels
+from rssnn_deploy.sim.ops import F32_EXACT
 from rssnn_deploy.spec import DECAY_ONE, STATE_SHIFT
 
 __all__ = ["IM2COL_MIN_K", "Take", "chw_order", "Int8Weights", "pack_weights", "c_gemm",
@@ -227,7 +228,7 @@ class FusedLayer:
             base_shift = int(syn.exp)
             # every partial sum an integer of at most Σ|w|·input max: exact in float32
             fp32_exact = float(np.abs(w).sum(axis=1).max(initial=0)) * input_max \
-                <= dispatch.F32_EXACT
+                <= F32_EXACT
         else:   # conv (OC, C/g, kH, kW); rows of the im2col matrix are (kH, kW, C)
             oc, cg, kh, kw = w.shape
             g = syn.groups

@@ -28,10 +28,10 @@ from typing import Dict, List, Optional, Set, Tuple
 import numpy as np
 import torch
 
-from rssnn_deploy.sim.fused.dispatch import F32_EXACT, exact_products
+from rssnn_deploy.sim.fused.dispatch import exact_products
 from rssnn_deploy.sim.fused.kernels import reset_mask
 from rssnn_deploy.sim.fused.layers import FusedLayer, im2col_weights
-from rssnn_deploy.sim.ops import U_LIMIT, V_LIMIT
+from rssnn_deploy.sim.ops import F32_EXACT, U_LIMIT, V_LIMIT
 
 __all__ = ["DEVICE_BUDGET", "TWO31", "wrap32", "wrap32_float", "DeviceLayer", "layers_on",
            "Chunk", "run"]
