@@ -16,7 +16,10 @@ its integer forward for queries):
   ``MultiAttack``. torchattacks' own ``AutoAttack`` class is not used because it keeps
   its sub-attacks' defaults (10 APGD steps, 10 FAB steps), not the 100 iterations of
   Croce & Hein's standard version; here ``apgd_steps`` (100 in the ``autoattack``
-  protocol) and ``square_queries`` (5,000) set them.
+  protocol) and ``square_queries`` (5,000) set them. An evaluation does not call it:
+  ``robustness.cells`` runs the same cascade member by member, so each member's batches
+  are checkpointed and APGD-CE is shared with its own column (equal per sample on one
+  batch, which a test checks).
 
 Why gradient sources matter for SNNs: the spike is a step function, so every gradient
 is a surrogate's. One surrogate can make a model look robust simply because its
@@ -143,8 +146,9 @@ def describe_attack(name: str, eps_255: float, apgd_steps: int, square_queries: 
     if kind == "Square":
         return (f"torchattacks.Square: {square_queries:,} queries, margin loss, p_init = 0.8, "
                 "1 restart; gradient-free (on the chip: the integer readout membrane)")
-    return ("torchattacks.MultiAttack of APGD-CE, APGD-T, FAB-T and Square with the "
-            "parameters above (AutoAttack standard; each attack on the survivors)")
+    return ("AutoAttack standard: APGD-CE, APGD-T, FAB-T and Square with the parameters "
+            "above, each on the samples the earlier ones left standing (as torchattacks' "
+            "MultiAttack and the reference implementation run them)")
 
 
 def make_attack(model: nn.Module, spec: AttackSpec):

@@ -26,8 +26,9 @@ from torch import Tensor
 
 from rssnn_deploy.report import write_npz
 from rssnn_deploy.robustness import faults as fault_lib
-from rssnn_deploy.robustness.attacks import (AttackSpec, check_budget, craft, craft_with_gradient,
-                                             is_gradient_free, is_stochastic)
+from rssnn_deploy.robustness.attacks import (AUTOATTACK, AttackSpec, check_budget, craft,
+                                             craft_with_gradient, is_gradient_free,
+                                             is_stochastic)
 from rssnn_deploy.robustness.certify import certify
 from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
@@ -83,6 +84,8 @@ class Evaluator:
         self.chip_predict = ChipPredictor(subject.spec, device=config.device)
         self._chip_model: Optional[ChipModel] = None
         self._stochastic: Dict[str, bool] = {}
+        #: whole cells computed as a step of another (AutoAttack's APGD-CE)
+        self._products: Dict[str, Dict[str, Any]] = {}
 
     # -- cells ------------------------------------------------------------------------
     def cells(self) -> List[Cell]:
@@ -147,6 +150,11 @@ class Evaluator:
 
     # -- computing ------------------------------------------------------------------------
     def compute(self, cell: Cell) -> Dict[str, Any]:
+        """One cell's result; a cell another one computed on the way (AutoAttack's
+        first member) is not computed again."""
+        earlier = self._earlier(cell.key)
+        if earlier is not None:     # its time is counted in the cell that computed it
+            return {**earlier, "seconds": 0.0}
         start = time.perf_counter()
         result = getattr(self, f"_compute_{cell.group}")(cell)
         # parts restored from an interrupted run count with the time they took then
@@ -164,20 +172,37 @@ class Evaluator:
         x = apply_noise(cell["kind"], self.subject.x, cell["level"], self.config.seed)
         return self._score(x)
 
+    def _attack_spec(self, cell: Cell, attack: Optional[str] = None) -> AttackSpec:
+        """The attack of ``cell`` (or its member ``attack``) at the cell's budget."""
+        name = attack or cell["attack"]
+        eot = self.config.eot_samples if self.stochastic(cell["source"]) else 1
+        return AttackSpec(name, cell["eps"] / 255.0, apgd_steps=self.config.apgd_steps,
+                          seed=self.config.seed, square_queries=self.config.square_queries,
+                          n_classes=self.classes, eot_iter=eot,
+                          pgd_alpha_factor=self.config.pgd_alpha_factor.get(name, 2.5))
+
     def _compute_attack(self, cell: Cell) -> Dict[str, Any]:
         """The attack batch by batch (see the module docstring), then the batches'
         per-sample results and budget checks joined into the cell's."""
-        eps = cell["eps"] / 255.0
-        eot = self.config.eot_samples if self.stochastic(cell["source"]) else 1
-        spec = AttackSpec(cell["attack"], eps, apgd_steps=self.config.apgd_steps,
-                          seed=self.config.seed, square_queries=self.config.square_queries,
-                          n_classes=self.classes, eot_iter=eot,
-                          pgd_alpha_factor=self.config.pgd_alpha_factor.get(cell["attack"], 2.5))
-        n, step = len(self.subject.y), self.config.batch_size
+        if cell["attack"] == "AutoAttack":
+            return self._compute_autoattack(cell)
+        index = np.arange(len(self.subject.y))
+        return self._attack_samples(cell, self._attack_spec(cell), index)
+
+    def _attack_samples(self, cell: Cell, spec: AttackSpec, index: np.ndarray,
+                        stage: Optional[str] = None) -> Dict[str, Any]:
+        """``spec`` on the samples ``index``, in batches; per-sample bits over ``index``.
+
+        A whole cell (``stage`` None) cut into several batches stores each as a part and
+        keeps its attacked inputs for the Lava pool; a stage of a cell stores every batch
+        as a part (the cell has several stages) and keeps no pool.
+        """
+        n, step = len(index), self.config.batch_size
         ranges = [(a, min(a + step, n)) for a in range(0, max(n, 1), step)]
-        parts, restored = zip(*(self._attack_part(cell, spec, a, b, len(ranges) == 1)
+        whole = stage is None and len(ranges) == 1
+        parts, restored = zip(*(self._attack_part(cell, spec, index, a, b, whole, stage)
                                 for a, b in ranges))
-        if len(ranges) > 1:
+        if stage is None and len(ranges) > 1:
             self._join_pool(cell, ranges)
         float_ok = torch.from_numpy(np.concatenate(
             [unpack_bits(p["float_bits"], b - a) for p, (a, b) in zip(parts, ranges)]))
@@ -188,23 +213,26 @@ class Evaluator:
                 "within_budget": all(p["within_budget"] for p in parts),
                 "restored_seconds": sum(p["seconds"] for p, old in zip(parts, restored) if old)}
 
-    def _attack_part(self, cell: Cell, spec: AttackSpec, start: int, stop: int, whole: bool
+    def _attack_part(self, cell: Cell, spec: AttackSpec, index: np.ndarray, start: int,
+                     stop: int, whole: bool, stage: Optional[str] = None
                      ) -> Tuple[Dict[str, Any], bool]:
-        """Samples ``start:stop`` of an attack cell and whether they came from the cache.
+        """Samples ``index[start:stop]`` of an attack cell and whether they came from the
+        cache.
 
         A part of a cell cut into several is looked up in, and stored to, the cell
         cache; one whose attacked inputs belong in the Lava pool is reused only if its
         piece of the pool is on disk too.
         """
-        key = part_key(cell.key, start, stop)
+        key = part_key(cell.key, start, stop, stage)
         pool = self._pool_path(cell.key if whole else key)
-        in_pool = start < min(self.config.adversarial_pool, stop)
+        in_pool = stage is None and start < min(self.config.adversarial_pool, stop)
         if not whole and self.checkpoints is not None:
             found = self.checkpoints.get(key)
             if found is not None and (not in_pool or pool.is_file()):
                 return found, True
         began = time.perf_counter()
-        x, y = self.subject.x[start:stop], self.subject.y[start:stop]
+        pick = torch.from_numpy(index[start:stop])
+        x, y = self.subject.x[pick], self.subject.y[pick]
         if cell["source"] == "chip":
             x_adv = craft(self.chip_model, x, y, spec, self.config.batch_size)
         else:
@@ -221,6 +249,76 @@ class Evaluator:
         if not whole and self.checkpoints is not None:
             self.checkpoints.put(key, part)
         return part, False
+
+    def _compute_autoattack(self, cell: Cell) -> Dict[str, Any]:
+        """AutoAttack standard as its reference implementation runs it, without work
+        done twice: each member attacks only the samples the previous members left
+        standing on the attacked model (the chip for chip white-box, else the float
+        model); a sample keeps the first example that fooled that model, a sample no
+        member fooled keeps its clean image. The first member, APGD-CE on every sample,
+        is the APGD-CE cell of the same source and budget: taken from the cache (or
+        computed once and stored there) when the evaluation also lists that cell.
+        """
+        n = len(self.subject.y)
+        attacked = "chip" if cell["source"] == "chip" else "float"
+        x, y = self.subject.x, self.subject.y
+        final = {"float": (self.float_predict(x).cpu() == y).numpy(),
+                 "chip": (self.chip_predict(x) == y).numpy()}
+        alive = np.ones(n, dtype=bool)
+        stages: List[Dict[str, Any]] = []
+        budget: List[Dict[str, Any]] = []
+        restored = 0.0
+        for member in AUTOATTACK:
+            index = np.flatnonzero(alive)      # every sample for the first member
+            began = time.perf_counter()
+            reused, result, earlier = False, None, 0.0
+            if member == AUTOATTACK[0]:
+                result, reused = self._member_cell(cell, member)
+            elif len(index):
+                result = self._attack_samples(cell, self._attack_spec(cell, member), index,
+                                              stage=member)
+                earlier = result.pop("restored_seconds")
+                restored += earlier
+            bits = {m: (unpack_bits(result[f"{m}_bits"], len(index)) if result is not None
+                        else np.zeros(0, dtype=bool)) for m in final}
+            fooled = index[~bits[attacked]]
+            for m in final:
+                final[m][fooled] = bits[m][~bits[attacked]]
+            alive[fooled] = False
+            if result is not None:
+                budget.append(result)
+            stages.append({"attack": member, "samples": int(len(index)),
+                           "float": float(final["float"].mean()) if n else float("nan"),
+                           "chip": float(final["chip"].mean()) if n else float("nan"),
+                           "seconds": 0.0 if reused else time.perf_counter() - began + earlier,
+                           "reused": reused})
+        out = _scores(torch.from_numpy(final["float"]), torch.from_numpy(final["chip"]))
+        return {**out, "linf": max((r["linf"] for r in budget), default=0.0),
+                "min": min((r["min"] for r in budget), default=0.0),
+                "max": max((r["max"] for r in budget), default=0.0),
+                "within_budget": all(r["within_budget"] for r in budget),
+                "stages": stages, "restored_seconds": restored}
+
+    def _member_cell(self, cell: Cell, member: str) -> Tuple[Dict[str, Any], bool]:
+        """The result of the cell that runs ``member`` alone on every sample at ``cell``'s
+        source and budget, and whether an earlier computation supplied it."""
+        alone = Cell.make("attack", source=cell["source"], gradient=cell["gradient"],
+                          attack=member, eps=cell["eps"])
+        earlier = self._earlier(alone.key)
+        if earlier is not None:
+            return earlier, True
+        result = self.compute(alone)
+        self._products[alone.key] = result
+        if self.checkpoints is not None:
+            self.checkpoints.put(alone.key, result)
+        return result, False
+
+    def _earlier(self, key: str) -> Optional[Dict[str, Any]]:
+        """A whole cell computed earlier in this run (as part of another) or cached."""
+        found = self._products.get(key)
+        if found is None and self.checkpoints is not None:
+            found = self.checkpoints.get(key)
+        return None if found is None else dict(found)
 
     def _compute_fault(self, cell: Cell) -> Dict[str, Any]:
         seed = self.config.seed * 1000 + int(cell["repeat"])

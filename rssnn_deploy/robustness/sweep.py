@@ -12,8 +12,9 @@ not depend on each other and seed themselves, so
   (model and network file bytes, samples, settings), and a cache with another
   fingerprint is ignored, never mixed in. Extending a grid reuses the cells already done.
 * **parts**: a long cell may store its finished pieces (``CellCache.put`` of
-  :func:`part_key`, one batch of samples each) in the same file; they are dropped once
-  the whole cell is stored, so a kill inside a cell loses at most one piece.
+  :func:`part_key`, one batch of samples each, optionally of one named stage) in the
+  same file; they are dropped once the whole cell is stored, so a kill inside a cell
+  loses at most one piece.
 * **shard**: under ``torchrun`` (``torch.distributed`` initialised, gloo on CPU) rank
   ``r`` of ``W`` computes the pending cells ``r, r + W, …`` and writes its own
   ``cells.rank{r}.json``; results are gathered to every rank with
@@ -43,7 +44,7 @@ __all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_d
            "part_key", "log_line"]
 
 CACHE_NAME = "cells.json"
-_PART = re.compile(r"^(?P<cell>.+)\|part=\d+-\d+$")
+_PART = re.compile(r"^(?P<cell>.+?)(?:\|stage=[^|]+)?\|part=\d+-\d+$")
 
 
 def _format(value: Any) -> str:
@@ -83,9 +84,13 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def part_key(cell_key: str, start: int, stop: int) -> str:
-    """The cache key of samples ``start:stop`` of a cell: one checkpointed piece of it."""
-    return f"{cell_key}|part={start}-{stop}"
+def part_key(cell_key: str, start: int, stop: int, stage: Optional[str] = None) -> str:
+    """The cache key of samples ``start:stop`` of a cell: one checkpointed piece of it.
+
+    ``stage`` names one step of a cell computed in several (AutoAttack's members, each
+    on the samples the previous ones left standing; ``start:stop`` then counts those).
+    """
+    return f"{cell_key}{'' if stage is None else f'|stage={stage}'}|part={start}-{stop}"
 
 
 def _cell_of_part(key: str) -> Optional[str]:

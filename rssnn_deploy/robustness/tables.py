@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any, List, Mapping, Sequence
 
 from rssnn_deploy.report import markdown_table, stability_table
-from rssnn_deploy.robustness.attacks import GRADIENTS, describe_attack
+from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, describe_attack
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.protocols import PROTOCOLS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
 __all__ = ["render_markdown", "summary_text", "certification_section", "protocol_section",
-           "eps_text"]
+           "eps_text", "autoattack_stage_table"]
 
 
 def _pct(value: float) -> str:
@@ -90,6 +90,24 @@ def default_eps_table(record: Mapping[str, Any]) -> str:
             "float model; transfer and chip white-box: the deployed integer model). Worst case: "
             "samples that survive every attack in the row; 'every attack and source': per "
             "sample over every attack and gradient source run against that threat model.")
+
+
+def autoattack_stage_table(record: Mapping[str, Any]) -> str:
+    """AutoAttack member by member: the accuracy left after each, and on how many
+    samples each ran (the samples the earlier members left standing)."""
+    rows = [r for r in record["attacks"] if r.get("stages")]
+    if not rows:
+        return ""
+    members = [st["attack"] for st in rows[0]["stages"]]
+    body = [[_threat_label(r["threat"], r["gradient"]), _eps(r["eps"])]
+            + [f"{_pct(st['accuracy'])} ({st['samples']})" for st in r["stages"]]
+            + [f"{sum(st['seconds'] for st in r['stages']):.0f}"] for r in rows]
+    header = ["threat model (gradients)", "ε (/255)", *[f"after {m}" for m in members], "s"]
+    return (markdown_table(header, body)
+            + "\n\nAutoAttack standard member by member: accuracy (%) left after each member, "
+            "in brackets the samples it attacked (those still standing; the first runs on "
+            "all). The last column is AutoAttack's accuracy; s: compute seconds of the "
+            "members run for it (an APGD-CE run that is also its own column counts there).")
 
 
 def eps_sweep_tables(record: Mapping[str, Any]) -> str:
@@ -180,6 +198,9 @@ def protocol_section(record: Mapping[str, Any]) -> str:
     protocol = PROTOCOLS.get(name)
     eps = record["eps"]["default"]
     attacks = list(dict.fromkeys(r["attack"] for r in record["attacks"]))
+    if "AutoAttack" in attacks:   # its members' parameters, also when none ran alone
+        attacks = list(dict.fromkeys([a for a in attacks if a != "AutoAttack"]
+                                     + list(AUTOATTACK) + ["AutoAttack"]))
     classes = int(record.get("classes", 10))
     rows = [[a, describe_attack(a, eps, int(config.get("apgd_steps", 20)),
                                 int(config.get("square_queries", 5000)),
@@ -250,6 +271,8 @@ def render_markdown(record: Mapping[str, Any]) -> str:
         "## Sanity checks of the attacks\n\n" + sanity_table(record),
         f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n"
         + default_eps_table(record),
+        *([f"## AutoAttack member by member\n\n{autoattack_stage_table(record)}"]
+          if autoattack_stage_table(record) else []),
         "## Accuracy vs ε\n\n" + eps_sweep_tables(record),
         *([("## Certified robustness (randomized smoothing)\n\n"
             + certification_section(record["certification"]))]

@@ -38,7 +38,8 @@ def test_protocols_say_what_they_stand_for():
     assert paper.eps == 8.0 and paper.apgd_steps == 10
     assert paper.pgd_alpha_factor["PGD-7"] * 8.0 / 7 == pytest.approx(2.55)
     autoattack = parse("--protocol", "autoattack")
-    assert set(AUTOATTACK) <= set(autoattack.attacks) and "AutoAttack" in autoattack.attacks
+    # the members run inside AutoAttack only (APGD-CE is also the sanity check's attack)
+    assert autoattack.attacks == ("APGD-CE", "AutoAttack")
     assert autoattack.apgd_steps == 100 and autoattack.square_queries == 5000
     assert autoattack.eps_grid_factors == (1.0,) and autoattack.samples is None
     mnist = parse("--protocol", "mnist")
@@ -72,7 +73,10 @@ def test_the_report_states_protocol_parameters_and_certification(tmp_path):
     assert "## Certified robustness" in text and "before the chip's input encoding" in text
     assert (tmp_path / "out" / "certified_accuracy.png").is_file()
     chip_rows = {(r["gradient"], r["attack"]) for r in record["attacks"] if r["threat"] == "chip"}
-    assert ("queries", "Square") in chip_rows and ("ste", "AutoAttack") in chip_rows
+    assert chip_rows == {("ste", "APGD-CE"), ("ste", "AutoAttack")}
+    (auto,) = [r for r in record["attacks"] if r["attack"] == "AutoAttack"]
+    assert [st["attack"] for st in auto["stages"]] == list(AUTOATTACK)
+    assert "## AutoAttack member by member" in text and "after Square" in text
     names = {c["name"] for c in record["sanity"]["checks"]}
     assert {"gradient attacks not beaten by gradient-free",
             "ensemble never weaker than its members"} <= names
