@@ -18,7 +18,7 @@ setup(
     packages=find_packages(include=["rssnn_deploy", "rssnn_deploy.*"])
     + ["rssnn_deploy.hw_profiles"],
     package_dir={"rssnn_deploy.hw_profiles": "hw_profiles"},
-    package_data={"rssnn_deploy": ["py.typed"], "rssnn_deploy.hw_profiles": ["*.toml"]},
+    package_data={"rssnn_deploy": ["py.typed", "recipes/*.toml"], "rssnn_deploy.hw_profiles": ["*.toml"]},
     ext_modules=[Extension(
         "rssnn_deploy.sim.fused._cuba",
         sources=["rssnn_deploy/sim/fused/cuba.c", "rssnn_deploy/sim/fused/piece.c"],

@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=DefaultsHelpFormatter)
         p.set_defaults(handler=handler)
         if name in CONFIG_COMMANDS:
-            p.add_argument("--config", default=None, metavar="FILE.toml",
+            p.add_argument("--config", default=None, metavar="FILE.toml|RECIPE",
                            help="options from a TOML file (top level or a "
-                                f"[{name}] table); command-line flags override it")
+                                f"[{name}] table), or a shipped recipe by name ('robust': "
+                                "the paper's recipe for your own data); command-line "
+                                "flags override it")
         return p
 
     for group in (deploy, run, robustness, nir):
@@ -118,10 +120,6 @@ def _write_crash_log(args: argparse.Namespace) -> Path:
                   f"command: {args.command}\n\n")
         traceback.print_exc(file=log)
     return Path(name)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Run configuration files (``--config run.toml``), the resolved config and a log per run.
 
-A TOML file holds any option of ``train``, ``export`` and ``evaluate`` under its long
-name (``batch-size`` or ``batch_size``), either at the top level or in a table named
-for the command (``[train]``, ``[export]``, ``[evaluate]``), so one file can describe a
-whole experiment. Values go through the same argparse types as the command line, so a
+A TOML file holds any option of ``train``, ``export``, ``evaluate`` and ``certify``
+under its long name (``batch-size`` or ``batch_size``), either at the top level or in a
+table named for the command (``[train]``, ``[export]``, ...), so one file can describe a
+whole experiment. ``--config NAME`` without such a file reads the recipe the package
+ships as ``rssnn_deploy/recipes/NAME.toml`` (``robust``: the paper's recipe for your
+own data, end to end). Values go through the same argparse types as the command line, so a
 config file is checked exactly like typed options; flags given on the command line
 override the file. Positional arguments (checkpoint, netx file) stay on the command line.
 
@@ -22,11 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
-    import tomli as tomllib
-
 from rssnn_deploy.errors import InputFileError, OptionError
 
 try:
@@ -34,11 +31,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["COMMANDS", "annotate_train_defaults", "load_config", "config_tokens", "parse_with_config", "to_toml",
-           "record_run", "DefaultsHelpFormatter"]
+__all__ = ["COMMANDS", "annotate_train_defaults", "load_config", "config_tokens",
+           "parse_with_config", "to_toml", "record_run", "DefaultsHelpFormatter", "recipes",
+           "resolve_config"]
 
 #: the subcommands that take ``--config`` and where each keeps its run folder.
-COMMANDS = ("train", "export", "evaluate")
+COMMANDS = ("train", "export", "evaluate", "certify")
 
 _NOT_RECORDED = {"config", "handler", "command"}
 
@@ -88,6 +86,26 @@ def annotate_train_defaults(parser: argparse.ArgumentParser) -> None:
 
 def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recipes() -> Dict[str, Path]:
+    """The recipes shipped with the package (``rssnn_deploy/recipes/NAME.toml``) by name."""
+    from importlib.resources import files
+    folder = Path(str(files("rssnn_deploy") / "recipes"))
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def resolve_config(text: str) -> Path:
+    """``--config``'s value as a file: a path, or the name of a shipped recipe
+    (``--config robust``) when no such file exists."""
+    path = Path(text)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    found = recipes()
+    if text in found:
+        return found[text]
+    raise InputFileError(f"{text}: no such config file, and no recipe of that name "
+                         f"(recipes: {', '.join(found) or 'none'})")
 
 
 def load_config(path: Path, command: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -178,10 +196,11 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[s
     if path is None:
         return parser.parse_args(argv)
     position = argv.index(command) + 1
-    shared, table = load_config(Path(path), command)
+    path = resolve_config(path)
+    shared, table = load_config(path, command)
     elsewhere = {a.dest for other in COMMANDS if other != command
                  for a in _subparser(parser, other)._actions}
-    extra = config_tokens(_subparser(parser, command), table, Path(path), argv[position:],
+    extra = config_tokens(_subparser(parser, command), table, path, argv[position:],
                           shared, sorted(elsewhere))
     return parser.parse_args(argv[:position] + extra + argv[position:])
 
