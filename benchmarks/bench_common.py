@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava compatibility shim before any Lava import)
+from rssnn_deploy.cli.types import eps as eps_type  # noqa: E402
 from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,8 +38,8 @@ def common_options(p: argparse.ArgumentParser, seeds: Optional[Sequence[int]] = 
         p.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
     p.add_argument("--epochs", type=int, default=15)
     if attacks:
-        p.add_argument("--train-eps", type=float, default=0.05)
-        p.add_argument("--eps", type=float, default=0.1)
+        p.add_argument("--train-eps", type=eps_type, default=0.05)
+        p.add_argument("--eps", type=eps_type, default=0.1)
 
 
 def parse(p: argparse.ArgumentParser, out: str, argv: Sequence[str]) -> argparse.Namespace:

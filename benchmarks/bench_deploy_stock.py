@@ -51,6 +51,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
 import bench_robust_training as brt  # noqa: E402
+from rssnn_deploy.cli.types import eps as eps_type  # noqa: E402
 from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
 from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.training import PRESETS, TrainConfig, train  # noqa: E402
@@ -179,8 +180,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=PRESETS["digits"].epochs)
     p.add_argument("--qat-epochs", type=int, default=10)
     p.add_argument("--qat-lr", type=float, default=2e-3)
-    p.add_argument("--train-eps", type=float, default=0.05)
-    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--train-eps", type=eps_type, default=0.05)
+    p.add_argument("--eps", type=eps_type, default=0.1)
     p.add_argument("--input-mapping", default="threshold")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--train-subset", type=int, default=0)

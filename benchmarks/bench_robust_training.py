@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import rssnn_deploy  # noqa: E402,F401  (Lava shim first)
+from rssnn_deploy.cli.types import eps as eps_type  # noqa: E402
 from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
 from rssnn_deploy.models.zoo import SNN, build_model  # noqa: E402
 from rssnn_deploy.quantization import INPUT_MAPPINGS, QuantizeOptions, quantize  # noqa: E402
@@ -257,8 +258,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--qat-lr", type=float, default=2e-3,
                    help="fine-tuning lr (the library default is lr/10 = 5e-4, which moved "
                         "the chip numbers less in 5 epochs)")
-    p.add_argument("--train-eps", type=float, default=0.05, help="R+FGSM training step")
-    p.add_argument("--eps", type=float, default=0.1, help="PGD L∞ budget (digits: 0.1)")
+    p.add_argument("--train-eps", type=eps_type, default=0.05, help="R+FGSM training step")
+    p.add_argument("--eps", type=eps_type, default=0.1, help="PGD L∞ budget (digits: 0.1)")
     p.add_argument("--gain-mode", choices=["fold", "exact"], default="fold",
                    help="DLIF gains on the chip: 'fold' (stock netx, the pipeline's "
                         "default) or 'exact' (per-step gains, project simulator)")

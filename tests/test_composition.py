@@ -122,7 +122,7 @@ def _evaluate_argv(cell: cm.Cell, zoo: Zoo, out: Path, threat: str) -> List:
     if cell.encoding == "events":
         return ["evaluate", *common, "--event-flips", "2,10"]
     return ["evaluate", *common, "--attacks", ",".join(cm.ATTACKS), "--grid-attacks", "PGD-7",
-            "--eps-grid", "25.5", "--square-queries", "30", "--apgd-steps", "5",
+            "--eps-grid", "25.5/255", "--square-queries", "30", "--apgd-steps", "5",
             "--noise", "none", "--faults", "none"]
 
 
@@ -182,7 +182,7 @@ def _certify(cell, zoo, tmp):
 def _faults_argv(cell, zoo, tmp):
     checkpoint, net = zoo.files(cell)
     return ["evaluate", checkpoint, net, "--out", tmp / "faults", "--threat-models", "chip",
-            "--attacks", "FGSM", "--grid-attacks", "FGSM", "--eps-grid", "25.5",
+            "--attacks", "FGSM", "--grid-attacks", "FGSM", "--eps-grid", "0.1",
             "--samples", zoo.samples(cell.encoding), "--noise", "none", "--faults", "none",
             "--faults", "drop=0,0.1", "--faults", "bitflip=0.01", "--faults", "vth=0.1",
             "--fault-repeats", "1", "--lava-samples", "0", "--no-resume", *QUIET]

@@ -62,3 +62,4 @@ def test_config_example_parses_for_every_command(tmp_path):
     assert export.out == "runs/mnist/model.net"
     evaluate = parse_with_config(build_parser(), ["evaluate", "c.pt", "m.net", "--config", cfg])
     assert evaluate.attacks == ("FGSM", "PGD-10") and evaluate.samples == 1000
+    assert evaluate.eps == 8 / 255                     # "8/255": ε in pixel units

@@ -1,7 +1,8 @@
 """The options of ``rssnn-deploy evaluate`` and the configuration they make.
 
-Budgets are in 1/255 units. Option types validate each value where it is parsed, so a
-bad list or level ends in one argparse error line naming the option.
+Budgets (ε) are in pixel units, written ``8/255`` or ``0.0314`` (``types.budget``).
+Option types validate each value where it is parsed, so a bad list or level ends in one
+argparse error line naming the option.
 """
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import argparse
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from rssnn_deploy.cli import types as ct
+from rssnn_deploy.epsilon import LARGE_EPS, NATURAL_EPS, SMALL_IMAGE_EPS, eps_text
 from rssnn_deploy.errors import OptionError
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.certify import SIGMAS, CertifyConfig
-from rssnn_deploy.robustness.config import LARGE_EPS_255, THREATS, EvaluateConfig
+from rssnn_deploy.robustness.config import THREATS, EvaluateConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.robustness.protocols import PROTOCOLS, protocol_settings
 from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
@@ -70,8 +72,6 @@ NOISE_RANGES = {"gaussian": ct.nonnegative_float, "salt_pepper": ct.probability,
                 "uniform": ct.nonnegative_float}
 FAULT_RANGES = {"bitflip": ct.probability, "vth": ct.nonnegative_float,
                 "decay": ct.nonnegative_float, "drop": ct.probability}
-#: an L∞ budget in 1/255 units: 255 moves any pixel anywhere.
-_BUDGET = ct.float_range(0.0, 255.0)
 
 
 def _flip_budgets(text: str) -> Tuple[int, ...]:
@@ -82,7 +82,7 @@ def _flip_budgets(text: str) -> Tuple[int, ...]:
 
 
 def add_evaluate_arguments(parser) -> None:
-    """The options of ``rssnn-deploy evaluate`` (budgets in 1/255 units)."""
+    """The options of ``rssnn-deploy evaluate`` (budgets ε in pixel units)."""
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train`")
     parser.add_argument("net", help="the netx file `export` wrote from it")
     parser.add_argument("--dataset", default=None,
@@ -90,14 +90,18 @@ def add_evaluate_arguments(parser) -> None:
                              "else digits for 8×8 models)")
     parser.add_argument("--out", default="runs/evaluate", help="report directory")
     parser.add_argument("--samples", type=ct.positive_int, default=None, help="first N test samples (all)")
-    parser.add_argument("--eps", type=_BUDGET, default=None,
-                        help="default L∞ budget in 1/255 units "
-                             "(8; 25.5 = 0.1 for inputs of ≤ 16×16 pixels)")
-    parser.add_argument("--eps-grid", type=ct.float_list(_BUDGET), default=None,
-                        help="budgets to sweep, 1/255 units "
+    parser.add_argument("--eps", type=ct.eps, default=None, metavar="EPS",
+                        help="default L∞ budget ε in pixel units [0, 1], written as a "
+                             f"fraction or a pixel value: 8/255 or 0.0314 (default: "
+                             f"{eps_text(NATURAL_EPS)}; {eps_text(SMALL_IMAGE_EPS)} for "
+                             "inputs of ≤ 16×16 pixels)")
+    parser.add_argument("--eps-grid", type=ct.float_list(ct.eps), default=None,
+                        metavar="EPS,EPS,…",
+                        help="budgets to sweep, as --eps "
                              "(default: ε·{¼,½,1,2,4} and --large-eps)")
-    parser.add_argument("--large-eps", type=_BUDGET, default=LARGE_EPS_255,
-                        help="budget at which a white-box attack must reach ~0 %% (sanity check)")
+    parser.add_argument("--large-eps", type=ct.eps, default=None, metavar="EPS",
+                        help="budget at which a white-box attack must reach ~0 %% (sanity "
+                             f"check; default: {eps_text(LARGE_EPS)})")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="quick",
                         help="preset attack set, budgets and steps; options given explicitly "
                              "override it. " + "; ".join(f"{p.name}: {p.description}"
@@ -193,13 +197,13 @@ def config_from_args(args) -> EvaluateConfig:
     """
     from rssnn_deploy.robustness.faults import DEFAULT_FAULT_LEVELS
     _, settings = protocol_settings(args.protocol)
-    explicit = {"eps": args.eps, "eps_grid": args.eps_grid,
+    explicit = {"eps": args.eps, "eps_grid": args.eps_grid, "large_eps": args.large_eps,
                 "attacks": tuple(args.attacks) if args.attacks else None,
                 "grid_attacks": args.grid_attacks, "apgd_steps": args.apgd_steps,
                 "square_queries": args.square_queries}
     settings.update({k: v for k, v in explicit.items() if v is not None})
     return EvaluateConfig(
-        **settings, protocol=args.protocol, large_eps=args.large_eps,
+        **settings, protocol=args.protocol,
         threat_models=tuple(args.threat_models), gradients=tuple(args.gradients),
         eot_samples=args.eot_samples, adaptive=args.adaptive,
         certify=certify_config_from_args(args) if args.certify else None,
@@ -216,7 +220,8 @@ def config_from_args(args) -> EvaluateConfig:
 #: faults, randomized smoothing) that the event-data evaluation does not run.
 IMAGE_ONLY_OPTIONS: Dict[str, str] = {
     "attacks": "--attacks", "grid_attacks": "--grid-attacks", "eps": "--eps",
-    "eps_grid": "--eps-grid", "adaptive": "--adaptive", "apgd_steps": "--apgd-steps",
+    "eps_grid": "--eps-grid", "large_eps": "--large-eps", "adaptive": "--adaptive",
+    "apgd_steps": "--apgd-steps",
     "square_queries": "--square-queries", "noise": "--noise", "faults": "--faults",
     "certify": "--certify"}
 

@@ -8,6 +8,9 @@ ships as ``rssnn_deploy/recipes/NAME.toml`` (``robust``: the paper's recipe for 
 own data, end to end). Values go through the same argparse types as the command line, so a
 config file is checked exactly like typed options; flags given on the command line
 override the file. Positional arguments (checkpoint, netx file) stay on the command line.
+An ε (``eps``, ``eps-grid``, ``large-eps``, ``pgd-alpha``) is a pixel value
+(``eps = 0.0314``) or a fraction in a string (``eps = "8/255"``); ``eps = 8`` is refused
+as on the command line.
 
 After parsing, :func:`record_run` writes the resolved options (``<command>.toml``) and
 starts ``<command>.log`` (a copy of everything the command prints) in the run folder.
@@ -24,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
+from rssnn_deploy.cli.types import is_budget
+from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.errors import InputFileError, OptionError
 
 try:
@@ -71,8 +76,9 @@ def annotate_train_defaults(parser: argparse.ArgumentParser) -> None:
             digits, other = getattr(PRESETS["digits"], dest), getattr(PRESETS["paper-stable"], dest)
             if digits is None and other is None:
                 continue
-            note = (f"default: {_shown(digits)}" if digits == other else
-                    f"default: {_shown(digits)} for digits, {_shown(other)} for other data")
+            shown = eps_text if is_budget(action.type) else _shown
+            note = (f"default: {shown(digits)}" if digits == other else
+                    f"default: {shown(digits)} for digits, {shown(other)} for other data")
             action.help = f"{text} ({note}; --preset sets it)".strip()
         elif dest in COMMON_DEFAULTS and COMMON_DEFAULTS[dest] is not None:
             action.help = f"{text} (default: {COMMON_DEFAULTS[dest]})".strip()

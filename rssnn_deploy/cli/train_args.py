@@ -85,7 +85,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="MPPD: detach the clean branch (paper; unstable without batch-norm)")
     g.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     g.add_argument("--sigma", type=ct.nonnegative_float, default=None, help="Gaussian std (8/255)")
-    g.add_argument("--eps", type=ct.probability, default=None, help="R+FGSM step / PGD radius (4/255)")
+    g.add_argument("--eps", type=ct.eps, default=None, metavar="EPS",
+                   help="R+FGSM step / PGD radius ε in pixel units [0, 1], written as a "
+                        "fraction or a pixel value: 4/255 or 0.0157 (4/255)")
     g.add_argument("--mppd-input", choices=list(MPPD_INPUTS), default=None,
                    help="MPPD compares the last layer's input before its DLIF gain "
                         "(pre-gain, paper code) or the current after it (post-gain)")
@@ -95,7 +97,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--rfgsm-start", choices=list(RFGSM_STARTS), default=None,
                    help="R+FGSM start: x + a*N(0, I) unclipped (normal, paper code) or "
                         "clip(x + a*sign(N(0, I))) (sign)")
-    g.add_argument("--pgd-alpha", type=ct.float_range(0.0, 1.0, low_open=True), default=None)
+    g.add_argument("--pgd-alpha", type=ct.budget(positive=True), default=None, metavar="EPS",
+                   help="PGD step size, as --eps (1/255)")
     g.add_argument("--pgd-steps", type=ct.positive_int, default=None)
     g.add_argument("--ortho-beta", type=ct.nonnegative_float, default=None, help="orthogonality β (off)")
     g.add_argument("--ortho-rows", choices=list(ORTHO_ROWS), default=None,

@@ -16,9 +16,12 @@ import argparse
 import math
 from typing import Callable, Mapping, NoReturn, Optional, Sequence, Tuple
 
+from rssnn_deploy.epsilon import parse_eps
+
 __all__ = ["finite_float", "float_range", "positive_float", "nonnegative_float",
            "probability", "int_range", "positive_int", "nonnegative_int", "seed",
-           "device", "state_list", "level_item", "float_list", "OneLineParser"]
+           "device", "state_list", "level_item", "float_list", "budget", "eps",
+           "is_budget", "OneLineParser"]
 
 #: seeds go through ``seed * 1000 + repeat`` and numpy's ``default_rng``: keep them small.
 SEED_MAX = 2 ** 31 - 1
@@ -78,6 +81,28 @@ def _interval(low: Optional[float], high: Optional[float], low_open: bool,
 positive_float = float_range(0.0, low_open=True)
 nonnegative_float = float_range(0.0)
 probability = float_range(0.0, 1.0)
+
+
+def budget(positive: bool = False) -> Callable[[str], float]:
+    """An L∞ budget ε in pixel units: ``8/255`` or ``0.0314`` (``epsilon.parse_eps``);
+    ``8`` is refused with "did you mean 8/255 (0.0314)?". The one type of every ε
+    option (``train``, ``evaluate``), so ``--config`` values pass the same check."""
+    def parse(text: str) -> float:
+        try:
+            return parse_eps(text, positive)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    parse.__name__ = "ε"
+    parse.budget = True  # type: ignore[attr-defined]
+    return parse
+
+
+def is_budget(kind: object) -> bool:
+    """Whether an option's ``type`` is :func:`budget`'s (its values print as ε)."""
+    return bool(getattr(kind, "budget", False))
+
+
+eps = budget()
 
 
 def int_range(low: Optional[int] = None, high: Optional[int] = None) -> Callable[[str], int]:

@@ -11,7 +11,8 @@ Modules, one job each:
   threshold and decay mismatch, dropped spikes.
 * ``sanity``: checks that catch a broken or obfuscated attack.
 * ``sweep``: cells of work, a resumable JSON cache, sharding over torch.distributed.
-* ``config``: threat models, budgets, ``EvaluateConfig`` and the evaluated ``Subject``.
+* ``config``: threat models, ``EvaluateConfig`` and the evaluated ``Subject`` (budgets ε
+  in pixel units, read and printed by ``rssnn_deploy.epsilon``).
 * ``cells``: the cells of one evaluation and how each is computed.
 * ``record``: computed cells assembled into rows, worst cases and sanity checks.
 * ``plots`` / ``tables``: the report's PNGs and Markdown.

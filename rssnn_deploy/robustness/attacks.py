@@ -55,6 +55,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from rssnn_deploy.epsilon import eps_text
+
 __all__ = ["ATTACKS", "AUTOATTACK", "GRADIENTS", "GRADIENT_FREE", "ENSEMBLE_SURROGATES",
            "SWEEP_SCALES", "AttackSpec", "parse_attack", "restarts_of", "is_gradient_free",
            "make_attack", "describe_attack", "craft", "craft_with_gradient", "surrogate_variant",
@@ -123,9 +125,9 @@ def is_gradient_free(name: str) -> bool:
     return parse_attack(name)[0] in GRADIENT_FREE
 
 
-def describe_attack(name: str, eps_255: float, apgd_steps: int, square_queries: int,
+def describe_attack(name: str, eps: float, apgd_steps: int, square_queries: int,
                     alpha_factor: float = 2.5, classes: int = 10) -> str:
-    """One line of ``name``'s parameters as :func:`make_attack` sets them (ε in 1/255)."""
+    """One line of ``name``'s parameters as :func:`make_attack` sets them (ε in pixels)."""
     kind, steps = parse_attack(name)
     targets = f"{classes - 1} target classes"
     if kind == "FGSM":
@@ -133,7 +135,7 @@ def describe_attack(name: str, eps_255: float, apgd_steps: int, square_queries: 
     if kind == "PGD":
         restarts = restarts_of(name)
         return (f"torchattacks.PGD: {steps} steps, α = {alpha_factor:.3g}·ε/{steps} = "
-                f"{alpha_factor * eps_255 / steps:.3g}/255 at ε = {eps_255:g}/255, random start"
+                f"{eps_text(alpha_factor * eps / steps)} at ε = {eps_text(eps)}, random start"
                 + (f", {restarts} restarts (per sample the lowest margin kept)"
                    if restarts > 1 else ""))
     if kind in ("APGD-CE", "APGD-DLR"):

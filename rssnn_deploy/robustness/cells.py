@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssnn_deploy.epsilon import default_eps, eps_grid, eps_key, unique_budgets
 from rssnn_deploy.report import write_npz
 from rssnn_deploy.robustness import faults as fault_lib
 from rssnn_deploy.robustness.attacks import (AUTOATTACK, AttackSpec, check_budget, craft,
@@ -32,7 +33,7 @@ from rssnn_deploy.robustness.attacks import (AUTOATTACK, AttackSpec, check_budge
 from rssnn_deploy.robustness.certify import certify
 from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
-from rssnn_deploy.robustness.config import EvaluateConfig, Subject, default_eps_255, eps_grid_255
+from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.noise import apply_noise
 from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key
 from rssnn_deploy.spec import NetworkSpec, encode_input
@@ -76,10 +77,12 @@ class Evaluator:
         self.config = config
         self.out = Path(out)
         self.checkpoints = checkpoints
-        self.eps = config.eps if config.eps is not None else default_eps_255(subject.x.shape[1:])
-        grid = config.eps_grid or eps_grid_255(self.eps, config.large_eps,
-                                               config.eps_grid_factors)
-        self.grid = tuple(sorted(set(grid) | {self.eps}))
+        self.eps = config.eps if config.eps is not None else default_eps(subject.x.shape[1:])
+        grid = config.eps_grid or eps_grid(self.eps, config.large_eps, config.eps_grid_factors)
+        self.grid = unique_budgets((self.eps, *grid))         # budgets in pixel units
+        #: the large ε as the grid holds it (one budget per cache key)
+        self.large_eps = {eps_key(e): e for e in self.grid}.get(eps_key(config.large_eps),
+                                                                config.large_eps)
         self.float_predict: Predictor = float_predictor(subject.model, config.batch_size)
         self.chip_predict = ChipPredictor(subject.spec, device=config.device)
         self._chip_model: Optional[ChipModel] = None
@@ -132,7 +135,7 @@ class Evaluator:
         cells = [Cell.make("noise", kind=k, level=float(v))
                  for k, levels in self.config.noise.items() for v in levels]
         # the random baseline of the "attack beats noise" check, one per attack budget
-        cells += [Cell.make("noise", kind="uniform", level=e / 255.0) for e in self.grid]
+        cells += [Cell.make("noise", kind="uniform", level=e) for e in self.grid]
         return cells
 
     def fault_cells(self) -> List[Cell]:
@@ -176,7 +179,7 @@ class Evaluator:
         """The attack of ``cell`` (or its member ``attack``) at the cell's budget."""
         name = attack or cell["attack"]
         eot = self.config.eot_samples if self.stochastic(cell["source"]) else 1
-        return AttackSpec(name, cell["eps"] / 255.0, apgd_steps=self.config.apgd_steps,
+        return AttackSpec(name, cell["eps"], apgd_steps=self.config.apgd_steps,
                           seed=self.config.seed, square_queries=self.config.square_queries,
                           n_classes=self.classes, eot_iter=eot,
                           pgd_alpha_factor=self.config.pgd_alpha_factor.get(name, 2.5))

@@ -1,30 +1,26 @@
 """What an evaluation measures: threat models, budgets, the configuration and the subject.
 
-Budgets are given in 1/255 units, the convention of the literature. The default is
-8/255 for natural images (the RSSNN paper's CIFAR setting), but inputs of at most 16×16
-pixels default to 25.5/255 = 0.1: scikit-learn's 8×8 digits have 17 grey levels, one
-level is 1/16 ≈ 16/255, so 8/255 would be half a grey level, smaller than any change the
-data itself can show; 0.1 (≈ 1.6 levels) is the project's long-standing digits budget.
-The ε sweep is ε·{¼, ½, 1, 2, 4} plus a large ε (127.5/255 = 0.5, at which every image
-can be moved to uniform grey) for the "near zero" sanity check.
+Budgets ε are in pixel units [0, 1] (``rssnn_deploy.epsilon``, which also holds the
+defaults: 8/255 for natural images, 0.1 = 25.5/255 for inputs of at most 16×16 pixels,
+the grid ε·{¼, ½, 1, 2, 4} and the large ε 0.5 = 127.5/255). :class:`EvaluateConfig`
+refuses a budget above 1, the mark of one written in 1/255 units (``eps=8``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Literal, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Literal, Mapping, Optional, Tuple
 
-import numpy as np
 from torch import Tensor, nn
 
+from rssnn_deploy.epsilon import GRID_FACTORS, LARGE_EPS, check_eps
 from rssnn_deploy.robustness import faults as fault_lib
 from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.certify import CertifyConfig
 from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.spec import NetworkSpec
 
-__all__ = ["EvaluateConfig", "Subject", "THREATS", "default_eps_255", "eps_grid_255",
-           "LARGE_EPS_255", "ThreatModel"]
+__all__ = ["EvaluateConfig", "Subject", "THREATS", "ThreatModel"]
 
 #: who the attacker is: gradients of the float model, the float model's examples sent to
 #: the chip, or gradients (straight-through) of the integer chip model itself
@@ -32,32 +28,15 @@ ThreatModel = Literal["float", "transfer", "chip"]
 #: threat model → how the report names it.
 THREATS: Dict[ThreatModel, str] = {"float": "float white-box", "transfer": "transfer → chip",
                            "chip": "chip white-box"}
-NATURAL_EPS_255 = 8.0
-SMALL_IMAGE_EPS_255 = 25.5
-SMALL_IMAGE_PIXELS = 16 * 16
-LARGE_EPS_255 = 127.5
-GRID_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-def default_eps_255(in_shape: Sequence[int]) -> float:
-    """8/255 for natural images, 25.5/255 (= 0.1) for inputs of ≤ 16×16 pixels."""
-    pixels = int(np.prod(in_shape[-2:])) if len(in_shape) >= 2 else int(in_shape[0])
-    return SMALL_IMAGE_EPS_255 if pixels <= SMALL_IMAGE_PIXELS else NATURAL_EPS_255
-
-
-def eps_grid_255(eps: float, large: float = LARGE_EPS_255,
-                 factors: Sequence[float] = GRID_FACTORS) -> Tuple[float, ...]:
-    """ε·{¼, ½, 1, 2, 4} (or ε·``factors``) and ``large``, capped at 255, sorted."""
-    return tuple(sorted({min(255.0, round(eps * f, 6)) for f in factors} | {large}))
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Everything ``evaluate`` can vary. Budgets (``eps*``) are in 1/255 units."""
+    """Everything ``evaluate`` can vary. Budgets (``eps*``) are in pixel units [0, 1]."""
 
-    eps: Optional[float] = None
+    eps: Optional[float] = None                        # None: epsilon.default_eps
     eps_grid: Optional[Tuple[float, ...]] = None
-    large_eps: float = LARGE_EPS_255
+    large_eps: float = LARGE_EPS
     eps_grid_factors: Tuple[float, ...] = GRID_FACTORS  # grid = ε·factors ∪ {large_eps}
     attacks: Tuple[str, ...] = ATTACKS
     grid_attacks: Optional[Tuple[str, ...]] = None     # swept over the grid; None: all
@@ -88,6 +67,11 @@ class EvaluateConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        budgets = [("eps", self.eps), ("large_eps", self.large_eps)]
+        budgets += [("eps_grid", e) for e in self.eps_grid or ()]
+        for name, value in budgets:
+            if value is not None:
+                check_eps(value, f"EvaluateConfig.{name}")
         for name in self.attacks + (self.grid_attacks or ()) + ((self.adaptive,)
                                                                 if self.adaptive else ()):
             parse_attack(name)

@@ -18,6 +18,7 @@ from typing import Any, List, Mapping, Sequence
 
 import numpy as np
 
+from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.report import save_figure
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
@@ -68,19 +69,19 @@ def _save(fig, path: Path, rect=(0.0, 0.0, 1.0, 1.0)) -> Path:
 
 
 def _eps_label(value: float) -> str:
-    """Tick text for a budget in 1/255 units: ``6.4``, ``25.5``, ``128``."""
-    return f"{value:.3g}"
+    """Tick text for a budget, both forms on two lines: ``8/255`` over ``(0.0314)``."""
+    return eps_text(value).replace(" ", "\n", 1)
 
 
-def _sparse_labels(grid: Sequence[float], min_ratio: float = 1.45) -> List[str]:
-    """Tick labels of a log axis, largest first kept; a label too close to a kept one is
-    left blank so neighbours such as 102 and 128 do not print over each other."""
-    labels, kept = [], None
+def _sparse_labels(grid: Sequence[float], first: float, min_ratio: float = 2.5) -> List[str]:
+    """Tick labels of a log axis: ``first`` (the default ε), then from the largest down
+    every budget far enough from all labelled ones; the rest stay blank, so the two-line
+    labels of neighbours such as 0.4 and 0.5 do not print over each other."""
+    kept = {first}
     for value in sorted(grid, reverse=True):
-        show = kept is None or kept / value >= min_ratio
-        labels.append(_eps_label(value) if show else "")
-        kept = value if show else kept
-    return labels[::-1]
+        if all(max(value, k) / min(value, k) >= min_ratio for k in kept):
+            kept.add(value)
+    return [_eps_label(value) if value in kept else "" for value in grid]
 
 
 def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
@@ -116,10 +117,10 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
         ticks = [zero_at] + grid
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels(["0"] + _sparse_labels(grid), fontsize=7)
+        ax.set_xticklabels(["0"] + _sparse_labels(grid, record["eps"]["default"]), fontsize=7)
         ax.set_xlim(zero_at / 1.3, grid[-1] * 1.3)
         ax.set_title(attack, fontsize=10)
-        ax.set_xlabel("ε (/255, log scale)")
+        ax.set_xlabel("ε (pixel units, log scale)")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.25)

@@ -8,8 +8,8 @@ attack's parameters.
 * ``quick``: the project's everyday run: FGSM, PGD-7/10/20/40, APGD-CE/DLR (20 steps,
   1 restart), each swept over the ε grid.
 * ``paper``: the RSSNN evaluation as the authors' ``standard.json`` runs it
-  (DingJianhao/stable-snn): ε = 8/255; FGSM; PGD-7/10/20/40 with α = 2.55, 2, 1 and
-  0.5 /255; APGD-CE and APGD-DLR with 10 steps. Swept over the grid only to feed
+  (DingJianhao/stable-snn): ε = 8/255; FGSM; PGD-7/10/20/40 with α = 2.55/255, 2/255,
+  1/255 and 0.5/255; APGD-CE and APGD-DLR with 10 steps. Swept over the grid only to feed
   the sanity checks (the large-ε check needs FGSM and PGD-10 there).
 * ``autoattack``: RobustBench's convention: AutoAttack standard (APGD-CE, APGD-T,
   FAB-T with 100 iterations, Square with 5,000 queries; 1 restart each) at one ε on the
@@ -19,17 +19,22 @@ attack's parameters.
   AutoAttack's APGD-CE is the APGD-CE column.
 * ``mnist``: ε = 0.1 and 0.3 (the MNIST literature's budgets), the paper's attacks
   plus APGD-T and Square.
+
+Budgets are in pixel units, like every ε of the API (``rssnn_deploy.epsilon``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Tuple
 
+from rssnn_deploy.epsilon import LARGE_EPS, NATURAL_EPS, eps_text
 from rssnn_deploy.robustness.config import EvaluateConfig
 
 __all__ = ["Protocol", "PROTOCOLS", "protocol_settings", "config_for_protocol"]
 
 _PAPER_ATTACKS = ("FGSM", "PGD-7", "PGD-10", "PGD-20", "PGD-40", "APGD-CE", "APGD-DLR")
+#: the MNIST literature's budgets, 0.1 and 0.3 (pixel units)
+_MNIST_EPS = (0.1, 0.3)
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,11 @@ PROTOCOLS: Dict[str, Protocol] = {
         "quick", "the project's everyday run: the paper's attack set with 20 APGD steps, "
         "each attack swept over the ε grid", {}),
     "paper": Protocol(
-        "paper", "the RSSNN evaluation (authors' standard.json): ε = 8/255; FGSM, "
-        "PGD-7/10/20/40 (α = 2.55, 2, 1, 0.5 /255), APGD-CE/DLR with 10 steps",
-        {"eps": 8.0, "attacks": _PAPER_ATTACKS, "grid_attacks": ("FGSM", "PGD-10"),
+        "paper", "the RSSNN evaluation (authors' standard.json): ε = "
+        f"{eps_text(NATURAL_EPS)}; FGSM, PGD-7/10/20/40 (α = 2.55/255, 2/255, 1/255, "
+        "0.5/255), APGD-CE/DLR with 10 steps",
+        {"eps": NATURAL_EPS, "attacks": _PAPER_ATTACKS, "grid_attacks": ("FGSM", "PGD-10"),
+         # α·steps/ε: PGD-7's α is 2.55/255 at ε = 8/255; the others have 2.5
          "apgd_steps": 10, "pgd_alpha_factor": {"PGD-7": 2.55 * 7 / 8.0}}),
     "autoattack": Protocol(
         "autoattack", "RobustBench: AutoAttack standard (APGD-CE, APGD-T, FAB-T: 100 "
@@ -57,9 +64,9 @@ PROTOCOLS: Dict[str, Protocol] = {
          "grid_attacks": ("APGD-CE",), "apgd_steps": 100, "square_queries": 5000,
          "eps_grid_factors": (1.0,)}),
     "mnist": Protocol(
-        "mnist", "the MNIST budgets ε = 0.1 and 0.3 (25.5 and 76.5 /255): the paper's "
-        "attacks plus APGD-T and Square",
-        {"eps": 76.5, "eps_grid": (25.5, 76.5, 127.5),
+        "mnist", f"the MNIST budgets ε = {' and '.join(map(eps_text, _MNIST_EPS))}: the "
+        "paper's attacks plus APGD-T and Square",
+        {"eps": _MNIST_EPS[1], "eps_grid": (*_MNIST_EPS, LARGE_EPS),
          "attacks": _PAPER_ATTACKS + ("APGD-T", "Square"), "apgd_steps": 100}),
 }
 

@@ -1,21 +1,27 @@
 """The evaluation record: computed cells assembled into rows, worst cases and sanity checks.
 
 Everything the report shows (tables, plots, JSON) is read from this record, never
-recomputed, so the numbers in the three cannot disagree.
+recomputed, so the numbers in the three cannot disagree. Budgets ε are in pixel units
+(``"eps": {"unit": "pixel", …}``, with each budget's printed form beside it);
+:func:`load_record` reads a ``report.json`` of either kind, including those written
+when budgets were in 1/255 units (``"unit": "1/255"``), into the current one.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from rssnn_deploy.epsilon import LEVELS, UNIT, eps_text
 from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, is_gradient_free
 from rssnn_deploy.robustness.cells import Evaluator, unpack_bits
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.sweep import Cell
 
 __all__ = ["build_record", "certification_record", "worst_case_rows",
-           "strongest_over_gradients"]
+           "strongest_over_gradients", "eps_block", "load_record", "upgrade_record"]
 
 
 def _attack_rows(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -118,8 +124,8 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
         swept = (ev.config.attacks if ev.config.grid_attacks is None
                  else ev.config.grid_attacks)
         # attacks run only at ε (Square, the adaptive attack) are not asked to reach zero
-        if any(ev.config.large_eps in c for c in curves.values()) or set(curves) & set(swept):
-            checks.append(sanity.check_near_zero(scope, curves, ev.config.large_eps,
+        if any(ev.large_eps in c for c in curves.values()) or set(curves) & set(swept):
+            checks.append(sanity.check_near_zero(scope, curves, ev.large_eps,
                                                  ev.config.zero_tolerance))
         at_eps = {a: c[ev.eps] for a, c in curves.items() if ev.eps in c}
         if sum(a in at_eps for a in sanity.STRENGTH_ORDER) >= 2:
@@ -127,7 +133,7 @@ def _sanity(ev: Evaluator, rows: Sequence[Dict[str, Any]], noise: Sequence[Dict[
         if "AutoAttack" in at_eps:
             checks.append(sanity.check_ensemble_not_weaker(scope, at_eps, "AutoAttack",
                                                            AUTOATTACK, tol))
-        baseline = {e: uniform[e / 255.0][model] for e in ev.grid if e / 255.0 in uniform}
+        baseline = {e: uniform[e][model] for e in ev.grid if e in uniform}
         checks.append(sanity.check_beats_noise(scope, curves, baseline, tol))
     for threat in ("float", "chip"):
         mine = [r for r in rows if r["threat"] == threat]
@@ -178,8 +184,7 @@ def build_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[s
     return {
         "samples": n,
         "classes": ev.classes,
-        "eps": {"unit": "1/255", "default": ev.eps, "grid": list(ev.grid),
-                "large": ev.config.large_eps, "default_pixels": ev.eps / 255.0},
+        "eps": eps_block(ev.eps, ev.grid, ev.large_eps),
         "clean": clean,
         "attacks": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         "worst_case": worst,
@@ -216,3 +221,53 @@ def strongest_over_gradients(rows: Sequence[Mapping[str, Any]]
         key = (r["threat"], r["attack"], r["eps"])
         best[key] = min(best.get(key, 1.0), r["accuracy"])
     return best
+
+
+def eps_block(default: float, grid: Sequence[float], large: float) -> Dict[str, Any]:
+    """The record's budgets: pixel values, and each as people read it (``eps_text``)."""
+    return {"unit": UNIT, "default": default, "grid": list(grid), "large": large,
+            "text": {"default": eps_text(default), "grid": [eps_text(e) for e in grid],
+                     "large": eps_text(large)}}
+
+
+#: the record's lists whose rows hold a budget (``eps``)
+_ROWS = ("attacks", "worst_case", "worst_case_all_gradients")
+
+
+def upgrade_record(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A record written with budgets in 1/255 units (``"eps": {"unit": "1/255"}``)
+    with every budget in pixel units, as :func:`build_record` writes it now; a current
+    record is returned as it is. Only numbers are converted: the sanity checks'
+    ``detail`` sentences keep the text they were written with."""
+    if record.get("eps", {}).get("unit") != "1/255":
+        return record
+    old = record["eps"]
+
+    def pixels(value: Any) -> Any:
+        return value / LEVELS if isinstance(value, (int, float)) else value
+
+    record["eps"] = eps_block(pixels(old["default"]), [pixels(e) for e in old["grid"]],
+                              pixels(old["large"]))
+    for name in _ROWS:
+        for row in record.get(name, []):
+            row["eps"] = pixels(row["eps"])
+    for check in record.get("sanity", {}).get("checks", []):
+        numbers = check.get("numbers") or {}
+        for key in ("eps", "large_eps"):
+            if key in numbers:
+                numbers[key] = pixels(numbers[key])
+        for key in ("gradient", "gradient_free"):     # ε (a JSON key, text) → accuracy
+            if isinstance(numbers.get(key), dict):
+                numbers[key] = {str(float(e) / LEVELS): a for e, a in numbers[key].items()}
+    config = record.get("config", {})
+    for key in ("eps", "large_eps"):
+        if config.get(key) is not None:
+            config[key] = pixels(config[key])
+    if config.get("eps_grid"):
+        config["eps_grid"] = [pixels(e) for e in config["eps_grid"]]
+    return record
+
+
+def load_record(path: Path) -> Dict[str, Any]:
+    """A ``report.json`` (of any version) as a record in pixel units (:func:`upgrade_record`)."""
+    return upgrade_record(json.loads(Path(path).read_text()))

@@ -7,7 +7,7 @@ an evaluation bug can look exactly like robustness. These are the standard sympt
 
 * **budget**: every adversarial example lies within its L∞ ball and in [0, 1];
 * **monotone in ε**: accuracy does not rise as the budget grows (within a tolerance);
-* **near zero at a large ε**: an unbounded-enough attack must win; at ε = 0.5 every
+* **near zero at a large ε**: an unbounded-enough attack must win; at ε = 0.5 (127.5/255) every
   image can be moved to the same grey image, so a white-box attack that leaves
   accuracy high is not following a useful gradient;
 * **strength order**: on the same samples, more iterations never make an attack weaker
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from rssnn_deploy.epsilon import eps_text
 
 __all__ = ["SanityCheck", "STRENGTH_ORDER", "check_budget", "check_monotone_in_eps",
            "check_near_zero", "check_strength_order", "check_beats_noise",
@@ -77,7 +79,8 @@ def check_monotone_in_eps(scope: str, curves: Curves, clean: Optional[float],
             points = [(0.0, clean)] + [p for p in points if p[0] > 0]
         for (e0, a0), (e1, a1) in zip(points, points[1:]):
             if a1 > a0 + tolerance:
-                rises.append(f"{attack}: {_pct(a0)} at ε={e0:.4g} → {_pct(a1)} at ε={e1:.4g}")
+                rises.append(f"{attack}: {_pct(a0)} at ε = {eps_text(e0)} → {_pct(a1)} "
+                             f"at ε = {eps_text(e1)}")
     detail = "accuracy falls (or holds) as ε grows" if not rises else "; ".join(rises)
     return SanityCheck("accuracy falls as ε grows", scope, not rises, detail,
                        {"tolerance": tolerance, "violations": rises})
@@ -89,10 +92,11 @@ def check_near_zero(scope: str, curves: Curves, large_eps: float, threshold: flo
     at_large = {a: c[large_eps] for a, c in curves.items() if large_eps in c}
     if not at_large:
         return SanityCheck("near zero at large ε", scope, False,
-                           f"no attack was run at ε={large_eps:.4g}", {"large_eps": large_eps})
+                           f"no attack was run at ε = {eps_text(large_eps)}",
+                           {"large_eps": large_eps})
     best = min(at_large, key=at_large.get)
     passed = at_large[best] <= threshold
-    detail = (f"best attack {best} leaves {_pct(at_large[best])} at ε={large_eps:.4g} "
+    detail = (f"best attack {best} leaves {_pct(at_large[best])} at ε = {eps_text(large_eps)} "
               f"(must be ≤ {_pct(threshold)})")
     return SanityCheck("near zero at large ε", scope, passed, detail,
                        {"large_eps": large_eps, "threshold": threshold, "accuracy": at_large})
@@ -126,8 +130,8 @@ def check_beats_noise(scope: str, curves: Curves, noise: Mapping[float, float],
             continue
         compared += 1
         if min(at_eps) > noise_acc + tolerance:
-            worse.append(f"ε={eps:.4g}: best attack {_pct(min(at_eps))} vs uniform noise "
-                         f"{_pct(noise_acc)}")
+            worse.append(f"ε = {eps_text(eps)}: best attack {_pct(min(at_eps))} vs uniform "
+                         f"noise {_pct(noise_acc)}")
     detail = (f"best attack ≤ uniform noise at all {compared} budgets" if not worse
               else "; ".join(worse))
     return SanityCheck("attack beats random noise", scope, not worse and compared > 0, detail,
@@ -142,7 +146,8 @@ def check_whitebox_not_weaker(scope: str, whitebox: Mapping[float, float],
     Both arguments map ε to the per-sample worst case over all attacks run.
     """
     common = sorted(set(whitebox) & set(transfer))
-    worse = [f"ε={e:.4g}: white-box {_pct(whitebox[e])} vs transfer {_pct(transfer[e])}"
+    worse = [f"ε = {eps_text(e)}: white-box {_pct(whitebox[e])} vs transfer "
+             f"{_pct(transfer[e])}"
              for e in common if whitebox[e] > transfer[e] + tolerance]
     detail = (f"white-box ≤ transfer at all {len(common)} budgets" if not worse
               else "; ".join(worse))
@@ -175,8 +180,8 @@ def check_gradient_free_not_stronger(scope: str, gradient: Mapping[float, float]
     point nowhere useful, not the model is robust (Athalye et al. 2018; Croce & Hein 2020).
     """
     common = sorted(set(gradient) & set(gradient_free))
-    worse = [f"ε={e:.4g}: gradient-free {_pct(gradient_free[e])} < best gradient attack "
-             f"{_pct(gradient[e])}" for e in common
+    worse = [f"ε = {eps_text(e)}: gradient-free {_pct(gradient_free[e])} < best gradient "
+             f"attack {_pct(gradient[e])}" for e in common
              if gradient_free[e] < gradient[e] - tolerance - 1e-6]   # float32 accuracies
     detail = (f"best gradient attack ≤ gradient-free at all {len(common)} budgets"
               if not worse else "; ".join(worse) + " (gradient masking suspected)")

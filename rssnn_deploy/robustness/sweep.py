@@ -1,8 +1,12 @@
 """Sweeps as independent cells: resumable from a JSON cache, shardable over processes.
 
 A *cell* is one unit of work with a stable, human-readable key (``attack|source=chip|
-gradient=ste|attack=PGD-10|eps=25.5``) whose result is a small JSON-safe dict. Cells do
-not depend on each other and seed themselves, so
+gradient=ste|attack=PGD-10|eps=25.5``) whose result is a small JSON-safe dict. A
+parameter named ``eps`` is an L∞ budget in pixel units; its key text is the 1/255
+numerator (``eps=25.5`` is ε = 0.1, ``epsilon.eps_key``), the form keys had when budgets
+were given in 1/255 units, so a cache written then still finds its finished cells; log
+lines add it both ways (:attr:`Cell.text`). Cells do not depend on each other and seed
+themselves, so
 
 * **resume**: every finished cell is on disk before the next one starts: the file is
   rewritten whole (temporary file, fsync, rename) and always holds what was loaded at
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from rssnn_deploy.epsilon import eps_key, eps_text
 from rssnn_deploy.fileio import atomic_path, sha256_file
 
 __all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest",
@@ -47,7 +52,9 @@ CACHE_NAME = "cells.json"
 _PART = re.compile(r"^(?P<cell>.+?)(?:\|stage=[^|]+)?\|part=\d+-\d+$")
 
 
-def _format(value: Any) -> str:
+def _format(name: str, value: Any) -> str:
+    if name == "eps":
+        return eps_key(value)
     return format(value, ".6g") if isinstance(value, float) else str(value)
 
 
@@ -64,7 +71,14 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return "|".join([self.group] + [f"{k}={_format(v)}" for k, v in self.params])
+        return "|".join([self.group] + [f"{k}={_format(k, v)}" for k, v in self.params])
+
+    @property
+    def text(self) -> str:
+        """The key, and ε both ways when the cell has one (log lines):
+        ``attack|…|eps=25.5 [ε = 0.1 (25.5/255)]``."""
+        eps = dict(self.params).get("eps")
+        return self.key + ("" if eps is None else f" [ε = {eps_text(eps)}]")
 
     def __getitem__(self, name: str) -> Any:
         for key, value in self.params:
@@ -269,7 +283,7 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
         if log is not None:
             now = time.perf_counter()
             left = (now - start) / i * (len(mine) - i)
-            log(f"{label}: cell {i}/{len(mine)} {cell.key} in {now - began:.1f} s; "
+            log(f"{label}: cell {i}/{len(mine)} {cell.text} in {now - began:.1f} s; "
                 f"{_clock(now - start)} elapsed, about {_clock(left)} left")
     done.update(_gather(computed))
     if rank == 0 and cache.enabled and (computed or world > 1):

@@ -1,13 +1,15 @@
 """The evaluation report a person reads: ``report.md`` tables from the record.
 
 Every number in the Markdown comes from the record that is also written to
-``report.json`` (with config and versions), so the two cannot disagree.
+``report.json`` (with config and versions), so the two cannot disagree. Budgets print
+in both forms (``epsilon.eps_text``: ``8/255 (0.0314)``, ``0.1 (25.5/255)``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, List, Mapping, Sequence
 
+from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.report import markdown_table, stability_table
 from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, describe_attack
 from rssnn_deploy.robustness.config import THREATS
@@ -16,22 +18,16 @@ from rssnn_deploy.robustness.protocols import PROTOCOLS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
 __all__ = ["render_markdown", "summary_text", "certification_section", "protocol_section",
-           "eps_text", "autoattack_stage_table"]
+           "autoattack_stage_table"]
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _eps(value: float) -> str:
-    """A budget in 1/255 units for people: at most 4 significant digits, no float noise."""
+def _level(value: float) -> str:
+    """A noise or fault level for people: at most 4 significant digits, no float noise."""
     return f"{value:.4g}"
-
-
-def eps_text(value_255: float) -> str:
-    """``8/255 (≈ 0.0314)``: the 1/255 budget and its size on [0, 1] pixels."""
-    pixels = value_255 / 255.0
-    return f"{_eps(value_255)}/255 (≈ {pixels:.3g})" if value_255 else "0"
 
 
 def _threat_label(threat: str, gradient: str) -> str:
@@ -99,10 +95,10 @@ def autoattack_stage_table(record: Mapping[str, Any]) -> str:
     if not rows:
         return ""
     members = [st["attack"] for st in rows[0]["stages"]]
-    body = [[_threat_label(r["threat"], r["gradient"]), _eps(r["eps"])]
+    body = [[_threat_label(r["threat"], r["gradient"]), eps_text(r["eps"])]
             + [f"{_pct(st['accuracy'])} ({st['samples']})" for st in r["stages"]]
             + [f"{sum(st['seconds'] for st in r['stages']):.0f}"] for r in rows]
-    header = ["threat model (gradients)", "ε (/255)", *[f"after {m}" for m in members], "s"]
+    header = ["threat model (gradients)", "ε", *[f"after {m}" for m in members], "s"]
     return (markdown_table(header, body)
             + "\n\nAutoAttack standard member by member: accuracy (%) left after each member, "
             "in brackets the samples it attacked (those still standing; the first runs on "
@@ -127,7 +123,7 @@ def eps_sweep_tables(record: Mapping[str, Any]) -> str:
                               for e in grid] for a in attacks]
         body.append(["**worst case**", clean] + [f"**{_pct(worst[(threat, e)])}**"
                                                  if (threat, e) in worst else "–" for e in grid])
-        header = ["attack", "ε=0"] + [f"ε={_eps(e)}" for e in grid]
+        header = ["attack", "ε = 0"] + [f"ε = {eps_text(e)}" for e in grid]
         parts.append(f"**{THREATS[threat]}** (gradients: {', '.join(gradients)}; each cell the "
                      "strongest), accuracy (%)\n\n" + markdown_table(header, body))
     return ("\n\n".join(parts) + "\n\nWorst case: samples that survive every attack and "
@@ -135,7 +131,7 @@ def eps_sweep_tables(record: Mapping[str, Any]) -> str:
 
 
 def noise_table(record: Mapping[str, Any]) -> str:
-    body = [[r["kind"], _eps(r["level"]), _pct(r["float"]), _pct(r["chip"]),
+    body = [[r["kind"], _level(r["level"]), _pct(r["float"]), _pct(r["chip"]),
              f"{100 * (r['chip'] - r['float']):+.1f}"] for r in record["noise"]]
     return markdown_table(["noise", "level", "float (%)", "chip (%)", "chip − float (pp)"], body)
 
@@ -144,7 +140,7 @@ def fault_table(record: Mapping[str, Any]) -> str:
     body = []
     for r in record["faults"]:
         stats = _fault_stats(r)
-        body.append([r["kind"], _eps(r["level"]), f"{_pct(r['mean'])} ± {_pct(r['std'])}",
+        body.append([r["kind"], _level(r["level"]), f"{_pct(r['mean'])} ± {_pct(r['std'])}",
                      _pct(r["min"]), len(r["runs"]), stats])
     legend = "; ".join(f"`{k}`: {v}" for k, v in FAULTS.items())
     return (markdown_table(["fault", "level", "chip acc. mean ± std (%)", "worst seed (%)",
@@ -218,7 +214,7 @@ def protocol_section(record: Mapping[str, Any]) -> str:
            "expectation over transformation was needed")
     return (f"Protocol **{name}**" + (f": {protocol.description}" if protocol else "")
             + f". Test set: the first {record['samples']} test samples. Default ε = "
-            f"{eps_text(eps)}; grid {', '.join(_eps(e) for e in record['eps']['grid'])} (/255). "
+            f"{eps_text(eps)}; grid {', '.join(map(eps_text, record['eps']['grid']))}. "
             f"Float-model gradient sources: {gradients}; chip white-box: the simulator's "
             "straight-through gradients (ste); gradient-free attacks query each model "
             f"(queries). Seed {config.get('seed', 0)}; {eot}.\n\n"
@@ -255,21 +251,21 @@ def certification_section(cert: Mapping[str, Any]) -> str:
 def render_markdown(record: Mapping[str, Any]) -> str:
     eps = record["eps"]
     config = record.get("config", {})
-    grid = ", ".join(_eps(e) for e in eps["grid"])
+    grid = ", ".join(map(eps_text, eps["grid"]))
     header = (f"# Robustness of the deployed model\n\n"
               f"Checkpoint `{config.get('checkpoint', '?')}`, "
               f"network `{config.get('net_file', '?')}`, "
               f"dataset `{config.get('dataset', '?')}`, {record['samples']} test samples, "
               f"protocol `{config.get('protocol', 'quick')}`. "
-              f"L∞ budgets in 1/255 units: default ε = {eps_text(eps['default'])}; "
-              f"sweep {grid}.")
+              f"L∞ budgets ε in pixel units [0, 1] (and as multiples of 1/255): default "
+              f"ε = {eps_text(eps['default'])}; sweep {grid}.")
     stability = record.get("stability") or {}
     sections = [
         header,
         "## Protocol\n\n" + protocol_section(record),
         "## Clean accuracy\n\n" + clean_table(record),
         "## Sanity checks of the attacks\n\n" + sanity_table(record),
-        f"## Attacks at the default ε = {_eps(eps['default'])}/255\n\n"
+        f"## Attacks at the default ε = {eps_text(eps['default'])}\n\n"
         + default_eps_table(record),
         *([f"## AutoAttack member by member\n\n{autoattack_stage_table(record)}"]
           if autoattack_stage_table(record) else []),
@@ -297,7 +293,7 @@ def summary_text(record: Mapping[str, Any], out: Path) -> str:
     failed = [f"{c['name']} [{c['scope']}]: {c['detail']}" for c in sanity["checks"]
               if not c["passed"] and not c["advisory"]]
     lines = ["## Clean accuracy", "", clean_table(record), "",
-             f"## Attacks at ε = {_eps(eps)}/255", "", default_eps_table(record), "",
+             f"## Attacks at ε = {eps_text(eps)}", "", default_eps_table(record), "",
              f"Sanity checks: {'PASS' if sanity['passed'] else 'FAIL'} "
              f"({sum(c['passed'] for c in sanity['checks'])}/{len(sanity['checks'])} passed)"]
     lines += [f"  FAILED {line}" for line in failed]

@@ -44,12 +44,12 @@ class TrainConfig:
     detach_clean: bool = True       #: MPPD trains the perturbed branch only (paper code)
     perturbation: str = "gaussian"  #: x̃: "gaussian" | "rfgsm" | "pgd" | "none"
     sigma: float = 8 / 255          #: Gaussian noise std
-    eps: float = 4 / 255            #: R+FGSM signed step; PGD L∞ radius
+    eps: float = 4 / 255            #: R+FGSM signed step; PGD L∞ radius (pixel units)
     rfgsm_noise: float = 0.001      #: R+FGSM random start size α
     rfgsm_start: str = "sign"       #: "sign" | "normal": see RFGSM_STARTS
     clamp_noise: bool = True        #: clip Gaussian-noise inputs to [0, 1]
     mppd_input: str = "post-gain"   #: "post-gain" (a[t]·W·s[t]) | "pre-gain" (W·s[t])
-    pgd_alpha: float = 1 / 255
+    pgd_alpha: float = 1 / 255      #: PGD step (pixel units)
     pgd_steps: int = 7
     ortho_beta: float = 0.0         #: > 0 enables W ← (1+β)W − βWWᵀW (paper code: 5e-4)
     ortho_rows: str = "all"         #: "all" | "paper": see ORTHO_ROWS
@@ -81,6 +81,9 @@ class TrainConfig:
             (self.perturbation in PERTURBATIONS, f"perturbation must be one of {PERTURBATIONS}"),
             (self.lr > 0, "lr must be > 0"),
             (0.0 <= self.kappa <= 1.0, "kappa must lie in [0, 1]"),
+            (0.0 <= self.eps <= 1.0 and 0.0 < self.pgd_alpha <= 1.0,
+             f"eps ({self.eps!r}) and pgd_alpha ({self.pgd_alpha!r}) are in pixel units and "
+             "must lie in [0, 1] (4/255 is 0.0157)"),
             (self.rho >= 0 and self.sr_lambda >= 0 and self.ortho_beta >= 0,
              "rho, sr_lambda and ortho_beta must be >= 0"),
             (self.sr_h > 0 and self.pgd_steps >= 1 and self.eval_batch_size >= 1,

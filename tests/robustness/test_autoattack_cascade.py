@@ -23,7 +23,7 @@ from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.sweep import Cell, CellCache, run_cells
 from rssnn_deploy.training import load_checkpoint
 
-EPS_255 = 25.5
+EPS = 0.1
 N = 48
 
 
@@ -36,8 +36,8 @@ def subject(natural_lif_files):
 
 
 def config(batch_size: int, **extra) -> EvaluateConfig:
-    return EvaluateConfig(**{"attacks": ("APGD-CE", "AutoAttack"), "eps": EPS_255,
-                             "eps_grid": (EPS_255,), "apgd_steps": 4, "square_queries": 60,
+    return EvaluateConfig(**{"attacks": ("APGD-CE", "AutoAttack"), "eps": EPS,
+                             "eps_grid": (EPS,), "apgd_steps": 4, "square_queries": 60,
                              "batch_size": batch_size, "noise": {}, "faults": {},
                              "lava_samples": 0, "progress": False, **extra})
 
@@ -45,7 +45,7 @@ def config(batch_size: int, **extra) -> EvaluateConfig:
 def auto_cell(source: str) -> Cell:
     gradient = "ste" if source == "chip" else "bptt"
     return Cell.make("attack", source=source, gradient=gradient, attack="AutoAttack",
-                     eps=EPS_255)
+                     eps=EPS)
 
 
 def crafted_log(monkeypatch) -> List[Tuple[str, int]]:
@@ -66,14 +66,14 @@ def test_one_batch_equals_torchattacks_multiattack_per_sample(subject, source, t
     ev = Evaluator(subject, config(N, threat_models=(source,)), tmp_path)
     result = ev.compute(auto_cell(source))
     model = ev.chip_model if source == "chip" else subject.model
-    spec = AttackSpec("AutoAttack", EPS_255 / 255, apgd_steps=4, square_queries=60,
+    spec = AttackSpec("AutoAttack", EPS, apgd_steps=4, square_queries=60,
                       n_classes=10)
     x_ref = craft(model, subject.x, subject.y, spec, N)
     float_ok = (float_predictor(subject.model)(x_ref).cpu() == subject.y).numpy()
     chip_ok = (ChipPredictor(subject.spec)(x_ref) == subject.y).numpy()
     np.testing.assert_array_equal(unpack_bits(result["float_bits"], N), float_ok)
     np.testing.assert_array_equal(unpack_bits(result["chip_bits"], N), chip_ok)
-    assert result["within_budget"] and result["linf"] <= EPS_255 / 255 + 1e-6
+    assert result["within_budget"] and result["linf"] <= EPS + 1e-6
 
 
 def test_each_member_attacks_only_the_samples_left_standing(subject, tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_each_member_attacks_only_the_samples_left_standing(subject, tmp_path, m
     results = run_cells(ev.attack_cells(), ev.compute, ev.checkpoints, progress=False)
     auto = results[auto_cell("float").key]
     apgd = results[Cell.make("attack", source="float", gradient="bptt", attack="APGD-CE",
-                             eps=EPS_255).key]
+                             eps=EPS).key]
     stages = auto["stages"]
     assert [st["attack"] for st in stages] == list(AUTOATTACK)
     crafted = Counter()

@@ -13,7 +13,8 @@ import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.robustness.cells import Evaluator as _Evaluator
 from rssnn_deploy.cli.evaluate_args import parse_levels
-from rssnn_deploy.robustness.config import EvaluateConfig, default_eps_255, eps_grid_255
+from rssnn_deploy.epsilon import default_eps, eps_grid
+from rssnn_deploy.robustness.config import EvaluateConfig
 from rssnn_deploy.robustness.evaluation import evaluate
 
 SMALL = EvaluateConfig(samples=40, attacks=("FGSM", "PGD-7", "PGD-10"), grid_attacks=("FGSM",),
@@ -39,9 +40,9 @@ def report(files, tmp_path_factory):
 
 
 def test_budgets_default_to_the_input_size():
-    assert default_eps_255((1, 8, 8)) == 25.5          # digits: 17 grey levels
-    assert default_eps_255((3, 32, 32)) == 8.0         # CIFAR-10
-    assert eps_grid_255(8.0) == (2.0, 4.0, 8.0, 16.0, 32.0, 127.5)
+    assert default_eps((1, 8, 8)) == 0.1               # digits: 17 grey levels
+    assert default_eps((3, 32, 32)) == 8 / 255         # CIFAR-10
+    assert eps_grid(8 / 255) == (2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 0.5)
 
 
 def test_the_report_directory(report):
@@ -64,11 +65,12 @@ def test_every_threat_model_and_number_is_there(report):
     assert {(r["threat"], r["gradient"]) for r in rows} == {
         ("float", "bptt"), ("transfer", "bptt"), ("chip", "ste")}
     fgsm = sorted(r["eps"] for r in rows if r["attack"] == "FGSM" and r["threat"] == "chip")
-    assert fgsm == [6.375, 12.75, 25.5, 51.0, 102.0, 127.5]
-    assert {r["eps"] for r in rows if r["attack"] == "PGD-10"} == {25.5}
+    assert fgsm == [0.025, 0.05, 0.1, 0.2, 0.4, 0.5]        # pixel units
+    assert {r["eps"] for r in rows if r["attack"] == "PGD-10"} == {0.1}
+    assert record["eps"]["text"]["default"] == "0.1 (25.5/255)"
     clean = record["clean"]
     for r in rows:
-        if r["eps"] == 25.5:
+        if r["eps"] == 0.1:
             assert r["accuracy"] < clean["chip" if r["threat"] != "float" else "float"]
         assert r["within_budget"]
     assert {(n["kind"], n["level"]) for n in record["noise"]} >= {("gaussian", 0.1),
@@ -76,9 +78,9 @@ def test_every_threat_model_and_number_is_there(report):
     faults = {(f["kind"], f["level"]): f for f in record["faults"]}
     assert len(faults[("bitflip", 0.01)]["runs"]) == 2
     assert faults[("vth", 0.0)]["mean"] == clean["chip"]
-    worst = [w for w in record["worst_case"] if w["eps"] == 25.5 and w["threat"] == "chip"][0]
+    worst = [w for w in record["worst_case"] if w["eps"] == 0.1 and w["threat"] == "chip"][0]
     assert worst["accuracy"] <= min(r["accuracy"] for r in rows  # float32 vs float64 means
-                                    if r["eps"] == 25.5 and r["threat"] == "chip") + 1e-6
+                                    if r["eps"] == 0.1 and r["threat"] == "chip") + 1e-6
 
 
 @pytest.mark.lava

@@ -35,7 +35,7 @@ def test_every_protocol_is_a_valid_config(name):
 def test_protocols_say_what_they_stand_for():
     assert parse().attacks == EvaluateConfig().attacks              # quick: today's default
     paper = parse("--protocol", "paper")
-    assert paper.eps == 8.0 and paper.apgd_steps == 10
+    assert paper.eps == 8 / 255 and paper.apgd_steps == 10
     assert paper.pgd_alpha_factor["PGD-7"] * 8.0 / 7 == pytest.approx(2.55)
     autoattack = parse("--protocol", "autoattack")
     # the members run inside AutoAttack only (APGD-CE is also the sanity check's attack)
@@ -43,7 +43,7 @@ def test_protocols_say_what_they_stand_for():
     assert autoattack.apgd_steps == 100 and autoattack.square_queries == 5000
     assert autoattack.eps_grid_factors == (1.0,) and autoattack.samples is None
     mnist = parse("--protocol", "mnist")
-    assert {25.5, 76.5} <= set(mnist.eps_grid)
+    assert {0.1, 0.3} <= set(mnist.eps_grid)
 
 
 def test_explicit_options_override_the_protocol():

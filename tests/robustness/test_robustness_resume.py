@@ -27,15 +27,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: between two of them), then the cheap noise and clean cells; 120 samples in batches
 #: of 40, so an attack cell is also computed in three checkpointed parts
 CELLS = ["--samples", "120", "--attacks", "FGSM,PGD-150", "--grid-attacks", "PGD-150",
-         "--eps-grid", "6.375,12.75,25.5,51,127.5", "--threat-models", "float,transfer",
+         "--eps-grid", "0.025,0.05,0.1,0.2,0.5", "--threat-models", "float,transfer",
          "--noise", "none", "--faults", "none", "--lava-samples", "0", "--batch-size", "40",
          "--no-progress"]
 #: one long attack cell in five parts of 40 samples
 PARTS = ["--samples", "200", "--attacks", "PGD-800", "--grid-attacks", "FGSM",
-         "--eps-grid", "25.5,127.5", "--threat-models", "float", "--noise", "none",
+         "--eps-grid", "25.5/255,127.5/255", "--threat-models", "float", "--noise", "none",
          "--faults", "none", "--lava-samples", "0", "--batch-size", "40", "--no-progress"]
 PART = re.compile(r"\|part=\d+-\d+$")
-LOGGED = re.compile(r": cell \d+/\d+ (\S+) in [\d.]+ s; \d+:\d\d:\d\d elapsed, "
+LOGGED = re.compile(r": cell \d+/\d+ (\S+)(?: \[ε = [^\]]+\])? in [\d.]+ s; "
+                    r"\d+:\d\d:\d\d elapsed, "
                     r"about \d+:\d\d:\d\d left$", re.M)
 
 
@@ -239,7 +240,7 @@ def test_a_kill_inside_a_long_cell_loses_at_most_one_batch(natural_lif_files, tm
 #: three batches per cell: torchattacks reseeds at every call, so a shard must cut a
 #: cell into the same batches as a single process for the same numbers
 QUERIES = ["--samples", "60", "--attacks", "Square,AutoAttack", "--grid-attacks", "Square",
-           "--eps-grid", "12.75,25.5,127.5", "--apgd-steps", "5", "--square-queries", "200",
+           "--eps-grid", "0.05,0.1,0.5", "--apgd-steps", "5", "--square-queries", "200",
            "--threat-models", "float,chip", "--noise", "none", "--faults", "none",
            "--lava-samples", "0", "--batch-size", "25", "--no-progress"]
 

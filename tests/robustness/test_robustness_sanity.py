@@ -29,7 +29,8 @@ def test_monotone_in_eps():
     assert check_monotone_in_eps("s", good, clean=0.9, tolerance=0.02).passed
     bad = {"PGD-10": {0.05: 0.6, 0.1: 0.7, 0.5: 0.0}}
     result = check_monotone_in_eps("s", bad, clean=0.9, tolerance=0.02)
-    assert not result.passed and "60.0% at ε=0.05 → 70.0% at ε=0.1" in result.detail
+    assert not result.passed and ("60.0% at ε = 0.05 (12.75/255) → 70.0% at ε = 0.1 (25.5/255)"
+                                  in result.detail)
     assert check_monotone_in_eps("s", {"F": {0.1: 0.91}}, clean=0.9, tolerance=0.02).passed
 
 
@@ -55,7 +56,7 @@ def test_beats_noise_budget_and_advisory():
     assert not check_beats_noise("s", {"F": {0.1: 0.85}}, {0.1: 0.8}, 0.02).passed
     assert not check_budget("s", {"F": {"within_budget": False, "linf": 0.2}}).passed
     advisory = check_whitebox_not_weaker("s", {0.1: 0.5, 0.2: 0.3}, {0.1: 0.5, 0.2: 0.1}, 0.02)
-    assert not advisory.passed and advisory.advisory and "ε=0.2" in advisory.detail
+    assert not advisory.passed and advisory.advisory and "ε = 51/255 (0.2)" in advisory.detail
     assert check_whitebox_not_weaker("s", {0.1: 0.5}, {0.1: 0.6}, 0.02).passed
     assert verdict([advisory])                        # advisory failures do not count
 
@@ -92,7 +93,7 @@ def setup(tmp_path_factory):
 
 
 def sanity_of(model, spec, x, y, out):
-    config = EvaluateConfig(attacks=("FGSM", "PGD-7", "PGD-10"), eps_grid=(25.5, 127.5),
+    config = EvaluateConfig(attacks=("FGSM", "PGD-7", "PGD-10"), eps_grid=(0.1, 0.5),
                             threat_models=("float",), noise={}, faults={}, lava_samples=0,
                             resume=False, progress=False)
     record = evaluate_subject(Subject(model, spec, out / "none.net", x, y), config, out)
@@ -128,7 +129,7 @@ def test_gradient_masking_is_caught_by_square(mask, setup, tmp_path):
     finds adversarial examples: the gap between them fails the sanity check, while the
     same pair of attacks on the unmasked model passes it."""
     model, spec, x, y = setup
-    config = EvaluateConfig(attacks=("PGD-10", "Square"), eps_grid=(25.5,),
+    config = EvaluateConfig(attacks=("PGD-10", "Square"), eps_grid=(0.1,),
                             threat_models=("float",), square_queries=150, noise={},
                             faults={}, lava_samples=0, resume=False, progress=False)
     name = "gradient attacks not beaten by gradient-free"

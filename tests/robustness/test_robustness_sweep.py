@@ -26,8 +26,11 @@ class Counter:
 
 
 def test_cell_keys_are_stable_and_readable():
-    cell = Cell.make("attack", source="chip", attack="PGD-10", eps=25.5)
+    cell = Cell.make("attack", source="chip", attack="PGD-10", eps=0.1)
+    # ε in pixel units, written as its 1/255 numerator: the key caches always held
     assert cell.key == "attack|source=chip|attack=PGD-10|eps=25.5"
+    assert cell.text == cell.key + " [ε = 0.1 (25.5/255)]"
+    assert Cell.make("attack", eps=8 / 255).key == "attack|eps=8"
     assert cell["attack"] == "PGD-10"
     assert Cell.make("noise", level=0.1 + 0.2).key == "noise|level=0.3"
 
