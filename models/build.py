@@ -39,6 +39,8 @@ from rssnn_deploy.netx.reader import read_netx
 from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.robustness import CheckConfig
 from rssnn_deploy.robustness.chip_model import ChipPredictor
+from rssnn_deploy.robustness.record import load_record
+from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.training import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -156,7 +158,7 @@ def _evaluation_lines(out: Path) -> list:
     """Worst case per threat model and budget, and noise, from each `evaluate` report."""
     lines = []
     for report_path in sorted(out.glob("evaluation*/report.json")):
-        report = json.loads(report_path.read_text())
+        report = load_record(report_path)       # pixel units, whatever wrote it
         folder = report_path.parent.name
         attacks = sorted({a["attack"] for a in report["attacks"]}, key=str)
         lines += [f"### `{folder}/` ({Path(report['config']['net_file']).name}, first "
@@ -164,7 +166,7 @@ def _evaluation_lines(out: Path) -> list:
                   "", f"Clean: float {_pct(report['clean']['float'])} %, chip "
                   f"{_pct(report['clean']['chip'])} %. Attacks {', '.join(attacks)} "
                   f"(PGD-40 only at the default ε); worst case over them per image, %:", "",
-                  "| threat model | " + " | ".join(f"ε = {e / 255:.1f}"
+                  "| threat model | " + " | ".join(f"ε = {eps_text(e)}"
                                                    for e in report["eps"]["grid"]) + " |",
                   "|---" * (1 + len(report["eps"]["grid"])) + "|"]
         for threat, name in (("float", "float white-box (BPTT)"),

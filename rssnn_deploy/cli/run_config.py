@@ -245,6 +245,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) \
             and isinstance(value[1], tuple):     # a KIND=L1,L2 option, as typed
+        if not value[1]:                      # "none": the option's word for no levels
+            return _toml_value(value[0])
         return _toml_value(f"{value[0]}=" + ",".join(f"{v:g}" for v in value[1]))
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"

@@ -1,5 +1,6 @@
 """--config run.toml: options from a file, command-line overrides, the run's record."""
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +8,8 @@ import rssnn_deploy  # noqa: F401
 from rssnn_deploy.cli.main import build_parser, main
 from rssnn_deploy.errors import OptionError
 from rssnn_deploy.cli.run_config import parse_with_config, to_toml
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path, text):
@@ -95,3 +98,20 @@ def test_unrecorded_commands_take_no_config():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["info", "--config", "x.toml"])
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+@pytest.mark.parametrize("record", sorted(str(p.relative_to(ROOT_DIR)) for p in
+                                          ROOT_DIR.glob("models/*/**/*.toml")))
+def test_every_shipped_run_record_reads_back(record):
+    """A recorded ``<command>.toml`` is a config file: replaying a shipped one parses
+    (faults/noise recorded as 'none', budgets in pixel units)."""
+    command = Path(record).stem
+    path = ROOT_DIR / record
+    positional = {"export": ["x.pt"], "evaluate": ["x.pt", "x.net"], "certify": ["x.pt", "x.net"]}
+    args = parse_with_config(build_parser(), [command, "--config", str(path),
+                                              *positional.get(command, []), "--out", "o"])
+    assert args.command == command
+
+
+def test_no_levels_are_recorded_as_none():
+    assert to_toml({"faults": [("none", ())]}) == 'faults = ["none"]\n'
