@@ -258,13 +258,15 @@ def _toml_value(value: Any) -> str:
 
 
 class _Tee:
-    """Writes to the terminal and to a log file."""
+    """Writes to the terminal and to a log file (``lines_only``: not the writes that
+    redraw a line, as progress bars do with a carriage return)."""
 
-    def __init__(self, stream: TextIO, log: TextIO) -> None:
-        self.stream, self.log = stream, log
+    def __init__(self, stream: TextIO, log: TextIO, lines_only: bool = False) -> None:
+        self.stream, self.log, self.lines_only = stream, log, lines_only
 
     def write(self, text: str) -> int:
-        self.log.write(text)
+        if not (self.lines_only and "\r" in text):
+            self.log.write(text)
         return self.stream.write(text)
 
     def flush(self) -> None:
@@ -283,12 +285,15 @@ def record_run(args: argparse.Namespace, folder: Path) -> Iterator[None]:
     from rssnn_deploy.fileio import atomic_write_text
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{args.command}.log", "a", encoding="utf-8") as log:
-        stdout = sys.stdout
+        stdout, stderr = sys.stdout, sys.stderr
         sys.stdout = _Tee(stdout, log)
+        # the plan, per-cell lines and warnings go to stderr; progress bars (redrawn
+        # with carriage returns) stay out of the log
+        sys.stderr = _Tee(stderr, log, lines_only=True)
         try:
             yield
         finally:
-            sys.stdout = stdout
+            sys.stdout, sys.stderr = stdout, stderr
     values = {k: v for k, v in vars(args).items()
               if k not in _NOT_RECORDED and not callable(v)}
     source = f" (from --config {args.config} and the command line)" if args.config else ""

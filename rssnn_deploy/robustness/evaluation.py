@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -41,6 +42,7 @@ from rssnn_deploy.fileio import atomic_write_text, staged_directory
 from rssnn_deploy.report import write_json
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
+from rssnn_deploy.robustness.plan import plan_line
 from rssnn_deploy.robustness.plots import plot_certified, write_plots
 from rssnn_deploy.robustness.record import build_record, certification_record
 from rssnn_deploy.robustness.tables import certification_section, render_markdown
@@ -115,8 +117,12 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
     ev = Evaluator(subject, config, out, checkpoints=cache)
     log = None if config.progress else log_line       # no bar: one line per cell instead
+    steps = list(phases(ev))
+    if dist_info()[0] == 0:                             # the cost, before any work
+        log_line(plan_line(ev, [c for cells, _, _ in steps for c in cells],
+                           _finished(cache), steps[0][2] if steps else "evaluate"))
     results: Dict[str, Any] = {}
-    for cells, progress, desc in phases(ev):
+    for cells, progress, desc in steps:
         results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc,
                                  log=log))
     if dist_info()[0] != 0:
@@ -124,6 +130,14 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     record = build(ev, results)
     record["wall_seconds"] = time.perf_counter() - start
     return with_provenance(record, {**(provenance or {}), **_config_dict(config)})
+
+
+def _finished(cache: CellCache) -> List[str]:
+    """Keys of the cells already on disk (the cache's own warnings come when it is read
+    for the run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(cache.load())
 
 
 def _config_dict(config: EvaluateConfig) -> Dict[str, Any]:
