@@ -1,4 +1,5 @@
-"""The README's Python blocks run as written: the API pipeline and the stock-netx script."""
+"""The README's Python blocks run as written (the API pipeline, the stock-netx script, the
+snnTorch and Norse snippets), and its computed tables equal what the code computes."""
 import os
 import re
 import subprocess
@@ -62,3 +63,11 @@ def test_config_example_parses_for_every_command(tmp_path):
     assert export.out == "runs/mnist/model.net"
     evaluate = parse_with_config(build_parser(), ["evaluate", "c.pt", "m.net", "--config", cfg])
     assert evaluate.attacks == ("FGSM", "PGD-10") and evaluate.samples == 1000
+
+
+def test_samples_for_radius_table_is_what_the_function_computes():
+    from rssnn_deploy.robustness.certify import RADII, SIGMAS
+    from rssnn_deploy.robustness.tables import samples_needed_table
+    text = (ROOT / "README.md").read_text().split("**The sample count caps the radius.**", 1)[1]
+    table = re.search(r"\n(\| radius \|.*?)\n\n", text, re.S).group(1)
+    assert table == samples_needed_table([r for r in RADII if r > 0], SIGMAS, 0.001)
