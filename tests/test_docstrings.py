@@ -16,6 +16,7 @@ MODULES = [
     "rssnn_deploy.data.datasets",
     "rssnn_deploy.hardware.profiles",
     "rssnn_deploy.robustness.certify",
+    "rssnn_deploy.interop.consumers",
 ]
 
 
