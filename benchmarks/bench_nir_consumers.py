@@ -4,66 +4,33 @@ r"""Our netx files in other simulators through NIR: do snnTorch and Norse predic
         [--dataset mnist] [--samples 1000] [--batch 250]
 
 Exports ``--net`` with ``spec_to_nir(..., target="snntorch")`` and ``target="norse"``,
-imports each graph with the consumer's own importer (``snntorch.import_nir
-.import_from_nir``; ``norse.torch.from_nir(graph, dt=graph.metadata["dt"])``), feeds the
-first ``--samples`` test images of ``--dataset`` as the chip gets them (``rssnn_deploy
-.encode``: the input layer's bias mantissas, every step) in batches of ``--batch``, runs
-``spec.steps`` steps and takes the argmax of the readout layer's membrane. Reports, per
-consumer, how many predictions equal the bit-exact simulator's and each accuracy. What
-the consumers do differently from the chip (float instead of truncated decays, no
-per-layer delay, no 24-bit wrap) is listed in ``rssnn_deploy/interop/targets.py``.
+imports each graph with the consumer's own importer and runs it as the chip is fed
+(``rssnn_deploy.interop.import_into`` / ``run_imported``: ``snntorch.import_nir
+.import_from_nir``; ``norse.torch.from_nir(graph, dt=graph.metadata["dt"])``; the input
+layer's bias mantissas ``rssnn_deploy.encode`` gives, every step, for ``spec.steps``
+steps, then the argmax of the readout layer's membrane), on the first ``--samples`` test
+images of ``--dataset`` in batches of ``--batch``. Reports, per consumer, how many
+predictions equal the bit-exact simulator's and each accuracy. What the consumers do
+differently from the chip (float instead of truncated decays, no per-layer delay, no
+24-bit wrap) is listed in ``rssnn_deploy/interop/targets.py``.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, argument_parser, start, write_results  # noqa: E402
 
 import rssnn_deploy as rd  # noqa: E402
+from rssnn_deploy.interop import import_into, run_imported  # noqa: E402
 from rssnn_deploy.interop.nir_export import spec_to_nir  # noqa: E402
-from rssnn_deploy.spec import NetworkSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def snntorch_runner(spec: NetworkSpec) -> Callable[[torch.Tensor], np.ndarray]:
-    import snntorch as snn
-    from snntorch.import_nir import import_from_nir
-    from snntorch.utils import reset
-    with contextlib.redirect_stdout(io.StringIO()):     # the importer prints warnings
-        net = import_from_nir(spec_to_nir(spec, target="snntorch"))
-    readout = [m for m in net.modules() if isinstance(m, snn.Leaky)][-1]
-
-    def run(bias: torch.Tensor) -> np.ndarray:
-        reset(net)
-        state = None
-        for _ in range(spec.steps):
-            _, state = net(bias, state)
-        return readout.mem.argmax(dim=1).numpy()
-    return run
-
-
-def norse_runner(spec: NetworkSpec) -> Callable[[torch.Tensor], np.ndarray]:
-    import norse.torch as norse
-    graph = spec_to_nir(spec, target="norse")
-    net = norse.from_nir(graph, dt=graph.metadata["dt"], ignore_warnings=True)
-    readout = f"layer{len(spec.layers) - 1}"
-
-    def run(bias: torch.Tensor) -> np.ndarray:
-        state = None
-        for _ in range(spec.steps):
-            _, state = net(bias, state)
-        return state.state[readout][0].v.argmax(dim=1).numpy()
-    return run
 
 
 def main(argv: Sequence[str] = ()) -> int:
@@ -78,13 +45,12 @@ def main(argv: Sequence[str] = ()) -> int:
     x, y = data.x_test[:args.samples].numpy(), data.y_test[:args.samples].numpy()
     spec = rd.read_netx(args.net)
     chip = rd.predict(args.net, x)
-    bias = torch.as_tensor(rd.encode(x, args.net), dtype=torch.float32)
     rows, payload = [], {"chip_accuracy": float(np.mean(chip == y)), "n": len(y)}
-    for name, make in (("snnTorch 1.0", snntorch_runner), ("Norse 1.1", norse_runner)):
+    for name, library in (("snnTorch 1.0", "snntorch"), ("Norse 1.1", "norse")):
         begin = time.perf_counter()
-        run = make(spec)
-        with torch.no_grad():
-            pred = np.concatenate([run(b) for b in bias.split(args.batch)])
+        net = import_into(library, spec_to_nir(spec, target=library))
+        pred = np.concatenate([run_imported(net, x[first:first + args.batch], spec)
+                               for first in range(0, len(x), args.batch)])
         seconds = time.perf_counter() - begin
         same, acc = int(np.sum(pred == chip)), float(np.mean(pred == y))
         rows.append(f"| {name} | {same}/{len(y)} | {100 * acc:.1f} | {seconds:.1f} |")

@@ -15,6 +15,8 @@ MODULES = [
     "rssnn_deploy.sim.simulator",
     "rssnn_deploy.data.datasets",
     "rssnn_deploy.hardware.profiles",
+    "rssnn_deploy.robustness.certify",
+    "rssnn_deploy.interop.consumers",
 ]
 
 

@@ -17,7 +17,7 @@ from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
 from rssnn_deploy.interop.targets import NON_SPIKING_VTH, NIRConversionError, nir_library
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, LayerSpec, NetworkSpec
 
-__all__ = ["nir_to_spec", "read_nir"]
+__all__ = ["nir_to_spec", "read_nir", "read_graph"]
 
 _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "I", "LI", "CubaLI")
 _SYNAPSE_TYPES = ("Linear", "Affine", "Conv2d")
@@ -337,9 +337,9 @@ def _check_finite(path: Path, graph: Any) -> None:
                                          f"must be > 0")
 
 
-def read_nir(path: PathLike, dt: Optional[float] = None,
-             profile: Optional[HardwareProfile] = None) -> NetworkSpec:
-    """Read a NIR HDF5 file (ours or another library's) into a ``NetworkSpec``."""
+def read_graph(path: PathLike) -> Any:
+    """The ``nir.NIRGraph`` of a NIR HDF5 file, every numeric parameter finite (a damaged
+    or hostile file is one line naming it)."""
     path = Path(path)
     if not path.is_file():
         raise NIRConversionError(f"{path}: no such file")
@@ -356,6 +356,14 @@ def read_nir(path: PathLike, dt: Optional[float] = None,
         raise NIRConversionError(f"{path}: not a readable NIR file "
                                  f"({' '.join(str(err).split())[:120]})") from None
     _check_finite(path, graph)
+    return graph
+
+
+def read_nir(path: PathLike, dt: Optional[float] = None,
+             profile: Optional[HardwareProfile] = None) -> NetworkSpec:
+    """Read a NIR HDF5 file (ours or another library's) into a ``NetworkSpec``."""
+    path = Path(path)
+    graph = read_graph(path)
     try:
         return nir_to_spec(graph, dt=dt, profile=profile)
     except NIRConversionError as err:

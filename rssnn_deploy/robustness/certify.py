@@ -15,6 +15,12 @@ constant on the L2 ball of that radius. Certified accuracy at radius r is the sh
 test images whose returned class is correct with radius ≥ r (abstentions count as
 wrong); at r = 0 it is the smoothed classifier's clean accuracy.
 
+**The sample count caps the radius.** Even when all ``n`` samples agree (k = n), the
+Clopper–Pearson bound is ``p_A = α^(1/n)`` < 1, so no image can be certified beyond
+``σ·Φ⁻¹(α^(1/n))`` (:func:`max_certifiable_radius`; n = 1,000, α = 0.001: 0.30 at σ =
+0.12, 0.62 at σ = 0.25): certified accuracy drops to 0 there whatever the model does.
+Reports and plots mark that limit; :func:`samples_for_radius` inverts it.
+
 **The base classifier ``f`` is the deployed integer model**: noisy images go through
 the chip's own input encoding and the bit-exact simulator (``ChipPredictor``), the
 noise samples of one image forming one batch. The float model runs on the *same* noise
@@ -29,6 +35,7 @@ come from scipy.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
@@ -38,7 +45,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["CertifyConfig", "SIGMAS", "RADII", "lower_confidence_bound", "certify_one",
-           "certify", "certified_accuracy", "summarise"]
+           "certify", "certified_accuracy", "summarise", "max_certifiable_radius",
+           "samples_for_radius"]
 
 #: noise levels of Cohen et al.'s CIFAR-10 tables, the issue's comparison points.
 SIGMAS: Tuple[float, ...] = (0.12, 0.25, 0.5)
@@ -75,6 +83,52 @@ def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
     """One-sided (1 − α) Clopper–Pearson lower bound of a binomial proportion k/n."""
     from scipy.stats import beta
     return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
+    """The largest radius ``CERTIFY`` can return with ``n`` samples at confidence 1 − α:
+    ``σ·Φ⁻¹`` of the lower bound at k = n (all samples agree), a property of the sample
+    count, not of the model. 0 when even unanimous samples make ``CERTIFY`` abstain
+    (α^(1/n) < ½: n < log₂(1/α), fewer than 10 samples at α = 0.001).
+
+    Examples
+    --------
+    >>> round(max_certifiable_radius(0.25, 1_000, 0.001), 3)
+    0.616
+    """
+    from scipy.stats import norm
+    # α^(1/n) = lower_confidence_bound(n, n, α); Φ⁻¹ of it as the upper quantile of
+    # 1 − α^(1/n) = −expm1(ln α / n), which stays exact where α^(1/n) rounds to 1
+    return max(0.0, float(sigma * norm.isf(-math.expm1(math.log(alpha) / n))))
+
+
+def samples_for_radius(radius: float, sigma: float, alpha: float = 0.001) -> int:
+    """The fewest samples ``n`` for which :func:`max_certifiable_radius` reaches ``radius``
+    at ``sigma`` and ``alpha``: what a run must draw per image (besides ``n0``) before an
+    image can be certified that far, even by a model that never changes its answer.
+
+    At k = n the bound is α^(1/n), so n = ⌈ln α / ln Φ(r/σ)⌉; below 10⁹ the neighbours
+    are checked against :func:`max_certifiable_radius` so that rounding cannot put n one
+    off (beyond, float64 cannot tell n from n ± 1, nor does it matter).
+
+    Examples
+    --------
+    >>> samples_for_radius(0.5, 0.25)
+    301
+    >>> max_certifiable_radius(0.25, 300, 0.001) < 0.5 <= max_certifiable_radius(0.25, 301, 0.001)
+    True
+    """
+    from scipy.stats import norm
+    if radius <= 0 or sigma <= 0 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"need radius > 0, sigma > 0 and 0 < alpha < 1, got {radius}, "
+                         f"{sigma}, {alpha}")
+    n = max(1, math.ceil(math.log(alpha) / float(norm.logcdf(radius / sigma))))
+    if n < 10 ** 9:
+        while max_certifiable_radius(sigma, n, alpha) < radius:
+            n += 1
+        while n > 1 and max_certifiable_radius(sigma, n - 1, alpha) >= radius:
+            n -= 1
+    return n
 
 
 def _counts(classifiers: Mapping[str, Classifier], x: Tensor, count: int, sigma: float,

@@ -235,7 +235,7 @@ def load_subject(checkpoint: Path, net_path: Path, dataset: Optional[str],
         raise EvaluationInputError(
             f"{net_path}: exported from another checkpoint (sha256 {str(exported_from)[:12]}…) "
             f"than {checkpoint} (sha256 {checkpoint_sha[:12]}…); pass --allow-mismatch to "
-            f"evaluate the pair anyway")
+            f"use them together anyway")
     data, dataset = resolve_dataset(dataset, read_checkpoint(checkpoint).get("dataset"),
                                     spec.input_layer.shape, str(checkpoint))
     n = len(data.y_test) if samples is None else min(samples, len(data.y_test))

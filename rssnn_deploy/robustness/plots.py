@@ -6,6 +6,8 @@
 * ``noise.png``: accuracy vs noise level, one panel per noise, float vs chip;
 * ``faults.png``: chip accuracy vs fault level, one panel per fault, mean ± std over
   seeds with the worst seed dotted;
+* ``certified_accuracy.png``: certified accuracy vs L2 radius, one panel per σ, float vs
+  chip, a dashed line where the sample count stops any certificate;
 * ``stability.png``: the quantizer's per-layer report, float vs chip: ‖W‖₂, the leak
   1 − λ and the L2 gain bound sqrt(1/(1 − λ))·‖W‖₂.
 """
@@ -133,32 +135,39 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
 
 
 def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
-    """Certified accuracy vs L2 radius, one panel per σ, float vs chip (step curves)."""
+    """Certified accuracy vs L2 radius, one panel per σ, float vs chip (step curves), and
+    a dashed vertical line at the largest radius the run's n and α can certify, where
+    every curve must reach 0 (``certify`` module notes)."""
     plt = _pyplot()
     entries = cert["sigmas"]
-    fig, axes = _panels(plt, len(entries), width=3.8)
+    n = cert["parameters"]["n"]
+    fig, axes = _panels(plt, len(entries), width=3.8, height=2.9 if len(entries) > 1 else 3.5)
     top = max([r["radius"] for e in entries for rows in e["per_image"].values() for r in rows]
-              + [0.5])
+              + [e["largest_certifiable_radius"] for e in entries] + [0.5])
     radius = np.linspace(0.0, top * 1.05, 200)
     for ax, entry in zip(axes, entries):
         for name, label in (("float", "float model"), ("chip", "deployed (bit-exact sim)")):
             rows = entry["per_image"][name]
             ok = np.array([r["radius"] if r["correct"] else -1.0 for r in rows])
-            curve = [(ok >= r).mean() * 100 for r in radius]
-            abstain = entry["models"][name]["abstain"]
-            ax.step(radius, curve, where="post",
-                    label=f"{label}, abstains {100 * abstain:.0f}%",
-                    **_CERT_STYLE[name])
-        ax.set_title(f"σ = {entry['sigma']:g}", fontsize=10)
+            ax.step(radius, [(ok >= r).mean() * 100 for r in radius], where="post",
+                    label=label, **_CERT_STYLE[name])
+        ax.axvline(entry["largest_certifiable_radius"], color="0.35", ls=(0, (5, 3)), lw=1.2,
+                   label=f"largest radius n={n:,} can certify")
+        abstain = {name: 100 * entry["models"][name]["abstain"] for name in ("float", "chip")}
+        ax.set_title(f"σ = {entry['sigma']:g}; abstains: float {abstain['float']:.0f}%, "
+                     f"chip {abstain['chip']:.0f}%", fontsize=9)
         ax.set_xlabel("L2 radius (pixels in [0, 1])")
         ax.set_ylabel("certified accuracy (%)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
-    _suptitle(fig, f"randomized smoothing (CERTIFY, n = {cert['parameters']['n']:,}, "
+    handles, labels = axes[0].get_legend_handles_labels()
+    wide = len(entries) > 1                 # one panel is too narrow for a one-row legend
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels) if wide else 1,
+               fontsize=8, frameon=False)
+    _suptitle(fig, f"randomized smoothing (CERTIFY, n = {n:,}, "
                  f"α = {cert['parameters']['alpha']:g}), first {cert['samples']} test images",
                  fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, rect=(0.0, 0.08 if wide else 0.2, 1.0, 1.0))
 
 
 def plot_noise(path: Path, record: Mapping[str, Any]) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 from rssnn_deploy.epsilon import LEVELS, UNIT, eps_text
 from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, is_gradient_free
 from rssnn_deploy.robustness.cells import Evaluator, unpack_bits
+from rssnn_deploy.robustness.certify import max_certifiable_radius
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.sweep import Cell
 
@@ -202,15 +203,18 @@ def build_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]) -> Dict[s
 
 def certification_record(ev: Evaluator, results: Mapping[str, Dict[str, Any]]
                          ) -> Dict[str, Any]:
-    """Randomized-smoothing results per σ (empty when certification was not asked for)."""
+    """Randomized-smoothing results per σ (empty when certification was not asked for),
+    each with the largest radius its n and α can certify (``certify`` module notes)."""
     cells = ev.certify_cells()
     if not cells:
         return {}
-    return {"parameters": ev.config.certify.to_dict(),
+    config = ev.config.certify
+    return {"parameters": config.to_dict(),
             "samples": min(ev.config.certify_samples, len(ev.subject.y)),
             "noise_space": "the base classifier is f(clip(x + δ, 0, 1)), since the chip "
                            "accepts only pixels in [0, 1]",
-            "sigmas": [{k: v for k, v in results[c.key].items()} for c in cells]}
+            "sigmas": [{**results[c.key], "largest_certifiable_radius": max_certifiable_radius(
+                c["sigma"], config.n, config.alpha)} for c in cells]}
 
 
 def strongest_over_gradients(rows: Sequence[Mapping[str, Any]]

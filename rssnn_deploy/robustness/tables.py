@@ -12,13 +12,14 @@ from typing import Any, List, Mapping, Sequence
 from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.report import markdown_table, stability_table
 from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, describe_attack
+from rssnn_deploy.robustness.certify import samples_for_radius
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.protocols import PROTOCOLS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
 __all__ = ["render_markdown", "summary_text", "certification_section", "protocol_section",
-           "autoattack_stage_table"]
+           "autoattack_stage_table", "samples_needed_table"]
 
 
 def _pct(value: float) -> str:
@@ -223,16 +224,21 @@ def protocol_section(record: Mapping[str, Any]) -> str:
 
 
 def certification_section(cert: Mapping[str, Any]) -> str:
-    """Certified accuracy vs L2 radius per σ, float vs chip, with abstentions."""
+    """Certified accuracy vs L2 radius per σ, float vs chip, with abstentions and the
+    largest radius the run's n and α can certify (a cell beyond it is 0 by construction,
+    marked †, whatever the model)."""
     cfg = cert["parameters"]
     radii = list(next(iter(cert["sigmas"][0]["models"].values()))["certified_accuracy"])
     body = []
     for entry in cert["sigmas"]:
+        limit = entry["largest_certifiable_radius"]
         for name, label in (("float", "float model"), ("chip", "deployed integer model")):
             summary = entry["models"][name]
             body.append([f"{entry['sigma']:g}", label]
-                        + [_pct(summary["certified_accuracy"][r]) for r in radii]
-                        + [_pct(summary["abstain"]), f"{summary['median_radius_correct']:.3g}"])
+                        + [_pct(summary["certified_accuracy"][r]) + ("†" if float(r) > limit
+                                                                     else "") for r in radii]
+                        + [_pct(summary["abstain"]), f"{summary['median_radius_correct']:.3g}",
+                           f"{limit:.3g}"])
     seconds = sum(e["wall_seconds"] for e in cert["sigmas"])
     chip_s = sum(e["classifier_seconds"].get("chip", 0.0) for e in cert["sigmas"])
     return (f"Randomized smoothing (Cohen, Rosenfeld & Kolter 2019, `CERTIFY`): n0 = "
@@ -243,9 +249,29 @@ def certification_section(cert: Mapping[str, Any]) -> str:
             f"noise is drawn in [0, 1]-pixel space, before the chip's input encoding: "
             f"{cert['noise_space']}. Radii are L2 distances in pixel units.\n\n"
             + markdown_table(["σ", "model"] + [f"r = {r}" for r in radii]
-                             + ["abstain (%)", "median radius (correct)"], body)
+                             + ["abstain (%)", "median radius (correct)",
+                                f"largest certifiable radius (n = {cfg['n']:,})"], body)
             + f"\n\nCertified accuracy (%) at L2 radius r (abstentions count as wrong). "
+            f"With n = {cfg['n']:,} samples and α = {cfg['alpha']:g} no image can be "
+            "certified beyond σ·Φ⁻¹(α^(1/n)), the radius of an image whose every sample "
+            "agrees (last column): the drop to 0 there is the sample count's, not the "
+            "model's; † marks radii beyond it. A larger radius needs more samples "
+            "(`rssnn_deploy.robustness.certify.samples_for_radius`). "
             f"Wall time {seconds:.0f} s, {chip_s:.0f} s of it in the simulator.")
+
+
+def samples_needed_table(radii: Sequence[float], sigmas: Sequence[float],
+                         alpha: float) -> str:
+    """Markdown: the fewest estimation samples n that can certify each radius at each σ
+    (``certify.samples_for_radius``), counts past ten million in powers of ten."""
+    def count(n: int) -> str:
+        if n < 10 ** 7:
+            return f"{n:,}"
+        mantissa, exponent = f"{n:.1e}".split("e")
+        return f"{mantissa}·10^{int(exponent)}"
+    return markdown_table(["radius"] + [f"σ = {s:g}" for s in sigmas],
+                          [[f"{r:g}"] + [count(samples_for_radius(r, s, alpha)) for s in sigmas]
+                           for r in radii])
 
 
 def render_markdown(record: Mapping[str, Any]) -> str:

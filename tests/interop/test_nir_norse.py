@@ -27,18 +27,17 @@ def _spike_count_predictions(net, spikes: np.ndarray) -> np.ndarray:
     return counts.argmax(dim=1).numpy()
 
 
-def test_our_file_imports_in_norse_and_predicts_like_the_chip():
+def test_our_file_imports_in_norse_and_predicts_like_the_chip(tmp_path):
+    from rssnn_deploy.interop import import_into, run_imported
+    from rssnn_deploy.interop.nir_export import write_nir
     spec = rd.read_netx(ROOT_MODEL)
-    graph = spec_to_nir(spec, target="norse")
+    nir_file = write_nir(spec, tmp_path / "m.nir", target="norse")
+    graph = nir.read(str(nir_file))
     assert graph.metadata["dt"] == NORSE_DT
-    net = norse.from_nir(graph, dt=graph.metadata["dt"], ignore_warnings=True)
+    net = import_into("norse", nir_file)
     x = rd.load_dataset("digits").x_test[:100].numpy()
     chip = rd.predict(ROOT_MODEL, x)
-    bias = torch.as_tensor(rd.encode(x, ROOT_MODEL), dtype=torch.float32)
-    state = None
-    for _ in range(spec.steps):         # the whole batch at once (Flatten from the end)
-        _, state = net(bias, state)
-    ours = state.state[f"layer{len(spec.layers) - 1}"][0].v.argmax(dim=1).numpy()
+    ours = run_imported(net, x, nir_file)      # the whole batch at once (Flatten from the end)
     print("norse import vs chip", int(np.sum(ours == chip)), "of", len(chip))
     assert ours.shape == chip.shape and np.mean(ours == chip) >= 0.97
     assert nir_to_spec(graph).describe() == spec.describe()

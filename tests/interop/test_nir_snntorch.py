@@ -42,23 +42,35 @@ def _takes_state(net) -> bool:
     return type(net).__name__ == "GraphModule"
 
 
-def test_our_file_imports_in_snntorch_and_predicts_like_the_chip():
+def test_our_file_imports_in_snntorch_and_predicts_like_the_chip(tmp_path):
     from pathlib import Path
+
+    from rssnn_deploy.interop import import_into, run_imported
+    from rssnn_deploy.interop.nir_export import write_nir
     path = Path(__file__).parents[2] / ROOT_MODEL
     spec = rd.read_netx(path)
-    net = _quiet(import_from_nir, spec_to_nir(spec, target="snntorch"))
+    nir_file = write_nir(spec, tmp_path / "m.nir", target="snntorch")
+    net = import_into("snntorch", nir_file)
+    assert any(isinstance(m, snn.Leaky) for m in net.modules())
     x = rd.load_dataset("digits").x_test[:100].numpy()
     chip = rd.predict(path, x)
-    bias = torch.as_tensor(rd.encode(x, path), dtype=torch.float32)
-    readout = [m for m in net.modules() if isinstance(m, snn.Leaky)][-1]
-    reset(net)
-    state = None
-    for _ in range(spec.steps):         # the whole batch at once (Flatten from the end)
-        _, state = net(bias, state)
-    ours = readout.mem.argmax(dim=1).numpy()
+    ours = run_imported(net, x, nir_file)      # the whole batch at once (Flatten from the end)
     print("snntorch import vs chip", int(np.sum(ours == chip)), "of", len(chip))
     assert ours.shape == chip.shape and np.mean(ours == chip) >= 0.97
     assert nir_to_spec(spec_to_nir(spec, target="snntorch")).describe() == spec.describe()
+
+
+def test_importing_through_our_api_prints_nothing(capfd):
+    """snnTorch 1.0's importer prints "replace rnn subgraph with nirgraph" on every call;
+    ``import_into`` keeps it out of the user's output."""
+    from pathlib import Path
+
+    from rssnn_deploy.interop import import_into
+    graph = spec_to_nir(rd.read_netx(Path(__file__).parents[2] / ROOT_MODEL), target="snntorch")
+    import_from_nir(graph)
+    assert "replace rnn subgraph" in capfd.readouterr().out      # the library does print
+    import_into("snntorch", graph)
+    assert capfd.readouterr().out == ""
 
 
 def test_float_snntorch_model_round_trips_through_our_netx(tmp_path):
@@ -112,3 +124,17 @@ def test_export_nir_for_snntorch_on_the_command_line(tmp_path):
     assert graph.metadata["dt"] == pytest.approx(1e-4)
     _quiet(import_from_nir, graph)
     assert nir_to_spec(graph).describe() == rd.read_netx(path).describe()
+
+
+def test_a_missing_library_is_one_line_naming_its_install(monkeypatch):
+    import sys
+
+    from rssnn_deploy.dependencies import MissingDependency
+    from rssnn_deploy.interop import import_into
+    from rssnn_deploy.spec import example_network
+    graph = spec_to_nir(example_network(readout=True), target="snntorch")
+    monkeypatch.setitem(sys.modules, "snntorch.import_nir", None)   # as if not installed
+    with pytest.raises(MissingDependency, match=r"needs snntorch.import_nir, which is not "
+                                                r"installed; add it with: pip install "
+                                                r"--no-deps snntorch==1\.0\.0"):
+        import_into("snntorch", graph)
