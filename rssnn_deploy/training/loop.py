@@ -346,8 +346,14 @@ def _format_metrics(m: Mapping[str, Any]) -> str:
 
 
 def _say(ctx: Distributed, progress: bool, message: str) -> None:
-    if ctx.is_main and progress:
-        tqdm.write(message)
+    """One line per finished unit (an epoch) on stdout, with or without progress bars:
+    a run whose output goes to a log must still say how far it got."""
+    if not ctx.is_main:
+        return
+    if progress:
+        tqdm.write(message)      # above the bar, which is redrawn below it
+    else:
+        print(message, flush=True)
 
 
 def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, Any],
@@ -374,8 +380,8 @@ def run_training(dataset: Union[str, Path, Dataset], model_config: Mapping[str, 
         record = describe_dataset(dataset, data, test_fraction=test_fraction,
                                   seed=split_seed, subset=subset,
                                   full_train=len(full.y_train) if subset else None)
-        if progress and int(os.environ.get("RANK", "0")) == 0:
-            tqdm.write(split_summary(record))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(split_summary(record), flush=True)
         if record["format"] == "events":       # spike trains in: no input neuron
             model_config = {**model_config, "input_encoding": "events", "steps": steps}
     model_config = _fit_to_data(model_config, data)

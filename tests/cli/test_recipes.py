@@ -69,6 +69,8 @@ def test_the_robust_path_end_to_end_on_digits(tmp_path, capsys):
     assert main(["certify", "--config", "robust", str(run / "checkpoint.pt"), str(net),
                  "--out", str(tmp_path / "cert"), "--certify-samples", "4", "--certify-n",
                  "50", "--certify-n0", "10", "--no-progress"]) == 0
+    log = (run / "train.log").read_text()           # one line per epoch, bars off
+    assert "epoch 1 [float]: loss" in log and "\r" not in log
     trained = (run / "train.toml").read_text()
     assert 'input-encoding = "analog"' in trained and 'perturbation = "rfgsm"' in trained
     assert 'gain-mode = "exact"' in (run / "export.toml").read_text()
