@@ -61,8 +61,8 @@ def annotate_train_defaults(parser: argparse.ArgumentParser) -> None:
     model's default (per architecture where they differ) or the preset's value."""
     import dataclasses
 
-    from rssnn_deploy.models.zoo import ARCHITECTURES, COMMON_DEFAULTS
-    from rssnn_deploy.training import PRESETS
+    from rssnn_deploy.models.config import ARCHITECTURES, COMMON_DEFAULTS
+    from rssnn_deploy.training.presets import PRESETS
     fields = {f.name for f in dataclasses.fields(PRESETS["digits"])}
     for action in parser._actions:
         if action.default is not None or not action.option_strings:

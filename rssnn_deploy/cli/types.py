@@ -101,8 +101,10 @@ seed = int_range(0, SEED_MAX)
 
 def device(text: str) -> str:
     """A torch device this build can use: ``cpu``, ``cuda``/``cuda:N`` with CUDA present."""
-    import torch
     name = text.strip()
+    if name == "cpu":   # the default: no need to load torch (a second) to accept it
+        return name
+    import torch
     try:
         parsed = torch.device(name)
     except (RuntimeError, ValueError):
