@@ -22,11 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
-    import tomli as tomllib
-
+from rssnn_deploy.cli.types import did_you_mean
 from rssnn_deploy.errors import InputFileError, OptionError
 
 try:
@@ -122,10 +118,13 @@ def config_tokens(parser: argparse.ArgumentParser, options: Mapping[str, Any],
         dest = key.replace("-", "_")
         action = actions.get(dest)
         if action is None or dest in _NOT_RECORDED:
-            known = ", ".join(sorted(d.replace("_", "-") for d in actions
-                                     if d not in _NOT_RECORDED and d != "help"))
+            names = sorted(d.replace("_", "-") for d in actions
+                           if d not in _NOT_RECORDED and d != "help")
+            close = did_you_mean(key.replace("_", "-"), names)
             raise OptionError(f"{source}: unknown option {key!r} for "
-                              f"'{parser.prog.split()[-1]}' (known: {known})")
+                              f"'{parser.prog.split()[-1]}' ("
+                              + (f"did you mean {close!r}? " if close else "")
+                              + f"known: {', '.join(names)})")
         if any(_mentions(token, action) for token in given):
             continue                      # the command line overrides the file
         tokens += _tokens(action, value, source, key)
