@@ -130,12 +130,12 @@ def certify(classifiers: Mapping[str, Classifier], x: Tensor, y: Tensor, sigma: 
     The noise of image i is seeded by ``(config.seed, σ, i)``, so a resumed or sharded
     run draws the same samples.
     """
-    from tqdm.auto import tqdm
+    from rssnn_deploy.progress import progress_bar
     seconds: Dict[str, float] = {}
     per_image: Dict[str, List[Dict[str, Any]]] = {name: [] for name in classifiers}
     start = time.perf_counter()
-    for i in tqdm(range(len(x)), desc=f"certify σ={sigma:g}", disable=not progress,
-                  leave=False):
+    for i in progress_bar(range(len(x)), desc=f"certify σ={sigma:g}", progress=progress,
+                          leave=False):
         seed = int(np.random.SeedSequence([config.seed, round(sigma * 1e6), i])
                    .generate_state(1)[0])
         one = certify_one(classifiers, x[i], sigma, config, classes, seed, seconds)
