@@ -59,15 +59,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-import torch
 
+from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import jsonable
 from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
 from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
-from rssnn_deploy.errors import UserError
+
+if TYPE_CHECKING:   # the quantizer takes torch models; its options serve the parser
+    import torch
 
 __all__ = ["ACTIVATION_SHIFT", "INPUT_MAPPINGS", "NETX_WEIGHT_EXP_MAX", "ANALOG_WEIGHT_EXP_MIN",
            "GAIN_EXP_MAX", "QuantizationError", "QuantizeOptions", "LayerReport",

@@ -1,7 +1,6 @@
 """End to end: trained model → quantize → netx file → Lava fixed point == our simulator."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -191,9 +191,9 @@ class LavaBackend(Backend):
         from lava.magma.core.run_conditions import RunSteps
         from lava.proc import io as lava_io
         from lava.proc.monitor.process import Monitor
-        from tqdm.auto import tqdm
 
         from rssnn_deploy.backends.lava_dlif.process import build_network, has_gains
+        from rssnn_deploy.progress import progress_bar
 
         if has_gains(spec):
             # Stock netx would ignore the gains (they live in the file's rssnn group):
@@ -255,8 +255,8 @@ class LavaBackend(Backend):
         self.last_timing["sample_s"] = sample_s   # per sample; the first includes compiling
         started = False
         try:
-            for k in tqdm(range(n), desc=f"Lava {path.name}", disable=not self.progress,
-                          unit="sample", leave=False):
+            for k in progress_bar(range(n), desc=f"Lava {path.name}", progress=self.progress,
+                                  unit="sample", leave=False):
                 if started:
                     if bias is not None:
                         in_neuron.bias_mant.set(_to_lava(bias[k], in_ndim))

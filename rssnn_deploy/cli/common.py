@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from rssnn_deploy.cli import types as ct
 from rssnn_deploy.errors import InputFileError
+from rssnn_deploy.filekinds import Wanted, check_kind, describe, file_kind
 
 __all__ = ["AddCommand", "RECORDED", "existing", "guarded", "report_written", "load_inputs",
            "add_threads", "set_threads", "backend_status", "one_line"]
@@ -19,9 +20,15 @@ AddCommand = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.
 RECORDED = "recorded"
 
 
-def existing(path: str) -> Path:
+def existing(path: str, wanted: Optional[Wanted] = None) -> Path:
+    """``path`` when it is a file; a folder in its place is named (a run folder, a report
+    folder) with what the command takes (``wanted``) instead."""
     found = Path(path)
     if not found.is_file():
+        if wanted is not None:
+            check_kind(found, wanted, InputFileError)
+        if found.exists():
+            raise InputFileError(f"{path}: this is {describe(file_kind(found))}, not a file")
         raise InputFileError(f"{path}: no such file")
     return found
 
@@ -44,6 +51,7 @@ def load_inputs(path: Path, min_ndim: int = 2):
     """A numeric (N, ...) array from .npy, with a one-line error for anything else:
     archives, strings, records, complex or non-finite values are refused, not cast."""
     import numpy as np
+    check_kind(path, "npy", InputFileError)      # a netx file, a checkpoint, a data set, …
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:

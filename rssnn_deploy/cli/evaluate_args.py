@@ -12,12 +12,17 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 from rssnn_deploy.cli import types as ct
 from rssnn_deploy.epsilon import LARGE_EPS, NATURAL_EPS, SMALL_IMAGE_EPS, eps_text
 from rssnn_deploy.errors import OptionError
-from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.certify import SIGMAS, CertifyConfig
+from rssnn_deploy.robustness.choices import (
+    ATTACKS,
+    DEFAULT_FAULT_LEVELS,
+    DEFAULT_NOISE_LEVELS,
+    FLIP_BUDGETS,
+    GRADIENTS,
+    parse_attack,
+)
 from rssnn_deploy.robustness.config import THREATS, EvaluateConfig
-from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
 from rssnn_deploy.robustness.protocols import PROTOCOLS, protocol_settings
-from rssnn_deploy.robustness.spike_attacks import FLIP_BUDGETS
 
 __all__ = ["add_evaluate_arguments", "add_certify_arguments", "config_from_args",
            "certify_config_from_args", "parse_levels", "check_event_options"]
@@ -195,7 +200,6 @@ def config_from_args(args) -> EvaluateConfig:
 
     The protocol's settings first, then every option the user gave explicitly.
     """
-    from rssnn_deploy.robustness.faults import DEFAULT_FAULT_LEVELS
     _, settings = protocol_settings(args.protocol)
     explicit = {"eps": args.eps, "eps_grid": args.eps_grid, "large_eps": args.large_eps,
                 "attacks": tuple(args.attacks) if args.attacks else None,

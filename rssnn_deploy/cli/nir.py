@@ -44,7 +44,7 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
     from rssnn_deploy.interop.targets import NIRConversionError
     from rssnn_deploy.netx.reader import read_netx
     check_output(args.out, [args.net])
-    spec = read_netx(existing(args.net))
+    spec = read_netx(existing(args.net, "netx"))
 
     def run() -> int:
         try:
@@ -63,7 +63,7 @@ def cmd_import_nir(args: argparse.Namespace) -> int:
     check_output(args.out, [args.nir])
 
     def run() -> int:
-        spec = read_nir(existing(args.nir), dt=args.dt, profile=load_profile(args.profile))
+        spec = read_nir(existing(args.nir, "nir"), dt=args.dt, profile=load_profile(args.profile))
         print(spec.describe())
         if not spec.meta["nir_import"]["exact"]:
             print("note: weights were rescaled to 8-bit integers (the graph was not integer)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Tuple
 
 from rssnn_deploy.cli import types as ct
 from rssnn_deploy.cli.common import (
@@ -12,7 +13,9 @@ from rssnn_deploy.cli.common import (
     set_threads,
 )
 from rssnn_deploy.cli.evaluate_args import check_event_options
+from rssnn_deploy.errors import InputFileError
 from rssnn_deploy.fileio import check_output_dir
+from rssnn_deploy.filekinds import check_order
 
 __all__ = ['register']
 
@@ -49,9 +52,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rssnn_deploy.cli.evaluate_args import config_from_args
     from rssnn_deploy.robustness.evaluation import evaluate, exit_status
     from rssnn_deploy.robustness.tables import summary_text
-    from rssnn_deploy.training.checkpoints import checkpoint_file
     set_threads(args)
-    checkpoint, net = checkpoint_file(args.checkpoint), existing(args.net)
+    checkpoint, net = _inputs(args)
     check_output_dir(args.out, [checkpoint, net])
     if _takes_events(checkpoint):
         return _evaluate_events(args, checkpoint, net)
@@ -72,8 +74,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                             certify_samples=args.certify_samples, seed=args.seed,
                             device=args.device, resume=not args.no_resume,
                             progress=not args.no_progress)
-    from rssnn_deploy.training.checkpoints import checkpoint_file
-    checkpoint, net = checkpoint_file(args.checkpoint), existing(args.net)
+    checkpoint, net = _inputs(args)
     check_output_dir(args.out, [checkpoint, net])
     record = certify_files(checkpoint, net, args.dataset, Path(args.out), config,
                            allow_mismatch=args.allow_mismatch)
@@ -81,6 +82,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(certification_section(record))
         print(f"\nwrote {Path(args.out) / 'certify.md'}, certify.json, certified_accuracy.png")
     return 0
+
+def _inputs(args: argparse.Namespace) -> Tuple[Path, Path]:
+    """The checkpoint file and the netx file of ``CHECKPOINT NET``; the two given the
+    other way round are named as swapped, before either is read."""
+    from rssnn_deploy.training.checkpoints import checkpoint_file
+    check_order(args.command, InputFileError, ("CHECKPOINT", args.checkpoint, "checkpoint"),
+                ("NET", args.net, "netx"))
+    return checkpoint_file(args.checkpoint), existing(args.net, "netx")
 
 def _takes_events(checkpoint: Path) -> bool:
     from rssnn_deploy.training import read_checkpoint

@@ -85,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from rssnn_deploy.netx.reader import read_netx
     from rssnn_deploy.report import write_npz
     set_threads(args)
-    net = existing(args.net)
+    net = existing(args.net, "netx")
     check_output(args.out, [net] + [p for p in (args.input, args.labels)
                                     if p and p != RECORDED])
     spec = read_netx(net)
@@ -124,7 +124,7 @@ def _simulate_inputs(args: argparse.Namespace, spec):
             return (x != 0).astype(np.int64), data.y_test[:n].numpy(), \
                 f"{n} test spike trains of {name}"
         return encode_input(spec, x), data.y_test[:n].numpy(), f"{n} test samples of {name}"
-    inputs = load_inputs(existing(args.input))
+    inputs = load_inputs(existing(args.input, "npy"))
     if np.issubdtype(inputs.dtype, np.floating) and inputs.shape[1:] != ():
         if inputs.ndim == len(spec.input_layer.shape) + 1:  # static images in [0, 1]
             inputs = encode_input(spec, inputs)
@@ -135,7 +135,7 @@ def _simulate_inputs(args: argparse.Namespace, spec):
         if args.labels == RECORDED:
             raise InputFileError("simulate: with --input, give the labels file: "
                                  "--labels Y.npy")
-        labels = load_inputs(existing(args.labels), min_ndim=1)
+        labels = load_inputs(existing(args.labels, "npy"), min_ndim=1)
         if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) < len(inputs):
             raise InputFileError(f"{args.labels}: expected {len(inputs)} integer labels "
                                  f"shaped (N,), got {labels.dtype} {labels.shape}")
@@ -145,7 +145,7 @@ def _simulate_inputs(args: argparse.Namespace, spec):
 def cmd_verify(args: argparse.Namespace) -> int:
     """Simulator vs Lava on one netx file, every state of every layer; exit 1 on a difference."""
     from rssnn_deploy.backends.verify import verify
-    result = verify(existing(args.net), inputs=existing(args.input) if args.input else None,
+    result = verify(existing(args.net, "netx"), inputs=existing(args.input, "npy") if args.input else None,
                     samples=args.samples, steps=args.steps, seed=args.seed)
     print(result.text())
     return 0 if result.bit_exact else 1
@@ -154,6 +154,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Versions and backends; with a file, its layers, core mapping, energy and stability."""
     from rssnn_deploy._compat import lava_loihi_installed
     from rssnn_deploy.report import versions
+    if args.net:             # a file that cannot be read: its one error line, nothing before
+        from rssnn_deploy.netx.reader import read_netx
+        net = existing(args.net, "netx")
+        spec = read_netx(net)
     for name, version in versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'backends':>14}: {', '.join(backend_status())}")
@@ -163,9 +167,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{'lava-loihi':>14}: {'installed' if loihi else 'not installed (no real Loihi runs)'}")
     if not args.net:
         return 0
-    from rssnn_deploy.netx.reader import read_netx
-    net = existing(args.net)
-    spec = read_netx(net)
     print(f"\n{args.net}: {len(spec.layers)} layers, pipeline depth {spec.pipeline_depth}, "
           f"T = {spec.steps}, {spec.run_steps} steps per sample on chip")
     print(spec.describe())
@@ -227,7 +228,7 @@ def _info_inputs(args: argparse.Namespace, spec):
 
     from rssnn_deploy.spec import encode_input
     if args.inputs:
-        data = load_inputs(existing(args.inputs))[:args.samples]
+        data = load_inputs(existing(args.inputs, "npy"))[:args.samples]
         if np.issubdtype(data.dtype, np.floating) and data.size and data.max() <= 1.0:
             return encode_input(spec, data), f"{len(data)} samples of {args.inputs}"
         return data.astype(np.int64), f"{len(data)} samples of {args.inputs} (bias mantissas)"

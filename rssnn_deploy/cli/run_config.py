@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from rssnn_deploy.cli.types import is_budget
+from rssnn_deploy.cli.types import did_you_mean, is_budget
 from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.errors import InputFileError, OptionError
 
@@ -64,8 +64,8 @@ def annotate_train_defaults(parser: argparse.ArgumentParser) -> None:
     model's default (per architecture where they differ) or the preset's value."""
     import dataclasses
 
-    from rssnn_deploy.models.zoo import ARCHITECTURES, COMMON_DEFAULTS
-    from rssnn_deploy.training import PRESETS
+    from rssnn_deploy.models.config import ARCHITECTURES, COMMON_DEFAULTS
+    from rssnn_deploy.training.presets import PRESETS
     fields = {f.name for f in dataclasses.fields(PRESETS["digits"])}
     for action in parser._actions:
         if action.default is not None or not action.option_strings:
@@ -146,10 +146,13 @@ def config_tokens(parser: argparse.ArgumentParser, options: Mapping[str, Any],
         dest = key.replace("-", "_")
         action = actions.get(dest)
         if action is None or dest in _NOT_RECORDED:
-            known = ", ".join(sorted(d.replace("_", "-") for d in actions
-                                     if d not in _NOT_RECORDED and d != "help"))
+            names = sorted(d.replace("_", "-") for d in actions
+                           if d not in _NOT_RECORDED and d != "help")
+            close = did_you_mean(key.replace("_", "-"), names)
             raise OptionError(f"{source}: unknown option {key!r} for "
-                              f"'{parser.prog.split()[-1]}' (known: {known})")
+                              f"'{parser.prog.split()[-1]}' ("
+                              + (f"did you mean {close!r}? " if close else "")
+                              + f"known: {', '.join(names)})")
         if any(_mentions(token, action) for token in given):
             continue                      # the command line overrides the file
         tokens += _tokens(action, value, source, key)

@@ -11,8 +11,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rssnn_deploy.cli import types as ct
 from rssnn_deploy.errors import OptionError
-from rssnn_deploy.models.neurons import SURROGATES
-from rssnn_deploy.models.zoo import ARCHITECTURES, INPUT_ENCODINGS, VGG_VARIANTS
+from rssnn_deploy.models.config import (
+    ARCHITECTURES,
+    INPUT_ENCODINGS,
+    NEURONS,
+    SURROGATE_NAMES,
+    VGG_VARIANTS,
+)
 from rssnn_deploy.quantization import INPUT_MAPPINGS
 from rssnn_deploy.training.config import (
     GAIN_MODES,
@@ -24,7 +29,6 @@ from rssnn_deploy.training.config import (
     SCHEDULES,
     TrainConfig,
 )
-from rssnn_deploy.training.loop import run_training
 from rssnn_deploy.training.presets import PRESETS, describe_presets
 
 __all__ = ["add_train_arguments", "configs_from_args", "run_training_from_args", "train_main"]
@@ -68,8 +72,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--steps", type=ct.int_range(1, MAX_STEPS), default=None, help="time steps T (8)")
     g.add_argument("--decay", type=ct.probability, default=None, help="membrane decay λ (0.99)")
     g.add_argument("--threshold", type=ct.positive_float, default=None, help="Vth (1.0)")
-    g.add_argument("--neuron", choices=["dlif", "lif"], default=None)
-    g.add_argument("--surrogate", choices=list(SURROGATES), default=None)
+    g.add_argument("--neuron", choices=list(NEURONS), default=None)
+    g.add_argument("--surrogate", choices=list(SURROGATE_NAMES), default=None)
     g.add_argument("--surrogate-scale", type=ct.positive_float, default=None)
     g.add_argument("--bptr", action="store_true", default=None,
                    help="no gradient through time")
@@ -194,6 +198,7 @@ def run_training_from_args(args: argparse.Namespace) -> Path:
     torchrun every rank shares the directory and only rank 0 writes.)
     """
     from rssnn_deploy.fileio import check_output_dir, directory_lock
+    from rssnn_deploy.training.loop import run_training
     model_config, train_config = configs_from_args(args)
     inputs = [] if args.dataset == "digits" else [args.dataset]
     check_output_dir(args.out, inputs, beside_inputs=True)

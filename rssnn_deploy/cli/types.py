@@ -13,30 +13,89 @@ are checked by the reader of that file.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
-from typing import Callable, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from rssnn_deploy.epsilon import parse_eps
 
 __all__ = ["finite_float", "float_range", "positive_float", "nonnegative_float",
            "probability", "int_range", "positive_int", "nonnegative_int", "seed",
            "device", "state_list", "level_item", "float_list", "budget", "eps",
-           "is_budget", "OneLineParser"]
+           "is_budget", "OneLineParser", "did_you_mean"]
 
 #: seeds go through ``seed * 1000 + repeat`` and numpy's ``default_rng``: keep them small.
 SEED_MAX = 2 ** 31 - 1
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> Optional[str]:
+    """The candidate closest to a mistyped ``word`` (``difflib``), or None."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return close[0] if close else None
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line (and exit status 2).
 
     Stock argparse prints the whole usage block first; the project's promise is one
-    line per user error, with ``--help`` for the rest.
+    line per user error, with ``--help`` for the rest. A mistyped option, choice or
+    command gets the closest valid one suggested, and an unknown option is reported by
+    the subcommand it was given to (its own options, its own ``--help``).
     """
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = _chosen_subparser(self, namespace)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}"
+                        f"{_option_hints(extras, owner)}")
+        return namespace
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's choice check, with the closest choice suggested (a subcommand's
+        name is a choice of the subparsers action)."""
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(c) for c in action.choices]
+        close = did_you_mean(str(value), names)
+        hint = f"did you mean {close}? " if close else ""
+        if isinstance(action, argparse._SubParsersAction):
+            raise argparse.ArgumentError(None, f"unknown command {value!r} ({hint}commands: "
+                                               f"{', '.join(names)})")
+        raise argparse.ArgumentError(action, f"invalid choice: {value!r} ({hint}choose "
+                                             f"from {', '.join(names)})")
+
+
+def _chosen_subparser(parser: argparse.ArgumentParser, namespace: argparse.Namespace
+                      ) -> argparse.ArgumentParser:
+    """The subcommand's parser that ``namespace`` was parsed by (else ``parser``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(namespace, action.dest, None)
+            if chosen in action.choices:
+                return _chosen_subparser(action.choices[chosen], namespace)
+    return parser
+
+
+def _option_hints(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """`` (did you mean --samples?)`` for the unknown options among ``extras``."""
+    known = [o for a in parser._actions for o in a.option_strings]
+    pairs = []
+    for token in extras:
+        name = token.split("=", 1)[0]
+        if name.startswith("--"):
+            close = did_you_mean(name, [o for o in known if o.startswith("--")])
+            if close:
+                pairs.append((name, close))
+    if len(pairs) == 1:
+        return f" (did you mean {pairs[0][1]}?)"
+    if pairs:
+        return " (did you mean " + ", ".join(f"{c} for {n}" for n, c in pairs) + "?)"
+    return ""
 
 
 def _number(text: str, kind: Callable[[str], float], what: str) -> float:
@@ -126,8 +185,10 @@ seed = int_range(0, SEED_MAX)
 
 def device(text: str) -> str:
     """A torch device this build can use: ``cpu``, ``cuda``/``cuda:N`` with CUDA present."""
-    import torch
     name = text.strip()
+    if name == "cpu":   # the default: no need to load torch (a second) to accept it
+        return name
+    import torch
     try:
         parsed = torch.device(name)
     except (RuntimeError, ValueError):

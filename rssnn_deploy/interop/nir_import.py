@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from rssnn_deploy.fileio import PathLike
+from rssnn_deploy.filekinds import check_kind
 from rssnn_deploy.hardware.profiles import HardwareProfile, load_profile
 from rssnn_deploy.interop.targets import NON_SPIKING_VTH, NIRConversionError, nir_library
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, LayerSpec, NetworkSpec
@@ -341,6 +342,7 @@ def read_graph(path: PathLike) -> Any:
     """The ``nir.NIRGraph`` of a NIR HDF5 file, every numeric parameter finite (a damaged
     or hostile file is one line naming it)."""
     path = Path(path)
+    check_kind(path, "nir", NIRConversionError)   # a netx file, a checkpoint, a folder, …
     if not path.is_file():
         raise NIRConversionError(f"{path}: no such file")
     try:

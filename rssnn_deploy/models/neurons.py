@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from rssnn_deploy.models import lif_kernel
+from rssnn_deploy.models.config import SURROGATE_NAMES
 
 __all__ = [
     "SurrogateSpike",
@@ -159,12 +160,8 @@ class RectSpike(SurrogateSpike):
 
 
 #: surrogate name → Function; the names the model configs and the CLI accept.
-SURROGATES: Dict[str, Type[SurrogateSpike]] = {
-    "triangle": TriangleSpike,
-    "sigmoid": SigmoidSpike,
-    "atan": AtanSpike,
-    "rect": RectSpike,
-}
+SURROGATES: Dict[str, Type[SurrogateSpike]] = dict(zip(
+    SURROGATE_NAMES, (TriangleSpike, SigmoidSpike, AtanSpike, RectSpike), strict=True))
 
 
 def surrogate_function(name: str) -> Type[SurrogateSpike]:

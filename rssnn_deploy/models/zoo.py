@@ -33,6 +33,13 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 import torch
 from torch import Tensor, nn
 
+from rssnn_deploy.models.config import (
+    ARCHITECTURES,
+    COMMON_DEFAULTS,
+    INPUT_ENCODINGS,
+    NEURONS,
+    VGG_VARIANTS,
+)
 from rssnn_deploy.models.neurons import DLIF, LIF, SURROGATES, NeuronOutput, Readout
 
 __all__ = [
@@ -47,46 +54,6 @@ __all__ = [
     "build_model",
     "normalize_config",
 ]
-
-# ------------------------------------------------------------------------ configuration
-
-#: keys every architecture shares, with their defaults (the paper's neuron settings;
-#: the input shape and class count default to the bundled 8×8 digits).
-COMMON_DEFAULTS: Dict[str, Any] = {
-    "in_shape": [1, 8, 8],
-    "num_classes": 10,
-    "steps": 8,
-    "decay": 0.99,
-    "threshold": 1.0,
-    "neuron": "dlif",
-    "surrogate": "triangle",
-    "surrogate_scale": None,
-    "bptr": False,
-    "input_gain": 1.0,
-    "input_encoding": "spiking",
-}
-
-#: how the image reaches the first synapse: through a layer of LIF neurons ("spiking")
-#: or as the analog value itself every step ("analog", the paper's direct encoding).
-INPUT_ENCODINGS = ("spiking", "analog", "events")
-
-#: architecture name → its own keys and their defaults.
-ARCHITECTURES: Dict[str, Dict[str, Any]] = {
-    "mlp": {"hidden": [128]},
-    "convnet": {"channels": [16, 32], "strides": [1, 2], "kernel_size": 3, "hidden": [128]},
-    "vgg": {"variant": "vgg11", "width": 1.0, "hidden": []},
-}
-
-#: VGG feature stacks; "M" marks where the original network max-pools. Here the conv
-#: just before an "M" gets stride 2 instead (netx cannot run pooling layers).
-VGG_VARIANTS: Dict[str, List[Union[int, str]]] = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"],
-}
-
-NEURONS = ("dlif", "lif")
 
 
 def normalize_config(config: Mapping[str, Any]) -> Dict[str, Any]:

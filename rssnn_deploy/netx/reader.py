@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Tuple, Union
 import h5py
 import numpy as np
 
+from rssnn_deploy.filekinds import check_kind
 from rssnn_deploy.netx.layout import (
     CUBA_FIELDS,
     CUBA_TYPES,
@@ -61,14 +62,17 @@ def read_netx(path: PathLike) -> NetworkSpec:
     """
     path = Path(path)
     if not path.is_file():
+        check_kind(path, "netx", NetxFormatError)      # a folder: say which
         raise NetxFormatError(f"{path}: no such file")
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
+        check_kind(path, "netx", NetxFormatError)      # a checkpoint, a data set, …
         raise NetxFormatError(f"{path}: not a readable HDF5 file ({err})") from None
     with handle:
         try:
             if "layer" not in handle or not isinstance(handle["layer"], h5py.Group):
+                check_kind(path, "netx", NetxFormatError)  # a NIR graph
                 raise NetxFormatError(f"{path}: no 'layer' group; not a netx network file")
             layers = [_read_layer(path, index, group)
                       for index, group in _ordered_layers(path, handle["layer"])]

@@ -13,6 +13,8 @@ Modules, one job each:
 * ``sweep``: cells of work, a resumable JSON cache, sharding over torch.distributed.
 * ``config``: threat models, ``EvaluateConfig`` and the evaluated ``Subject`` (budgets ε
   in pixel units, read and printed by ``rssnn_deploy.epsilon``).
+* ``choices``: attack names, gradient sources, default noise and fault levels: what the
+  parser offers, free of torch (so is ``config``).
 * ``cells``: the cells of one evaluation and how each is computed.
 * ``record``: computed cells assembled into rows, worst cases and sanity checks.
 * ``plots`` / ``tables``: the report's PNGs and Markdown.
@@ -22,9 +24,30 @@ Modules, one job each:
 Imports point one way: ``evaluation`` → ``record`` → ``cells`` → the measuring modules;
 nothing here imports ``evaluation`` back.
 """
-from rssnn_deploy.robustness.checks import (CheckConfig, Predictor, accuracy, float_predictor,
-                                            pgd_examples, run_checks)
-from rssnn_deploy.robustness.noise import gaussian_noise, salt_and_pepper, uniform_noise
+import importlib
+from typing import Any, List
+
+#: name → the module that defines it, imported on first use: the command line's parser
+#: reads ``choices`` and ``config`` from this package without waiting for torch.
+_LAZY = {
+    **dict.fromkeys(("CheckConfig", "Predictor", "accuracy", "float_predictor",
+                     "pgd_examples", "run_checks"), "rssnn_deploy.robustness.checks"),
+    **dict.fromkeys(("gaussian_noise", "salt_and_pepper", "uniform_noise"),
+                    "rssnn_deploy.robustness.noise"),
+}
 
 __all__ = ["CheckConfig", "Predictor", "accuracy", "float_predictor", "run_checks",
            "gaussian_noise", "salt_and_pepper", "uniform_noise", "pgd_examples"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -48,7 +48,6 @@ Step sizes follow the usual conventions: PGD uses α = 2.5·ε/steps with a rand
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -56,6 +55,15 @@ import torch
 from torch import Tensor, nn
 
 from rssnn_deploy.epsilon import eps_text
+from rssnn_deploy.robustness.choices import (
+    ATTACKS,
+    AUTOATTACK,
+    GRADIENT_FREE,
+    GRADIENTS,
+    is_gradient_free,
+    parse_attack,
+    restarts_of,
+)
 
 __all__ = ["ATTACKS", "AUTOATTACK", "GRADIENTS", "GRADIENT_FREE", "ENSEMBLE_SURROGATES",
            "SWEEP_SCALES", "AttackSpec", "parse_attack", "restarts_of", "is_gradient_free",
@@ -63,20 +71,9 @@ __all__ = ["ATTACKS", "AUTOATTACK", "GRADIENTS", "GRADIENT_FREE", "ENSEMBLE_SURR
            "sweep_variants", "SurrogateEnsemble", "margins", "worst_case", "check_budget",
            "is_stochastic"]
 
-#: the attacks an evaluation runs by default, weakest first within the PGD family.
-ATTACKS: Tuple[str, ...] = ("FGSM", "PGD-7", "PGD-10", "PGD-20", "PGD-40", "APGD-CE",
-                            "APGD-DLR")
-#: AutoAttack standard's four members, in the order AutoAttack runs them.
-AUTOATTACK: Tuple[str, ...] = ("APGD-CE", "APGD-T", "FAB-T", "Square")
-#: attacks that only query the model's outputs (never its gradients).
-GRADIENT_FREE: Tuple[str, ...] = ("Square",)
-GRADIENTS: Tuple[str, ...] = ("bptt", "bptr", "ensemble-mean", "ensemble-worst", "sweep")
 ENSEMBLE_SURROGATES: Tuple[str, ...] = ("triangle", "sigmoid", "atan")
 #: multiples of each surrogate's default shape parameter the ``sweep`` source tries.
 SWEEP_SCALES: Tuple[float, ...] = (0.5, 1.0, 2.0)
-
-_PGD = re.compile(r"^PGD-(\d+)(?:x(\d+))?$")
-_NAMED = ("APGD-CE", "APGD-DLR", "APGD-T", "FAB-T", "Square", "AutoAttack")
 
 
 @dataclass(frozen=True)
@@ -96,33 +93,6 @@ class AttackSpec:
         parse_attack(self.name)
         if not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"ε must lie in [0, 1] (pixel units), got {self.eps}")
-
-
-def parse_attack(name: str) -> Tuple[str, int]:
-    """``"PGD-10"`` → ``("PGD", 10)``; ``"FGSM"`` → ``("FGSM", 1)``; other names as is.
-
-    ``"PGD-100x5"`` (100 steps, 5 restarts) → ``("PGD", 100)``; see :func:`restarts_of`.
-    """
-    if name == "FGSM":
-        return "FGSM", 1
-    match = _PGD.match(name)
-    if match and int(match.group(1)) >= 1 and int(match.group(2) or 1) >= 1:
-        return "PGD", int(match.group(1))
-    if name in _NAMED:
-        return name, 0
-    raise ValueError(f"unknown attack {name!r}; use FGSM, PGD-<steps>, PGD-<steps>x<restarts>, "
-                     + ", ".join(_NAMED))
-
-
-def restarts_of(name: str) -> int:
-    """Random restarts of a PGD name (``PGD-100x5`` → 5); 1 for every other attack."""
-    match = _PGD.match(name)
-    return int(match.group(2) or 1) if match else 1
-
-
-def is_gradient_free(name: str) -> bool:
-    """True for attacks that only query outputs (their gradient source is irrelevant)."""
-    return parse_attack(name)[0] in GRADIENT_FREE
 
 
 def describe_attack(name: str, eps: float, apgd_steps: int, square_queries: int,

@@ -38,11 +38,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:   # CertifyConfig and SIGMAS serve the parser: torch loads where CERTIFY runs
+    import torch
+    from torch import Tensor
 
 __all__ = ["CertifyConfig", "SIGMAS", "RADII", "lower_confidence_bound", "certify_one",
            "certify", "certified_accuracy", "summarise", "max_certifiable_radius",
@@ -53,7 +55,7 @@ SIGMAS: Tuple[float, ...] = (0.12, 0.25, 0.5)
 #: L2 radii at which certified accuracy is reported (pixel units).
 RADII: Tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
-Classifier = Callable[[Tensor], Tensor]      # pixels in [0, 1] → class indices
+Classifier = Callable[["Tensor"], "Tensor"]      # pixels in [0, 1] → class indices
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def _counts(classifiers: Mapping[str, Classifier], x: Tensor, count: int, sigma:
             classes: int, batch_size: int, generator: torch.Generator,
             seconds: Dict[str, float]) -> Dict[str, np.ndarray]:
     """Class histograms of every classifier on the same ``count`` noisy copies of ``x``."""
+    import torch
     out = {name: np.zeros(classes, dtype=np.int64) for name in classifiers}
     done = 0
     while done < count:
@@ -154,6 +157,7 @@ def certify_one(classifiers: Mapping[str, Classifier], x: Tensor, sigma: float,
                 config: CertifyConfig, classes: int, seed: int,
                 seconds: Dict[str, float]) -> Dict[str, Dict[str, Any]]:
     """``CERTIFY`` of one image for every classifier (shared noise draws)."""
+    import torch
     from scipy.stats import norm
     generator = torch.Generator().manual_seed(seed)
     selection = _counts(classifiers, x, config.n0, sigma, classes, config.batch_size,
@@ -180,12 +184,12 @@ def certify(classifiers: Mapping[str, Classifier], x: Tensor, y: Tensor, sigma: 
     The noise of image i is seeded by ``(config.seed, σ, i)``, so a resumed or sharded
     run draws the same samples.
     """
-    from tqdm.auto import tqdm
+    from rssnn_deploy.progress import progress_bar
     seconds: Dict[str, float] = {}
     per_image: Dict[str, List[Dict[str, Any]]] = {name: [] for name in classifiers}
     start = time.perf_counter()
-    for i in tqdm(range(len(x)), desc=f"certify σ={sigma:g}", disable=not progress,
-                  leave=False):
+    for i in progress_bar(range(len(x)), desc=f"certify σ={sigma:g}", progress=progress,
+                          leave=False):
         seed = int(np.random.SeedSequence([config.seed, round(sigma * 1e6), i])
                    .generate_state(1)[0])
         one = certify_one(classifiers, x[i], sigma, config, classes, seed, seconds)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Literal, Mapping, Optional, Tuple
-
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, Dict, Literal, Mapping, Optional, Tuple
 
 from rssnn_deploy.epsilon import GRID_FACTORS, LARGE_EPS, check_eps
-from rssnn_deploy.robustness import faults as fault_lib
-from rssnn_deploy.robustness.attacks import ATTACKS, GRADIENTS, parse_attack
 from rssnn_deploy.robustness.certify import CertifyConfig
-from rssnn_deploy.robustness.noise import DEFAULT_NOISE_LEVELS
+from rssnn_deploy.robustness.choices import (
+    ATTACKS,
+    DEFAULT_FAULT_LEVELS,
+    DEFAULT_NOISE_LEVELS,
+    GRADIENTS,
+    parse_attack,
+)
 from rssnn_deploy.spec import NetworkSpec
+
+if TYPE_CHECKING:   # the parser imports this module: torch loads where a command runs
+    from torch import Tensor, nn
 
 __all__ = ["EvaluateConfig", "Subject", "THREATS", "ThreatModel"]
 
@@ -53,7 +58,7 @@ class EvaluateConfig:
     noise: Mapping[str, Tuple[float, ...]] = field(
         default_factory=lambda: dict(DEFAULT_NOISE_LEVELS))
     faults: Mapping[str, Tuple[float, ...]] = field(
-        default_factory=lambda: dict(fault_lib.DEFAULT_FAULT_LEVELS))
+        default_factory=lambda: dict(DEFAULT_FAULT_LEVELS))
     fault_repeats: int = 3
     samples: Optional[int] = None                      # first N test samples; None: all
     batch_size: int = 256

@@ -39,15 +39,23 @@ import torch
 
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import atomic_write_text, staged_directory
+from rssnn_deploy.progress import bars_shown
 from rssnn_deploy.report import write_json
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.plan import plan_line
 from rssnn_deploy.robustness.plots import plot_certified, write_plots
 from rssnn_deploy.robustness.record import build_record, certification_record
+from rssnn_deploy.robustness.sweep import (
+    Cell,
+    CellCache,
+    dist_info,
+    file_digest,
+    fingerprint,
+    log_line,
+    run_cells,
+)
 from rssnn_deploy.robustness.tables import certification_section, render_markdown
-from rssnn_deploy.robustness.sweep import (Cell, CellCache, dist_info, file_digest, fingerprint,
-                                           log_line, run_cells)
 
 __all__ = ["evaluate", "evaluate_subject", "certify_files", "load_subject", "distributed_from_env", "exit_status", "write_report"]
 
@@ -116,7 +124,8 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     start = time.perf_counter()
     cache = CellCache(out, _cache_identity(subject, config), enabled=config.resume)
     ev = Evaluator(subject, config, out, checkpoints=cache)
-    log = None if config.progress else log_line       # no bar: one line per cell instead
+    # no bar drawn (--no-progress, or stderr not a terminal): one line per cell instead
+    log = None if bars_shown(config.progress) else log_line
     steps = list(phases(ev))
     if dist_info()[0] == 0:                             # the cost, before any work
         log_line(plan_line(ev, [c for cells, _, _ in steps for c in cells],

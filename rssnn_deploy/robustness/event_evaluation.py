@@ -109,11 +109,9 @@ def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.
                    ) -> Tuple[Dict[str, Any], List[torch.Tensor]]:
     """Accuracy per budget: gradient attack (float white-box, transfer, chip white-box)
     and random flips (float, chip; mean ± std over ``seeds``); and the attacked inputs."""
-    from tqdm import tqdm
-
+    from rssnn_deploy.progress import progress_bar
     from rssnn_deploy.robustness.chip_model import ChipModel, readout_logit_scale
-    from rssnn_deploy.robustness.spike_attacks import flip_counts, greedy_flip_attack, \
-        random_flips
+    from rssnn_deploy.robustness.spike_attacks import flip_counts, greedy_flip_attack, random_flips
     model.eval()
     chip = ChipModel(spec, readout_logit_scale(spec, model), batch_size=batch_size)
 
@@ -124,8 +122,8 @@ def _sparse_attack(model: torch.nn.Module, spec: Any, x: torch.Tensor, y: torch.
         return float((pred == y).double().mean())
 
     def attack(net: torch.nn.Module, label: str) -> Dict[int, torch.Tensor]:
-        bar = tqdm(total=len(x) * max(budgets), desc=f"sparse attack ({label})",
-                   disable=not progress, leave=False)
+        bar = progress_bar(total=len(x) * max(budgets), desc=f"sparse attack ({label})",
+                           progress=progress, leave=False)
         try:
             return greedy_flip_attack(net, x, y, budgets, per_step=per_step,
                                       batch_size=batch_size, progress=bar.update)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rssnn_deploy.robustness.choices import DEFAULT_FAULT_LEVELS, FAULTS
 from rssnn_deploy.spec import DECAY_ONE, CubaNeuron, LayerSpec, NetworkSpec
 
 __all__ = ["FAULTS", "DEFAULT_FAULT_LEVELS", "WeightField", "FaultInjection", "weight_field",
@@ -49,21 +50,6 @@ __all__ = ["FAULTS", "DEFAULT_FAULT_LEVELS", "WeightField", "FaultInjection", "w
 
 MANTISSA_BITS = 8
 VTH_MANT_MAX = (1 << 17) - 1
-
-#: fault name → what its level means; the names the CLI and the report use.
-FAULTS: Dict[str, str] = {
-    "bitflip": "probability per stored weight bit",
-    "vth": "relative σ of per-neuron thresholds",
-    "decay": "relative σ of per-neuron leak (1 − λ)",
-    "drop": "probability a spike is lost in transit",
-}
-
-DEFAULT_FAULT_LEVELS: Dict[str, Tuple[float, ...]] = {
-    "bitflip": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "vth": (0.02, 0.05, 0.1, 0.2, 0.3),
-    "decay": (0.25, 0.5, 1.0, 2.0),
-    "drop": (0.01, 0.05, 0.1, 0.2, 0.3),
-}
 
 
 def _rng(seed: int, *salt: object) -> np.random.Generator:

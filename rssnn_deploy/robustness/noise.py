@@ -13,10 +13,12 @@ so a resumed or sharded sweep draws exactly the noise a single run would.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict
 
 import torch
 from torch import Tensor
+
+from rssnn_deploy.robustness.choices import DEFAULT_NOISE_LEVELS
 
 __all__ = ["NoiseFn", "NOISES", "DEFAULT_NOISE_LEVELS", "gaussian_noise", "salt_and_pepper",
            "uniform_noise", "apply_noise"]
@@ -56,13 +58,6 @@ NOISES: Dict[str, NoiseFn] = {
     "gaussian": gaussian_noise,
     "salt_pepper": salt_and_pepper,
     "uniform": uniform_noise,
-}
-
-#: default sweep levels per noise (σ, fraction of pixels, half-width), all on [0, 1].
-DEFAULT_NOISE_LEVELS: Dict[str, Tuple[float, ...]] = {
-    "gaussian": (0.05, 0.1, 0.2, 0.3, 0.5),
-    "salt_pepper": (0.02, 0.05, 0.1, 0.2, 0.3),
-    "uniform": (0.1, 0.2, 0.3, 0.5),
 }
 
 

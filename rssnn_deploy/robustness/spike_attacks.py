@@ -38,11 +38,10 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from rssnn_deploy.robustness.choices import FLIP_BUDGETS
+
 __all__ = ["FLIP_BUDGETS", "greedy_flip_attack", "random_flips", "flip_counts",
            "check_flip_budgets"]
-
-#: default budgets: events added or removed per sample
-FLIP_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200)
 
 Predict = Callable[[Tensor], Tensor]
 

@@ -260,7 +260,7 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
     given, receives one line per computed cell with its time, the elapsed time and an
     estimate of the time left (this shard's remaining cells at the mean rate so far).
     """
-    from tqdm.auto import tqdm
+    from rssnn_deploy.progress import progress_bar
     rank, world = dist_info()
     # one view of what is finished, rank 0's: shards must agree on the pending list, and
     # another rank could otherwise read a cache file while a fast shard writes to it
@@ -275,8 +275,8 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
         log(f"{label}: cells to compute: {len(mine)} ({len(unique) - len(pending)} of "
             f"{len(unique)} already in {cache.directory / CACHE_NAME})")
     start = time.perf_counter()
-    for i, cell in enumerate(tqdm(mine, desc=label, disable=not progress, position=rank,
-                                  unit="cell", dynamic_ncols=True), 1):
+    for i, cell in enumerate(progress_bar(mine, desc=label, progress=progress, position=rank,
+                                          unit="cell", dynamic_ncols=True), 1):
         began = time.perf_counter()
         computed[cell.key] = compute(cell)
         cache.put(cell.key, computed[cell.key])

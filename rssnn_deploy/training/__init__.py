@@ -20,17 +20,26 @@ copy ``x̃``:
 Run as ``python -m rssnn_deploy.training ...`` or, data-parallel,
 ``torchrun --nproc_per_node N -m rssnn_deploy.training ...``; only rank 0 writes files.
 """
-from rssnn_deploy.training.checkpoints import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError,
-                                               load_checkpoint, read_checkpoint,
-                                               save_checkpoint)
-from rssnn_deploy.training.config import PERTURBATIONS, TrainConfig
-from rssnn_deploy.training.loop import (evaluate_accuracy, run_training, train,
-                                        train_digits_model)
-from rssnn_deploy.training.objectives import (LossTerms, mppd, robust_loss, runner_up_class,
-                                              sparse_gradient_probe, two_class_probability)
-from rssnn_deploy.training.orthogonality import orthogonality_step
-from rssnn_deploy.training.perturbations import make_perturbation
-from rssnn_deploy.training.presets import PRESETS
+import importlib
+from typing import Any, List
+
+#: name → the module that defines it, imported on first use: the command line's parser
+#: reads ``config`` and ``presets`` from this package without waiting for torch.
+_LAZY = {
+    **dict.fromkeys(("CHECKPOINT_NAME", "METRICS_NAME", "CheckpointError", "load_checkpoint",
+                     "read_checkpoint", "save_checkpoint"), "rssnn_deploy.training.checkpoints"),
+    **dict.fromkeys(("PERTURBATIONS", "TrainConfig"), "rssnn_deploy.training.config"),
+    **dict.fromkeys(("evaluate_accuracy", "run_training", "train", "train_digits_model"),
+                    "rssnn_deploy.training.loop"),
+    **dict.fromkeys(("LossTerms", "mppd", "robust_loss", "runner_up_class",
+                     "sparse_gradient_probe", "two_class_probability"),
+                    "rssnn_deploy.training.objectives"),
+    "orthogonality_step": "rssnn_deploy.training.orthogonality",
+    "make_perturbation": "rssnn_deploy.training.perturbations",
+    "PRESETS": "rssnn_deploy.training.presets",
+    # needs torchattacks, which is optional
+    "RandomStepFGSM": "rssnn_deploy.training.adversarial",
+}
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -58,9 +67,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """``RandomStepFGSM`` needs torchattacks, which is optional: loaded on first use."""
-    if name == "RandomStepFGSM":
-        from rssnn_deploy.training.adversarial import RandomStepFGSM
-        return RandomStepFGSM
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -21,6 +21,7 @@ import torch
 
 from rssnn_deploy.errors import UserError
 from rssnn_deploy.fileio import atomic_path, atomic_write_text, sha256_file
+from rssnn_deploy.filekinds import check_kind
 from rssnn_deploy.models.zoo import SNN, build_model
 from rssnn_deploy.training.config import TrainConfig
 
@@ -48,6 +49,7 @@ def checkpoint_file(path: Union[str, Path]) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / CHECKPOINT_NAME).is_file():
+            check_kind(path, "checkpoint", CheckpointError)   # a report folder, …
             raise CheckpointError(f"{path}: a directory without {CHECKPOINT_NAME}; give the "
                                   f"checkpoint file or a training run directory")
         return path / CHECKPOINT_NAME
@@ -68,6 +70,7 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     so a foreign file cannot run code on load.
     """
     path = checkpoint_file(path)
+    check_kind(path, "checkpoint", CheckpointError)   # a netx file, a data set, …
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a torch checkpoint (not the zip archive "
                               f"torch.save writes; truncated or another kind of file)")

@@ -37,6 +37,7 @@ from rssnn_deploy.models.zoo import (
     normalize_config,
     predict_classes,
 )
+from rssnn_deploy.progress import progress_bar
 from rssnn_deploy.training.checkpoints import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -245,9 +246,9 @@ def _train(model: SNN, data: Tuple[Tensor, Tensor, Tensor, Tensor], config: Trai
         sampler.set_epoch(epoch)
         stats = _Epoch()
         limit = config.max_batches
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.total_epochs}", leave=False,
-                   total=len(loader) if limit is None else min(limit, len(loader)),
-                   disable=not (progress and ctx.is_main), dynamic_ncols=True)
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.total_epochs}",
+                           leave=False, progress=progress and ctx.is_main, dynamic_ncols=True,
+                           total=len(loader) if limit is None else min(limit, len(loader)))
         for batch, (x, y) in enumerate(bar):
             x, y = x.to(ctx.device), y.to(ctx.device)
             terms = _step(phase.net, phase.module, x, y, phase.perturb, phase.decay, config,

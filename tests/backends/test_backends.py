@@ -10,7 +10,7 @@ from rssnn_deploy.backends import (BACKENDS, Backend, BackendError, BackendUnava
                                    LavaLoihiMissing, get_backend)
 from rssnn_deploy.netx.writer import write_netx
 from rssnn_deploy.sim.simulator import SimResult, Simulator
-from rssnn_deploy.spec import CubaNeuron, LayerSpec, NetworkSpec
+from rssnn_deploy.spec import CubaNeuron
 
 
 def test_registry():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rssnn_deploy  # noqa: F401
-from rssnn_deploy.cli.main import build_parser, main
+from rssnn_deploy.cli.main import main
 
 SUBCOMMANDS = ["train", "export", "simulate", "evaluate", "info", "demo"]
 

@@ -20,7 +20,7 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Callable, Dict, List
 
 import h5py
 import numpy as np

@@ -94,3 +94,34 @@ def test_bad_options_end_in_one_line_at_parse_time(argv, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"rssnn-deploy {argv[0]}: error: argument" in err
+
+
+MISTYPED = [
+    (["evaluate", "c", "n", "--smaples", "3"], "rssnn-deploy evaluate: error: unrecognized "
+     "arguments: --smaples 3 (did you mean --samples?) (see rssnn-deploy evaluate --help)"),
+    (["simulate", "n", "--out", "o", "--recrod=u"], "(did you mean --record?)"),
+    (["info", "--profle", "x"], "rssnn-deploy info: error: unrecognized arguments: --profle "
+     "(did you mean --profile?) (see rssnn-deploy info --help)"),
+    (["train", "--arch", "mpl"], "invalid choice: 'mpl' (did you mean mlp? choose from mlp,"),
+    (["evaluate", "c", "n", "--protocol", "quik"], "(did you mean quick? choose from"),
+    (["simulat", "n"], "rssnn-deploy: error: unknown command 'simulat' (did you mean "
+     "simulate? commands: train, export,"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", MISTYPED, ids=lambda a: " ".join(a)
+                         if isinstance(a, list) else "")
+def test_mistyped_names_get_the_closest_one_and_the_subcommand_help(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert expected in err
+
+
+def test_an_unknown_word_without_a_close_option_gets_no_guess(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "c", "n", "--zzzzzz", "extra"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzzzz extra (see rssnn-deploy evaluate" in err
+    assert "did you mean" not in err

@@ -39,6 +39,8 @@ def test_values_are_checked_like_typed_options(tmp_path, capsys):
 
 @pytest.mark.parametrize("text, match", [
     ("bogus = 1\n", "unknown option 'bogus' for 'export'"),
+    ("[export]\ngain-mod = 'exact'\n", r"unknown option 'gain-mod' for 'export' \(did you mean "
+                                      r"'gain-mode'\?"),
     ("[export]\ndataset = 'x'\n", "unknown option 'dataset' for 'export'"),
     ("[export]\nout = [1, [2]]\n", "must be a number, string or list"),
     ("not toml ==\n", "not valid TOML"),

@@ -71,8 +71,8 @@ def test_limits_are_the_profiles_and_never_beyond_netx(tmp_path):
     spec = rd.read_netx(_edited(tmp_path, "vThMant", 131_072))
     for name in ("loihi1", "loihi2"):
         assert field_violations(spec, load_profile(name)) == [
-            f"layer 2: vThMant 131072 > 131071 (17-bit mantissa compared as vThMant·2^6 "
-            f"against a 24-bit membrane)"]
+            "layer 2: vThMant 131072 > 131071 (17-bit mantissa compared as vThMant·2^6 "
+            "against a 24-bit membrane)"]
     wide = _wide_profile(tmp_path)
     assert len(field_violations(spec, load_profile(wide))) == 1
 
