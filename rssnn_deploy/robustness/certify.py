@@ -48,7 +48,7 @@ if TYPE_CHECKING:   # CertifyConfig and SIGMAS serve the parser: torch loads whe
 
 __all__ = ["CertifyConfig", "SIGMAS", "RADII", "lower_confidence_bound", "certify_one",
            "certify", "certified_accuracy", "summarise", "max_certifiable_radius",
-           "samples_for_radius"]
+           "samples_for_radius", "recorded_limit"]
 
 #: noise levels of Cohen et al.'s CIFAR-10 tables, the issue's comparison points.
 SIGMAS: Tuple[float, ...] = (0.12, 0.25, 0.5)
@@ -85,6 +85,15 @@ def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
     """One-sided (1 − α) Clopper–Pearson lower bound of a binomial proportion k/n."""
     from scipy.stats import beta
     return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def recorded_limit(entry: Mapping[str, Any], parameters: Mapping[str, Any]) -> float:
+    """The largest certifiable radius of one σ of a certification record; computed from
+    its n and α for a record written before the limit was stored."""
+    limit = entry.get("largest_certifiable_radius")
+    if limit is None:
+        limit = max_certifiable_radius(entry["sigma"], parameters["n"], parameters["alpha"])
+    return float(limit)
 
 
 def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 
 from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.report import save_figure
+from rssnn_deploy.robustness.certify import recorded_limit
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.record import strongest_over_gradients
@@ -143,7 +144,7 @@ def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
     n = cert["parameters"]["n"]
     fig, axes = _panels(plt, len(entries), width=3.8, height=2.9 if len(entries) > 1 else 3.5)
     top = max([r["radius"] for e in entries for rows in e["per_image"].values() for r in rows]
-              + [e["largest_certifiable_radius"] for e in entries] + [0.5])
+              + [recorded_limit(e, cert["parameters"]) for e in entries] + [0.5])
     radius = np.linspace(0.0, top * 1.05, 200)
     for ax, entry in zip(axes, entries):
         for name, label in (("float", "float model"), ("chip", "deployed (bit-exact sim)")):
@@ -151,7 +152,7 @@ def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
             ok = np.array([r["radius"] if r["correct"] else -1.0 for r in rows])
             ax.step(radius, [(ok >= r).mean() * 100 for r in radius], where="post",
                     label=label, **_CERT_STYLE[name])
-        ax.axvline(entry["largest_certifiable_radius"], color="0.35", ls=(0, (5, 3)), lw=1.2,
+        ax.axvline(recorded_limit(entry, cert["parameters"]), color="0.35", ls=(0, (5, 3)), lw=1.2,
                    label=f"largest radius n={n:,} can certify")
         abstain = {name: 100 * entry["models"][name]["abstain"] for name in ("float", "chip")}
         ax.set_title(f"σ = {entry['sigma']:g}; abstains: float {abstain['float']:.0f}%, "

@@ -12,7 +12,7 @@ from typing import Any, List, Mapping, Sequence
 from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.report import markdown_table, stability_table
 from rssnn_deploy.robustness.attacks import AUTOATTACK, GRADIENTS, describe_attack
-from rssnn_deploy.robustness.certify import samples_for_radius
+from rssnn_deploy.robustness.certify import recorded_limit, samples_for_radius
 from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.protocols import PROTOCOLS
@@ -231,7 +231,7 @@ def certification_section(cert: Mapping[str, Any]) -> str:
     radii = list(next(iter(cert["sigmas"][0]["models"].values()))["certified_accuracy"])
     body = []
     for entry in cert["sigmas"]:
-        limit = entry["largest_certifiable_radius"]
+        limit = recorded_limit(entry, cfg)
         for name, label in (("float", "float model"), ("chip", "deployed integer model")):
             summary = entry["models"][name]
             body.append([f"{entry['sigma']:g}", label]

@@ -27,7 +27,7 @@ def test_the_robust_recipe_sets_each_command():
     export = parsed("export", "--config", "robust", "r/checkpoint.pt", "--out", "r/m.net")
     assert export.gain_mode == "exact"
     evaluate = parsed("evaluate", "--config", "robust", "c.pt", "m.net", "--out", "e")
-    assert evaluate.protocol == "autoattack" and evaluate.samples == 1000
+    assert evaluate.protocol == "autoattack" and evaluate.samples == 200
     assert tuple(evaluate.threat_models) == ("float", "transfer", "chip")
     certify = parsed("certify", "--config", "robust", "c.pt", "m.net", "--out", "c")
     assert tuple(certify.sigmas) == (0.25, 0.5) and certify.certify_samples == 1000
