@@ -8,10 +8,8 @@ and imported on first use, so ``import rssnn_deploy`` itself stays light: each n
 lives in the module that owns it, listed in ``_PUBLIC`` (the quantizer's module is
 ``quantization``, so no submodule shadows the public function ``quantize``).
 """
-import importlib
-from typing import Any, List
-
 from rssnn_deploy import _compat
+from rssnn_deploy.lazy import lazy_attributes
 
 _compat.install()
 
@@ -43,14 +41,4 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rssnn_deploy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

@@ -24,8 +24,7 @@ Modules, one job each:
 Imports point one way: ``evaluation`` → ``record`` → ``cells`` → the measuring modules;
 nothing here imports ``evaluation`` back.
 """
-import importlib
-from typing import Any, List
+from rssnn_deploy.lazy import lazy_attributes
 
 #: name → the module that defines it, imported on first use: the command line's parser
 #: reads ``choices`` and ``config`` from this package without waiting for torch.
@@ -40,14 +39,4 @@ __all__ = ["CheckConfig", "Predictor", "accuracy", "float_predictor", "run_check
            "gaussian_noise", "salt_and_pepper", "uniform_noise", "pgd_examples"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -20,8 +20,7 @@ copy ``x̃``:
 Run as ``python -m rssnn_deploy.training ...`` or, data-parallel,
 ``torchrun --nproc_per_node N -m rssnn_deploy.training ...``; only rank 0 writes files.
 """
-import importlib
-from typing import Any, List
+from rssnn_deploy.lazy import lazy_attributes
 
 #: name → the module that defines it, imported on first use: the command line's parser
 #: reads ``config`` and ``presets`` from this package without waiting for torch.
@@ -67,14 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
