@@ -53,8 +53,9 @@ PROPERTIES: Dict[str, Tuple[str, str]] = {
     "float": ("attacks ≤ clean", f"{', '.join(ATTACKS)} on the float model: no attack "
               "above clean accuracy, every example within its budget"),
     "transfer": ("attacks ≤ chip clean", f"{', '.join(ATTACKS)} crafted on the float model, "
-                 "run on the chip: none above the chip's clean accuracy, which equals "
-                 "`simulate`'s"),
+                 "run on the chip: none above the chip's clean accuracy (which equals "
+                 "`simulate`'s) by more than one sample, the most a float-crafted example "
+                 "repairing a chip error by chance is allowed"),
     "chip": ("attacks ≤ clean = sim", f"{', '.join(ATTACKS)} on the integer model "
              "(straight-through gradients, integer queries): none above clean, and clean "
              "equals `simulate`'s accuracy"),

@@ -143,9 +143,12 @@ def _check_attacks(cell: cm.Cell, zoo: Zoo, tmp: Path, threat: str) -> None:
         assert clean == pytest.approx(zoo.chip_accuracy(cell))
     rows = [r for r in record["attacks"] if r["threat"] == threat]
     assert {r["attack"] for r in rows} == set(cm.ATTACKS)
+    # transfer: the chip never saw the attack, so an example may repair a chip error by
+    # chance (Square's random stripes did, on one of 30 images); one sample is allowed
+    slack = 1.0 / record["samples"] if threat == "transfer" else 0.0
     for r in rows:
         assert r["within_budget"], r
-        assert r["accuracy"] <= clean + 1e-9, r
+        assert r["accuracy"] <= clean + slack + 1e-6, r      # float32 accuracies
 
 
 def _simulate(cell, zoo, tmp):
