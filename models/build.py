@@ -33,6 +33,7 @@ import numpy as np
 
 import rssnn_deploy
 from rssnn_deploy.cli.main import main
+from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
 from rssnn_deploy.netx.reader import read_netx
@@ -40,7 +41,6 @@ from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.robustness import CheckConfig
 from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.robustness.record import load_record
-from rssnn_deploy.epsilon import eps_text
 from rssnn_deploy.training import load_checkpoint
 
 HERE = Path(__file__).resolve().parent

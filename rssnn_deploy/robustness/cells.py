@@ -87,7 +87,7 @@ class Evaluator:
         self.chip_predict = ChipPredictor(subject.spec, device=config.device)
         self._chip_model: Optional[ChipModel] = None
         self._stochastic: Dict[str, bool] = {}
-        #: whole cells computed as a step of another (AutoAttack's APGD-CE)
+        #: whole cells computed as a step of another (AutoAttack's APGD-CE and clean)
         self._products: Dict[str, Dict[str, Any]] = {}
 
     # -- cells ------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class Evaluator:
     # -- computing ------------------------------------------------------------------------
     def compute(self, cell: Cell) -> Dict[str, Any]:
         """One cell's result; a cell another one computed on the way (AutoAttack's
-        first member) is not computed again."""
+        first member, the clean predictions) is not computed again."""
         earlier = self._earlier(cell.key)
         if earlier is not None:     # its time is counted in the cell that computed it
             return {**earlier, "seconds": 0.0}
@@ -259,14 +259,14 @@ class Evaluator:
         standing on the attacked model (the chip for chip white-box, else the float
         model); a sample keeps the first example that fooled that model, a sample no
         member fooled keeps its clean image. The first member, APGD-CE on every sample,
-        is the APGD-CE cell of the same source and budget: taken from the cache (or
-        computed once and stored there) when the evaluation also lists that cell.
+        is the APGD-CE cell of the same source and budget, and the clean image's
+        predictions are the clean cell's: each taken from the cache, or computed once
+        and stored there for the cell itself (``_shared``).
         """
         n = len(self.subject.y)
         attacked = "chip" if cell["source"] == "chip" else "float"
-        x, y = self.subject.x, self.subject.y
-        final = {"float": (self.float_predict(x).cpu() == y).numpy(),
-                 "chip": (self.chip_predict(x) == y).numpy()}
+        clean, _ = self._shared(Cell.make("clean"))        # what a standing sample keeps
+        final = {m: unpack_bits(clean[f"{m}_bits"], n) for m in ("float", "chip")}
         alive = np.ones(n, dtype=bool)
         stages: List[Dict[str, Any]] = []
         budget: List[Dict[str, Any]] = []
@@ -274,14 +274,16 @@ class Evaluator:
         for member in AUTOATTACK:
             index = np.flatnonzero(alive)      # every sample for the first member
             began = time.perf_counter()
-            reused, result, earlier = False, None, 0.0
+            reused, result, restored_here = False, None, 0.0
             if member == AUTOATTACK[0]:
-                result, reused = self._member_cell(cell, member)
+                result, reused = self._shared(Cell.make(
+                    "attack", source=cell["source"], gradient=cell["gradient"],
+                    attack=member, eps=cell["eps"]))
             elif len(index):
                 result = self._attack_samples(cell, self._attack_spec(cell, member), index,
                                               stage=member)
-                earlier = result.pop("restored_seconds")
-                restored += earlier
+                restored_here = result.pop("restored_seconds")
+                restored += restored_here
             bits = {m: (unpack_bits(result[f"{m}_bits"], len(index)) if result is not None
                         else np.zeros(0, dtype=bool)) for m in final}
             fooled = index[~bits[attacked]]
@@ -293,7 +295,8 @@ class Evaluator:
             stages.append({"attack": member, "samples": int(len(index)),
                            "float": float(final["float"].mean()) if n else float("nan"),
                            "chip": float(final["chip"].mean()) if n else float("nan"),
-                           "seconds": 0.0 if reused else time.perf_counter() - began + earlier,
+                           "seconds": (0.0 if reused else
+                                       time.perf_counter() - began + restored_here),
                            "reused": reused})
         out = _scores(torch.from_numpy(final["float"]), torch.from_numpy(final["chip"]))
         return {**out, "linf": max((r["linf"] for r in budget), default=0.0),
@@ -302,18 +305,18 @@ class Evaluator:
                 "within_budget": all(r["within_budget"] for r in budget),
                 "stages": stages, "restored_seconds": restored}
 
-    def _member_cell(self, cell: Cell, member: str) -> Tuple[Dict[str, Any], bool]:
-        """The result of the cell that runs ``member`` alone on every sample at ``cell``'s
-        source and budget, and whether an earlier computation supplied it."""
-        alone = Cell.make("attack", source=cell["source"], gradient=cell["gradient"],
-                          attack=member, eps=cell["eps"])
-        earlier = self._earlier(alone.key)
+    def _shared(self, cell: Cell) -> Tuple[Dict[str, Any], bool]:
+        """The result of a whole cell another one needs (AutoAttack: its first member
+        alone at the same source and budget, and the clean predictions), and whether an
+        earlier computation supplied it; computed here it is kept, and stored in the
+        cache, so the cell itself is not computed again when the evaluation lists it."""
+        earlier = self._earlier(cell.key)
         if earlier is not None:
             return earlier, True
-        result = self.compute(alone)
-        self._products[alone.key] = result
+        result = self.compute(cell)
+        self._products[cell.key] = result
         if self.checkpoints is not None:
-            self.checkpoints.put(alone.key, result)
+            self.checkpoints.put(cell.key, result)
         return result, False
 
     def _earlier(self, key: str) -> Optional[Dict[str, Any]]:

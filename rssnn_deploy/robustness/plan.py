@@ -27,7 +27,7 @@ import torch
 
 from rssnn_deploy.robustness.attacks import AUTOATTACK, ENSEMBLE_SURROGATES, parse_attack, \
     restarts_of
-from rssnn_deploy.robustness.sweep import Cell
+from rssnn_deploy.robustness.sweep import Cell, clock
 
 __all__ = ["Calibration", "calibrate", "cell_seconds", "plan_line"]
 
@@ -125,12 +125,6 @@ def cell_seconds(ev, cell: Cell, costs: Mapping[str, float]) -> float:
     return 0.0
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
 def plan_line(ev, cells: List[Cell], done: Iterable[str], label: str) -> str:
     """One line: what will run (cells by kind, samples) and its estimated cost."""
     finished = set(done)
@@ -151,5 +145,5 @@ def plan_line(ev, cells: List[Cell], done: Iterable[str], label: str) -> str:
     return (f"{label}: plan: {len(pending)} cells ({kinds}) on {len(ev.subject.y)} samples"
             + (f", {len(cells) - len(pending)} already finished" if len(pending) < len(cells)
                else "")
-            + f"; per sample {speed}; estimated at most {_clock(seconds)} "
+            + f"; per sample {speed}; estimated at most {clock(seconds)} "
             "(attacks stop early on fooled samples; Lava cross-check not included)")

@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from rssnn_deploy.epsilon import eps_key, eps_text
 from rssnn_deploy.fileio import atomic_path, sha256_file
 
-__all__ = ["Cell", "CellCache", "fingerprint", "dist_info", "run_cells", "file_digest",
+__all__ = ["Cell", "CellCache", "clock", "fingerprint", "dist_info", "run_cells", "file_digest",
            "part_key", "log_line"]
 
 CACHE_NAME = "cells.json"
@@ -245,7 +245,8 @@ def log_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` of a duration, for log lines."""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
@@ -284,7 +285,7 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
             now = time.perf_counter()
             left = (now - start) / i * (len(mine) - i)
             log(f"{label}: cell {i}/{len(mine)} {cell.text} in {now - began:.1f} s; "
-                f"{_clock(now - start)} elapsed, about {_clock(left)} left")
+                f"{clock(now - start)} elapsed, about {clock(left)} left")
     done.update(_gather(computed))
     if rank == 0 and cache.enabled and (computed or world > 1):
         cache.write_merged(done)

@@ -286,6 +286,7 @@ def render_markdown(record: Mapping[str, Any]) -> str:
               f"L∞ budgets ε in pixel units [0, 1] (and as multiples of 1/255): default "
               f"ε = {eps_text(eps['default'])}; sweep {grid}.")
     stability = record.get("stability") or {}
+    stages = autoattack_stage_table(record)
     sections = [
         header,
         "## Protocol\n\n" + protocol_section(record),
@@ -293,8 +294,7 @@ def render_markdown(record: Mapping[str, Any]) -> str:
         "## Sanity checks of the attacks\n\n" + sanity_table(record),
         f"## Attacks at the default ε = {eps_text(eps['default'])}\n\n"
         + default_eps_table(record),
-        *([f"## AutoAttack member by member\n\n{autoattack_stage_table(record)}"]
-          if autoattack_stage_table(record) else []),
+        *([f"## AutoAttack member by member\n\n{stages}"] if stages else []),
         "## Accuracy vs ε\n\n" + eps_sweep_tables(record),
         *([("## Certified robustness (randomized smoothing)\n\n"
             + certification_section(record["certification"]))]
