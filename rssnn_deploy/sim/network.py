@@ -306,6 +306,29 @@ class CompiledNetwork:
         pad = torch.zeros((steps - t_in,) + tuple(s.shape[1:]), dtype=dtype, device=s.device)
         return torch.cat([s, pad], dim=0)
 
+    def static_rows(self, spikes: Optional[torch.Tensor], steps: int) -> int:
+        """How many leading rows of ``spike_train(spikes, steps)`` are copies of its first,
+        every later row being zero padding; 0 where that is not known.
+
+        The analog encoding's input is the same at every step and arrives as a stride-0
+        expansion over T (``check_inputs``), so the first layer's synaptic product can be
+        computed once and repeated: the same integers for a T-th of the work (the first
+        layer's product was most of a run of 784-256-256-10 with analog input). Not with
+        an input neuron (its records need the whole train) or a spike transform (it may
+        change each step)."""
+        if spikes is None or spikes.dim() < 2 or spikes.shape[1] < 2 or spikes.stride(1) != 0 \
+                or self.has_input_neuron or self.spike_transform is not None:
+            return 0
+        return min(int(spikes.shape[1]), steps)
+
+    def first_train(self, spikes: torch.Tensor, steps: int) -> Tuple[torch.Tensor, int]:
+        """``(spike_train(spikes, steps), static_rows(spikes, steps))``, the train cut to
+        its first row where the rest is known (the first layer reads no more then)."""
+        static = self.static_rows(spikes, steps)
+        if static > 1:
+            return self.spike_train(spikes[:, :1], 1), static
+        return self.spike_train(spikes, steps), 0
+
     @staticmethod
     def input_records(prev, names):
         """With spike input the input neuron idles (bias 0), as in Lava: zero u, v, s."""
@@ -313,24 +336,33 @@ class CompiledNetwork:
                                   device=prev.device) for name in names}
 
     def synaptic_input(self, st: Stage, prev: torch.Tensor, steps: int, grad: bool,
-                        weight_path: Optional[torch.Tensor] = None):
+                        weight_path: Optional[torch.Tensor] = None, static: int = 0):
         """a_in for chip steps 1..steps: (steps, N, *shape), or None if steps < 2.
 
         Row t − 1 holds what the layer's neurons receive at chip step t: the synapse's
         output for the previous layer's spikes of step t − 1 (d steps later with delays).
-        float32 where exact, else float64.
+        float32 where exact, else float64. ``static``: ``static_rows`` of ``prev`` (its
+        first rows copies of one, the rest zeros): the product is then computed on one
+        row and repeated, with the gradients of the rows summed through the expansion.
         """
         syn = st.synapse
         n = prev.shape[1]
         if steps < 2:
             return None
-        x = prev[:steps - 1]
+        rows = steps - 1
+        same = min(static, rows)
+        x = prev[:1] if same > 1 else prev[:rows]
+        m = x.shape[0]
         if st.flatten_input or st.kind == "dense":
-            x = x.reshape((steps - 1) * n, int(np.prod(x.shape[2:])))
+            x = x.reshape(m * n, int(np.prod(x.shape[2:])))
         else:
-            x = x.reshape(((steps - 1) * n,) + tuple(x.shape[2:]))
+            x = x.reshape((m * n,) + tuple(x.shape[2:]))
         acc = syn(x, grad, weight_path)                    # (M, n_delays, *out)
-        acc = acc.reshape((steps - 1, n) + tuple(acc.shape[1:]))
+        acc = acc.reshape((m, n) + tuple(acc.shape[1:]))
+        if same > 1:            # synapses have no bias: zero rows give exact zeros
+            acc = acc.expand((same,) + tuple(acc.shape[1:]))
+            if same < rows:
+                acc = torch.cat([acc, acc.new_zeros((rows - same,) + tuple(acc.shape[1:]))])
         if st.kind == "dense" and syn.delays != [0]:
             a = torch.zeros((steps, n, syn.out_features), dtype=acc.dtype, device=acc.device)
             for slot, d in enumerate(syn.delays):

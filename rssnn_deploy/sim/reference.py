@@ -82,8 +82,9 @@ def _run_batch(net: CompiledNetwork, bias_input, spikes, steps, record_map, rese
     states_float: Dict[int, Dict[str, torch.Tensor]] = {}
     prev = None  # (steps, N, *shape) float spikes of the previous neuron layer
     stages = net.stages
+    static = 0     # leading rows of the first synaptic layer's input known equal
     if not net.has_input_neuron or spikes is not None:
-        prev = net.spike_train(spikes, steps)
+        prev, static = net.first_train(spikes, steps)
     for st in stages:
         path = paths.get(st.spec_index, NO_PATH)
         if st.kind == "input":
@@ -98,7 +99,8 @@ def _run_batch(net: CompiledNetwork, bias_input, spikes, steps, record_map, rese
             n = prev.shape[1]
             if net.spike_transform is not None:
                 prev = net.transform_spikes(st, prev)
-            a_in = net.synaptic_input(st, prev, steps, grad, path.weight)
+            a_in = net.synaptic_input(st, prev, steps, grad, path.weight, static)
+            static = 0
             bias = st.bias
         prev, rec, v_final, rec_float = _neuron_loop(net, 
             st, a_in, bias, n, steps, record_map.get(st.spec_index, set()), reset,

@@ -244,12 +244,59 @@ def test_spike_train_input(input_neuron):
 @pytest.mark.parametrize("conv", [False, True])
 def test_graded_input(conv):
     # analog-input files: the first layer multiplies its weights by the input values
-    base = conv_spec(seed=13) if conv else dense_spec([16, 12, 4], seed=13, steps=6)
-    layers = [LayerSpec("input", base.layers[0].shape)] + list(base.layers[1:])
-    spec = NetworkSpec(layers, meta={**base.meta, "input_message_bits": 8})
+    spec = _graded(conv_spec(seed=13) if conv else dense_spec([16, 12, 4], seed=13, steps=6))
     assert_same(spec, bias_input=bias(spec, 5, 0, 255))
     x = np.random.default_rng(13).integers(0, 256, (4, 3) + tuple(spec.layers[0].shape))
     assert_same(spec, spikes=torch.as_tensor(x))
+
+
+def _graded(base: NetworkSpec) -> NetworkSpec:
+    """``base`` as an analog-input file: no input neuron, 8-bit graded input messages."""
+    layers = [LayerSpec("input", base.layers[0].shape)] + list(base.layers[1:])
+    return NetworkSpec(layers, meta={**base.meta, "input_message_bits": 8})
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv", "delays"])
+@pytest.mark.parametrize("steps", [None, 4, 15])
+def test_static_input_computed_once_equals_every_step(kind, steps):
+    # an analog file's static input reaches the first layer as a stride-0 expansion over T,
+    # whose product both engines compute once; the same values as a materialised train
+    # (computed row by row) must give every state the same, with fewer steps than T too
+    base = {"dense": lambda: dense_spec([16, 12, 4], seed=21, steps=6),
+            "conv": lambda: conv_spec(seed=21),
+            "delays": lambda: dense_spec([16, 12, 4], seed=21, steps=6, delay_max=3)}[kind]()
+    spec = _graded(base)
+    x = bias(spec, 5, 0, 255, seed=21)
+    sim = Simulator(spec, engine="reference")
+    static = sim.check_inputs(x, None)[1]
+    assert static.stride(1) == 0 and sim.static_rows(static, sim.spec.run_steps) > 1
+    every_step = static.contiguous()
+    assert sim.static_rows(every_step, sim.spec.run_steps) == 0
+    for engine in ("reference", "fused"):
+        a = Simulator(spec, engine=engine).run(spikes=static, record="all", steps=steps)
+        b = Simulator(spec, engine=engine).run(spikes=every_step, record="all", steps=steps)
+        assert torch.equal(a.output_v, b.output_v), engine
+        for idx, rec in b.states.items():
+            for k, want in rec.items():
+                assert torch.equal(a.states[idx][k], want), (engine, idx, k)
+    assert_same(spec, bias_input=x, steps=steps)
+
+
+def test_static_input_gradient_sums_the_steps():
+    # the differentiable mode (attacks on the chip model) computes the static product once
+    # too; its input gradient is the sum over steps, as through the materialised train
+    spec = _graded(dense_spec([16, 4], seed=22, steps=6))     # v depends on x directly
+    x = bias(spec, 4, 0, 255, seed=22).to(torch.float64)
+    sim = Simulator(spec, differentiable=True)
+    grads = []
+    for materialise in (False, True):
+        leaf = x.clone().requires_grad_(True)
+        train = leaf.unsqueeze(1).expand(leaf.shape[0], spec.steps, *leaf.shape[1:])
+        result = sim.run(spikes=train.contiguous() if materialise else train)
+        result.output_v_float.pow(2).sum().backward()
+        grads.append(leaf.grad)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-9)
 
 
 @pytest.mark.parametrize("reset,interval", [("staggered", None), ("staggered", 4),

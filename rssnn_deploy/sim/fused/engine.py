@@ -243,26 +243,31 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 1, 3, 4, 2).contiguous() if x.dim() == 5 else x.contiguous()
 
 
-def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
+def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int, static: int = 0):
     """(a, a_kind, a_rows, a_first): synaptic sums in the layer's state order, rows from
-    chip step ``a_first`` on."""
+    chip step ``a_first`` on (later steps receive 0). ``static``: ``static_rows`` of
+    ``prev``, whose product is then computed on its first row and repeated."""
     syn = st.synapse
     n = prev.shape[1]
     if steps < 2:
         return None, 0, 0, 0
     if layer.mode == "delays":
-        a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False)  # chip steps 1..steps
-        return a.contiguous(), _KIND[a.dtype], steps, 1
+        a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False, static=static)
+        return a.contiguous(), _KIND[a.dtype], steps, 1       # chip steps 1..steps
     rows = steps - 1
+    same = min(static, rows)
+    m = 1 if same > 1 else rows          # rows of prev the product needs
     if layer.mode == "fp32":    # exact: every partial sum an integer ≤ 2²⁴ (FusedLayer)
-        x = _channels_last(prev[:rows])
-        x = x.reshape(rows * n, layer.w32.shape[0])
+        x = _channels_last(prev[:m])
+        x = x.reshape(m * n, layer.w32.shape[0])
         if x.dtype != torch.float32:      # (the previous layer writes float32 spikes)
             x = x.to(torch.float32)
         a = torch.mm(x, layer.w32, out=_WS.take(f"a{st.spec_index}",
                                                 (x.shape[0], layer.w32.shape[1]),
                                                 torch.float32))
-        return a, 5, rows, 2
+        if same > 1:
+            a = _repeat_rows(a, same, f"r{st.spec_index}")
+        return a, 5, same or rows, 2
     if layer.mode == "int8":    # exact: 0/1 × int8 summed in int32
         x = _channels_last(prev[:rows])
         x = x.view(torch.int8) if x.dtype in (torch.int8, torch.uint8, torch.bool) \
@@ -282,11 +287,11 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
             a = torch.add(a[:, half:], a[:, :half], alpha=2)
         return a, 4, rows, 2
     prev = prev if prev.dtype == syn.dtype else prev.to(syn.dtype)   # 0/1 or graded values
-    x = prev[:rows]
+    x = prev[:m]
     if st.flatten_input or st.kind == "dense":
-        x = x.reshape(rows * n, int(np.prod(x.shape[2:])))           # (C, H, W) order
+        x = x.reshape(m * n, int(np.prod(x.shape[2:])))              # (C, H, W) order
     else:
-        x = x.reshape((rows * n,) + tuple(x.shape[2:]))
+        x = x.reshape((m * n,) + tuple(x.shape[2:]))
     a = syn(x, False)
     if st.kind == "dense" and syn.needs_wrap32 and a.dtype != torch.float64:
         a = a.to(torch.float64)                             # the kernel wraps float64 input
@@ -294,7 +299,20 @@ def _synaptic(sim, st, layer: FusedLayer, prev: torch.Tensor, steps: int):
         a = a.squeeze(1).contiguous(memory_format=torch.channels_last)
     else:
         a = a.contiguous()
-    return a, _KIND[a.dtype], rows, 2
+    if same > 1:
+        a = _repeat_rows(a, same)
+    return a, _KIND[a.dtype], same or rows, 2
+
+
+def _repeat_rows(a: torch.Tensor, rows: int, key: Optional[str] = None) -> torch.Tensor:
+    """``a`` (one step's sums, samples first) as ``rows`` steps of them, one after
+    another in memory as the neuron kernel reads them (in the workspace under ``key``);
+    a conv layer's sums in their channels-last memory order."""
+    a = a.permute(0, 2, 3, 1) if a.dim() == 4 else a
+    shape = (rows,) + tuple(a.shape)
+    out = torch.empty(shape, dtype=a.dtype) if key is None else _WS.take(key, shape, a.dtype)
+    out.copy_(a.unsqueeze(0).expand(shape))
+    return out
 
 
 _KIND = {torch.float32: 1, torch.float64: 2}
@@ -413,9 +431,9 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
                patterns: Optional[Patterns] = None):
     layers: Dict[int, FusedLayer] = sim.fused_state.layers
     states: Dict[int, Dict[str, torch.Tensor]] = {}
-    prev = None
+    prev, static = None, 0
     if not sim.has_input_neuron or spikes is not None:
-        prev = sim.spike_train(spikes, steps)
+        prev, static = sim.first_train(spikes, steps)
     v_final = None
     stages = sim.stages
     for pos, st in enumerate(stages):
@@ -434,7 +452,8 @@ def _run_chunk(sim, bias_input, spikes, steps, record_map, reset, reset_interval
             n = prev.shape[1]
             if sim.spike_transform is not None:
                 prev = sim.transform_spikes(st, prev)
-            a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps)
+            a, a_kind, a_rows, a_first = _synaptic(sim, st, layer, prev, steps, static)
+            static = 0
         nxt = layers[stages[pos + 1].spec_index] if pos + 1 < len(stages) else None
         if nxt is None or sim.spike_transform is not None:
             s_dtype = torch.bool

@@ -112,30 +112,39 @@ def layers_on(sim, device: torch.device) -> Dict[int, DeviceLayer]:
     return cache[device]
 
 
-def _sums(sim, st, dl: DeviceLayer, layer: FusedLayer, prev: torch.Tensor, steps: int
-          ) -> Tuple[Optional[torch.Tensor], int]:
+def _sums(sim, st, dl: DeviceLayer, layer: FusedLayer, prev: torch.Tensor, steps: int,
+          static: int = 0) -> Tuple[Optional[torch.Tensor], int]:
     """(a_in of each row as int64 (rows, n, f) in the state's order, the chip step of
-    row 0), or (None, 0) when no input reaches the layer."""
+    row 0), or (None, 0) when no input reaches the layer; later steps receive 0.
+    ``static``: ``static_rows`` of ``prev``, whose product is computed on its first row
+    and repeated (a view)."""
     syn = st.synapse
     if dl.product == "delays":
-        a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False)   # chip steps 1..
-        return wrap32_float(a), 1
+        a = sim.synaptic_input(st, prev.to(syn.dtype), steps, False, static=static)
+        return wrap32_float(a), 1                                       # chip steps 1..
     if steps < 2:
         return None, 0
-    rows, n = steps - 1, prev.shape[1]
-    x = prev[:rows]
+    same = min(static, steps - 1)
+    a = _product(st, dl, layer, prev[:1] if same > 1 else prev[:steps - 1])
+    return (a.expand((same,) + tuple(a.shape[1:])) if same > 1 else a), 2
+
+
+def _product(st, dl: DeviceLayer, layer: FusedLayer, x: torch.Tensor) -> torch.Tensor:
+    """The synapse on spike rows ``x`` (rows, n, ...): int64 sums (rows, n, *shape)."""
+    syn = st.synapse
+    rows, n = x.shape[:2]
     if dl.product == "fp64":            # the reference's float64 synapse, exponent applied
         x = x.to(syn.dtype)
         if st.flatten_input or st.kind == "dense":
             x = x.reshape(rows * n, -1)
         else:
             x = x.reshape((rows * n,) + tuple(x.shape[2:]))
-        return wrap32_float(syn(x, False).reshape((rows, n) + tuple(st.shape))), 2
+        return wrap32_float(syn(x, False).reshape((rows, n) + tuple(st.shape)))
     x = x.to(torch.float32)
     if st.kind == "dense":
         a = x.reshape(rows * n, -1) @ dl.weight
         a = _shift(a.to(torch.int64), dl.exp)
-        return wrap32(a.reshape((rows, n) + tuple(st.shape))), 2
+        return wrap32(a.reshape((rows, n) + tuple(st.shape)))
     kh, kw, sy, sx, py, px, dy, dx = layer.conv
     img = x.reshape((rows * n,) + tuple(x.shape[2:])).permute(0, 2, 3, 1)   # (M, H, W, C)
     if py or px:
@@ -149,7 +158,7 @@ def _sums(sim, st, dl: DeviceLayer, layer: FusedLayer, prev: torch.Tensor, steps
     a = a.reshape(m, oh, ow, -1).permute(0, 3, 1, 2).to(torch.int64)
     if dl.wrap24:
         a = torch.bitwise_and(a + (1 << 23), (1 << 24) - 1) - (1 << 23)
-    return wrap32(a.reshape((rows, n) + tuple(st.shape))), 2
+    return wrap32(a.reshape((rows, n) + tuple(st.shape)))
 
 
 def _scaled(dl: DeviceLayer, a: torch.Tensor, first: int) -> torch.Tensor:
@@ -247,9 +256,9 @@ def _run_chunk(sim, layers: Dict[int, DeviceLayer], bias_input, spikes, steps, r
                reset, reset_interval) -> Chunk:
     device = sim.device
     states: Dict[int, Dict[str, torch.Tensor]] = {}
-    prev = None
+    prev, static = None, 0
     if not sim.has_input_neuron or spikes is not None:
-        prev = sim.spike_train(spikes, steps)
+        prev, static = sim.first_train(spikes, steps)
     v_final = None
     stages = sim.stages
     for pos, st in enumerate(stages):
@@ -270,7 +279,8 @@ def _run_chunk(sim, layers: Dict[int, DeviceLayer], bias_input, spikes, steps, r
             n = prev.shape[1]
             if sim.spike_transform is not None:
                 prev = sim.transform_spikes(st, prev)
-            a, first = _sums(sim, st, dl, layer, prev, steps)
+            a, first = _sums(sim, st, dl, layer, prev, steps, static)
+            static = 0
             a6 = None if a is None else _scaled(dl, a, first)
         last = pos + 1 == len(stages)
         s_dtype = torch.bool if last or sim.spike_transform is not None else torch.float32
