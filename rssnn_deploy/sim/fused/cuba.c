@@ -41,35 +41,67 @@ static inline int32_t wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x;
 
 static inline int64_t tdiv4096(int64_t p) { return (p + ((p >> 63) & 4095)) >> 12; }
 
-/* a_in for one element, already wrapped to int32 (Lava's int32 channel).
+/* a_in of one chip step for count samples of f neurons, wrapped to int32 (Lava's int32
+ * channel), into x; base = (input row) * n * f + (first sample) * f.
  * Kinds: 1 float32 (exact integers below 2^24), 2 float64, 3 int32 sums of an int8 GEMM
  * with the weights split as 2 hi + lo (hi sums in columns [0, f), lo sums in [f, 2f) of
- * each row), 4 int32 sums and 5 float32 sums (exact integers up to 2^24) of the weights
- * divided by 2^shift, to which the weight exponent (shift) still applies. */
-static inline int64_t load_a(const void *a, int a_kind, int64_t idx, int64_t f, int shift) {
+ * each sample's row), 4 int32 sums and 5 float32 sums (exact integers up to 2^24, so
+ * int32 converts them exactly) of the weights divided by 2^shift, to which the weight
+ * exponent (shift) still applies: left, or floor right (Lava's) when negative. One loop
+ * per kind with no per-element branch, so that each vectorises. */
+VECTOR_CLONES
+static void load_step(const void *a, int a_kind, int64_t base, int64_t count, int64_t f,
+                      int shift, int32_t *restrict x) {
+    const int64_t w = count * f;
+    const int left = shift > 0 ? shift : 0, right = shift < 0 ? -shift : 0;
     if (a_kind == 1) {
-        return (int64_t)((const float *)a)[idx];       /* exact integer, |x| < 2^24 */
+        const float *restrict af = (const float *)a + base;
+        for (int64_t i = 0; i < w; i++) x[i] = (int32_t)af[i];
+    } else if (a_kind == 5) {
+        const float *restrict af = (const float *)a + base;
+        for (int64_t i = 0; i < w; i++)
+            x[i] = wrap32((int64_t)((uint64_t)(int64_t)(int32_t)af[i] << left) >> right);
+    } else if (a_kind == 4) {
+        const int32_t *restrict ai = (const int32_t *)a + base;
+        for (int64_t i = 0; i < w; i++)
+            x[i] = wrap32((int64_t)((uint64_t)(int64_t)ai[i] << left) >> right);
+    } else if (a_kind == 3) {   /* the pairs of one sample are 2f apart: a row at a time */
+        const int32_t *ai = (const int32_t *)a + 2 * base;
+        for (int64_t c = 0; c < count; c++) {
+            const int32_t *restrict hi = ai + c * 2 * f, *restrict lo = hi + f;
+            int32_t *restrict dst = x + c * f;
+            for (int64_t j = 0; j < f; j++) {
+                int64_t v = 2 * (int64_t)hi[j] + lo[j];
+                dst[j] = wrap32((int64_t)((uint64_t)v << left) >> right);
+            }
+        }
+    } else {                    /* 2: float64, wrapped to int32 */
+        const double *restrict ad = (const double *)a + base;
+        for (int64_t i = 0; i < w; i++) {
+            double v = ad[i];
+            v -= 4294967296.0 * floor((v + 2147483648.0) / 4294967296.0);
+            x[i] = wrap32((int64_t)v);
+        }
     }
-    if (a_kind == 5) {
-        int64_t x = (int64_t)((const float *)a)[idx];
-        x = shift >= 0 ? x << shift : x >> (-shift);
-        return wrap32(x);
+}
+
+/* a6 = a_in 64 (wrapped to int32) in place, or with a DLIF gain mantissa g (has_gain):
+ * p = a_in g;  a6 = wrap32(sgn(p) (|p| >> e) 64). The sign-magnitude shift is written
+ * branch-free (m = p >> 63 is 0 or -1; (p ^ m) - m is |p|, and (q ^ m) - m gives q the
+ * sign of p back) so that the loop vectorises; |p| < 2^53 (|a_in| <= 2^31, |g| < 2^22,
+ * FusedLayer.problem), and 0 <= e <= 62. */
+VECTOR_CLONES
+static void scale_step(int64_t w, int32_t *restrict a6, int has_gain, int32_t g, int e) {
+    if (!has_gain) {
+        for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)((uint32_t)a6[i] << 6);
+        return;
     }
-    if (a_kind == 3) {
-        int64_t row = idx / f, j = idx - row * f;
-        const int32_t *r = (const int32_t *)a + row * 2 * f;
-        int64_t x = 2 * (int64_t)r[j] + r[f + j];
-        x = shift >= 0 ? x << shift : x >> (-shift);      /* floor shift, as Lava's */
-        return wrap32(x);
+    for (int64_t i = 0; i < w; i++) {
+        int64_t p = (int64_t)a6[i] * (int64_t)g;
+        int64_t m = p >> 63;
+        int64_t q = (int64_t)((uint64_t)((p ^ m) - m) >> e);
+        a6[i] = (int32_t)((uint32_t)((q ^ m) - m) << 6);
     }
-    if (a_kind == 4) {
-        int64_t x = ((const int32_t *)a)[idx];
-        x = shift >= 0 ? x << shift : x >> (-shift);
-        return wrap32(x);
-    }
-    double x = ((const double *)a)[idx];
-    x -= 4294967296.0 * floor((x + 2147483648.0) / 4294967296.0);
-    return (int64_t)x;
 }
 
 /* One step of a block of w neurons (constants tiled to the block). Separate function so
@@ -196,53 +228,10 @@ int rssnn_cuba_run(int64_t steps, int64_t n, int64_t f,
             }
             int64_t r = t - a_first;
             if (a_kind && r >= 0 && r < a_rows) {
-                int64_t base = r * row + b0 * f;
-                if (gain) {
-                    int64_t k = t - hops - 1;
-                    k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
-                    int64_t g = gain[k];
-                    for (int64_t i = 0; i < w; i++) {
-                        int64_t p = load_a(a, a_kind, base + i, f, a_shift) * g;
-                        p = p >= 0 ? (p >> gain_exp) : -((-p) >> gain_exp);
-                        a6[i] = wrap32(p * 64);
-                    }
-                } else if (a_kind == 3) {
-                    const int32_t *ai = (const int32_t *)a + (r * n + b0) * 2 * f;
-                    for (int64_t c = 0; c < count; c++) {
-                        const int32_t *hi = ai + c * 2 * f;
-                        const int32_t *lo = hi + f;
-                        int32_t *dst = a6 + c * f;
-                        for (int64_t j = 0; j < f; j++) {
-                            int64_t x = 2 * (int64_t)hi[j] + lo[j];
-                            x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
-                            dst[j] = wrap32(x * 64);
-                        }
-                    }
-                } else if (a_kind == 4) {
-                    const int32_t *ai = (const int32_t *)a + base;
-                    if (a_shift == 0) {
-                        for (int64_t i = 0; i < w; i++) a6[i] = wrap32((int64_t)ai[i] * 64);
-                    } else {
-                        for (int64_t i = 0; i < w; i++) {
-                            int64_t x = ai[i];
-                            x = a_shift > 0 ? x << a_shift : x >> (-a_shift);
-                            a6[i] = wrap32(x * 64);
-                        }
-                    }
-                } else if (a_kind == 5) {
-                    const float *af = (const float *)a + base;
-                    for (int64_t i = 0; i < w; i++) {
-                        int64_t x = (int64_t)af[i];
-                        x = a_shift >= 0 ? x << a_shift : x >> (-a_shift);
-                        a6[i] = wrap32(x * 64);
-                    }
-                } else if (a_kind == 1) {
-                    const float *af = (const float *)a + base;
-                    for (int64_t i = 0; i < w; i++) a6[i] = (int32_t)af[i] * 64;
-                } else {
-                    for (int64_t i = 0; i < w; i++)
-                        a6[i] = wrap32(load_a(a, a_kind, base + i, f, a_shift) * 64);
-                }
+                load_step(a, a_kind, r * row + b0 * f, count, f, a_shift, a6);
+                int64_t k = t - hops - 1;
+                k = k < 0 ? 0 : (k >= gain_len ? gain_len - 1 : k);
+                scale_step(w, a6, gain != NULL, gain ? gain[k] : 0, gain_exp);
             } else {
                 memset(a6, 0, sizeof(int32_t) * w);
             }
