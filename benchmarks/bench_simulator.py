@@ -234,14 +234,6 @@ def path_peak(path: str, lim: Dict[str, float]) -> Tuple[str, float]:
     return "float32 mm", lim["gemm_gflops_max"]
 
 
-def machine_line() -> str:
-    """The CPU model, the flags that decide the synaptic product, and ``auto``'s choice."""
-    info = dispatch.cpu()
-    flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in info["flags"].items())
-    return (f"CPU: {info['model']} ({info['machine']}; {flags or 'flags unknown'}); "
-            f"synaptic product: {dispatch.describe()}")
-
-
 def machine_limits(threads: List[int], reps: int = 5) -> Dict[int, Dict[str, float]]:
     out = {}
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
@@ -509,7 +501,7 @@ def main() -> int:
     for line in flagged:
         print(f"FLAG: {line}", flush=True)
     meta = {"cores": cores, "cpu": platform.processor() or platform.machine(),
-            "machine": machine_line(), "auto_slower_than_reference": flagged,
+            "machine": dispatch.machine_line(), "auto_slower_than_reference": flagged,
             "torch": torch.__version__, "engine": fastsim.engine_status(),
             "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
             "rounds": rounds, "limits": limits, "busy_processes": busy,
@@ -539,7 +531,7 @@ def products_main(args) -> int:
     # the reference last in a round, and a pause after it on several threads: its
     # OpenMP workers keep spinning for a while and would slow whichever came next
     contenders = ["auto"] + products + ["reference"]
-    print(machine_line(), flush=True)
+    print(dispatch.machine_line(), flush=True)
     ok, records = True, []
     for name, (spec, steps, make) in nets.items():
         batches = [64] if args.quick or name.startswith("PilotNet") else [64, 256]
@@ -589,7 +581,7 @@ def products_main(args) -> int:
         r["vs_reference"] = r["rate"]["median"] / base
     for line in flagged:
         print(f"FLAG: {line}", flush=True)
-    meta = {"cores": cores, "machine": machine_line(), "torch": torch.__version__,
+    meta = {"cores": cores, "machine": dispatch.machine_line(), "torch": torch.__version__,
             "rounds": rounds, "load_average_at_start": load_start,
             "load_average_at_end": os.getloadavg(), "wall_s": time.perf_counter() - t_start,
             "all_outputs_identical": ok, "auto_slower_than_reference": flagged}

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 __all__ = ["U_LIMIT", "V_LIMIT", "TWO31", "F32_EXACT", "zero_with_grad", "Floor", "Round", "Clip",
-           "Spike", "trunc", "floor", "wrap", "wrap_u_once", "wrap16", "no_tf32"]
+           "Spike", "spike_surrogate", "trunc", "floor", "wrap", "wrap_u_once", "wrap16", "no_tf32"]
 
 U_LIMIT = 1 << 23            # Lava wraps u once around ±2²³
 V_LIMIT = (1 << 23) - 1      # Lava clips v to ±(2²³ − 1)
@@ -84,10 +84,14 @@ class Spike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (v,) = ctx.saved_tensors
-        theta = ctx.theta
-        width = theta.clamp(min=1.0) if torch.is_tensor(theta) else max(float(theta), 1.0)
-        surrogate = torch.clamp(1.0 - (v - ctx.theta).abs() / width, min=0.0) / width
-        return g * surrogate, None
+        return g * spike_surrogate(v, ctx.theta), None
+
+
+def spike_surrogate(v: torch.Tensor, theta) -> torch.Tensor:
+    """d spike / d v of the triangle surrogate: peak 1/w at θ, zero beyond θ ± w, with
+    w = max(θ, 1)."""
+    width = theta.clamp(min=1.0) if torch.is_tensor(theta) else max(float(theta), 1.0)
+    return torch.clamp(1.0 - (v - theta).abs() / width, min=0.0) / width
 
 
 def trunc(x, grad):

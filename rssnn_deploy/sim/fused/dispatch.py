@@ -54,7 +54,7 @@ from rssnn_deploy.sim.layers import SimulationError
 
 __all__ = ["ENV", "PRODUCTS", "AUTO_ORDER", "INT8_PRODUCTS", "exact_products",
            "INT_MM", "can_run", "requested", "check", "machine_product", "piece_kernel",
-           "layer_product", "X86_FLAGS", "ARM_FLAGS", "cpu", "describe"]
+           "layer_product", "X86_FLAGS", "ARM_FLAGS", "cpu", "describe", "machine_line"]
 
 #: the environment variable that forces a product
 ENV = "RSSNN_SIM_KERNEL"
@@ -231,3 +231,12 @@ def describe() -> str:
     have = ", ".join(f for f, on in flags.items() if on) or \
         ("none of " + ", ".join(flags) if flags else "unknown")
     return f"{machine} ({how}; CPU flags: {have})"
+
+
+def machine_line() -> str:
+    """The CPU model, the flags that decide the synaptic product, and ``auto``'s choice:
+    what every benchmark prints beside its figures."""
+    info = cpu()
+    flags = ", ".join(f"{f} {'yes' if on else 'no'}" for f, on in info["flags"].items())
+    return (f"CPU: {info['model']} ({info['machine']}; {flags or 'flags unknown'}); "
+            f"synaptic product: {describe()}")
