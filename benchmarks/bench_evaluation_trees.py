@@ -34,10 +34,23 @@ from rssnn_deploy.report import markdown_table  # noqa: E402
 from rssnn_deploy.sim.fused.dispatch import machine_line  # noqa: E402
 
 
+def tree_env(tree: Path) -> Dict[str, str]:
+    """The environment that imports the project from ``tree``, checked: ``python -P``
+    (3.11) keeps the working directory off ``sys.path``, where ``-m`` would otherwise
+    import whichever checkout the command was started in."""
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    found = subprocess.run([sys.executable, "-P", "-c",
+                            "import rssnn_deploy; print(rssnn_deploy.__file__)"],
+                           env=env, capture_output=True, text=True).stdout.strip()
+    if not found.startswith(str(tree.resolve()) + os.sep):
+        raise SystemExit(f"{tree}: imports rssnn_deploy from {found or 'nowhere'}")
+    return env
+
+
 def run_once(tree: Path, args: List[str], out: Path) -> Dict:
     """The command from ``tree`` into ``out``: wall seconds and the report's cells."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, "-m", "rssnn_deploy.cli.main", *args, "--out", str(out),
+    env = tree_env(tree)
+    cmd = [sys.executable, "-P", "-m", "rssnn_deploy.cli.main", *args, "--out", str(out),
            "--no-progress"]
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
