@@ -446,6 +446,42 @@ def test_input_layer_looked_up_into_conv_layers(request, lookups, im2col):
     assert lookups
 
 
+def test_long_runs_do_not_count_this_process_spinning_threads(monkeypatch):
+    # one other thread runnable on 2 cores: a short run takes the one free core; a run
+    # long enough to outlast OpenMP's spin takes both when that thread is this process's
+    # own, and still one when it belongs to another process
+    monkeypatch.setattr(fastsim_threads, "cores", lambda: 2)
+    monkeypatch.setattr(fastsim_threads, "_runnable_others", lambda: 1)
+    count = fastsim_threads.thread_count
+    long_cost = 2 * fastsim_threads.LONG_RUN_S / 4096           # 4096 samples: 2 × the bound
+    for own, long_threads in ((1, 2), (0, 1)):
+        monkeypatch.setattr(fastsim_threads, "_own_runnable", lambda: own)
+        assert count(4096, long_cost) == long_threads, own
+        assert count(4096, 0.5 * fastsim_threads.LONG_RUN_S / 4096) == 1, own   # short
+        assert count(4096, None) == 1, own       # before a first run nothing is known
+
+
+def test_own_runnable_threads_are_seen():
+    # a thread in a long torch op (no GIL held) is runnable: /proc/self/task shows it
+    import threading
+    done = threading.Event()
+
+    def busy() -> None:
+        a = torch.ones(384, 384)
+        with fastsim_threads.torch_threads(1):
+            while not done.is_set():
+                a @ a
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        seen = max(fastsim_threads._own_runnable() for _ in range(200))
+    finally:
+        done.set()
+        worker.join()
+    assert seen >= 1
+
+
 def test_input_layer_lookup_with_pieces_threads_and_records(lookups):
     spec = dense_spec([30, 20, 6], seed=23, steps=9)
     x = bias(spec, 40, lo=0, hi=70, seed=23)
@@ -491,6 +527,7 @@ def test_results_never_share_the_workspace(monkeypatch):
 
 
 def test_thread_count_weighs_the_work(monkeypatch):
+    monkeypatch.setattr(fastsim_threads, "cores", lambda: 2)
     monkeypatch.setattr(fastsim_threads, "auto_threads", lambda: 2)
     count = fastsim_threads.thread_count
     assert count(256, None) == 2                            # no earlier run: the free cores

@@ -15,7 +15,9 @@ default the free cores, capped by the work. Free cores: the cores this process m
 (``os.sched_getaffinity``) minus the other threads ready to run at that moment
 (``/proc/loadavg``'s running count, not the 1-minute load, which lags and counts this
 process's own earlier runs; read at most every half second), at least one; on a machine
-whose cores are all busy one thread measured faster than two. The cap: one thread per
+whose cores are all busy one thread measured faster than two; for a run of
+``LONG_RUN_S`` or more only other processes' threads count (this process's own OpenMP
+workers stop spinning within milliseconds). The cap: one thread per
 ``MIN_THREAD_WORK_S`` of the run's expected work (the simulator's seconds per sample
 on its last run at the same steps), because a second thread costs more than it brings
 on short runs here: a helper whose core was idle runs its first millisecond or so at
@@ -38,7 +40,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import torch
 
 __all__ = ["set_threads", "cores", "auto_threads", "describe_threads", "torch_threads",
-           "PIECES_PER_THREAD", "MIN_PIECE", "MIN_THREAD_WORK_S", "thread_count", "shared"]
+           "PIECES_PER_THREAD", "MIN_PIECE", "MIN_THREAD_WORK_S", "LONG_RUN_S", "thread_count",
+           "shared"]
 
 _THREADS: Optional[int] = None
 
@@ -87,6 +90,20 @@ def _runnable_others() -> int:
     return others
 
 
+def _own_runnable() -> int:
+    """Threads of this process ready to run now besides the calling one (its OpenMP
+    workers still spinning after a torch op, mostly), from /proc/self/task (0 where
+    unavailable)."""
+    count = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                count += fh.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, IndexError):
+        return 0
+    return max(0, count - 1)
+
+
 def auto_threads() -> int:
     """Worker threads by default: the free cores, i.e. the cores this process may use
     minus the threads of other processes ready to run now, at least 1."""
@@ -126,6 +143,14 @@ MIN_PIECE = 16
 #: 2.4 ms alone, 3.1 ms on two threads).
 MIN_THREAD_WORK_S = 0.004
 
+#: expected work (seconds of one thread) from which this process's own runnable threads
+#: no longer count against the automatic thread count: after a torch op on two threads
+#: its OpenMP workers stayed runnable for up to 4.5 ms (polled every millisecond), so a
+#: longer run has those cores to itself for nearly all of its time. Counted as busy, they
+#: had PilotNet-LIF at batch 256 (about a second) run on one thread right after a torch
+#: run, at about half the speed of two.
+LONG_RUN_S = 0.02
+
 
 def thread_count(n: int, cost: Optional[float]) -> int:
     """Threads for a run of n samples: the set count, or the free cores (auto_threads),
@@ -137,7 +162,12 @@ def thread_count(n: int, cost: Optional[float]) -> int:
     if n <= MIN_PIECE:
         return 1
     worth = cores() if cost is None else int(n * cost / MIN_THREAD_WORK_S)
-    return max(1, min(auto_threads(), worth))
+    free = auto_threads()
+    if free < cores() and cost is not None and n * cost >= LONG_RUN_S:
+        # a long run outlasts this process's own spinning OpenMP workers: count only
+        # the other processes' threads as taking cores
+        free = max(free, cores() - max(0, _runnable_others() - _own_runnable()))
+    return max(1, min(free, worth))
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
