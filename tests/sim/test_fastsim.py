@@ -374,7 +374,7 @@ def test_free_core_count_reads_the_load_at_most_every_half_second(monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(fastsim_threads, "open", counting_open, raising=False)
     monkeypatch.setattr(fastsim_threads.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(fastsim_threads, "_others_cache", (-1.0, 0))
+    monkeypatch.setattr(fastsim_threads, "_others_cache", (-1.0, (0, 0)))
     first = fastsim_threads._runnable_others()
     assert len(reads) == 5
     clock[0] += 0.4
@@ -382,6 +382,27 @@ def test_free_core_count_reads_the_load_at_most_every_half_second(monkeypatch):
     clock[0] += 0.2
     fastsim_threads._runnable_others()
     assert len(reads) == 10
+
+
+def test_foreign_threads_exclude_this_process_runnable_ones_read_alike(monkeypatch):
+    # each of the five reads subtracts this process's runnable threads at that moment
+    loads = iter(["0.1 0.1 0.1 3/100 1", "0.1 0.1 0.1 3/100 1", "0.1 0.1 0.1 2/100 1",
+                  "0.1 0.1 0.1 3/100 1", "0.1 0.1 0.1 1/100 1"])
+    own = iter([1, 1, 0, 1, 0])
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            import io
+            return io.StringIO(next(loads))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(fastsim_threads, "open", fake_open, raising=False)
+    monkeypatch.setattr(fastsim_threads, "_own_runnable", lambda: next(own))
+    monkeypatch.setattr(fastsim_threads, "_others_cache", (-1.0, (0, 0)))
+    # running − 1: 2, 2, 1, 2, 0 → median 2; less own: 1, 1, 1, 1, 0 → median 1
+    assert fastsim_threads._runnable_others() == 2
+    assert fastsim_threads._runnable_others(foreign_only=True) == 1     # the same reads
 
 
 # ------------------------------------------------- input layer looked up by bias value
@@ -451,11 +472,11 @@ def test_long_runs_do_not_count_this_process_spinning_threads(monkeypatch):
     # long enough to outlast OpenMP's spin takes both when that thread is this process's
     # own, and still one when it belongs to another process
     monkeypatch.setattr(fastsim_threads, "cores", lambda: 2)
-    monkeypatch.setattr(fastsim_threads, "_runnable_others", lambda: 1)
     count = fastsim_threads.thread_count
     long_cost = 2 * fastsim_threads.LONG_RUN_S / 4096           # 4096 samples: 2 × the bound
     for own, long_threads in ((1, 2), (0, 1)):
-        monkeypatch.setattr(fastsim_threads, "_own_runnable", lambda: own)
+        monkeypatch.setattr(fastsim_threads, "_runnable_others",
+                            lambda foreign_only=False: 1 - own if foreign_only else 1)
         assert count(4096, long_cost) == long_threads, own
         assert count(4096, 0.5 * fastsim_threads.LONG_RUN_S / 4096) == 1, own   # short
         assert count(4096, None) == 1, own       # before a first run nothing is known

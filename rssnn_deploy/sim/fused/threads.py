@@ -62,32 +62,7 @@ def cores() -> int:
 
 
 _OTHERS_TTL_S = 0.5
-_others_cache: Tuple[float, int] = (-1.0, 0)
-
-
-def _runnable_others() -> int:
-    """Threads ready to run now besides the one asking: the median of five reads of
-    /proc/loadavg's running count, 1 ms apart (0 where unavailable); remembered for half
-    a second, so back-to-back runs do not pay the 4 ms of reads each. This process's own
-    OpenMP workers count too: they keep spinning on a core for a while after a torch op,
-    and a second worker thread started then measured slower than one."""
-    global _others_cache
-    now = time.monotonic()
-    if 0.0 <= now - _others_cache[0] < _OTHERS_TTL_S:
-        return _others_cache[1]
-    counts = []
-    for k in range(5):
-        try:
-            with open("/proc/loadavg") as fh:
-                running = int(fh.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-        counts.append(running - 1)
-        if k < 4:
-            time.sleep(0.001)
-    others = max(0, sorted(counts)[2])
-    _others_cache = (time.monotonic(), others)
-    return others
+_others_cache: Tuple[float, Tuple[int, int]] = (-1.0, (0, 0))
 
 
 def _own_runnable() -> int:
@@ -102,6 +77,34 @@ def _own_runnable() -> int:
     except (OSError, IndexError):
         return 0
     return max(0, count - 1)
+
+
+def _runnable_others(foreign_only: bool = False) -> int:
+    """Threads ready to run now besides the one asking: the median of five reads of
+    /proc/loadavg's running count, 1 ms apart (0 where unavailable); remembered for half
+    a second, so back-to-back runs do not pay the 4 ms of reads each. This process's own
+    OpenMP workers count too: they keep spinning on a core for a while after a torch op,
+    and a second worker thread started then measured slower than one. ``foreign_only``:
+    other processes' threads alone (each read less this process's runnable threads at
+    that moment: read later, the spin had ended and was subtracted from nothing)."""
+    global _others_cache
+    now = time.monotonic()
+    if 0.0 <= now - _others_cache[0] < _OTHERS_TTL_S:
+        return _others_cache[1][foreign_only]
+    counts, foreign = [], []
+    for k in range(5):
+        try:
+            with open("/proc/loadavg") as fh:
+                running = int(fh.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        counts.append(running - 1)
+        foreign.append(running - 1 - _own_runnable())
+        if k < 4:
+            time.sleep(0.001)
+    values = (max(0, sorted(counts)[2]), max(0, sorted(foreign)[2]))
+    _others_cache = (time.monotonic(), values)
+    return values[foreign_only]
 
 
 def auto_threads() -> int:
@@ -166,7 +169,7 @@ def thread_count(n: int, cost: Optional[float]) -> int:
     if free < cores() and cost is not None and n * cost >= LONG_RUN_S:
         # a long run outlasts this process's own spinning OpenMP workers: count only
         # the other processes' threads as taking cores
-        free = max(free, cores() - max(0, _runnable_others() - _own_runnable()))
+        free = max(free, cores() - _runnable_others(foreign_only=True))
     return max(1, min(free, worth))
 
 
