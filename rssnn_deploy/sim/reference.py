@@ -256,7 +256,8 @@ def _loop_exact(net, a6, bias, shape, steps, cu, cv, theta, resets, plan, names,
     u_is_input = is_constant(cu, 0.0) and a6 is not None and not plan.wrap32 and not plan.wrap_u
     for t in range(1, steps + 1):
         if t in resets:
-            u.zero_()
+            if not u_is_input:   # (then u is a row of a6, replaced just below)
+                u.zero_()
             v.zero_()
         if u_is_input:
             u = a6[t - 1]
