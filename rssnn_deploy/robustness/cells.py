@@ -35,7 +35,15 @@ from rssnn_deploy.robustness.checks import Predictor, float_predictor
 from rssnn_deploy.robustness.chip_model import ChipModel, ChipPredictor, readout_logit_scale
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
 from rssnn_deploy.robustness.noise import apply_noise
-from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key
+from rssnn_deploy.robustness.sweep import (
+    Cell,
+    CellCache,
+    dealing,
+    dealt,
+    dist_info,
+    gathered,
+    part_key,
+)
 from rssnn_deploy.spec import NetworkSpec, encode_input
 
 __all__ = ["Evaluator", "lava_cross_check", "pack_bits", "unpack_bits"]
@@ -203,10 +211,13 @@ class Evaluator:
         n, step = len(index), self.config.batch_size
         ranges = [(a, min(a + step, n)) for a in range(0, max(n, 1), step)]
         whole = stage is None and len(ranges) == 1
-        parts, restored = zip(*(self._attack_part(cell, spec, index, a, b, whole, stage)
-                                for a, b in ranges))
-        if stage is None and len(ranges) > 1:
-            self._join_pool(cell, ranges)
+        # under torchrun a cell's batches are dealt across the ranks (sweep.dealt); every
+        # rank then holds every batch's result
+        done = gathered({i: self._attack_part(cell, spec, index, *ranges[i], whole, stage)
+                         for i in dealt(len(ranges))})
+        parts, restored = zip(*(done[i] for i in range(len(ranges))))
+        if stage is None and len(ranges) > 1 and (not dealing() or dist_info()[0] == 0):
+            self._join_pool(cell, ranges)       # one writer (its pieces are all on disk)
         float_ok = torch.from_numpy(np.concatenate(
             [unpack_bits(p["float_bits"], b - a) for p, (a, b) in zip(parts, ranges)]))
         chip_ok = torch.from_numpy(np.concatenate(

@@ -133,7 +133,7 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     results: Dict[str, Any] = {}
     for cells, progress, desc in steps:
         results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc,
-                                 log=log))
+                                 log=log, shared_work=lambda cell: cell.group == "attack"))
     if dist_info()[0] != 0:
         return None
     record = build(ev, results)

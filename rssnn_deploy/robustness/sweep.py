@@ -26,6 +26,12 @@ themselves, so
   interrupted midway resumes with any number of processes. No two processes write one
   file (a single-process run holds ``fileio.directory_lock`` on the folder, and shards
   write their own), so the files need no lock of their own.
+* **deal parts**: cells that say so (``run_cells(..., shared_work=...)``: attack cells,
+  whose samples are cut into batches) are walked by every rank in the same order, and
+  inside each, the batches are dealt: rank ``r`` computes batches ``r, r + W, …``
+  (:func:`dealt`) and every rank receives all of them (:func:`gathered`), so one long
+  cell, such as the chip's AutoAttack, uses every process. A batch's attack is seeded
+  by itself, so which rank computes it does not change its result.
 * **log**: without a progress bar, one line per finished cell (``log_line``) says how
   long it took and estimates the time left, for runs whose output goes to a log file.
 """
@@ -46,7 +52,7 @@ from rssnn_deploy.epsilon import eps_key, eps_text
 from rssnn_deploy.fileio import atomic_path, sha256_file
 
 __all__ = ["Cell", "CellCache", "clock", "fingerprint", "dist_info", "run_cells", "file_digest",
-           "part_key", "log_line"]
+           "part_key", "log_line", "dealt", "gathered", "dealing"]
 
 CACHE_NAME = "cells.json"
 _PART = re.compile(r"^(?P<cell>.+?)(?:\|stage=[^|]+)?\|part=\d+-\d+$")
@@ -240,6 +246,36 @@ def _gather(local: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     return merged
 
 
+#: whether the cell being computed is walked by every rank, its batches dealt
+_DEALING = False
+
+
+def dealing() -> bool:
+    """True while every rank computes the current cell together (its batches dealt)."""
+    return _DEALING and dist_info()[1] > 1
+
+
+def dealt(count: int) -> List[int]:
+    """The indices of ``count`` batches this rank computes: every one, unless the cell's
+    batches are dealt (then ``rank, rank + W, …``)."""
+    rank, world = dist_info()
+    return list(range(rank, count, world)) if dealing() else list(range(count))
+
+
+def gathered(local: Dict[int, Any]) -> Dict[int, Any]:
+    """Every rank's ``{batch index: result}`` on every rank while dealing, else
+    ``local``. A collective: every rank of a dealt cell must call it the same times."""
+    if not dealing():
+        return local
+    import torch.distributed as dist
+    parts: List[Optional[Dict[int, Any]]] = [None] * dist_info()[1]
+    dist.all_gather_object(parts, local)
+    merged: Dict[int, Any] = {}
+    for part in parts:
+        merged.update(part or {})
+    return merged
+
+
 def log_line(line: str) -> None:
     """One line to stderr, flushed at once (the log of an unattended run)."""
     print(line, file=sys.stderr, flush=True)
@@ -254,13 +290,18 @@ def clock(seconds: float) -> str:
 
 def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
               cache: CellCache, progress: bool = True, desc: str = "cells",
-              log: Optional[Callable[[str], None]] = None) -> Dict[str, Dict[str, Any]]:
-    """Results of every cell, computing only those not cached, sharded across ranks.
+              log: Optional[Callable[[str], None]] = None,
+              shared_work: Optional[Callable[[Cell], bool]] = None
+              ) -> Dict[str, Dict[str, Any]]:
+    """Results of every cell, computing only those not cached, sharded across ranks:
+    the cells ``shared_work`` accepts are computed by every rank together, first and in
+    order, their batches dealt (module notes); the others are dealt whole.
 
     Each computed cell is stored (``cache.put``) before the next starts. ``log``, if
     given, receives one line per computed cell with its time, the elapsed time and an
     estimate of the time left (this shard's remaining cells at the mean rate so far).
     """
+    global _DEALING
     from rssnn_deploy.progress import progress_bar
     rank, world = dist_info()
     # one view of what is finished, rank 0's: shards must agree on the pending list, and
@@ -269,7 +310,8 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
     cache.keep(done)
     unique = _unique(cells)
     pending = [c for c in unique if c.key not in done]
-    mine = pending[rank::world]
+    together = [c for c in pending if world > 1 and shared_work is not None and shared_work(c)]
+    mine = together + [c for c in pending if c not in together][rank::world]
     computed: Dict[str, Dict[str, Any]] = {}
     label = desc if world == 1 else f"{desc} [rank {rank}/{world}]"
     if log is not None and mine:
@@ -279,7 +321,11 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
     for i, cell in enumerate(progress_bar(mine, desc=label, progress=progress, position=rank,
                                           unit="cell", dynamic_ncols=True), 1):
         began = time.perf_counter()
-        computed[cell.key] = compute(cell)
+        _DEALING = cell in together
+        try:
+            computed[cell.key] = compute(cell)
+        finally:
+            _DEALING = False
         cache.put(cell.key, computed[cell.key])
         if log is not None:
             now = time.perf_counter()

@@ -255,6 +255,9 @@ def test_square_and_autoattack_sharded_equal_a_single_process(natural_lif_files,
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[rank 1/2]: cell" in done.stderr               # both shards computed cells
+    for rank in (0, 1):    # every attack cell is walked by both shards, its batches dealt
+        lines = [line for line in done.stderr.splitlines() if f"[rank {rank}/2]: cell" in line]
+        assert sum("attack=AutoAttack" in line for line in lines) == 2, rank
     single, _ = finish(files, tmp_path / "single", QUERIES, monkeypatch)
     sharded = json.loads((tmp_path / "sharded" / "report.json").read_text())
     assert numbers(sharded) == numbers(single)
