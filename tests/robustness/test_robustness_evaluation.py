@@ -20,12 +20,13 @@ from rssnn_deploy.robustness.evaluation import evaluate
 SMALL = EvaluateConfig(samples=40, attacks=("FGSM", "PGD-7", "PGD-10"), grid_attacks=("FGSM",),
                        noise={"gaussian": (0.1, 0.3), "salt_pepper": (0.1,)},
                        faults={"bitflip": (0.01,), "vth": (0.1,), "decay": (0.5,), "drop": (0.1,)},
-                       fault_repeats=2, lava_samples=8, apgd_steps=5, progress=False)
+                       fault_repeats=2, lava_samples=8, apgd_steps=5, progress=False,
+                       batch_size=16)        # 3 batches: a sharded run deals them
 CLI_OPTIONS = ["--samples", "40", "--attacks", "FGSM,PGD-7,PGD-10", "--grid-attacks", "FGSM",
                "--noise", "none", "--noise", "gaussian=0.1,0.3", "--noise", "salt_pepper=0.1",
                "--faults", "none", "--faults", "bitflip=0.01", "--faults", "vth=0.1",
                "--faults", "decay=0.5", "--faults", "drop=0.1", "--fault-repeats", "2",
-               "--lava-samples", "8", "--apgd-steps", "5", "--no-progress"]
+               "--lava-samples", "8", "--apgd-steps", "5", "--batch-size", "16", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
