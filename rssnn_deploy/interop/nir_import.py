@@ -202,7 +202,10 @@ def _input_neuron_from(node: Any, name: str, dt: float) -> CubaNeuron:
         raise NIRConversionError(f"{where}: v_threshold {vth:g} is not an integer mantissa")
     raw = (getattr(node, "metadata", None) or {}).get("loihi_i_decay", DECAY_ONE)
     try:
-        i_decay = float(np.asarray(raw, dtype=np.float64).reshape(()))
+        value = np.asarray(raw)
+        # (a complex value would be cast with a warning, its imaginary part dropped)
+        i_decay = float("nan") if np.iscomplexobj(value) else \
+            float(value.astype(np.float64).reshape(()))
     except (TypeError, ValueError):
         i_decay = float("nan")
     if not (0 < i_decay <= DECAY_ONE and i_decay == math.floor(i_decay)):  # export's range

@@ -307,10 +307,11 @@ def test_cli_import_of_a_hostile_flatten_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "error:" in err[0] and "g.nir" in err[0], err
 
 
-@pytest.mark.parametrize("value", [1e30, -3, 0, 2.5, "x", 4097])
+@pytest.mark.parametrize("value", [1e30, -3, 0, 2.5, "x", 4097, 0j, 5 + 1j])
 def test_import_refuses_an_input_decay_outside_what_export_writes(tmp_path, capsys, value):
     """The input neuron's i_decay travels in node metadata (loihi_i_decay, 1..4096 on
-    export); 1e30 there (found by the long fuzz run) crashed the netx writer."""
+    export); 1e30 there (found by the long fuzz run) crashed the netx writer, and a
+    complex 0j printed numpy's casting warning before the error."""
     err = _import_damaged(tmp_path, capsys, lambda handle: _replace(
         handle, "node/nodes/layer0/metadata/loihi_i_decay", value))
     assert len(err) == 1 and "loihi_i_decay" in err[0] and "1..4096" in err[0], err
