@@ -25,6 +25,12 @@ from rssnn_deploy.data.datasets import Dataset, load_dataset  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """min / median / max of one contender's repeated measurements (the benchmarks
+    report the median and compare contenders by the ratio of medians)."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
 def argument_parser(doc: str) -> argparse.ArgumentParser:
     """A parser described by the first line of the benchmark's docstring."""
     return argparse.ArgumentParser(description=doc.split("\n")[0])

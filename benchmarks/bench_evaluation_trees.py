@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_common import spread  # noqa: E402
 from rssnn_deploy.report import markdown_table  # noqa: E402
 from rssnn_deploy.sim.fused.dispatch import machine_line  # noqa: E402
 
@@ -61,10 +61,6 @@ def run_once(tree: Path, args: List[str], out: Path) -> Dict:
     cells = {f"{a['threat']}|{a['gradient']}|{a['attack']}|{a['eps']}":
              (a["accuracy"], a["seconds"]) for a in report["attacks"]}
     return {"wall": wall, "cells": cells}
-
-
-def spread(values: List[float]) -> Dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def main(argv=None) -> None:
