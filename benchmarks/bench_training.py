@@ -68,8 +68,9 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "training"))   # paper_code.py
 import paper_code  # noqa: E402  (the re-statement of the authors' code)
+from bench_common import spread  # noqa: E402
 import rssnn_deploy  # noqa: E402,F401
 from rssnn_deploy.models import lif_kernel  # noqa: E402
 from rssnn_deploy.data.datasets import load_dataset  # noqa: E402
@@ -305,13 +306,9 @@ def compile_check(rounds: int, calls: int = 30) -> Dict[str, Dict[str, float]]:
             for _ in range(calls):
                 run()
             times[name].append(1e3 * (time.perf_counter() - began) / calls)
-    out = {name: stats(v) for name, v in times.items()}
+    out = {name: spread(v) for name, v in times.items()}
     out["compile_seconds"] = {"first call": compile_seconds}
     return out
-
-
-def stats(values: List[float]) -> Dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def profile_phases(run: Callable[[], Any], batches: int) -> Dict[str, float]:
@@ -407,7 +404,7 @@ def main() -> None:
     for name in ("official (re-stated)", "project"):
         phases[name] = profile_phases(lambda: runs[name](args.batches), args.batches)
 
-    summary = {name: stats(v) for name, v in per_batch.items()}
+    summary = {name: spread(v) for name, v in per_batch.items()}
     base = summary["official (re-stated)"]["median"]
     rows = []
     for name in names:
