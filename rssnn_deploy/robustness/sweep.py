@@ -233,14 +233,15 @@ def _from_rank0(value: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     return box[0]
 
 
-def _gather(local: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def _gather(local: Dict[Any, Any]) -> Dict[Any, Any]:
+    """Every rank's ``local`` merged, on every rank (``local`` without torch.distributed)."""
     import torch.distributed as dist
     rank, world = dist_info()
     if world == 1:
         return local
-    parts: List[Optional[Dict[str, Dict[str, Any]]]] = [None] * world
+    parts: List[Optional[Dict[Any, Any]]] = [None] * world
     dist.all_gather_object(parts, local)
-    merged: Dict[str, Dict[str, Any]] = {}
+    merged: Dict[Any, Any] = {}
     for part in parts:
         merged.update(part or {})
     return merged
@@ -265,15 +266,7 @@ def dealt(count: int) -> List[int]:
 def gathered(local: Dict[int, Any]) -> Dict[int, Any]:
     """Every rank's ``{batch index: result}`` on every rank while dealing, else
     ``local``. A collective: every rank of a dealt cell must call it the same times."""
-    if not dealing():
-        return local
-    import torch.distributed as dist
-    parts: List[Optional[Dict[int, Any]]] = [None] * dist_info()[1]
-    dist.all_gather_object(parts, local)
-    merged: Dict[int, Any] = {}
-    for part in parts:
-        merged.update(part or {})
-    return merged
+    return _gather(local) if dealing() else local
 
 
 def log_line(line: str) -> None:
