@@ -43,7 +43,7 @@ from rssnn_deploy.progress import bars_shown
 from rssnn_deploy.report import write_json
 from rssnn_deploy.robustness.cells import Evaluator
 from rssnn_deploy.robustness.config import EvaluateConfig, Subject
-from rssnn_deploy.robustness.plan import plan_line
+from rssnn_deploy.robustness.plan import plan
 from rssnn_deploy.robustness.plots import plot_certified, write_plots
 from rssnn_deploy.robustness.record import build_record, certification_record
 from rssnn_deploy.robustness.sweep import (
@@ -127,13 +127,16 @@ def _run_cells(subject: Subject, config: EvaluateConfig, out: Path,
     # no bar drawn (--no-progress, or stderr not a terminal): one line per cell instead
     log = None if bars_shown(config.progress) else log_line
     steps = list(phases(ev))
+    estimate = None
     if dist_info()[0] == 0:                             # the cost, before any work
-        log_line(plan_line(ev, [c for cells, _, _ in steps for c in cells],
-                           _finished(cache), steps[0][2] if steps else "evaluate"))
+        line, estimate = plan(ev, [c for cells, _, _ in steps for c in cells],
+                              _finished(cache), steps[0][2] if steps else "evaluate")
+        log_line(line)
     results: Dict[str, Any] = {}
     for cells, progress, desc in steps:
         results.update(run_cells(cells, ev.compute, cache, progress=progress, desc=desc,
-                                 log=log, shared_work=lambda cell: cell.group == "attack"))
+                                 log=log, shared_work=lambda cell: cell.group == "attack",
+                                 estimate=estimate))
     if dist_info()[0] != 0:
         return None
     record = build(ev, results)

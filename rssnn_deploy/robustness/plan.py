@@ -2,7 +2,7 @@
 
 A long run that stays silent for minutes, or whose only estimate appears after its
 first cell (an AutoAttack cell may take an hour), leaves its user guessing. Before any
-cell runs, :func:`plan_line` times one small batch of each model the cells use (a
+cell runs, :func:`plan` times one small batch of each model the cells use (a
 forward pass and, for models that are attacked with gradients, a forward and backward
 pass) and multiplies by what each pending cell does per sample:
 
@@ -21,7 +21,7 @@ cross-check is not included. It is an estimate for planning, not a benchmark.
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Iterable, List, Mapping, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -29,7 +29,7 @@ from rssnn_deploy.robustness.attacks import AUTOATTACK, ENSEMBLE_SURROGATES, par
     restarts_of
 from rssnn_deploy.robustness.sweep import Cell, clock
 
-__all__ = ["Calibration", "calibrate", "cell_seconds", "plan_line"]
+__all__ = ["Calibration", "calibrate", "cell_seconds", "plan", "plan_line"]
 
 #: samples per calibration batch: enough to amortise the per-call overhead, small
 #: enough that a conv net on a CPU calibrates in about a second
@@ -125,19 +125,36 @@ def cell_seconds(ev, cell: Cell, costs: Mapping[str, float]) -> float:
     return 0.0
 
 
-def plan_line(ev, cells: List[Cell], done: Iterable[str], label: str) -> str:
-    """One line: what will run (cells by kind, samples) and its estimated cost."""
+def plan(ev, cells: List[Cell], done: Iterable[str], label: str
+         ) -> Tuple[str, Optional[Callable[[Cell], float]]]:
+    """One line: what will run (cells by kind, samples) and its estimated cost; and the
+    estimate of one cell's seconds (None when nothing is pending), which weighs the
+    per-cell "time left" of :func:`~rssnn_deploy.robustness.sweep.run_cells`: by count,
+    a run of quick noise cells after an hour-long AutoAttack cell would look finished."""
     finished = set(done)
     pending = [c for c in dict.fromkeys(cells) if c.key not in finished]
     counts: Dict[str, int] = {}
     for cell in pending:
         counts[cell.group] = counts.get(cell.group, 0) + 1
     if not pending:
-        return f"{label}: plan: nothing to compute ({len(cells)} cells already finished)"
+        return f"{label}: plan: nothing to compute ({len(cells)} cells already finished)", None
     gradients_on = {("chip" if c["source"] == "chip" else "float") for c in pending
                     if c.group == "attack" and c["gradient"] != "queries"}
     with torch.enable_grad():
         costs = calibrate(ev, gradients_on)
+
+    def estimate(cell: Cell) -> float:
+        return cell_seconds(ev, cell, costs)
+    return _line(ev, cells, pending, counts, costs, label), estimate
+
+
+def plan_line(ev, cells: List[Cell], done: Iterable[str], label: str) -> str:
+    """:func:`plan`'s line alone."""
+    return plan(ev, cells, done, label)[0]
+
+
+def _line(ev, cells: List[Cell], pending: List[Cell], counts: Mapping[str, int],
+          costs: Calibration, label: str) -> str:
     seconds = sum(cell_seconds(ev, c, costs) for c in pending)
     kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
     speed = ", ".join(f"{k.replace('_fb', ' fwd+bwd').replace('_f', ' fwd')} "

@@ -51,8 +51,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from rssnn_deploy.epsilon import eps_key, eps_text
 from rssnn_deploy.fileio import atomic_path, sha256_file
 
-__all__ = ["Cell", "CellCache", "clock", "fingerprint", "dist_info", "run_cells", "file_digest",
-           "part_key", "log_line", "dealt", "gathered", "dealing"]
+__all__ = ["Cell", "CellCache", "clock", "fingerprint", "dist_info", "run_cells", "time_left",
+           "file_digest", "part_key", "log_line", "dealt", "gathered", "dealing"]
 
 CACHE_NAME = "cells.json"
 _PART = re.compile(r"^(?P<cell>.+?)(?:\|stage=[^|]+)?\|part=\d+-\d+$")
@@ -281,10 +281,21 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def time_left(elapsed: float, weights: Sequence[float], finished: int) -> float:
+    """Seconds left once the first ``finished`` of cells weighing ``weights`` took
+    ``elapsed``: the rest at the same seconds per unit of weight (per cell when the
+    finished cells weigh nothing)."""
+    done, rest = sum(weights[:finished]), sum(weights[finished:])
+    if done > 0:
+        return elapsed * rest / done
+    return elapsed / max(finished, 1) * (len(weights) - finished)
+
+
 def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
               cache: CellCache, progress: bool = True, desc: str = "cells",
               log: Optional[Callable[[str], None]] = None,
-              shared_work: Optional[Callable[[Cell], bool]] = None
+              shared_work: Optional[Callable[[Cell], bool]] = None,
+              estimate: Optional[Callable[[Cell], float]] = None
               ) -> Dict[str, Dict[str, Any]]:
     """Results of every cell, computing only those not cached, sharded across ranks:
     the cells ``shared_work`` accepts are computed by every rank together, first and in
@@ -292,7 +303,8 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
 
     Each computed cell is stored (``cache.put``) before the next starts. ``log``, if
     given, receives one line per computed cell with its time, the elapsed time and an
-    estimate of the time left (this shard's remaining cells at the mean rate so far).
+    estimate of the time left: this shard's remaining cells at the rate so far, each
+    weighed by ``estimate`` (a cell's predicted seconds; equal weights without it).
     """
     global _DEALING
     from rssnn_deploy.progress import progress_bar
@@ -310,6 +322,7 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
     if log is not None and mine:
         log(f"{label}: cells to compute: {len(mine)} ({len(unique) - len(pending)} of "
             f"{len(unique)} already in {cache.directory / CACHE_NAME})")
+    weights = [estimate(c) if estimate is not None else 1.0 for c in mine]
     start = time.perf_counter()
     for i, cell in enumerate(progress_bar(mine, desc=label, progress=progress, position=rank,
                                           unit="cell", dynamic_ncols=True), 1):
@@ -322,7 +335,7 @@ def run_cells(cells: Sequence[Cell], compute: Callable[[Cell], Dict[str, Any]],
         cache.put(cell.key, computed[cell.key])
         if log is not None:
             now = time.perf_counter()
-            left = (now - start) / i * (len(mine) - i)
+            left = time_left(now - start, weights, i)
             log(f"{label}: cell {i}/{len(mine)} {cell.text} in {now - began:.1f} s; "
                 f"{clock(now - start)} elapsed, about {clock(left)} left")
     done.update(_gather(computed))

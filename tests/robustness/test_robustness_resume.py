@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Set, Tuple
 
 import numpy as np
@@ -20,7 +21,8 @@ import pytest
 import rssnn_deploy  # noqa: F401  (Lava shim first)
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.robustness.cells import Evaluator
-from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key, run_cells
+from rssnn_deploy.robustness import sweep as sweep_module
+from rssnn_deploy.robustness.sweep import Cell, CellCache, part_key, run_cells, time_left
 
 ROOT = Path(__file__).resolve().parents[2]
 #: six attack cells of a few tenths of a second each (long enough to be interrupted
@@ -83,6 +85,32 @@ def test_one_log_line_per_computed_cell(tmp_path):
     assert lines[0].startswith("cells: cells to compute: 3 (2 of 5 already in")
     assert [m.group(1) for m in map(LOGGED.search, lines[1:])] == [c.key for c in grid(5)[2:]]
     assert lines[-1].endswith("about 0:00:00 left")
+
+
+def test_time_left_weighs_the_remaining_cells_by_their_estimate():
+    # a 9-unit cell still to come after a 1-unit cell that took 2 s: 18 s, not 2 s
+    assert time_left(2.0, [1.0, 9.0], 1) == pytest.approx(18.0)
+    assert time_left(2.0, [9.0, 1.0], 1) == pytest.approx(2.0 / 9.0)
+    assert time_left(2.0, [1.0, 1.0, 1.0], 1) == pytest.approx(4.0)    # by count
+    assert time_left(5.0, [0.0, 3.0], 1) == pytest.approx(5.0)         # nothing to weigh by
+    assert time_left(5.0, [2.0, 3.0], 2) == 0.0
+
+
+def test_the_logged_time_left_follows_the_estimate(tmp_path, monkeypatch):
+    """With a clock that moves 1 s per cell, the second of three cells weighing 1, 1, 8
+    leaves 8 s (by count it would say 1 s)."""
+    ticks = iter(range(100))
+    monkeypatch.setattr(sweep_module, "time",
+                        SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    lines: List[str] = []
+    cells = grid(3)
+    weight = {c.key: w for c, w in zip(cells, (1.0, 1.0, 8.0))}
+    run_cells(cells, stop_at(-1), CellCache(tmp_path, "fp"), progress=False,
+              log=lines.append, estimate=lambda cell: weight[cell.key])
+    logged = [line.rsplit("about ", 1)[1] for line in lines[1:]]
+    # start 0; cell 1 ends at 2 (2 s for weight 1, 9 to go: 18 s), cell 2 at 4 (4 s for
+    # weight 2, 8 to go: 16 s), cell 3 at 6 (nothing to go)
+    assert logged == ["0:00:18 left", "0:00:16 left", "0:00:00 left"]
 
 
 def on_disk(out: Path) -> Dict[str, Any]:
