@@ -154,10 +154,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Versions and backends; with a file, its layers, core mapping, energy and stability."""
     from rssnn_deploy._compat import lava_loihi_installed
     from rssnn_deploy.report import versions
-    if args.net:             # a file that cannot be read: its one error line, nothing before
+    if args.net:     # a bad file or option: its one error line, nothing printed before
+        from rssnn_deploy.hardware.profiles import load_profile
         from rssnn_deploy.netx.reader import read_netx
         net = existing(args.net, "netx")
         spec = read_netx(net)
+        if args.inputs:
+            existing(args.inputs, "npy")
+        if args.report:
+            check_output_dir(args.report, [net], option="--report")
+        profile = load_profile(args.profile)
     for name, version in versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'backends':>14}: {', '.join(backend_status())}")
@@ -173,18 +179,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if spec.input_scale is not None:
         print(f"input: bias mantissa = floor(x · {spec.input_scale:g} + 0.5) for pixels x in "
               f"[0, 1] (rssnn_deploy.encode)")
-    return guarded(args, lambda: _info_deployment(args, net, spec))
+    return guarded(args, lambda: _info_deployment(args, net, spec, profile))
 
-def _info_deployment(args: argparse.Namespace, net: Path, spec) -> int:
+
+def _info_deployment(args: argparse.Namespace, net: Path, spec, profile) -> int:
     """Mapping, energy estimate and stability report of ``net``; optionally written out."""
     from rssnn_deploy.fileio import atomic_write_text
     from rssnn_deploy.hardware.energy import count_events, estimate_energy
     from rssnn_deploy.hardware.mapping import map_network
-    from rssnn_deploy.hardware.profiles import load_profile
     from rssnn_deploy.report import read_stability, stability_table, write_json
-    if args.report:
-        check_output_dir(args.report, [net], option="--report")
-    profile = load_profile(args.profile)
     mapping = map_network(spec, profile, max_chips=args.max_chips, skip_unmapped=True)
     sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]
     record = {"net": str(net), "profile": profile.name, "mapping": mapping.to_dict()}

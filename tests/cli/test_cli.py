@@ -41,6 +41,19 @@ def test_missing_file_is_one_clear_line(tmp_path, capsys):
     assert err == f"rssnn-deploy info: error: {tmp_path / 'nope.net'}: no such file"
 
 
+@pytest.mark.parametrize("option,expected", [
+    (["--inputs", "{tmp}/none.npy"], "none.npy: no such file"),
+    (["--profile", "nope"], "no such hardware profile"),
+    (["--report", "{net}"], "is a file, not a directory")])
+def test_bad_info_option_is_one_line_with_nothing_printed_before(tiny_net, tmp_path, capsys,
+                                                                 option, expected):
+    args = [a.format(tmp=tmp_path, net=tiny_net) for a in option]
+    assert main(["info", str(tiny_net), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and expected in captured.err
+
+
 def test_corrupt_file_is_one_clear_line(tmp_path, capsys):
     bad = tmp_path / "bad.net"
     bad.write_bytes(b"not hdf5 at all")
