@@ -280,23 +280,51 @@ class _Tee:
         return getattr(self.stream, name)
 
 
+def _tidy_failed_run(folder: Path, log_path: Path, created: List[Path],
+                     logged_before: bool) -> None:
+    """A command that failed before printing anything (a missing input, a bad option)
+    leaves no trace: its empty log goes, and the folders this run created go (with the
+    run's lock files) when nothing else is in them. A log with lines, or anything in a
+    folder that was there before, stays."""
+    from rssnn_deploy.fileio import LOCK_NAME
+    if logged_before or not log_path.is_file() or log_path.stat().st_size:
+        return
+    log_path.unlink()
+    locks = {LOCK_NAME, LOCK_NAME + ".pid"}
+    if folder in created and {p.name for p in folder.iterdir()} <= locks:
+        for name in locks:
+            (folder / name).unlink(missing_ok=True)
+        for made in created:                      # deepest first; stop at one in use
+            if any(made.iterdir()):
+                break
+            made.rmdir()
+
+
 @contextlib.contextmanager
 def record_run(args: argparse.Namespace, folder: Path) -> Iterator[None]:
     """Copy what the command prints to ``folder/<command>.log``; when it succeeds,
     write every resolved option to ``folder/<command>.toml`` (a file ``--config``
     reads back; positionals are kept there for the record)."""
     from rssnn_deploy.fileio import atomic_write_text
+    log_path = folder / f"{args.command}.log"
+    # the folders this run creates, deepest first
+    created = [f for f in (folder, *folder.parents) if not f.exists()]
+    logged_before = log_path.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{args.command}.log", "a", encoding="utf-8") as log:
-        stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout = _Tee(stdout, log)
-        # the plan, per-cell lines and warnings go to stderr; progress bars (redrawn
-        # with carriage returns) stay out of the log
-        sys.stderr = _Tee(stderr, log, lines_only=True)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
+    try:
+        with open(log_path, "a", encoding="utf-8") as log:
+            stdout, stderr = sys.stdout, sys.stderr
+            sys.stdout = _Tee(stdout, log)
+            # the plan, per-cell lines and warnings go to stderr; progress bars (redrawn
+            # with carriage returns) stay out of the log
+            sys.stderr = _Tee(stderr, log, lines_only=True)
+            try:
+                yield
+            finally:
+                sys.stdout, sys.stderr = stdout, stderr
+    except BaseException:
+        _tidy_failed_run(folder, log_path, created, logged_before)
+        raise
     values = {k: v for k, v in vars(args).items()
               if k not in _NOT_RECORDED and not callable(v)}
     source = f" (from --config {args.config} and the command line)" if args.config else ""

@@ -74,6 +74,30 @@ def test_run_folder_gets_resolved_options_and_log_that_round_trip(tmp_path, caps
     assert vars(again) == {**vars(first), "config": str(run / "train.toml")}
 
 
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "{tmp}/none.npz", "--out", "{tmp}/runs/a/b"],
+    ["export", "{tmp}/none.pt", "--out", "{tmp}/runs/a/b/m.net"],
+    ["evaluate", "{tmp}/none.pt", "{tmp}/none.net", "--out", "{tmp}/runs/a/b"]],
+    ids=lambda c: c[0])
+def test_a_command_that_fails_at_its_inputs_leaves_no_run_folder(tmp_path, command, capsys):
+    assert main([a.format(tmp=tmp_path) for a in command]) == 2
+    assert "no such" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_command_keeps_what_was_there_and_any_log_with_lines(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "mine.txt").write_text("keep")
+    assert main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.net"),
+                 "--out", str(run)]) == 2
+    assert sorted(p.name for p in run.iterdir()) == ["mine.txt"]      # the empty log went
+    (run / "evaluate.log").write_text("an earlier run's lines\n")
+    assert main(["evaluate", str(tmp_path / "none.pt"), str(tmp_path / "none.net"),
+                 "--out", str(run)]) == 2
+    assert (run / "evaluate.log").read_text() == "an earlier run's lines\n"
+
+
 def test_to_toml_writes_what_tomllib_reads():
     from rssnn_deploy.cli.run_config import tomllib
     values = {"a_b": 1, "c": 0.5, "d": "x\"y", "e": [1, 2], "f": True, "g": None,
