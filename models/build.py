@@ -2,6 +2,8 @@
 
     .venv/bin/python models/build.py                       # the digits models, ~10 min
     .venv/bin/python models/build.py mnist_conv_robust mnist_conv_natural   # MNIST, see below
+    .venv/bin/python models/build.py mnist_mlp_lif_natural mnist_mlp_dlif_rho0 mnist_mlp_dlif_rho1
+                                      # the paper's path (README headline; models/headline.py)
 
 Each model directory holds what `export`, `simulate` and `evaluate` need without
 training first: ``checkpoint.pt``, ``model.net`` (stock netx loads it),
@@ -14,7 +16,9 @@ model 4 epochs, the natural one 8 (an R+FGSM epoch costs about twice a natural o
 single-threaded on a shared, loaded 2-core machine each trained in about 31 min, and
 their exports and evaluations took another 24 min (robust) and 23 min (natural)
 (card.json "wall_seconds" has each step's time). ``--reuse-training`` keeps a finished training run
-in ``models/.build`` and redoes only export and evaluation. Their card also records
+in ``models/.build`` and redoes only export and evaluation; ``--keep-reports`` also keeps
+each evaluation report made by the same command from the same checkpoint and file bytes
+(exports are deterministic), so adding one evaluation to a recipe runs only that one. Their card also records
 the simulator's correct count on the first 500 test images and a Lava run compared
 array by array (``rssnn_deploy.backends.verify``) on the first test images, which the tests
 check against the files.
@@ -34,6 +38,7 @@ import numpy as np
 import rssnn_deploy
 from rssnn_deploy.cli.main import main
 from rssnn_deploy.epsilon import eps_text
+from rssnn_deploy.fileio import sha256_file
 from rssnn_deploy.data.datasets import load_dataset
 from rssnn_deploy.pipeline import DEPLOYMENTS, evaluate_deployment, write_report
 from rssnn_deploy.netx.reader import read_netx
@@ -41,6 +46,7 @@ from rssnn_deploy.report import versions, write_json
 from rssnn_deploy.robustness import CheckConfig
 from rssnn_deploy.robustness.chip_model import ChipPredictor
 from rssnn_deploy.robustness.record import load_record
+from rssnn_deploy.sim.fused.dispatch import machine_line
 from rssnn_deploy.training import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -66,6 +72,35 @@ MNIST_EVALUATE = ["--protocol", "mnist", "--samples", "500",
 #: randomized-smoothing certification of the exact-gain file: σ = 0.25, n = 1,000 noise
 #: draws per image (radii up to σ·Φ⁻¹(0.001^(1/1000)) ≈ 0.6), first 100 test images.
 MNIST_CERTIFY = ["--sigmas", "0.25", "--certify-n", "1000", "--certify-samples", "100"]
+#: the paper's path on MNIST: `--config robust` (the `paper-stable` preset: SGD lr 0.1,
+#: cosine, batch 64; MLP 784-256-256-10, T = 8, analog input; R+FGSM step 0.05, MPPD
+#: rho = 1) on the full training set for 30 epochs (the paper trains 100; one epoch is
+#: ~13 s single-threaded on a 2-core Intel Xeon).
+MNIST_MLP = ["--config", "robust", "--dataset", "mnist", "--epochs", "30"]
+
+
+def _autoattack(eps: str, noise: str) -> list:
+    """`evaluate` args: AutoAttack standard at ``eps`` (the recipe's protocol: APGD-CE,
+    then APGD-T, FAB-T, Square on what survives), float white-box, transfer and chip
+    white-box, on the first ``PAPER_SAMPLES`` test images."""
+    return ["--config", "robust", "--samples", str(PAPER_SAMPLES), "--eps", eps,
+            "--noise", noise, "--faults", "none", "--lava-samples", "16"]
+
+
+#: test images of the AutoAttack runs and certificates (the simulator count covers them too)
+PAPER_SAMPLES = 1000
+MNIST_MLP_COMMON = {
+    "dataset": "mnist", "data_description": MNIST, "lava_samples": 100, "verify_samples": 20,
+    "sim_check_samples": PAPER_SAMPLES,
+    #: (folder, file, args): both MNIST budgets on the primary file (None: exact gains
+    #: for DLIF, the only file for LIF)
+    "evaluations": [("evaluation_eps0.1", None, _autoattack("0.1", "gaussian=0.1,0.2,0.3")),
+                    ("evaluation_eps0.3", None, _autoattack("0.3", "none"))],
+    #: the recipe's [certify] table: σ 0.25 and 0.5, n = 10,000, first 1,000 images
+    "certify": ["--config", "robust", "--certify-samples", str(PAPER_SAMPLES)],
+}
+#: a DLIF model's folded-gain file (what stock netx runs) under the same AutoAttack at 0.1
+FOLDED_EVALUATION = ("evaluation_folded_eps0.1", "model.net", _autoattack("0.1", "none"))
 MODELS = {
     "digits_dlif_robust": {
         "description": "DLIF MLP 64-128-10, adversarial training (R+FGSM, step 0.05) with "
@@ -96,6 +131,27 @@ MODELS = {
         "lava_samples": 200, "verify_samples": 100, "evaluate": MNIST_EVALUATE,
         "train": MNIST_CONV + ["--epochs", "8", "--neuron", "lif", "--perturbation", "none",
                                "--rho", "0"],
+    },
+    "mnist_mlp_dlif_rho1": {
+        "description": "DLIF MLP 784-256-256-10, T = 8, analog (direct) input, the paper's "
+                       "recipe (`--config robust`: paper-stable preset, SGD + cosine, "
+                       "R+FGSM step 0.05, MPPD rho = 1), 30 epochs",
+        **MNIST_MLP_COMMON, "exact_gains": True,
+        "evaluations": MNIST_MLP_COMMON["evaluations"] + [FOLDED_EVALUATION],
+        "train": MNIST_MLP,
+    },
+    "mnist_mlp_dlif_rho0": {
+        "description": "DLIF MLP 784-256-256-10, T = 8, analog input, the same recipe "
+                       "without the MPPD term (rho = 0): what MPPD itself buys", 
+        **MNIST_MLP_COMMON, "exact_gains": True,
+        "evaluations": MNIST_MLP_COMMON["evaluations"] + [FOLDED_EVALUATION],
+        "train": MNIST_MLP + ["--rho", "0"],
+    },
+    "mnist_mlp_lif_natural": {
+        "description": "LIF MLP 784-256-256-10, T = 8, analog input, natural training (no "
+                       "perturbation, rho = 0), same preset and schedule: the reference",
+        **MNIST_MLP_COMMON,
+        "train": MNIST_MLP + ["--neuron", "lif", "--perturbation", "none", "--rho", "0"],
     },
 }
 #: the test images the card's simulator count covers (tests re-count them).
@@ -164,8 +220,9 @@ def _evaluation_lines(out: Path) -> list:
         lines += [f"### `{folder}/` ({Path(report['config']['net_file']).name}, first "
                   f"{report['samples']} test images, protocol `{report['config']['protocol']}`)",
                   "", f"Clean: float {_pct(report['clean']['float'])} %, chip "
-                  f"{_pct(report['clean']['chip'])} %. Attacks {', '.join(attacks)} "
-                  f"(PGD-40 only at the default ε); worst case over them per image, %:", "",
+                  f"{_pct(report['clean']['chip'])} %. Attacks {', '.join(attacks)}"
+                  + (" (PGD-40 only at the default ε)" if "PGD-40" in attacks else "")
+                  + "; worst case over them per image, %:", "",
                   "| threat model | " + " | ".join(f"ε = {eps_text(e)}"
                                                    for e in report["eps"]["grid"]) + " |",
                   "|---" * (1 + len(report["eps"]["grid"])) + "|"]
@@ -178,8 +235,8 @@ def _evaluation_lines(out: Path) -> list:
                                                       for e in report["eps"]["grid"]) + " |")
         noise = ", ".join(f"σ = {n['level']:g}: {_pct(n['chip'])}" for n in report["noise"]
                           if n["kind"] == "gaussian")
-        lines += ["", f"Gaussian noise on the chip model, %: {noise}. Lava cross-check of "
-                  f"{report['lava_cross_check']['samples']} attacked inputs: "
+        lines += ["", (f"Gaussian noise on the chip model, %: {noise}. " if noise else "")
+                  + f"Lava cross-check of {report['lava_cross_check']['samples']} attacked inputs: "
                   f"{report['lava_cross_check']['mismatches']} differ. Full report: "
                   f"`{folder}/report.md`.", ""]
     for cert_path in sorted(out.glob("certify*/certify.json")):
@@ -235,8 +292,8 @@ def write_model_readme(out: Path, card: dict) -> None:
                         f"simulator (`{c['file']}`)" for c in card["lava_check"].values())
             + ".", "", *table, ""]
     if verify_lines:
-        text += ["State by state (`rssnn_deploy.backends.verify`: every u, v, s of every layer at every "
-                 "step, Lava vs simulator):", "", *verify_lines, ""]
+        text += ["State by state (`rssnn_deploy.backends.verify`: every u, v, s of every layer "
+                 "at every step, Lava vs simulator):", "", *verify_lines, ""]
     if sim:
         text += [f"Simulator on the first {sim['samples']} test images (the tests recount "
                  "this): " + ", ".join(f"`{k}` {v} correct" for k, v in sim["correct"].items())
@@ -246,10 +303,43 @@ def write_model_readme(out: Path, card: dict) -> None:
              f"{card['name']}` runs:", "", "```",
              *card["produced_by"], "```", ""]
     if "wall_seconds" in card:
-        text += ["Wall seconds per step (single thread, a 2-core machine shared with other "
-                 "jobs; `train_epochs_sum` is the training's own per-epoch total): "
+        where = (f"machine: {card['machine']}" if "machine" in card
+                 else "single thread, a 2-core machine shared with other jobs")
+        text += [f"Wall seconds per step ({where}; `train_epochs_sum` is the training's own "
+                 "per-epoch total): "
                  + ", ".join(f"{k} {v}" for k, v in card["wall_seconds"].items()) + ".", ""]
     (out / "README.md").write_text("\n".join(text))
+
+
+def _evaluation_runs(recipe: dict) -> list:
+    """``(folder, netx file, evaluate args)`` of each `evaluate` run of a recipe: its
+    ``"evaluations"`` on the primary file (exact gains for DLIF), or ``"evaluate"`` on
+    every file the recipe exports."""
+    if "evaluations" in recipe:
+        primary = "model_exact.net" if recipe.get("exact_gains") else "model.net"
+        return [(folder, net or primary, args) for folder, net, args in recipe["evaluations"]]
+    nets = ({label: name for label, (name, _) in DEPLOYMENTS.items()}
+            if recipe.get("exact_gains") else {"netx file": "model.net"})
+    return [("evaluation" if label == "netx file" else f"evaluation_{label.replace(' ', '_')}",
+             net, recipe["evaluate"]) for label, net in nets.items()
+            if recipe.get("evaluate")]
+
+
+def _kept(command: list, previous: dict) -> bool:
+    """``--keep-reports``: an evaluation whose report is already there, made by the same
+    command (the previous card lists it) from the same checkpoint and file bytes (the
+    report's digests), is not run again."""
+    if command[0] not in ("evaluate", "certify") or _label(command) not in previous.get(
+            "wall_seconds", {}) or f"rssnn-deploy {' '.join(command)}" not in previous.get(
+            "produced_by", ()):
+        return False
+    report = Path(command[command.index("--out") + 1]) / (
+        "certify.json" if command[0] == "certify" else "report.json")
+    if not report.is_file():
+        return False
+    config = json.loads(report.read_text())["config"]
+    return (config.get("checkpoint_sha256") == sha256_file(command[1])
+            and config.get("net_sha256") == sha256_file(command[2]))
 
 
 def _label(command: list) -> str:
@@ -257,11 +347,13 @@ def _label(command: list) -> str:
     return f"{command[0]} {Path(command[command.index('--out') + 1]).name}"
 
 
-def build(name: str, recipe: dict, reuse_training: bool = False) -> dict:
+def build(name: str, recipe: dict, reuse_training: bool = False,
+          keep_reports: bool = False) -> dict:
     # paths relative to the checkout (run from its root), so the reports name no machine
     out = (HERE / name).relative_to(ROOT)
     work = (HERE / ".build" / name).relative_to(ROOT)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "export.log").unlink(missing_ok=True)   # this build's exports only, not every one's
     checkpoint = work / "train" / "checkpoint.pt"
     commands = [
         ["train", *recipe["train"], "--out", str(work / "train"), "--no-progress"],
@@ -270,21 +362,25 @@ def build(name: str, recipe: dict, reuse_training: bool = False) -> dict:
     if recipe.get("exact_gains"):  # DLIF: also the file that keeps a_l[t] per step
         commands.append(["export", str(work / "train" / "checkpoint.pt"), "--gain-mode",
                          "exact", "--out", str(out / "model_exact.net")])
-    evaluations = []
-    nets = ({label: name for label, (name, _) in DEPLOYMENTS.items()}
-            if recipe.get("exact_gains") else {"netx file": "model.net"})
-    for label, net in nets.items() if recipe.get("evaluate") else ():
-        folder = "evaluation" if label == "netx file" else f"evaluation_{label.replace(' ', '_')}"
-        evaluations.append(["evaluate", str(out / "checkpoint.pt"), str(out / net),
-                            *recipe["evaluate"], "--out", str(out / folder), "--no-resume",
-                            "--no-progress"])
+    # no --no-resume: an interrupted build resumes its evaluations (a cache is used only
+    # when its fingerprint, which covers the model and file bytes, matches)
+    evaluations = [["evaluate", str(out / "checkpoint.pt"), str(out / net), *args,
+                    "--out", str(out / folder), "--no-progress"]
+                   for folder, net, args in _evaluation_runs(recipe)]
     if recipe.get("certify"):
-        evaluations.append(["certify", str(out / "checkpoint.pt"), str(out / "model_exact.net"),
-                            *recipe["certify"], "--out", str(out / "certify_exact_gains"),
-                            "--no-resume", "--no-progress"])
+        primary = "model_exact.net" if recipe.get("exact_gains") else "model.net"
+        folder = "certify_exact_gains" if recipe.get("exact_gains") else "certify"
+        evaluations.append(["certify", str(out / "checkpoint.pt"), str(out / primary),
+                            *recipe["certify"], "--out", str(out / folder), "--no-progress"])
+    previous = (json.loads((out / "card.json").read_text())
+                if keep_reports and (out / "card.json").is_file() else {})
     seconds = {}
     for command in commands + evaluations:
         if command is commands[0] and reuse_training and checkpoint.is_file():
+            continue
+        if keep_reports and _kept(command, previous):
+            seconds[_label(command)] = previous["wall_seconds"][_label(command)]
+            print(f"{name}: kept {_label(command)} (same command, checkpoint and file)")
             continue
         start = time.perf_counter()
         code = main(command)
@@ -313,6 +409,7 @@ def build(name: str, recipe: dict, reuse_training: bool = False) -> dict:
         "produced_by": [f"rssnn-deploy {' '.join(c)}".replace(f"{ROOT}/", "")
                         for c in commands + evaluations]
                        + [f"models/build.py: pipeline.evaluate_deployment ({lava_what})"],
+        "machine": f"{os.cpu_count()} cores; {machine_line()}",
         "versions": versions(),
         "rssnn_deploy": rssnn_deploy.__version__,
     }
@@ -321,7 +418,8 @@ def build(name: str, recipe: dict, reuse_training: bool = False) -> dict:
     for pool in out.glob("evaluation*/adversarial"):
         shutil.rmtree(pool)   # the attacked inputs kept for the Lava cross-check (~0.3 MB)
     if dataset != "digits":
-        card["simulator_check"] = _sim_check(out, dataset)
+        card["simulator_check"] = _sim_check(out, dataset, recipe.get("sim_check_samples",
+                                                                       SIM_CHECK_SAMPLES))
         start = time.perf_counter()
         card["lava_verify"] = _verify(out, dataset, recipe["verify_samples"])
         seconds["lava_verify"] = round(time.perf_counter() - start, 1)
@@ -335,10 +433,12 @@ def build(name: str, recipe: dict, reuse_training: bool = False) -> dict:
 if __name__ == "__main__":
     os.chdir(ROOT)
     reuse = "--reuse-training" in sys.argv[1:]
-    chosen = [a for a in sys.argv[1:] if a != "--reuse-training"] or [
+    keep = "--keep-reports" in sys.argv[1:]
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or [
         n for n in MODELS if not n.startswith("mnist")]
     for model_name in chosen:
-        result = build(model_name, MODELS[model_name], reuse_training=reuse)
+        result = build(model_name, MODELS[model_name], reuse_training=reuse,
+                       keep_reports=keep)
         print(f"{model_name}: clean {result['accuracy']['clean']}, Lava {result['lava_check']}")
     if not reuse:
         shutil.rmtree(HERE / ".build", ignore_errors=True)
