@@ -1,6 +1,6 @@
 """The README's paper-path tables, rendered from the checked-in MNIST MLP models' files.
 
-    .venv/bin/python models/headline.py        # prints both tables
+    .venv/bin/python models/headline.py        # prints both tables, writes paper_path.png
 
 ``models/build.py mnist_mlp_lif_natural mnist_mlp_dlif_rho0 mnist_mlp_dlif_rho1`` makes
 the models and their reports; this reads only what it wrote (``card.json``, each
@@ -126,6 +126,58 @@ def cost_table(root: Path = HERE) -> str:
     return "\n".join(lines)
 
 
+def plot(path: Path, root: Path = HERE) -> Path:
+    """The table as a picture: AutoAttack at ε = 0.1 per deployed file and threat model,
+    and each model's certified accuracy of the chip against L2 radius at every σ."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    cert0 = _certificate(root / PAPER_MODELS[0])
+    fig, axes = plt.subplots(1, 1 + len(cert0["sigmas"]), figsize=(13.5, 4.0),
+                             gridspec_kw={"width_ratios": [1.6] + [1] * len(cert0["sigmas"])})
+    rows = _rows(root)
+    width = 0.26
+    for i, (threat, color) in enumerate(zip(THREATS, ("tab:blue", "tab:orange", "tab:red"))):
+        values = [100 * _worst(_report(root / name, 0.1, kind), threat, 0.1)
+                  for name, kind, _ in rows]
+        bars = axes[0].bar(np.arange(len(rows)) + (i - 1) * width, values, width,
+                           color=color, label={"float": "float white-box",
+                                               "transfer": "transfer → chip",
+                                               "chip": "chip white-box"}[threat])
+        axes[0].bar_label(bars, fmt="%.0f", fontsize=7)
+    short = {"mnist_mlp_lif_natural": "LIF natural", "mnist_mlp_dlif_rho0": "DLIF ρ = 0",
+             "mnist_mlp_dlif_rho1": "DLIF ρ = 1"}
+    axes[0].set_xticks(np.arange(len(rows)),
+                       [short[n] + ("" if kind == "model.net" else f"\n{label.split(' (')[0]}")
+                        for n, kind, label in rows], fontsize=8)
+    axes[0].set_ylabel("accuracy under AutoAttack (%)")
+    axes[0].set_ylim(0, 100)
+    axes[0].set_title("AutoAttack standard, ε = 0.1, first 1,000 test images", fontsize=9)
+    axes[0].legend(fontsize=7, loc="upper left")
+    for ax, index in zip(axes[1:], range(len(cert0["sigmas"]))):
+        for name, color in zip(PAPER_MODELS, ("tab:gray", "tab:green", "tab:purple")):
+            entry = _certificate(root / name)["sigmas"][index]
+            ok = np.array([r["radius"] if r["correct"] else -1.0
+                           for r in entry["per_image"]["chip"]])
+            radius = np.linspace(0, max(ok.max(), 0.5) * 1.05, 200)
+            ax.step(radius, [100 * (ok >= r).mean() for r in radius], where="post",
+                    color=color, label=RECIPES[name].split(" (")[0])
+        ax.set_title(f"certified, chip, σ = {entry['sigma']:g} "
+                     f"(n = {cert0['parameters']['n']:,})", fontsize=9)
+        ax.set_xlabel("L2 radius (pixels in [0, 1])")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.25)
+    axes[1].set_ylabel("certified accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("MNIST MLP 784-256-256-10, analog input, the paper's recipe: the deployed "
+                 "integer model", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def render(root: Path = HERE) -> str:
     """Both tables, as the README carries them."""
     return accuracy_table(root) + "\n\n" + cost_table(root)
@@ -139,3 +191,4 @@ def readme_block(readme: str) -> List[str]:
 
 if __name__ == "__main__":
     print(render())
+    print(f"\n![paper path](models/{plot(HERE / 'paper_path.png').name})")
