@@ -13,8 +13,11 @@ from rssnn_deploy.robustness.sweep import Cell, CellCache, run_cells
 from rssnn_deploy.robustness.tables import render_markdown, summary_text
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-#: the shipped evaluation reports, all written with budgets in 1/255 units
-OLD_REPORTS = sorted(MODELS.glob("*/evaluation*/report.json"))
+REPORTS = sorted(MODELS.glob("*/evaluation*/report.json"))
+#: the shipped evaluation reports written when budgets were in 1/255 units (the digits and
+#: conv models'); those written since are in pixel units
+OLD_REPORTS = [p for p in REPORTS if json.loads(p.read_text())["eps"]["unit"] == "1/255"]
+NEW_REPORTS = [p for p in REPORTS if p not in OLD_REPORTS]
 
 
 @pytest.mark.parametrize("eps, text", [
@@ -32,10 +35,17 @@ def test_keys_keep_the_1_255_text_and_one_budget_is_one_cell():
     assert unique_budgets([0.1, 25.5 / 255, 0.1 + 1e-17, 0.05]) == (0.05, 0.1)
 
 
-def test_the_shipped_reports_were_written_in_1_255_units():
-    """What the loader below must convert (a guard: the test means nothing otherwise)."""
-    assert len(OLD_REPORTS) >= 8
-    assert all(json.loads(p.read_text())["eps"]["unit"] == "1/255" for p in OLD_REPORTS)
+def test_the_shipped_reports_include_both_units():
+    """What the loader below must convert, and what it must pass through (a guard: the
+    tests below mean nothing otherwise)."""
+    assert len(OLD_REPORTS) >= 8 and len(NEW_REPORTS) >= 8
+    assert all(json.loads(p.read_text())["eps"]["unit"] == "pixel" for p in NEW_REPORTS)
+
+
+@pytest.mark.parametrize("path", NEW_REPORTS, ids=lambda p: f"{p.parent.parent.name}/"
+                                                            f"{p.parent.name}")
+def test_pixel_reports_load_unchanged(path):
+    assert load_record(path) == json.loads(path.read_text())
 
 
 @pytest.mark.parametrize("path", OLD_REPORTS, ids=lambda p: f"{p.parent.parent.name}/"
