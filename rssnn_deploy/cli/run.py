@@ -159,8 +159,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         from rssnn_deploy.netx.reader import read_netx
         net = existing(args.net, "netx")
         spec = read_netx(net)
-        if args.inputs:
-            existing(args.inputs, "npy")
+        given = load_inputs(existing(args.inputs, "npy")) if args.inputs else None
         if args.report:
             check_output_dir(args.report, [net], option="--report")
         profile = load_profile(args.profile)
@@ -179,10 +178,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     if spec.input_scale is not None:
         print(f"input: bias mantissa = floor(x · {spec.input_scale:g} + 0.5) for pixels x in "
               f"[0, 1] (rssnn_deploy.encode)")
-    return guarded(args, lambda: _info_deployment(args, net, spec, profile))
+    return guarded(args, lambda: _info_deployment(args, net, spec, profile, given))
 
 
-def _info_deployment(args: argparse.Namespace, net: Path, spec, profile) -> int:
+def _info_deployment(args: argparse.Namespace, net: Path, spec, profile, given) -> int:
     """Mapping, energy estimate and stability report of ``net``; optionally written out."""
     from rssnn_deploy.fileio import atomic_write_text
     from rssnn_deploy.hardware.energy import count_events, estimate_energy
@@ -191,7 +190,7 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec, profile) -> int:
     mapping = map_network(spec, profile, max_chips=args.max_chips, skip_unmapped=True)
     sections = [f"## Core mapping on {profile.chip} ({profile.name})\n\n{mapping.table()}"]
     record = {"net": str(net), "profile": profile.name, "mapping": mapping.to_dict()}
-    inputs, described = _info_inputs(args, spec)
+    inputs, described = _info_inputs(args, spec, given)
     if not mapping.complete:
         sections.append("## Energy estimate\n\nnot estimated: layers "
                         f"{', '.join(str(s.index) for s in mapping.skipped)} are not mapped")
@@ -225,13 +224,14 @@ def _info_deployment(args: argparse.Namespace, net: Path, spec, profile) -> int:
         print(f"\nwrote {out / 'info.json'} and {out / 'info.md'}")
     return 0
 
-def _info_inputs(args: argparse.Namespace, spec):
-    """Bias inputs for the energy count: --inputs, else digits test images when they fit."""
+def _info_inputs(args: argparse.Namespace, spec, given):
+    """Bias inputs for the energy count: ``given`` (--inputs, loaded and checked before
+    anything was printed), else digits test images when they fit."""
     import numpy as np
 
     from rssnn_deploy.spec import encode_input
-    if args.inputs:
-        data = load_inputs(existing(args.inputs, "npy"))[:args.samples]
+    if given is not None:
+        data = given[:args.samples]
         if np.issubdtype(data.dtype, np.floating) and data.size and data.max() <= 1.0:
             return encode_input(spec, data), f"{len(data)} samples of {args.inputs}"
         return data.astype(np.int64), f"{len(data)} samples of {args.inputs} (bias mantissas)"

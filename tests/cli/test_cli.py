@@ -43,10 +43,12 @@ def test_missing_file_is_one_clear_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("option,expected", [
     (["--inputs", "{tmp}/none.npy"], "none.npy: no such file"),
+    (["--inputs", "{tmp}/nan.npy"], "NaN or infinite"),
     (["--profile", "nope"], "no such hardware profile"),
     (["--report", "{net}"], "is a file, not a directory")])
 def test_bad_info_option_is_one_line_with_nothing_printed_before(tiny_net, tmp_path, capsys,
                                                                  option, expected):
+    np.save(tmp_path / "nan.npy", np.full((2, 64), np.nan))
     args = [a.format(tmp=tmp_path, net=tiny_net) for a in option]
     assert main(["info", str(tiny_net), *args]) == 2
     captured = capsys.readouterr()
