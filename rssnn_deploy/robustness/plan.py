@@ -133,11 +133,11 @@ def plan(ev, cells: List[Cell], done: Iterable[str], label: str
     a run of quick noise cells after an hour-long AutoAttack cell would look finished."""
     finished = set(done)
     pending = [c for c in dict.fromkeys(cells) if c.key not in finished]
+    if not pending:
+        return f"{label}: plan: nothing to compute ({len(cells)} cells already finished)", None
     counts: Dict[str, int] = {}
     for cell in pending:
         counts[cell.group] = counts.get(cell.group, 0) + 1
-    if not pending:
-        return f"{label}: plan: nothing to compute ({len(cells)} cells already finished)", None
     gradients_on = {("chip" if c["source"] == "chip" else "float") for c in pending
                     if c.group == "attack" and c["gradient"] != "queries"}
     with torch.enable_grad():
@@ -145,22 +145,18 @@ def plan(ev, cells: List[Cell], done: Iterable[str], label: str
 
     def estimate(cell: Cell) -> float:
         return cell_seconds(ev, cell, costs)
-    return _line(ev, cells, pending, counts, costs, label), estimate
+    seconds = sum(estimate(c) for c in pending)
+    kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
+    speed = ", ".join(f"{k.replace('_fb', ' fwd+bwd').replace('_f', ' fwd')} "
+                      f"{1e3 * v:.2g} ms" for k, v in costs.items())
+    line = (f"{label}: plan: {len(pending)} cells ({kinds}) on {len(ev.subject.y)} samples"
+            + (f", {len(cells) - len(pending)} already finished" if len(pending) < len(cells)
+               else "")
+            + f"; per sample {speed}; estimated at most {clock(seconds)} "
+            "(attacks stop early on fooled samples; Lava cross-check not included)")
+    return line, estimate
 
 
 def plan_line(ev, cells: List[Cell], done: Iterable[str], label: str) -> str:
     """:func:`plan`'s line alone."""
     return plan(ev, cells, done, label)[0]
-
-
-def _line(ev, cells: List[Cell], pending: List[Cell], counts: Mapping[str, int],
-          costs: Calibration, label: str) -> str:
-    seconds = sum(cell_seconds(ev, c, costs) for c in pending)
-    kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
-    speed = ", ".join(f"{k.replace('_fb', ' fwd+bwd').replace('_f', ' fwd')} "
-                      f"{1e3 * v:.2g} ms" for k, v in costs.items())
-    return (f"{label}: plan: {len(pending)} cells ({kinds}) on {len(ev.subject.y)} samples"
-            + (f", {len(cells) - len(pending)} already finished" if len(pending) < len(cells)
-               else "")
-            + f"; per sample {speed}; estimated at most {clock(seconds)} "
-            "(attacks stop early on fooled samples; Lava cross-check not included)")
