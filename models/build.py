@@ -18,10 +18,10 @@ their exports and evaluations took another 24 min (robust) and 23 min (natural)
 (card.json "wall_seconds" has each step's time). ``--reuse-training`` keeps a finished training run
 in ``models/.build`` and redoes only export and evaluation; ``--keep-reports`` also keeps
 each evaluation report made by the same command from the same checkpoint and file bytes
-(exports are deterministic), so adding one evaluation to a recipe runs only that one. Their card also records
-the simulator's correct count on the first 500 test images and a Lava run compared
-array by array (``rssnn_deploy.backends.verify``) on the first test images, which the tests
-check against the files.
+(exports are deterministic), so adding one evaluation to a recipe runs only that one.
+Their card also records the simulator's correct count on the first 500 test images and a
+Lava run compared array by array (``rssnn_deploy.backends.verify``) on the first test
+images, which the tests check against the files.
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ MODELS = {
     },
     "mnist_mlp_dlif_rho0": {
         "description": "DLIF MLP 784-256-256-10, T = 8, analog input, the same recipe "
-                       "without the MPPD term (rho = 0): what MPPD itself buys", 
+                       "without the MPPD term (rho = 0): what MPPD itself buys",
         **MNIST_MLP_COMMON, "exact_gains": True,
         "evaluations": MNIST_MLP_COMMON["evaluations"] + [FOLDED_EVALUATION],
         "train": MNIST_MLP + ["--rho", "0"],
@@ -311,13 +311,18 @@ def write_model_readme(out: Path, card: dict) -> None:
     (out / "README.md").write_text("\n".join(text))
 
 
+def _primary(recipe: dict) -> str:
+    """The file a recipe's evaluations are about: exact gains for DLIF, else the only one."""
+    return "model_exact.net" if recipe.get("exact_gains") else "model.net"
+
+
 def _evaluation_runs(recipe: dict) -> list:
     """``(folder, netx file, evaluate args)`` of each `evaluate` run of a recipe: its
-    ``"evaluations"`` on the primary file (exact gains for DLIF), or ``"evaluate"`` on
+    ``"evaluations"`` (on the primary file unless one is named), or ``"evaluate"`` on
     every file the recipe exports."""
     if "evaluations" in recipe:
-        primary = "model_exact.net" if recipe.get("exact_gains") else "model.net"
-        return [(folder, net or primary, args) for folder, net, args in recipe["evaluations"]]
+        return [(folder, net or _primary(recipe), args)
+                for folder, net, args in recipe["evaluations"]]
     nets = ({label: name for label, (name, _) in DEPLOYMENTS.items()}
             if recipe.get("exact_gains") else {"netx file": "model.net"})
     return [("evaluation" if label == "netx file" else f"evaluation_{label.replace(' ', '_')}",
@@ -329,9 +334,9 @@ def _kept(command: list, previous: dict) -> bool:
     """``--keep-reports``: an evaluation whose report is already there, made by the same
     command (the previous card lists it) from the same checkpoint and file bytes (the
     report's digests), is not run again."""
-    if command[0] not in ("evaluate", "certify") or _label(command) not in previous.get(
-            "wall_seconds", {}) or f"rssnn-deploy {' '.join(command)}" not in previous.get(
-            "produced_by", ()):
+    if (command[0] not in ("evaluate", "certify")
+            or _label(command) not in previous.get("wall_seconds", {})
+            or _command_text(command) not in previous.get("produced_by", ())):
         return False
     report = Path(command[command.index("--out") + 1]) / (
         "certify.json" if command[0] == "certify" else "report.json")
@@ -340,6 +345,11 @@ def _kept(command: list, previous: dict) -> bool:
     config = json.loads(report.read_text())["config"]
     return (config.get("checkpoint_sha256") == sha256_file(command[1])
             and config.get("net_sha256") == sha256_file(command[2]))
+
+
+def _command_text(command: list) -> str:
+    """A command as the card's ``produced_by`` lists it (paths relative to the checkout)."""
+    return f"rssnn-deploy {' '.join(command)}".replace(f"{ROOT}/", "")
 
 
 def _label(command: list) -> str:
@@ -368,9 +378,8 @@ def build(name: str, recipe: dict, reuse_training: bool = False,
                     "--out", str(out / folder), "--no-progress"]
                    for folder, net, args in _evaluation_runs(recipe)]
     if recipe.get("certify"):
-        primary = "model_exact.net" if recipe.get("exact_gains") else "model.net"
         folder = "certify_exact_gains" if recipe.get("exact_gains") else "certify"
-        evaluations.append(["certify", str(out / "checkpoint.pt"), str(out / primary),
+        evaluations.append(["certify", str(out / "checkpoint.pt"), str(out / _primary(recipe)),
                             *recipe["certify"], "--out", str(out / folder), "--no-progress"])
     previous = (json.loads((out / "card.json").read_text())
                 if keep_reports and (out / "card.json").is_file() else {})
@@ -406,8 +415,7 @@ def build(name: str, recipe: dict, reuse_training: bool = False,
         "test_samples": report["test_samples"],
         "lava_check": report["lava"],
         "stability": report["stability"],
-        "produced_by": [f"rssnn-deploy {' '.join(c)}".replace(f"{ROOT}/", "")
-                        for c in commands + evaluations]
+        "produced_by": [_command_text(c) for c in commands + evaluations]
                        + [f"models/build.py: pipeline.evaluate_deployment ({lava_what})"],
         "machine": f"{os.cpu_count()} cores; {machine_line()}",
         "versions": versions(),
