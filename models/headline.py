@@ -133,6 +133,8 @@ def plot(path: Path, root: Path = HERE) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
+    from rssnn_deploy.robustness.plots import certified_curve
     cert0 = _certificate(root / PAPER_MODELS[0])
     fig, axes = plt.subplots(1, 1 + len(cert0["sigmas"]), figsize=(13.5, 4.0),
                              gridspec_kw={"width_ratios": [1.6] + [1] * len(cert0["sigmas"])})
@@ -158,10 +160,10 @@ def plot(path: Path, root: Path = HERE) -> Path:
     for ax, index in zip(axes[1:], range(len(cert0["sigmas"]))):
         for name, color in zip(PAPER_MODELS, ("tab:gray", "tab:green", "tab:purple")):
             entry = _certificate(root / name)["sigmas"][index]
-            ok = np.array([r["radius"] if r["correct"] else -1.0
-                           for r in entry["per_image"]["chip"]])
-            radius = np.linspace(0, max(ok.max(), 0.5) * 1.05, 200)
-            ax.step(radius, [100 * (ok >= r).mean() for r in radius], where="post",
+            rows = entry["per_image"]["chip"]
+            radius = np.linspace(0, max([r["radius"] for r in rows if r["correct"]] + [0.5]) * 1.05,
+                                 200)
+            ax.step(radius, certified_curve(rows, radius), where="post",
                     color=color, label=RECIPES[name].split(" (")[0])
         ax.set_title(f"certified, chip, σ = {entry['sigma']:g} "
                      f"(n = {cert0['parameters']['n']:,})", fontsize=9)

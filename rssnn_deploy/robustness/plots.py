@@ -27,7 +27,8 @@ from rssnn_deploy.robustness.config import THREATS
 from rssnn_deploy.robustness.faults import FAULTS
 from rssnn_deploy.robustness.record import strongest_over_gradients
 
-__all__ = ["plot_attack_curves", "plot_certified", "plot_noise", "plot_faults", "plot_stability", "write_plots"]
+__all__ = ["plot_attack_curves", "plot_certified", "certified_curve", "plot_noise",
+           "plot_faults", "plot_stability", "write_plots"]
 
 _STYLE = {"float": ("tab:blue", "-"), "transfer": ("tab:orange", "--"), "chip": ("tab:red", "-")}
 #: wide hollow circles under medium squares under small filled triangles, three dash
@@ -135,6 +136,13 @@ def plot_attack_curves(path: Path, record: Mapping[str, Any]) -> Path:
     return _save(fig, path, rect=(0.0, 0.06, 1.0, 1.0))
 
 
+def certified_curve(rows: Sequence[Mapping[str, Any]], radius: np.ndarray) -> np.ndarray:
+    """Certified accuracy (%) at each radius from one model's per-image certificates
+    (``certify.json``'s ``per_image``): correct and certified at least that far."""
+    ok = np.array([r["radius"] if r["correct"] else -1.0 for r in rows])
+    return 100.0 * (ok[None, :] >= np.asarray(radius)[:, None]).mean(axis=1)
+
+
 def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
     """Certified accuracy vs L2 radius, one panel per σ, float vs chip (step curves), and
     a dashed vertical line at the largest radius the run's n and α can certify, where
@@ -149,8 +157,7 @@ def plot_certified(path: Path, cert: Mapping[str, Any]) -> Path:
     for ax, entry in zip(axes, entries):
         for name, label in (("float", "float model"), ("chip", "deployed (bit-exact sim)")):
             rows = entry["per_image"][name]
-            ok = np.array([r["radius"] if r["correct"] else -1.0 for r in rows])
-            ax.step(radius, [(ok >= r).mean() * 100 for r in radius], where="post",
+            ax.step(radius, certified_curve(rows, radius), where="post",
                     label=label, **_CERT_STYLE[name])
         ax.axvline(recorded_limit(entry, cert["parameters"]), color="0.35", ls=(0, (5, 3)), lw=1.2,
                    label=f"largest radius n={n:,} can certify")
