@@ -52,8 +52,9 @@ def _pct(value: float, digits: int) -> str:
 
 
 def _report(folder: Path, eps: float, kind: str = "model.net") -> Optional[dict]:
+    from rssnn_deploy.robustness.record import load_record   # ε in pixels, whatever wrote it
     path = folder / FILES[kind][1].format(eps=eps) / "report.json"
-    return _json(path) if path.is_file() else None
+    return load_record(path) if path.is_file() else None
 
 
 def _worst(report: dict, threat: str, eps: float) -> float:
